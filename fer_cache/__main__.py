@@ -1,0 +1,3 @@
+from fer_cache.cli import main
+
+main()

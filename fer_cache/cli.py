@@ -1,0 +1,183 @@
+"""fer-cache: thin commands over the stage-1 library. User mistakes: one line on stderr, exit 1."""
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from fer_cache.errors import FerCacheError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Encode face videos once into a Zarr cache.")
+console = Console()
+errors = Console(stderr=True)
+
+ConfigOpt = Annotated[Path, typer.Option("--config", help="data.yaml naming datasets and encoders")]
+
+
+def user_errors(command):
+    """Library errors are the user's to fix: print their one line and exit 1, no traceback."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except FerCacheError as exc:
+            errors.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1)
+    return wrapper
+
+
+def progress_bar(stderr: bool = False) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                    console=errors if stderr else console, transient=stderr)
+
+
+@app.command()
+@user_errors
+def scan(dataset: Annotated[str, typer.Option(help="dataset name in data.yaml")],
+         config: ConfigOpt = Path("data.yaml"),
+         decode: Annotated[bool, typer.Option(help="decode every video to count its frames")] = False,
+         as_json: Annotated[bool, typer.Option("--json", help="print JSON (DESIGN section 7)")] = False):
+    """List what would be extracted: id, label, subject (and decoded frames); unreadable files with reasons."""
+    from fer_cache.config import load_config
+    from fer_cache.scan import scan_with_frames
+
+    cfg = load_config(config)
+    with progress_bar(stderr=True) as bar:
+        task = bar.add_task("decoding", total=None, rate="")
+        report = scan_with_frames(cfg.dataset(dataset), decode, lambda: bar.advance(task))
+    if as_json:
+        print(json.dumps(report, indent=1))
+        return
+    table = Table("id", "label", "subject", *(["frames"] if decode else []), title=f"{dataset}: "
+                  f"{len(report['videos'])} videos, {len(report['errors'])} errors")
+    for v in report["videos"]:
+        table.add_row(v["id"], v["label_name"], v["subject"], *([str(v["n_frames"])] if decode else []))
+    console.print(table)
+    for e in report["errors"]:
+        console.print(f"[yellow]skipped[/yellow] {e['path']}: {e['reason']}", highlight=False)
+
+
+@app.command()
+@user_errors
+def extract(dataset: Annotated[str, typer.Option(help="dataset name in data.yaml")],
+            encoder: Annotated[str, typer.Option(help="encoder name in data.yaml")],
+            out: Annotated[str, typer.Option(help="store path (STORE.zarr) or fsspec URL")],
+            config: ConfigOpt = Path("data.yaml"),
+            device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+            batch_size: Annotated[int, typer.Option(min=1, help="clips per encoder batch")] = 8,
+            workers: Annotated[int, typer.Option(min=0, help="decode worker processes")] = 2,
+            limit: Annotated[int | None, typer.Option(min=1, help="only the first N videos")] = None,
+            overwrite: Annotated[bool, typer.Option(help="replace a store of another extraction")] = False):
+    """Encode every clip of a dataset once into a schema-1 Zarr store (resumes a partial store)."""
+    from fer_cache.config import load_config
+    from fer_cache.extract import run_extraction
+
+    cfg = load_config(config)
+    with progress_bar() as bar:
+        task = bar.add_task("videos", total=None, rate="")
+        clips = {"n": 0, "failed": 0, "t0": None}
+
+        def start(total, todo):
+            import time
+            clips["t0"] = time.perf_counter()
+            bar.update(task, total=total, completed=total - todo)
+
+        def advance(videos, n_clips, failed):
+            import time
+            clips["n"] += n_clips
+            clips["failed"] += failed
+            rate = clips["n"] / max(time.perf_counter() - clips["t0"], 1e-9)
+            bar.update(task, advance=videos, rate=f"{rate:.1f} clips/s, {clips['failed']} failed")
+
+        summary = run_extraction(cfg, dataset, encoder, out, device, batch_size, workers, limit, overwrite,
+                                 on_start=start, on_advance=advance)
+    print_summary(summary)
+    raise typer.Exit(summary.exit_code)
+
+
+def print_summary(summary) -> None:
+    rate = summary.clips_now / summary.seconds if summary.seconds else 0.0
+    console.print(f"{summary.store}: {summary.done}/{summary.total} videos done, {len(summary.failed)} failed; "
+                  f"this run encoded {summary.encoded_now} videos ({summary.clips_now} clips, {rate:.1f} clips/s) "
+                  f"in {summary.seconds:.1f} s", highlight=False)
+    for video_id, reason in summary.failed:
+        console.print(f"[red]failed[/red] {video_id}: {reason}", highlight=False)
+    for path, reason in summary.scan_errors:
+        console.print(f"[yellow]not a dataset video[/yellow] {path}: {reason}", highlight=False)
+    if summary.interrupted:
+        console.print("[yellow]stopped before the end: rerun the same command to resume[/yellow]")
+
+
+@app.command()
+@user_errors
+def info(store: str, as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False):
+    """Attributes, counts by status, sizes and bytes per clip of a store."""
+    from fer_cache.audit import store_info
+
+    result = store_info(store)
+    payload = {"store": result.location, "shape": list(result.shape), "counts": result.counts,
+               "dtype": result.dtype, "stored_bytes": result.stored_bytes, "bytes_per_clip": result.bytes_per_clip,
+               "quantisation_error": result.quantisation_error, "attrs": result.attrs}
+    if as_json:
+        print(json.dumps(payload, indent=1, default=str))
+        return
+    console.print(f"[bold]{store}[/bold] tokens {tuple(result.shape)} {result.dtype}, "
+                  f"{result.stored_bytes / 1e6:.1f} MB stored, {result.bytes_per_clip / 1e3:.1f} kB per clip view")
+    console.print(f"videos: {result.counts}", highlight=False)
+    if result.quantisation_error is not None:
+        console.print(f"{result.dtype} max abs error (estimate): {result.quantisation_error:.3g}")
+    for key in ("dataset", "label_names", "token_grid", "encoder", "sampling", "storage", "fingerprint"):
+        console.print(f"{key}: {result.attrs.get(key)}", highlight=False)
+
+
+@app.command()
+@user_errors
+def verify(store: str):
+    """Exit 0 only if every video is done and every value is finite; otherwise list what is wrong."""
+    from fer_cache.audit import verify_store
+
+    report = verify_store(store)
+    for problem in report.problems:
+        console.print(f"[red]✗[/red] {problem}", highlight=False)
+    if report.ok:
+        console.print(f"[green]✓[/green] {store}: every video done, every value finite")
+    raise typer.Exit(0 if report.ok else 3)
+
+
+@app.command("export-h5")
+@user_errors
+def export_h5(store: str, out: Path):
+    """Write the store's arrays and attributes into one HDF5 file."""
+    from fer_cache.audit import export_h5 as export
+
+    n = export(store, str(out))
+    console.print(f"wrote {n} videos to {out}")
+
+
+@app.command("demo-data")
+@user_errors
+def demo_data(out_dir: Path, actors: Annotated[int, typer.Option(min=2)] = 12,
+              repetitions: Annotated[int, typer.Option(min=1)] = 2, seed: int = 0):
+    """Generate the synthetic face-video dataset used by `make demo` (RAVDESS naming)."""
+    from fer_cache.datasets.synthetic import DEMO_EMOTIONS, generate_demo_dataset
+
+    total = actors * len(DEMO_EMOTIONS) * repetitions
+    with progress_bar() as bar:
+        task = bar.add_task("videos", total=total, rate="")
+        written = generate_demo_dataset(out_dir, actors, repetitions, seed=seed, progress=lambda: bar.advance(task))
+    console.print(f"wrote {len(written)} videos to {out_dir}")
+
+
+def main() -> None:
+    sys.exit(app())
+
+
+if __name__ == "__main__":
+    app()

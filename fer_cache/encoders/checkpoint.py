@@ -1,0 +1,127 @@
+"""Reading official V-JEPA checkpoints into VideoViT: the only place that knows their key layouts."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from fer_cache.errors import CheckpointError
+from fer_cache.encoders.vit import VideoViT, sincos_3d
+
+WRAPPER_PREFIXES = ("module.", "backbone.")
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_torch_checkpoint(path: Path, checkpoint_key: str) -> dict[str, torch.Tensor]:
+    """The encoder state dict of a V-JEPA 1 `.pth.tar` / V-JEPA 2 `.pt` training checkpoint."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path} (download the official release file and point "
+                              "`checkpoint:` in data.yaml at it)")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle refusals and corrupt files all mean: not a loadable checkpoint
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a plain-tensor checkpoint; refusing to load it ({first[:200]})") from exc
+    if not isinstance(blob, dict):
+        raise CheckpointError(f"{path}: expected a dict checkpoint, found {type(blob).__name__}")
+    if checkpoint_key in blob:
+        state = blob[checkpoint_key]
+    elif all(isinstance(v, torch.Tensor) for v in blob.values()):
+        state = blob  # a bare state dict
+    else:
+        keys = ", ".join(sorted(k for k, v in blob.items() if isinstance(v, dict)))
+        raise CheckpointError(f"{path}: no '{checkpoint_key}' entry; set checkpoint_key to one of: {keys}")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: '{checkpoint_key}' is not a state dict")
+    return {strip_prefixes(k): v for k, v in state.items()}
+
+
+def strip_prefixes(key: str) -> str:
+    changed = True
+    while changed:
+        changed = False
+        for prefix in WRAPPER_PREFIXES:
+            if key.startswith(prefix):
+                key, changed = key[len(prefix):], True
+    return key
+
+
+def read_hf_directory(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """config.json and the encoder weights of a Hugging Face V-JEPA 2 directory, mapped to our key names."""
+    from safetensors.torch import load_file
+
+    config_file, weights_file = path / "config.json", path / "model.safetensors"
+    for f in (config_file, weights_file):
+        if not f.is_file():
+            raise CheckpointError(f"{f} not found: a Hugging Face V-JEPA 2 directory holds config.json and "
+                                  "model.safetensors")
+    try:
+        config = json.loads(config_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{config_file}: not valid JSON ({exc})") from exc
+    weights = load_file(str(weights_file))
+    state: dict[str, torch.Tensor] = {}
+    for key, value in weights.items():
+        if not key.startswith("encoder."):
+            continue  # predictor and pooler weights are unused by a frozen encoder
+        key = key[len("encoder."):]
+        key = key.replace("embeddings.patch_embeddings.", "patch_embed.").replace("layer.", "blocks.", 1)
+        key = key.replace("layernorm.", "norm.")
+        state[key] = value
+    for i in range(int(config.get("num_hidden_layers", 0))):
+        parts = [state.pop(f"blocks.{i}.attention.{name}.{kind}", None) for kind in ("weight", "bias")
+                 for name in ("query", "key", "value")]
+        if any(p is None for p in parts):
+            raise CheckpointError(f"{weights_file}: missing attention query/key/value weights of layer {i}")
+        state[f"blocks.{i}.attn.qkv.weight"] = torch.cat(parts[:3], dim=0)
+        state[f"blocks.{i}.attn.qkv.bias"] = torch.cat(parts[3:], dim=0)
+        for kind in ("weight", "bias"):
+            if f"blocks.{i}.attention.proj.{kind}" in state:
+                state[f"blocks.{i}.attn.proj.{kind}"] = state.pop(f"blocks.{i}.attention.proj.{kind}")
+    return config, state
+
+
+def load_state_strict(model: VideoViT, state: dict[str, torch.Tensor], source: str) -> None:
+    """Copy `state` into `model`; any missing, unexpected or mis-shaped key is an error naming it."""
+    state = dict(state)
+    stored_pos = state.pop("pos_embed", None)
+    expected = {k: v for k, v in model.state_dict().items() if k != "pos_embed"}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing:
+        raise CheckpointError(f"{source}: missing key '{missing[0]}'" + (f" (+{len(missing) - 1} more)"
+                                                                         if len(missing) > 1 else ""))
+    if unexpected:
+        raise CheckpointError(f"{source}: unexpected key '{unexpected[0]}'" + (f" (+{len(unexpected) - 1} more)"
+                                                                               if len(unexpected) > 1 else ""))
+    for key, value in state.items():
+        if tuple(value.shape) != tuple(expected[key].shape):
+            raise CheckpointError(f"{source}: key '{key}' has shape {tuple(value.shape)}, the model expects "
+                                  f"{tuple(expected[key].shape)} (check arch/embed_dim/patch_size/tubelet_size)")
+    if model.pos_embed is None and stored_pos is not None:
+        raise CheckpointError(f"{source}: unexpected key 'pos_embed' (a V-JEPA 1 checkpoint? use family vjepa)")
+    if model.pos_embed is not None and stored_pos is not None:
+        check_pos_embed(model, stored_pos, source)
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+
+
+def check_pos_embed(model: VideoViT, stored: torch.Tensor, source: str) -> None:
+    """The fixed sin-cos table is regenerated; where its grid matches the stored one, they must agree."""
+    cfg = model.cfg
+    if stored.shape[-1] != cfg.embed_dim:
+        raise CheckpointError(f"{source}: key 'pos_embed' has width {stored.shape[-1]}, expected {cfg.embed_dim}")
+    if stored.shape[1] != cfg.num_tokens:
+        return  # trained at another resolution or frame count: the regenerated table is the right one
+    regenerated = sincos_3d(cfg.embed_dim, cfg.token_grid, cfg.uniform_power)
+    error = (stored.float() - regenerated).abs().max().item()
+    if error > 1e-4:
+        raise CheckpointError(f"{source}: stored 'pos_embed' differs from the 3-D sin-cos table by {error:.3g}; "
+                              "check uniform_power")

@@ -1,0 +1,172 @@
+"""A compact video ViT that covers V-JEPA 1 (fixed 3-D sin-cos position table) and V-JEPA 2 (3-D RoPE).
+
+Axes: B clips, C=3 channels, T frames, H/W pixels, N tokens (T' x H' x W', row-major), D width, h heads.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class ViTConfig:
+    embed_dim: int
+    depth: int
+    num_heads: int
+    mlp_ratio: float = 4.0
+    patch_size: int = 16
+    tubelet_size: int = 2
+    resolution: int = 224
+    frames_per_clip: int = 16
+    use_rope: bool = False  # V-JEPA 2: rotary embedding in attention, no additive table
+    uniform_power: bool = True  # V-JEPA 1 sin-cos split of the width across t/h/w
+    qkv_bias: bool = True
+    layernorm_eps: float = 1e-6
+
+    @property
+    def token_grid(self) -> tuple[int, int, int]:
+        return (self.frames_per_clip // self.tubelet_size, self.resolution // self.patch_size,
+                self.resolution // self.patch_size)
+
+    @property
+    def num_tokens(self) -> int:
+        t, h, w = self.token_grid
+        return t * h * w
+
+
+def sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
+    """[M] positions -> [M, dim] as (sin | cos), float64 like the reference."""
+    omega = np.arange(dim // 2, dtype=np.float64) / (dim / 2.0)
+    omega = 1.0 / 10000**omega  # [dim/2]
+    angles = np.einsum("m,d->md", positions.reshape(-1).astype(np.float64), omega)  # [M, dim/2]
+    return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)  # [M, dim]
+
+
+def sincos_3d(dim: int, grid: tuple[int, int, int], uniform_power: bool) -> torch.Tensor:
+    """The V-JEPA 1 fixed position table for a (T', H', W') grid -> [1, N, dim]."""
+    t, h, w = grid
+    grid_t, grid_h, grid_w = np.meshgrid(np.arange(t), np.arange(h), np.arange(w), indexing="ij")  # [T', H', W']
+    if uniform_power:
+        dim_t = dim_h = dim_w = int(np.ceil(dim / 6) * 2)
+    else:
+        dim_t, dim_h, dim_w = dim // 2, dim // 4, dim // 4
+    table = np.concatenate([sincos_1d(dim_t, grid_t), sincos_1d(dim_h, grid_h), sincos_1d(dim_w, grid_w)], axis=1)
+    return torch.from_numpy(table[:, :dim]).float().unsqueeze(0)  # [1, N, D]
+
+
+def rotate(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """V-JEPA 2 rotary embedding of one axis: x [B, h, N, d], pos [N]. Matches the reference's layout quirk
+    (sin/cos repeated as two halves while the rotation pairs neighbouring channels)."""
+    d = x.shape[-1]
+    omega = 1.0 / 10000 ** (torch.arange(d // 2, dtype=x.dtype, device=x.device) / (d / 2.0))  # [d/2]
+    freq = pos[:, None].to(x.dtype) * omega[None, :]  # [N, d/2]
+    sin, cos = freq.sin().repeat(1, 2), freq.cos().repeat(1, 2)  # [N, d]
+    pairs = x.unflatten(-1, (-1, 2))  # [B, h, N, d/2, 2]
+    rotated = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)  # [B, h, N, d]
+    return x * cos + rotated * sin
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ViTConfig):
+        super().__init__()
+        self.num_heads = cfg.num_heads
+        self.head_dim = cfg.embed_dim // cfg.num_heads
+        self.qkv = nn.Linear(cfg.embed_dim, 3 * cfg.embed_dim, bias=cfg.qkv_bias)
+        self.proj = nn.Linear(cfg.embed_dim, cfg.embed_dim)
+        self.use_rope = cfg.use_rope
+        self.rope_dim = 2 * ((self.head_dim // 3) // 2)  # channels per axis (t, h, w)
+
+    def apply_rope(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+        _, h, w = grid
+        ids = torch.arange(x.shape[2], device=x.device)  # [N]
+        positions = (ids // (h * w), (ids % (h * w)) // w, ids % w)  # time, height, width
+        parts, start = [], 0
+        for pos in positions:
+            parts.append(rotate(x[..., start:start + self.rope_dim], pos))
+            start += self.rope_dim
+        parts.append(x[..., start:])  # channels left unrotated when head_dim is not a multiple of 6
+        return torch.cat(parts, dim=-1)
+
+    def forward(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+        B, N, D = x.shape
+        qkv = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # [3, B, h, N, d]
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        if self.use_rope:
+            q, k = self.apply_rope(q, grid), self.apply_rope(k, grid)
+        y = F.scaled_dot_product_attention(q, k, v)  # [B, h, N, d]
+        return self.proj(y.transpose(1, 2).reshape(B, N, D))  # [B, N, D]
+
+
+class MLP(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ViTConfig):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(cfg.embed_dim, eps=cfg.layernorm_eps)
+        self.attn = Attention(cfg)
+        self.norm2 = nn.LayerNorm(cfg.embed_dim, eps=cfg.layernorm_eps)
+        self.mlp = MLP(cfg.embed_dim, int(cfg.embed_dim * cfg.mlp_ratio))
+
+    def forward(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), grid)
+        return x + self.mlp(self.norm2(x))
+
+
+class PatchEmbed3D(nn.Module):
+    def __init__(self, cfg: ViTConfig):
+        super().__init__()
+        kernel = (cfg.tubelet_size, cfg.patch_size, cfg.patch_size)
+        self.proj = nn.Conv3d(3, cfg.embed_dim, kernel_size=kernel, stride=kernel)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        return self.proj(video).flatten(2).transpose(1, 2)  # [B, 3, T, H, W] -> [B, N, D]
+
+
+class VideoViT(nn.Module):
+    """Frozen V-JEPA encoder: video [B, 3, T, H, W] (normalised) -> tokens [B, N, D] after the final norm."""
+
+    def __init__(self, cfg: ViTConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.patch_embed = PatchEmbed3D(cfg)
+        if cfg.use_rope:
+            self.pos_embed = None
+        else:
+            self.register_buffer("pos_embed", sincos_3d(cfg.embed_dim, cfg.token_grid, cfg.uniform_power))
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        self.norm = nn.LayerNorm(cfg.embed_dim, eps=cfg.layernorm_eps)
+
+    def forward_features(self, video: torch.Tensor) -> torch.Tensor:
+        B, C, T, H, W = video.shape
+        grid = (T // self.cfg.tubelet_size, H // self.cfg.patch_size, W // self.cfg.patch_size)
+        x = self.patch_embed(video)  # [B, N, D]
+        if self.pos_embed is not None:
+            pos = self.pos_embed
+            if grid != self.cfg.token_grid:
+                pos = sincos_3d(self.cfg.embed_dim, grid, self.cfg.uniform_power).to(x)
+            x = x + pos.to(x.dtype)
+        for block in self.blocks:
+            x = block(x, grid)
+        return self.norm(x)  # [B, N, D]
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(video)
+
+    def flops_per_clip(self) -> float:
+        """Multiply-adds x 2 of one clip's forward pass (matmuls and attention), for TFLOP/s reporting."""
+        cfg, N, D = self.cfg, self.cfg.num_tokens, self.cfg.embed_dim
+        hidden = int(D * cfg.mlp_ratio)
+        patch = N * D * 3 * cfg.tubelet_size * cfg.patch_size**2
+        per_block = N * D * 3 * D + N * D * D + 2 * N * D * hidden + 2 * N * N * D
+        return 2.0 * (patch + cfg.depth * per_block)

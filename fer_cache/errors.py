@@ -1,0 +1,29 @@
+"""One error family for stage 1: the CLI prints their message in one line and exits 1."""
+
+
+class FerCacheError(Exception):
+    """A user-facing problem: bad input, bad config, a store that does not match. Message says what to do."""
+
+
+class ConfigError(FerCacheError):
+    pass
+
+
+class DatasetError(FerCacheError):
+    pass
+
+
+class CheckpointError(FerCacheError):
+    pass
+
+
+class DecodeError(FerCacheError):
+    pass
+
+
+class StoreError(FerCacheError):
+    pass
+
+
+class StoreMismatchError(StoreError):
+    pass

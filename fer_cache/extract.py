@@ -1,0 +1,307 @@
+"""Stage 1 pipeline: decode workers -> batched frozen encoder -> a writer thread that commits whole videos.
+
+Axes: K clips per video, S views, T frames, h/w crop pixels, B clips in a batch, N tokens, D width.
+"""
+
+import os
+from contextlib import nullcontext
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from fer_cache import store as st
+from fer_cache.config import Config, check_extraction
+from fer_cache.datasets import ScanResult, scan_dataset
+from fer_cache.encoders import build_encoder, describe_encoder
+from fer_cache.errors import DecodeError, FerCacheError
+from fer_cache.video import Sampling, cut_clips, decode_video, normalise
+
+
+@dataclass
+class ExtractSummary:
+    store: str
+    total: int
+    done: int
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (video id, reason) from the store
+    scan_errors: list[tuple[str, str]] = field(default_factory=list)  # files that never became videos
+    encoded_now: int = 0  # videos encoded by this run (resumed ones excluded)
+    clips_now: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        return 3 if (self.failed or self.scan_errors or self.interrupted) else 0
+
+
+@dataclass
+class DecodedVideo:
+    index: int
+    clips: torch.Tensor | None  # [K, S, T, h, w, 3] uint8
+    frame_index: np.ndarray | None  # [K, T]
+    n_frames: int
+    error: str = ""
+
+
+class VideoClips(Dataset):
+    """One item per video: decoded once, all clips and views cut from the same frames (runs in workers)."""
+
+    def __init__(self, root: Path, jobs: list[tuple[int, str]], sampling: Sampling):
+        self.root, self.jobs, self.sampling = root, jobs, sampling
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def __getitem__(self, i: int) -> DecodedVideo:
+        index, rel = self.jobs[i]
+        try:
+            frames = decode_video(self.root / rel, self.sampling.resize)  # [F, H, W, 3]
+            clips, frame_index = cut_clips(frames, self.sampling)
+        except DecodeError as exc:
+            return DecodedVideo(index, None, None, 0, str(exc))
+        return DecodedVideo(index, torch.from_numpy(np.ascontiguousarray(clips)), frame_index, len(frames))
+
+
+def keep_one(items: list[DecodedVideo]) -> DecodedVideo:
+    return items[0]
+
+
+class Writer(threading.Thread):
+    """Commits finished videos off the encoding thread; the only place where a video's status changes."""
+
+    def __init__(self, group, depth: int = 8):
+        super().__init__(daemon=True)
+        self.group, self.jobs, self.error = group, queue.Queue(maxsize=depth), None
+
+    def run(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            if self.error is not None:
+                continue
+            try:
+                if isinstance(job, tuple):  # (index, reason): a failure
+                    st.mark_failed(self.group, *job)
+                else:
+                    st.write_video(self.group, job.index, job.tokens, job.frame_index, job.n_frames)
+            except Exception as exc:  # handed to the main thread, which re-raises it
+                self.error = exc
+
+    def put(self, job) -> None:
+        if self.error is not None:
+            raise self.error
+        self.jobs.put(job)
+
+    def close(self) -> None:
+        self.jobs.put(None)
+        self.join()
+        if self.error is not None:
+            raise FerCacheError(f"writing the store failed: {self.error}") from self.error
+
+
+@dataclass
+class Finished:
+    index: int
+    tokens: np.ndarray  # [K, S, N, D] float32
+    frame_index: np.ndarray
+    n_frames: int
+
+
+class StopFlag:
+    """SIGINT/SIGTERM ask for a clean stop after the current write; a second signal is left to the default."""
+
+    def __init__(self):
+        self.raised = False
+        self.previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self.handle)
+        return self
+
+    def handle(self, signum, frame) -> None:
+        self.raised = True
+        signal.signal(signum, self.previous.get(signum, signal.SIG_DFL))
+
+    def __exit__(self, *exc_info):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def resolve_device(device: str, local_rank: int) -> torch.device:
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise FerCacheError("--device cuda was asked for, but no CUDA GPU is visible; use --device cpu")
+        return torch.device("cuda", local_rank)
+    return torch.device(device)
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+
+def init_distributed(device: str) -> DistInfo:
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; ranks then take disjoint videos."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        use_nccl = device != "cpu" and torch.cuda.is_available()
+        dist.init_process_group("nccl" if use_nccl else "gloo")
+    return DistInfo(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def barrier(info: DistInfo) -> None:
+    if info.world > 1:
+        import torch.distributed as dist
+        dist.barrier()
+
+
+def prepare_store(out: str, overwrite: bool, layout: st.Layout, scan: ScanResult, attrs: dict, info: DistInfo):
+    """Rank 0 creates or checks the store; the others open it once it exists."""
+    exists = (Path(out) / "zarr.json").exists() if not st.is_url(out) else _url_exists(out)
+    if info.rank == 0:
+        if exists and not overwrite:
+            group = st.open_group(out, mode="r+")
+            st.ensure_compatible(group, out, attrs["fingerprint"], scan.videos)
+        else:
+            if not st.is_url(out) and Path(out).exists() and not exists and any(Path(out).iterdir()):
+                raise FerCacheError(f"{out} exists and is not a store; choose another --out or remove it")
+            group = st.create_store(out, layout, scan.videos, attrs)
+    barrier(info)
+    if info.rank != 0:
+        group = st.open_group(out, mode="r+")
+    return group
+
+
+def _url_exists(url: str) -> bool:
+    import fsspec
+    fs, path = fsspec.core.url_to_fs(url)
+    return fs.exists(f"{path.rstrip('/')}/zarr.json")
+
+
+def store_attrs(dataset: str, scan: ScanResult, encoder, sampling: Sampling, dtype: str, compressor: str) -> dict:
+    encoder_attrs = describe_encoder(encoder)
+    storage = {"dtype": dtype, "compressor": compressor}
+    token_grid = list(encoder.cfg.token_grid)
+    return {"dataset": dataset, "label_names": list(scan.label_names), "encoder": encoder_attrs,
+            "sampling": sampling.as_attrs(), "token_grid": token_grid, "storage": storage,
+            "fingerprint": st.fingerprint(encoder_attrs, sampling.as_attrs(), storage, token_grid),
+            "software": st.software_versions()}
+
+
+def run_extraction(config: Config, dataset: str, encoder: str, out: str, device: str = "auto",
+                   batch_size: int = 8, workers: int = 2, limit: int | None = None, overwrite: bool = False,
+                   on_start: Callable[[int, int], None] | None = None,
+                   on_advance: Callable[[int, int, int], None] | None = None) -> ExtractSummary:
+    """Encode every pending video of `dataset` into `out`; resumable, safe to interrupt, multi-rank aware."""
+    started = time.perf_counter()
+    dataset_cfg, encoder_cfg = config.dataset(dataset), config.encoder(encoder)
+    extraction = check_extraction(config.extraction_for(encoder_cfg), f"{config.path} (extraction)")
+    scan = scan_dataset(dataset_cfg)
+    if limit is not None:
+        scan.videos = scan.videos[:limit]
+    info = init_distributed(device)
+    torch_device = resolve_device(device, info.local_rank)
+    kwargs = encoder_cfg.build_kwargs() | {"frames_per_clip": extraction.frames_per_clip}
+    model = build_encoder(**kwargs, device=torch_device)
+    resolution = model.cfg.resolution
+    sampling = Sampling(extraction.frames_per_clip, extraction.frame_step, extraction.clips_per_video,
+                        extraction.spatial_views, extraction.resize or resolution, resolution)
+    attrs = store_attrs(dataset, scan, model, sampling, extraction.dtype, extraction.compressor)
+    layout = st.Layout(len(scan.videos), sampling.clips_per_video, sampling.spatial_views, model.cfg.num_tokens,
+                       model.cfg.embed_dim, sampling.frames_per_clip, extraction.dtype, extraction.compressor)
+    lock = st.StoreLock(out) if info.rank == 0 else nullcontext()
+    with lock, StopFlag() as stop:
+        group = prepare_store(out, overwrite, layout, scan, attrs, info)
+        status = group["videos/status"][:]
+        todo = [i for i in range(len(scan.videos)) if status[i] != st.DONE][info.rank::info.world]
+        if on_start is not None:
+            on_start(len(scan.videos), len(scan.videos) - int((status == st.DONE).sum()))
+        jobs = [(i, scan.videos[i].path) for i in todo]
+        encoded, clips = encode_all(model, group, VideoClips(dataset_cfg.root, jobs, sampling), batch_size,
+                                    workers, torch_device, stop, on_advance)
+        barrier(info)
+    return summarise(out, group, scan, encoded, clips, time.perf_counter() - started, stop.raised)
+
+
+def summarise(out: str, group, scan: ScanResult, encoded: int, clips: int, seconds: float,
+              interrupted: bool) -> ExtractSummary:
+    status = group["videos/status"][:]
+    errors = st.read_strings(group["videos/error"])
+    ids = st.read_strings(group["videos/id"])
+    failed = [(ids[i], errors[i]) for i in np.flatnonzero(status == st.FAILED)]
+    return ExtractSummary(store=out, total=len(ids), done=int((status == st.DONE).sum()), failed=failed,
+                          scan_errors=list(scan.errors), encoded_now=encoded, clips_now=clips, seconds=seconds,
+                          interrupted=interrupted or bool((status == st.PENDING).any()))
+
+
+def encode_all(model, group, dataset: VideoClips, batch_size: int, workers: int, device: torch.device,
+               stop: StopFlag, on_advance) -> tuple[int, int]:
+    """Fill batches across video boundaries; hand each finished video to the writer."""
+    if not len(dataset):
+        return 0, 0
+    loader = DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=None,
+                        pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None,
+                        persistent_workers=False)
+    writer = Writer(group)
+    writer.start()
+    partial: dict[int, list] = {}  # video index -> [DecodedVideo, token list]
+    pending_clips: list[tuple[int, torch.Tensor]] = []  # (video index, clip [T, h, w, 3])
+    encoded = clips_done = 0
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+    def run_batch(batch: list[tuple[int, torch.Tensor]]) -> None:
+        nonlocal encoded, clips_done
+        video = torch.stack([clip for _, clip in batch]).to(device, non_blocking=True)  # [B, T, h, w, 3]
+        with torch.inference_mode(), autocast:
+            tokens = model(normalise(video)).float().cpu().numpy()  # [B, N, D]
+        for (index, _), row in zip(batch, tokens):
+            entry = partial[index]
+            entry[1].append(row)
+            if len(entry[1]) == entry[2]:
+                decoded = entry[0]
+                K, S = decoded.clips.shape[:2]
+                stacked = np.stack(entry[1]).reshape(K, S, *row.shape)  # [K, S, N, D]
+                writer.put(Finished(index, stacked, decoded.frame_index, decoded.n_frames))
+                del partial[index]
+                encoded += 1
+                if on_advance:
+                    on_advance(1, 0, 0)
+        clips_done += len(batch)
+        if on_advance:
+            on_advance(0, len(batch), 0)
+
+    try:
+        for decoded in loader:
+            if stop.raised:
+                break
+            if decoded.error:
+                writer.put((decoded.index, decoded.error))
+                if on_advance:
+                    on_advance(1, 0, 1)
+                continue
+            flat = decoded.clips.flatten(0, 1)  # [K*S, T, h, w, 3]
+            partial[decoded.index] = [decoded, [], flat.shape[0]]
+            pending_clips.extend((decoded.index, clip) for clip in flat)
+            while len(pending_clips) >= batch_size and not stop.raised:
+                run_batch(pending_clips[:batch_size])
+                pending_clips = pending_clips[batch_size:]
+        if pending_clips and not stop.raised:
+            run_batch(pending_clips)
+    finally:
+        writer.close()
+    return encoded, clips_done

@@ -1,0 +1,139 @@
+"""Decode a video once with PyAV, then cut every clip and spatial view from the decoded frames.
+
+Axes: F decoded frames, K clips, S spatial views, T frames per clip, H/W pixels, C=3 channels (RGB, uint8).
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from fer_cache.errors import DecodeError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    frames_per_clip: int = 16
+    frame_step: int = 4
+    clips_per_video: int = 8
+    spatial_views: int = 1
+    resize: int = 224  # short side after decoding
+    crop: int = 224  # square crop fed to the encoder
+
+    def as_attrs(self) -> dict:
+        return {"frames_per_clip": self.frames_per_clip, "frame_step": self.frame_step,
+                "clips_per_video": self.clips_per_video, "spatial_views": self.spatial_views,
+                "resize": self.resize, "crop": self.crop, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+
+
+def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """(width, height) with the short side at `short_side`, aspect kept, even-free rounding."""
+    if width <= height:
+        return short_side, max(short_side, round(height * short_side / width))
+    return max(short_side, round(width * short_side / height)), short_side
+
+
+def decode_video(path: str | Path, short_side: int | None) -> np.ndarray:
+    """All frames of the first video stream, scaled during conversion -> [F, H, W, 3] uint8."""
+    path = Path(path)
+    if not path.is_file():
+        raise DecodeError(f"file not found: {path}")
+    if path.stat().st_size == 0:
+        raise DecodeError("empty file (0 bytes)")
+    frames = []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise DecodeError("no video stream (audio-only or not a video)")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            size = None
+            for frame in container.decode(stream):
+                if size is None:
+                    size = scaled_size(frame.width, frame.height, short_side) if short_side else (frame.width,
+                                                                                                  frame.height)
+                frames.append(frame.to_ndarray(width=size[0], height=size[1], format="rgb24",
+                                               interpolation="AREA"))
+    except DecodeError:
+        raise
+    except (av.FFmpegError, ValueError, OSError, IndexError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if not frames:
+            raise DecodeError(f"cannot decode: {reason[:200]}") from exc
+        raise DecodeError(f"decoding stopped after {len(frames)} frames: {reason[:200]}") from exc
+    if not frames:
+        raise DecodeError("no video frames could be decoded")
+    return np.stack(frames)  # [F, H, W, 3]
+
+
+def clip_frame_indices(n_frames: int, frames_per_clip: int, frame_step: int, clips_per_video: int) -> np.ndarray:
+    """Decoded-frame indices of every clip -> [K, T]; clips spread evenly, short videos padded with the last frame."""
+    span = (frames_per_clip - 1) * frame_step + 1
+    if n_frames >= span:
+        starts = np.round(np.linspace(0, n_frames - span, clips_per_video)).astype(np.int64)  # [K]
+    else:
+        starts = np.zeros(clips_per_video, dtype=np.int64)
+    offsets = np.arange(frames_per_clip, dtype=np.int64) * frame_step  # [T]
+    return np.minimum(starts[:, None] + offsets[None, :], n_frames - 1).astype(np.int32)  # [K, T]
+
+
+def spatial_crops(height: int, width: int, crop: int, views: int) -> list[tuple[int, int]]:
+    """Top-left corners of 1 centre crop or 3 crops along the long side."""
+    top_centre, left_centre = (height - crop) // 2, (width - crop) // 2
+    if views == 1:
+        return [(top_centre, left_centre)]
+    if width >= height:
+        return [(top_centre, left) for left in (0, left_centre, width - crop)]
+    return [(top, left_centre) for top in (0, top_centre, height - crop)]
+
+
+def cut_clips(frames: np.ndarray, sampling: Sampling) -> tuple[np.ndarray, np.ndarray]:
+    """Decoded frames [F, H, W, 3] -> clips [K, S, T, crop, crop, 3] uint8 and their frame indices [K, T]."""
+    F, H, W, _ = frames.shape
+    if min(H, W) < sampling.crop:
+        raise DecodeError(f"frames of {W}x{H} are smaller than the {sampling.crop} px crop")
+    indices = clip_frame_indices(F, sampling.frames_per_clip, sampling.frame_step, sampling.clips_per_video)
+    picked = frames[indices]  # [K, T, H, W, 3]
+    views = [picked[:, :, top:top + sampling.crop, left:left + sampling.crop]
+             for top, left in spatial_crops(H, W, sampling.crop, sampling.spatial_views)]
+    return np.stack(views, axis=1), indices  # [K, S, T, crop, crop, 3], [K, T]
+
+
+def normalise(clips_uint8, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """uint8 [..., T, H, W, 3] (numpy or torch) -> float32 torch [..., 3, T, H, W] with ImageNet statistics."""
+    import torch
+
+    x = torch.as_tensor(clips_uint8)
+    x = x.float().div_(255.0)
+    mean_t = torch.tensor(mean, dtype=x.dtype, device=x.device)
+    std_t = torch.tensor(std, dtype=x.dtype, device=x.device)
+    x = (x - mean_t) / std_t  # [..., T, H, W, 3]
+    return x.movedim(-1, -4).contiguous()  # [..., 3, T, H, W]
+
+
+def count_frames(path: str | Path) -> int:
+    """Frames actually decoded (containers lie about their counts); no scaling, no conversion."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        raise DecodeError("empty file (0 bytes)" if path.is_file() else f"file not found: {path}")
+    count = 0
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise DecodeError("no video stream (audio-only or not a video)")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for _ in container.decode(stream):
+                count += 1
+    except DecodeError:
+        raise
+    except (av.FFmpegError, ValueError, OSError, IndexError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DecodeError(f"cannot decode: {reason[:200]}") from exc
+    if count == 0:
+        raise DecodeError("no video frames could be decoded")
+    return count
