@@ -1,0 +1,94 @@
+"""Subject-independent folds: seeded, stratified where possible, saved as folds.json and reusable."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
+
+from fer_probe.errors import FoldsError
+
+
+@dataclass(frozen=True)
+class Fold:
+    test_subjects: tuple[str, ...]
+    train_subjects: tuple[str, ...]
+
+
+def make_folds(subjects: list[str], labels: np.ndarray, n_folds: int, seed: int) -> list[Fold]:
+    """StratifiedGroupKFold over subjects; no subject is ever in both train and test."""
+    unique = sorted(set(subjects), key=_subject_key)
+    if n_folds < 2:
+        raise FoldsError(f"--folds must be at least 2, got {n_folds}")
+    if n_folds > len(unique):
+        raise FoldsError(f"--folds {n_folds} is more than the {len(unique)} subjects in the store; use at most "
+                         f"{len(unique)}")
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    groups = np.array(subjects, dtype=object)
+    folds = []
+    for _, test_idx in splitter.split(np.zeros(len(labels)), labels, groups):
+        test = sorted(set(groups[test_idx].tolist()), key=_subject_key)
+        train = [s for s in unique if s not in set(test)]
+        folds.append(Fold(tuple(test), tuple(train)))
+    return folds
+
+
+def _subject_key(subject: str):
+    return (0, int(subject), "") if subject.isdigit() else (1, 0, subject)
+
+
+def save_folds(folds: list[Fold], path: Path, seed: int | None = None) -> None:
+    payload = {"folds": [{"test_subjects": list(f.test_subjects), "train_subjects": list(f.train_subjects)}
+                         for f in folds]}
+    if seed is not None:
+        payload["seed"] = seed
+    path.write_text(json.dumps(payload, indent=1))
+
+
+def load_folds(path: Path, subjects: list[str]) -> list[Fold]:
+    """Read a folds.json and check it against the store: disjoint, known subjects, at least two folds."""
+    if not path.is_file():
+        raise FoldsError(f"folds file not found: {path}")
+    try:
+        raw = json.loads(path.read_text())
+        entries = raw["folds"]
+        folds = [Fold(tuple(str(s) for s in e["test_subjects"]), tuple(str(s) for s in e["train_subjects"]))
+                 for e in entries]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise FoldsError(f"{path}: expected {{\"folds\": [{{\"test_subjects\": [...], \"train_subjects\": "
+                         f"[...]}}]}} ({type(exc).__name__}: {exc})") from exc
+    known = set(subjects)
+    for i, fold in enumerate(folds):
+        leaked = sorted(set(fold.test_subjects) & set(fold.train_subjects))
+        if leaked:
+            raise FoldsError(f"{path}: fold {i} has subject(s) {', '.join(leaked)} in both train and test; "
+                             "folds must be subject-disjoint")
+        unknown = sorted((set(fold.test_subjects) | set(fold.train_subjects)) - known)
+        if unknown:
+            raise FoldsError(f"{path}: fold {i} names subject(s) {', '.join(unknown[:5])} that the store does not "
+                             "have; was the file made for another dataset?")
+        if not fold.test_subjects or not fold.train_subjects:
+            raise FoldsError(f"{path}: fold {i} has an empty train or test side")
+    if len(folds) < 1:
+        raise FoldsError(f"{path}: no folds")
+    return folds
+
+
+def inner_split(subjects: list[str], labels: np.ndarray, indices: np.ndarray, seed: int,
+                fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """A subject-disjoint validation split of a training fold, for choosing among heads (never the test fold)."""
+    groups = np.array([subjects[i] for i in indices], dtype=object)
+    n_groups = len(set(groups.tolist()))
+    if n_groups < 2:
+        raise FoldsError("a training fold needs at least 2 subjects to choose among heads on a validation split")
+    n_splits = max(2, min(n_groups, round(1 / fraction)))
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    train_idx, val_idx = next(splitter.split(np.zeros(len(indices)), labels[indices], groups))
+    return indices[train_idx], indices[val_idx]
+
+
+def fold_indices(subjects: list[str], fold: Fold) -> tuple[np.ndarray, np.ndarray]:
+    test, train = set(fold.test_subjects), set(fold.train_subjects)
+    subject_array = np.array(subjects, dtype=object)
+    return (np.flatnonzero([s in train for s in subject_array]), np.flatnonzero([s in test for s in subject_array]))
