@@ -266,9 +266,13 @@ def encode_all(model, group, dataset: VideoClips, batch_size: int, workers: int,
 
     def run_batch(batch: list[tuple[int, torch.Tensor]]) -> None:
         nonlocal encoded, clips_done
-        video = torch.stack([clip for _, clip in batch]).to(device, non_blocking=True)  # [B, T, h, w, 3]
+        clips = [clip for _, clip in batch]
+        # Always a full batch (zero-padded): a clip's tokens then never depend on which clips share its batch,
+        # so a resumed run writes exactly what an uninterrupted run would.
+        clips += [torch.zeros_like(clips[0])] * (batch_size - len(clips))
+        video = torch.stack(clips).to(device, non_blocking=True)  # [B, T, h, w, 3]
         with torch.inference_mode(), autocast:
-            tokens = model(normalise(video)).float().cpu().numpy()  # [B, N, D]
+            tokens = model(normalise(video)).float().cpu().numpy()[:len(batch)]  # [B, N, D]
         for (index, _), row in zip(batch, tokens):
             entry = partial[index]
             entry[1].append(row)

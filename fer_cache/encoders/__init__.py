@@ -21,7 +21,7 @@ def build_encoder(family: str = "vjepa", checkpoint: str | Path | None = None,
                   embed_dim: int | None = None, depth: int | None = None, num_heads: int | None = None,
                   mlp_ratio: float | None = None, patch_size: int = 16, tubelet_size: int = 2,
                   resolution: int | None = None, frames_per_clip: int | None = None,
-                  uniform_power: bool = True, seed: int = RANDOM_SEED, device: str | torch.device = "cpu",
+                  uniform_power: bool = True, seed: int = RANDOM_SEED, device: str | torch.device | None = None,
                   checkpoint_sha256: str | None = None) -> VideoViT:
     """A frozen encoder in eval mode with gradients off; random seeded weights when `checkpoint` is None."""
     if family not in FAMILIES:
@@ -56,7 +56,7 @@ def build_encoder(family: str = "vjepa", checkpoint: str | Path | None = None,
     model.checkpoint_key = checkpoint_key if family != "vjepa2-hf" and checkpoint is not None else None
     model.family, model.arch = family, arch
     model.eval().requires_grad_(False)
-    return model.to(device)
+    return model.to(device) if device is not None else model
 
 
 def resolve_config(family: str, hf_config: dict | None, arch: str | None, embed_dim: int | None,

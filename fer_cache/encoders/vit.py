@@ -54,7 +54,7 @@ def sincos_3d(dim: int, grid: tuple[int, int, int], uniform_power: bool) -> torc
     else:
         dim_t, dim_h, dim_w = dim // 2, dim // 4, dim // 4
     table = np.concatenate([sincos_1d(dim_t, grid_t), sincos_1d(dim_h, grid_h), sincos_1d(dim_w, grid_w)], axis=1)
-    return torch.from_numpy(table[:, :dim]).float().unsqueeze(0)  # [1, N, D]
+    return torch.tensor(table[:, :dim], dtype=torch.float32).unsqueeze(0)  # [1, N, D] (follows the default device)
 
 
 def rotate(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:

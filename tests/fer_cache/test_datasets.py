@@ -1,0 +1,79 @@
+import pytest
+
+from fer_cache.config import DatasetConfig
+from fer_cache.datasets import CANONICAL_LABELS, scan_dataset
+from fer_cache.datasets import crema_d, ravdess
+
+
+def touch(root, rel, content=b"x"):
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+
+
+def test_ravdess_names_parse_to_canonical_labels_and_subjects():
+    name = ravdess.parse_name("01-01-08-02-01-02-24")
+    assert (name.modality, name.emotion, name.actor) == (1, 8, 24)
+    assert ravdess.LABEL_NAMES == CANONICAL_LABELS
+
+
+@pytest.mark.parametrize("stem,reason", [
+    ("01-01-09-01-01-01-01", "emotion code 09"), ("01-01-01-01-01-01-25", "actor code 25"),
+    ("01-01-01-01-01-01", "seven two-digit fields"), ("1-1-1-1-1-1-1", "seven two-digit fields"),
+    ("04-01-01-01-01-01-01", "modality code 04"), ("01-03-01-01-01-01-01", "vocal channel code 03"),
+])
+def test_ravdess_invalid_names(stem, reason):
+    with pytest.raises(ValueError, match=reason):
+        ravdess.parse_name(stem)
+
+
+def test_ravdess_scan_filters_errors_and_order(tmp_path):
+    for rel in ["Actor_02/02-01-03-01-01-01-02.mp4", "Actor_01/01-01-05-02-02-02-01.mp4",
+                "Actor_01/01-02-05-02-02-02-01.mp4", "Actor_01/03-01-05-02-02-02-01.mp4",
+                "Actor_01/bad-name.mp4", "Actor_01/README.txt"]:
+        touch(tmp_path, rel)
+    (tmp_path / "Actor_01" / "01-01-01-01-01-01-01.mp4").mkdir()
+    result = scan_dataset(DatasetConfig("r", "ravdess", tmp_path))
+    assert [v.id for v in result.videos] == ["01-01-05-02-02-02-01", "02-01-03-01-01-01-02"]
+    assert [(v.label_name, v.subject) for v in result.videos] == [("angry", "1"), ("happy", "2")]
+    assert result.skipped == 2  # a song video and an audio-only one, excluded by the default filters
+    reasons = dict(result.errors)
+    assert "seven two-digit fields" in reasons["Actor_01/bad-name.mp4"]
+    assert "directory" in reasons["Actor_01/01-01-01-01-01-01-01.mp4"]
+    songs = scan_dataset(DatasetConfig("r", "ravdess", tmp_path, vocal_channel=("song",)))
+    assert [v.id for v in songs.videos] == ["01-02-05-02-02-02-01"]
+
+
+def test_crema_d_names():
+    assert crema_d.parse_name("1091_WSI_SAD_LO") == ("1091", "sad")
+    assert crema_d.LABEL_NAMES == ("neutral", "happy", "sad", "angry", "fearful", "disgust")
+    for stem, reason in [("1000_DFA_ANG_XX", "actor"), ("1001_XXX_ANG_XX", "sentence"),
+                         ("1001_DFA_JOY_XX", "emotion"), ("1001_DFA_ANG_ZZ", "level"), ("1001-DFA-ANG-XX", "four")]:
+        with pytest.raises(ValueError, match=reason):
+            crema_d.parse_name(stem)
+
+
+def test_crema_d_scan_of_the_real_clips(tmp_path):
+    from tests.conftest import CREMA_D
+    result = scan_dataset(DatasetConfig("c", "crema_d", CREMA_D))
+    assert [v.label_name for v in result.videos] == ["angry", "disgust", "fearful", "happy", "neutral", "sad"]
+    assert {v.subject for v in result.videos} == {"1001"}
+    assert not result.errors
+
+
+def test_manifest_adapter(tmp_path):
+    touch(tmp_path, "clips/a.mp4")
+    touch(tmp_path, "clips/b.mp4")
+    (tmp_path / "m.csv").write_text("path,label,subject\nclips/a.mp4,happy,7\nclips/b.mp4,joy,8\n"
+                                    "clips/missing.mp4,sad,9\nclips/a.mp4,sad,7\n")
+    result = scan_dataset(DatasetConfig("m", "manifest", tmp_path, manifest=tmp_path / "m.csv"))
+    # a non-canonical vocabulary gets a fixed (sorted) order, never set order
+    assert result.label_names == ("happy", "joy", "sad")
+    assert [(v.id, v.label_name, v.subject, v.label) for v in result.videos] == [("a", "happy", "7", 0),
+                                                                                  ("b", "joy", "8", 1)]
+    reasons = " ".join(r for _, r in result.errors)
+    assert "not found" in reasons and "duplicate video id" in reasons
+    ordered = scan_dataset(DatasetConfig("m", "manifest", tmp_path, manifest=tmp_path / "m.csv",
+                                         labels=("sad", "happy")))
+    assert ordered.label_names == ("sad", "happy") and [v.label for v in ordered.videos] == [1]
+    assert "label 'joy' is not one of sad, happy" in " ".join(r for _, r in ordered.errors)

@@ -1,0 +1,129 @@
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from fer_cache.encoders import build_encoder, list_presets
+from fer_cache.encoders.checkpoint import sha256_file
+from fer_cache.encoders.vit import sincos_3d
+from fer_cache.errors import CheckpointError
+from tests.conftest import ENCODER_FIXTURES
+
+TINY = dict(embed_dim=96, depth=2, num_heads=4, resolution=64, frames_per_clip=8)
+
+
+@pytest.mark.parametrize("family,folder,checkpoint", [
+    ("vjepa", "vjepa1-tiny", "checkpoint.pth.tar"),
+    ("vjepa2", "vjepa2-tiny", "checkpoint.pt"),
+])
+def test_reproduces_reference_tokens(family, folder, checkpoint):
+    model = build_encoder(family=family, checkpoint=ENCODER_FIXTURES / folder / checkpoint, **TINY)
+    reference = load_file(str(ENCODER_FIXTURES / folder / "reference.safetensors"))
+    with torch.inference_mode():
+        tokens = model(reference["input"])
+    assert tokens.shape == reference["tokens"].shape == (2, 64, 96)
+    assert (tokens - reference["tokens"]).abs().max().item() < 1e-4
+
+
+def test_reproduces_hugging_face_directory():
+    folder = ENCODER_FIXTURES / "vjepa2-hf-tiny"
+    model = build_encoder(family="vjepa2-hf", checkpoint=folder)  # dimensions come from config.json
+    assert (model.cfg.embed_dim, model.cfg.depth, model.cfg.resolution) == (96, 2, 64)
+    reference = load_file(str(folder / "reference.safetensors"))
+    with torch.inference_mode():
+        tokens = model(reference["input_btchw"].permute(0, 2, 1, 3, 4))  # HF [B, T, 3, H, W] -> [B, 3, T, H, W]
+    assert (tokens - reference["tokens"]).abs().max().item() < 1e-4
+
+
+def test_target_encoder_is_used_not_encoder():
+    path = ENCODER_FIXTURES / "vjepa1-tiny" / "checkpoint.pth.tar"
+    target = build_encoder(checkpoint=path, **TINY)
+    online = build_encoder(checkpoint=path, checkpoint_key="encoder", **TINY)
+    x = torch.randn(1, 3, 8, 64, 64)
+    with torch.inference_mode():
+        assert not torch.allclose(target(x), online(x))
+
+
+def fixture_state(tmp_path, edit):
+    blob = torch.load(ENCODER_FIXTURES / "vjepa1-tiny" / "checkpoint.pth.tar", weights_only=True)
+    edit(blob["target_encoder"])
+    path = tmp_path / "edited.pth.tar"
+    torch.save(blob, path)
+    return path
+
+
+def test_strict_loading_names_the_key(tmp_path):
+    missing = fixture_state(tmp_path, lambda s: s.pop("module.backbone.blocks.1.norm2.bias"))
+    with pytest.raises(CheckpointError, match="missing key 'blocks.1.norm2.bias'"):
+        build_encoder(checkpoint=missing, **TINY)
+    extra = fixture_state(tmp_path, lambda s: s.__setitem__("module.backbone.extra.weight", torch.zeros(3)))
+    with pytest.raises(CheckpointError, match="unexpected key 'extra.weight'"):
+        build_encoder(checkpoint=extra, **TINY)
+    shaped = fixture_state(tmp_path, lambda s: s.__setitem__("module.backbone.norm.weight", torch.zeros(95)))
+    with pytest.raises(CheckpointError, match="'norm.weight' has shape"):
+        build_encoder(checkpoint=shaped, **TINY)
+    wrong_pos = fixture_state(tmp_path, lambda s: s["module.backbone.pos_embed"].mul_(-1))
+    with pytest.raises(CheckpointError, match="pos_embed"):
+        build_encoder(checkpoint=wrong_pos, **TINY)
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    path = tmp_path / "evil.pth.tar"
+    with open(path, "wb") as f:
+        pickle.dump({"target_encoder": Evil()}, f)
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        build_encoder(checkpoint=path, **TINY)
+
+
+def test_stored_pos_embed_equals_regenerated_table():
+    blob = torch.load(ENCODER_FIXTURES / "vjepa1-tiny" / "checkpoint.pth.tar", weights_only=True)
+    stored = blob["target_encoder"]["module.backbone.pos_embed"]
+    assert (stored - sincos_3d(96, (4, 4, 4), uniform_power=True)).abs().max() < 1e-6
+
+
+def test_vit_huge_384_builds_4608_tokens_of_width_1280():
+    with torch.device("meta"):
+        model = build_encoder(family="vjepa", arch="vit_huge", resolution=384, frames_per_clip=16)
+        tokens = model(torch.empty(1, 3, 16, 384, 384))
+    assert tuple(tokens.shape) == (1, 4608, 1280)
+    assert sum(p.numel() for p in model.parameters()) > 600e6
+
+
+@pytest.mark.parametrize("arch", list_presets())
+def test_every_preset_builds_at_reduced_depth(arch):
+    model = build_encoder(family="vjepa2", arch=arch, depth=1, resolution=32, frames_per_clip=2)
+    with torch.inference_mode():
+        tokens = model(torch.randn(1, 3, 2, 32, 32))
+    assert tokens.shape[1:] == (4, model.cfg.embed_dim)
+    assert not any(p.requires_grad for p in model.parameters()) and not model.training
+
+
+def test_random_weights_are_seeded_and_other_resolutions_work():
+    a = build_encoder(**TINY)
+    b = build_encoder(**TINY)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    # the V-JEPA 1 table is regenerated for another grid
+    with torch.inference_mode():
+        tokens = a(torch.randn(1, 3, 4, 96, 32))
+    assert tokens.shape == (1, 2 * 6 * 2, 96)
+
+
+def test_checkpoint_sha256_is_recorded():
+    path = ENCODER_FIXTURES / "vjepa2-tiny" / "checkpoint.pt"
+    model = build_encoder(family="vjepa2", checkpoint=path, **TINY)
+    assert model.checkpoint_sha256 == sha256_file(path)
+
+
+def test_family_mismatches_are_explained(tmp_path):
+    with pytest.raises(CheckpointError, match="unexpected key 'pos_embed'"):
+        build_encoder(family="vjepa2", checkpoint=ENCODER_FIXTURES / "vjepa1-tiny" / "checkpoint.pth.tar", **TINY)
+    with pytest.raises(CheckpointError, match="vjepa2-hf"):
+        build_encoder(family="vjepa2", checkpoint=ENCODER_FIXTURES / "vjepa2-hf-tiny", **TINY)
+    with pytest.raises(CheckpointError, match="arch"):
+        build_encoder(family="vjepa")

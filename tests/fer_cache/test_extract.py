@@ -1,0 +1,211 @@
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import zarr
+from typer.testing import CliRunner
+
+from fer_cache import store as st
+from fer_cache.cli import app
+from fer_cache.config import load_config
+from fer_cache.extract import run_extraction
+from tests.conftest import BIN, tree_digest, write_config
+
+runner = CliRunner()
+
+
+def extract(config, out, *extra):
+    return runner.invoke(app, ["extract", "--dataset", "demo", "--encoder", "tiny", "--out", str(out), "--config",
+                               str(config), "--workers", "0", *extra])
+
+
+@pytest.fixture(scope="module")
+def reference_store(tmp_path_factory, demo_small):
+    """One uninterrupted extraction of the small demo set, shared by the comparisons below."""
+    folder = tmp_path_factory.mktemp("ref")
+    config = write_config(folder, demo_small)
+    result = extract(config, folder / "ref.zarr", "--batch-size", "3")
+    assert result.exit_code == 0, result.output
+    return folder / "ref.zarr"
+
+
+def test_schema_one_layout_field_by_field(reference_store):
+    group = zarr.open_group(str(reference_store), mode="r")
+    V = 24
+    expected = {"tokens": ((V, 2, 1, 8, 48), "float16", (1, 1, 1, 8, 48)),
+                "videos/label": ((V,), "int16", None), "videos/n_frames": ((V,), "int32", (1,)),
+                "videos/status": ((V,), "uint8", (1,)), "clips/frame_index": ((V, 2, 4), "int32", (1, 2, 4))}
+    for name, (shape, dtype, chunks) in expected.items():
+        assert group[name].shape == shape and str(group[name].dtype) == dtype, name
+        if chunks:
+            assert group[name].chunks == chunks, name
+    for name in ("videos/id", "videos/path", "videos/subject", "videos/error"):
+        assert group[name].shape == (V,) and isinstance(group[name][0].item(), str), name
+    attrs = dict(group.attrs)
+    assert attrs["fer_cache_schema"] == 1 and attrs["dataset"] == "demo"
+    assert attrs["label_names"][:3] == ["neutral", "calm", "happy"]
+    assert attrs["token_grid"] == [2, 2, 2]
+    assert {"family", "arch", "embed_dim", "depth", "num_heads", "patch_size", "tubelet_size", "resolution",
+            "frames_per_clip", "checkpoint", "checkpoint_sha256", "checkpoint_key"} <= set(attrs["encoder"])
+    assert set(attrs["sampling"]) >= {"frames_per_clip", "frame_step", "clips_per_video", "spatial_views", "resize",
+                                      "crop", "mean", "std"}
+    assert attrs["storage"] == {"dtype": "float16", "compressor": "zstd"}
+    assert attrs["fingerprint"] == st.fingerprint(attrs["encoder"], attrs["sampling"], attrs["storage"],
+                                                  attrs["token_grid"])
+    assert (group["videos/status"][:] == st.DONE).all()
+    assert (group["videos/n_frames"][:] == 24).all()
+    assert (group["clips/frame_index"][0] == [[0, 2, 4, 6], [17, 19, 21, 23]]).all()
+    subjects = set(st.read_strings(group["videos/subject"]))
+    assert subjects == {"1", "2", "3", "4"}
+    assert np.isfinite(group["tokens"][:]).all()
+
+
+def test_fingerprint_mismatch_is_refused_and_store_left_untouched(tmp_path, demo_small, reference_store):
+    store = tmp_path / "copy.zarr"
+    shutil.copytree(reference_store, store)
+    before = tree_digest(store)
+    config = write_config(tmp_path, demo_small).read_text().replace("frame_step: 2", "frame_step: 3")
+    (tmp_path / "other.yaml").write_text(config)
+    result = extract(tmp_path / "other.yaml", store)
+    assert result.exit_code == 1
+    assert "fingerprint" in result.output and "--overwrite" in result.output
+    assert tree_digest(store) == before
+    result = extract(tmp_path / "other.yaml", store, "--overwrite")
+    assert result.exit_code == 0
+    assert zarr.open_group(str(store), mode="r").attrs["sampling"]["frame_step"] == 3
+
+
+def test_broken_files_are_recorded_and_exit_3(tmp_path, demo_small):
+    root = tmp_path / "videos"
+    shutil.copytree(demo_small / "Actor_01", root / "Actor_01")
+    (root / "Actor_01" / "02-01-03-01-01-02-01.mp4").write_bytes(b"")
+    (root / "Actor_01" / "02-01-04-01-01-02-01.mp4").write_bytes(np.random.default_rng(1).bytes(4096))
+    (root / "Actor_01" / "02-01-05-01-01-02-01.mp4").write_text("hello, not a video\n")
+    (root / "Actor_01" / "notes.mp4").write_text("misnamed")
+    config = write_config(tmp_path, root)
+    result = extract(config, tmp_path / "s.zarr")
+    assert result.exit_code == 3, result.output
+    group = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
+    ids = st.read_strings(group["videos/id"])
+    status = dict(zip(ids, group["videos/status"][:].tolist()))
+    errors = dict(zip(ids, st.read_strings(group["videos/error"])))
+    for broken in ("02-01-03-01-01-02-01", "02-01-04-01-01-02-01", "02-01-05-01-01-02-01"):
+        assert status[broken] == st.FAILED and errors[broken]
+        assert f"failed {broken}" in result.output.replace("\n", " ")
+    assert sum(s == st.DONE for s in status.values()) == 6
+    assert "empty file" in errors["02-01-03-01-01-02-01"]
+    assert "notes.mp4" in result.output
+
+
+def tokens_of(store):
+    group = zarr.open_group(str(store), mode="r")
+    return group["tokens"][:], group["videos/status"][:]
+
+
+def test_kill_9_then_resume_equals_uninterrupted(tmp_path, demo_small, reference_store):
+    config = write_config(tmp_path, demo_small)
+    store = tmp_path / "killed.zarr"
+    command = [str(BIN / "fer-cache"), "extract", "--dataset", "demo", "--encoder", "tiny", "--out", str(store),
+               "--config", str(config), "--workers", "0", "--batch-size", "3"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if (store / "videos" / "status" / "c" / "3").exists():  # the fourth video committed
+            break
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    _, status = tokens_of(store)
+    assert (status == st.DONE).sum() < len(status), "the run finished before it could be killed"
+    result = extract(config, store, "--batch-size", "3")  # the same command again
+    assert result.exit_code == 0, result.output
+    resumed, status = tokens_of(store)
+    reference, _ = tokens_of(reference_store)
+    assert (status == st.DONE).all()
+    assert np.array_equal(resumed, reference)
+
+
+def test_sigterm_stops_cleanly_and_resumes(tmp_path, demo_small, reference_store):
+    config = write_config(tmp_path, demo_small)
+    store = tmp_path / "term.zarr"
+    command = [str(BIN / "fer-cache"), "extract", "--dataset", "demo", "--encoder", "tiny", "--out", str(store),
+               "--config", str(config), "--workers", "0", "--batch-size", "3"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    while not (store / "videos" / "status" / "c" / "1").exists() and process.poll() is None:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    if process.returncode == 3:
+        assert "rerun the same command to resume" in output
+    else:
+        assert process.returncode == 0  # it had already finished
+    assert extract(config, store, "--batch-size", "3").exit_code == 0
+    assert np.array_equal(tokens_of(store)[0], tokens_of(reference_store)[0])
+
+
+def test_two_process_torchrun_equals_one_process(tmp_path, demo_small, reference_store):
+    config = write_config(tmp_path, demo_small)
+    store = tmp_path / "ddp.zarr"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [str(BIN / "torchrun"), "--nproc_per_node=2", "--master_port=29517", "-m", "fer_cache.cli", "extract",
+               "--dataset", "demo", "--encoder", "tiny", "--out", str(store), "--config", str(config),
+               "--workers", "0", "--device", "cpu", "--batch-size", "3"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    tokens, status = tokens_of(store)
+    assert (status == st.DONE).all()
+    assert np.array_equal(tokens, tokens_of(reference_store)[0])
+
+
+def test_fsspec_url_store(tmp_path, demo_small):
+    config = load_config(write_config(tmp_path, demo_small))
+    summary = run_extraction(config, "demo", "tiny", "memory://fer-test/demo.zarr", device="cpu", workers=0, limit=3)
+    assert summary.exit_code == 0 and summary.done == 3
+    group = zarr.open_group("memory://fer-test/demo.zarr", mode="r")
+    assert group["tokens"].shape[0] == 3 and (group["videos/status"][:] == st.DONE).all()
+    again = run_extraction(config, "demo", "tiny", "memory://fer-test/demo.zarr", device="cpu", workers=0, limit=3)
+    assert again.encoded_now == 0  # resumed: nothing left to do
+
+
+def test_verify_info_and_export(tmp_path, reference_store):
+    store = tmp_path / "v.zarr"
+    shutil.copytree(reference_store, store)
+    result = runner.invoke(app, ["verify", str(store)])
+    assert result.exit_code == 0, result.output
+    info = runner.invoke(app, ["info", str(store), "--json"])
+    payload = json.loads(info.output)
+    assert payload["counts"] == {"videos": 24, "done": 24, "pending": 0, "failed": 0}
+    assert payload["bytes_per_clip"] > 0
+    out = tmp_path / "s.h5"
+    assert runner.invoke(app, ["export-h5", str(store), str(out)]).exit_code == 0
+    import h5py
+    with h5py.File(out) as f:
+        assert np.array_equal(f["tokens"][:], zarr.open_group(str(store), mode="r")["tokens"][:])
+        assert json.loads(f.attrs["label_names"])[0] == "neutral"
+    group = zarr.open_group(str(store), mode="r+")
+    values = group["tokens"][5]
+    values[1, 0, 3, 7] = np.nan
+    group["tokens"][5] = values
+    video = st.read_strings(group["videos/id"])[5]
+    result = runner.invoke(app, ["verify", str(store)])
+    assert result.exit_code == 3 and video in result.output and "non-finite" in result.output
+
+
+def test_scan_json_reports_decoded_frames_and_errors(tmp_path, demo_small):
+    from tests.conftest import CREMA_D
+    config = write_config(tmp_path, demo_small)
+    result = runner.invoke(app, ["scan", "--dataset", "crema", "--config", str(config), "--decode", "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    frames = {v["id"]: v["n_frames"] for v in payload["videos"]}
+    assert frames["1001_DFA_DIS_XX"] == 70 and frames["1001_DFA_HAP_XX"] == 56
+    assert {v["label_name"] for v in payload["videos"]} == {"angry", "disgust", "fearful", "happy", "neutral", "sad"}
+    assert payload["errors"] == [] and CREMA_D.is_dir()
+    demo = json.loads(runner.invoke(app, ["scan", "--dataset", "demo", "--config", str(config), "--json"]).stdout)
+    assert len(demo["videos"]) == 24 and "n_frames" not in demo["videos"][0]
