@@ -28,7 +28,9 @@ class ProbeConfig:
     head: str = "linear"  # linear (as V-JEPA) or mlp (3 layers)
     num_heads: int = 16
     num_queries: int = 1
-    train_clips: str = "one"  # one random clip/view per video per epoch, or all clips concatenated
+    # one random clip/view per video per epoch (the pooled baselines, held in memory, see every clip view), or
+    # all clips of a view concatenated, as the paper trains
+    train_clips: str = "one"
     test_clips: str = "all"  # all clips and views of a test video, or one (the middle clip, first view)
     grad_clip: float = 1.0
     seed: int = 0
@@ -97,12 +99,17 @@ class TokenSource:
         clips = rng.integers(0, self.reader.clips, size=len(order))
         views = rng.integers(0, self.reader.views, size=len(order))
         chunks = [slice(i, i + batch_size) for i in range(0, len(order), batch_size)]
-        if self.kind == "pooled":
-            for c in chunks:
-                if all_clips:
+        if self.kind == "pooled":  # features are in memory: every clip view of every video, each epoch
+            if all_clips:
+                for c in chunks:
                     yield self.pooled[order[c], :, views[c]].mean(axis=1), order[c]  # [B, D]
-                else:
-                    yield self.pooled[order[c], clips[c], views[c]], order[c]  # [B, D]
+                return
+            K, S = self.reader.clips, self.reader.views
+            samples = rng.permutation(len(order) * K * S)
+            video, clip, view = order[samples // (K * S)], (samples // S) % K, samples % S
+            for i in range(0, len(samples), batch_size):
+                c = slice(i, i + batch_size)
+                yield self.pooled[video[c], clip[c], view[c]], video[c]  # [B, D]
             return
         if all_clips:
             for c in chunks:
@@ -151,7 +158,9 @@ def train_heads(source: TokenSource, videos: np.ndarray, targets: np.ndarray, cf
         feats = torch.from_numpy(source.pooled[videos].reshape(-1, source.reader.width))
         for head in heads:
             head.model.fit_standardisation(feats.to(device))
-    steps_per_epoch = math.ceil(len(videos) / cfg.batch_size)
+    samples = len(videos) * (source.reader.clips * source.reader.views
+                             if source.kind == "pooled" and cfg.train_clips == "one" else 1)
+    steps_per_epoch = math.ceil(samples / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
     step = 0
     for epoch in range(cfg.epochs):

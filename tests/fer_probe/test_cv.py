@@ -1,0 +1,144 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, balanced_accuracy_score
+from typer.testing import CliRunner
+
+from fer_probe.cli import app
+from fer_probe.cv import run_cross, run_cv
+from fer_probe.errors import FerProbeError, StoreReadError
+from fer_probe.reader import CacheReader
+from fer_probe.train import ProbeConfig
+from tests.conftest import write_planted_store
+
+runner = CliRunner()
+FAST = ProbeConfig(epochs=8, batch_size=8, num_heads=4, device="cpu")
+
+
+def read_predictions(run):
+    with open(run / "predictions.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("probe", ["attentive", "linear"])
+def test_planted_signal_is_learned_and_shuffled_labels_stay_near_chance(tmp_path, probe):
+    signal = write_planted_store(tmp_path / "signal.zarr", signal=0.6)
+    shuffled = write_planted_store(tmp_path / "shuffled.zarr", signal=0.6, shuffle_labels=True)
+    cfg = ProbeConfig(probe=probe, epochs=8, batch_size=8, num_heads=4, device="cpu")
+    good = run_cv(str(signal), tmp_path / "good", cfg, n_folds=4)
+    assert good.metrics["uar_pbv"]["mean"] > 0.9
+    bad = run_cv(str(shuffled), tmp_path / "bad", cfg, n_folds=4)
+    assert bad.metrics["uar_pbv"]["mean"] < 0.5  # chance is 0.25
+
+
+def test_run_directory_agrees_with_scikit_learn_and_is_deterministic(tmp_path, planted_store):
+    first = run_cv(str(planted_store), tmp_path / "a", FAST, n_folds=4)
+    second = run_cv(str(planted_store), tmp_path / "b", FAST, n_folds=4)
+    assert (tmp_path / "a" / "metrics.json").read_text() == (tmp_path / "b" / "metrics.json").read_text()
+    assert (tmp_path / "a" / "predictions.csv").read_text() == (tmp_path / "b" / "predictions.csv").read_text()
+    rows = read_predictions(tmp_path / "a")
+    assert len(rows) == 64 and {r["video_id"] for r in rows} == set(CacheReader(planted_store).ids)
+    assert list(rows[0])[:6] == ["fold", "video_id", "subject", "label", "pred_pbv", "pred_mv"]
+    assert [c for c in rows[0] if c.startswith("p_")] == ["p_neutral", "p_happy", "p_sad", "p_angry"]
+    metrics = first.metrics
+    for f in range(4):
+        fold_rows = [r for r in rows if r["fold"] == str(f)]
+        y = [r["label"] for r in fold_rows]
+        for vote in ("pbv", "mv"):
+            pred = [r[f"pred_{vote}"] for r in fold_rows]
+            assert np.isclose(metrics[f"uar_{vote}"]["per_fold"][f], balanced_accuracy_score(y, pred))
+            assert np.isclose(metrics[f"war_{vote}"]["per_fold"][f], accuracy_score(y, pred))
+    for row in rows:
+        posteriors = [float(row[c]) for c in row if c.startswith("p_")]
+        assert np.isclose(sum(posteriors), 1, atol=1e-4)
+        assert row["pred_pbv"] == ["neutral", "happy", "sad", "angry"][int(np.argmax(posteriors))]
+    folds = json.loads((tmp_path / "a" / "folds.json").read_text())["folds"]
+    for fold in folds:
+        assert not set(fold["test_subjects"]) & set(fold["train_subjects"])
+        tested = {r["subject"] for r in rows if r["fold"] == str(folds.index(fold))}
+        assert tested == set(fold["test_subjects"])
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["probe"]["epochs"] == 8 and config["fingerprint"]
+    assert (tmp_path / "a" / "weights" / "fold0.safetensors").is_file()
+
+
+def test_several_heads_are_chosen_on_validation_never_on_test(tmp_path, planted_store):
+    cfg = ProbeConfig(epochs=4, batch_size=8, num_heads=4, device="cpu", lrs=(1e-3, 1e-5), weight_decays=(0.01,))
+    result = run_cv(str(planted_store), tmp_path / "heads", cfg, n_folds=4)
+    heads = json.loads((tmp_path / "heads" / "heads.json").read_text())
+    assert len(heads) == 4 and all(len(h["heads"]) == 2 for h in heads)
+    assert all(sum(x["selected"] for x in h["heads"]) == 1 for h in heads)
+    assert all("val_uar_pbv" in x for h in heads for x in h["heads"])
+    assert result.selected == [next(x["head"] for x in h["heads"] if x["selected"]) for h in heads]
+
+
+def test_cross_dataset_strict_scores_every_video_and_shared_renormalises(tmp_path):
+    train = write_planted_store(tmp_path / "a.zarr", classes=4, seed=0)
+    test = write_planted_store(tmp_path / "b.zarr", classes=4, seed=0, n_subjects=3,
+                               label_names=["neutral", "happy", "sad", "surprised"])
+    strict = run_cross(str(train), str(test), tmp_path / "strict", FAST, policy="strict")
+    rows = read_predictions(tmp_path / "strict")
+    assert len(rows) == len(CacheReader(test)) == 24
+    surprised = [r for r in rows if r["label"] == "surprised"]
+    assert surprised and all(r["pred_pbv"] != "surprised" for r in surprised)  # counted as errors
+    assert strict.metrics["war_pbv"]["mean"] <= 0.75 + 1e-9
+    shared = run_cross(str(train), str(test), tmp_path / "shared", FAST, policy="shared")
+    rows = read_predictions(tmp_path / "shared")
+    assert len(rows) == 18 and all(float(r["p_angry"]) == 0 for r in rows)
+    assert shared.metrics["uar_pbv"]["mean"] > 0.9
+    mapping = json.loads((tmp_path / "shared" / "mapping.json").read_text())
+    assert mapping["excluded_videos"] == 6 and mapping["shared_classes"] == ["neutral", "happy", "sad"]
+
+
+def test_calm_as_neutral_is_explicit(tmp_path):
+    train = write_planted_store(tmp_path / "a.zarr", classes=3, label_names=["neutral", "happy", "sad"])
+    test = write_planted_store(tmp_path / "b.zarr", classes=3, n_subjects=2, label_names=["calm", "happy", "sad"])
+    plain = run_cross(str(train), str(test), tmp_path / "plain", FAST, policy="strict")
+    assert "calm" in plain.class_names
+    mapped = run_cross(str(train), str(test), tmp_path / "mapped", FAST, policy="strict", calm_as_neutral=True)
+    assert "calm" not in mapped.class_names
+    assert mapped.metrics["uar_pbv"]["mean"] > plain.metrics["uar_pbv"]["mean"]
+
+
+def test_user_mistakes_are_one_line_errors(tmp_path, planted_store):
+    other = write_planted_store(tmp_path / "other.zarr", encoder_name="another-encoder")
+    with pytest.raises(FerProbeError, match="different encoders"):
+        run_cross(str(planted_store), str(other), tmp_path / "x", FAST)
+    incomplete = write_planted_store(tmp_path / "inc.zarr", status=[1] * 60 + [0, 0, 2, 2])
+    with pytest.raises(StoreReadError, match="2 pending and 2 failed.*--allow-incomplete"):
+        CacheReader(incomplete)
+    assert len(CacheReader(incomplete, allow_incomplete=True)) == 60
+    (tmp_path / "not_a_store").mkdir()
+    cases = [
+        (["cv", str(tmp_path / "missing.zarr"), "--out", str(tmp_path / "r1")], "no such store"),
+        (["cv", str(tmp_path / "not_a_store"), "--out", str(tmp_path / "r2")], "not a Zarr store"),
+        (["cv", str(incomplete), "--out", str(tmp_path / "r3")], "--allow-incomplete"),
+        (["cv", str(planted_store), "--folds", "9", "--out", str(tmp_path / "r4")], "more than the 8 subjects"),
+        (["cv", str(planted_store), "--probe", "transformer", "--out", str(tmp_path / "r5")], "--probe must be"),
+        (["cv", str(planted_store), "--lr", "fast", "--out", str(tmp_path / "r6")], "comma-separated"),
+        (["cross", "--train", str(planted_store), "--test", str(other), "--out", str(tmp_path / "r7")],
+         "different encoders"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert message in result.output.replace("\n", " ") and "Traceback" not in result.output
+
+
+def test_cli_cv_with_reused_folds_file(tmp_path, planted_store):
+    args = ["cv", str(planted_store), "--probe", "linear", "--epochs", "3", "--num-heads", "4", "--device", "cpu",
+            "--folds", "4"]
+    first = runner.invoke(app, args + ["--out", str(tmp_path / "one")])
+    assert first.exit_code == 0, first.output
+    assert "uar_pbv" in first.output
+    again = runner.invoke(app, args + ["--out", str(tmp_path / "two"), "--folds-file",
+                                       str(tmp_path / "one" / "folds.json")])
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "one" / "folds.json").read_text() == (tmp_path / "two" / "folds.json").read_text()
+    leaky = json.loads((tmp_path / "one" / "folds.json").read_text())
+    leaky["folds"][1]["test_subjects"].append(leaky["folds"][1]["train_subjects"][0])
+    (tmp_path / "leaky.json").write_text(json.dumps(leaky))
+    result = runner.invoke(app, args + ["--out", str(tmp_path / "three"), "--folds-file", str(tmp_path / "leaky.json")])
+    assert result.exit_code == 1 and "both train and test" in result.output
