@@ -49,14 +49,16 @@ TrainClips = Annotated[str, typer.Option(help="one random clip/view per video pe
 TestClips = Annotated[str, typer.Option(help="all clips and views of a test video, or one (middle clip)")]
 Incomplete = Annotated[bool, typer.Option(help="leave out pending/failed videos instead of refusing")]
 MemoryMb = Annotated[float, typer.Option(help="keep decoded tokens in memory if the store fits (MB); 0 streams")]
+Precision = Annotated[str, typer.Option(help="auto (float32 on CPU, bfloat16 on CUDA), float32 or bfloat16")]
 
 
 def probe_config(probe, epochs, seed, device, batch_size, lr, wd, head, num_heads, train_clips, test_clips,
-                 memory_mb):
+                 memory_mb, precision):
     from fer_probe.train import ProbeConfig
     return ProbeConfig(probe=probe, epochs=epochs, batch_size=batch_size, lrs=floats(lr, "--lr"),
                        weight_decays=floats(wd, "--wd"), head=head, num_heads=num_heads, train_clips=train_clips,
-                       test_clips=test_clips, seed=seed, device=device, memory_budget_mb=memory_mb).check()
+                       test_clips=test_clips, seed=seed, device=device, memory_budget_mb=memory_mb,
+                       precision=precision).check()
 
 
 def fold_progress(epochs: int):
@@ -78,12 +80,12 @@ def cv(store: str, probe: Probe = "attentive", out: Annotated[Path, typer.Option
        seed: Seed = 0, folds_file: Annotated[Path | None, typer.Option(help="reuse a folds.json")] = None,
        device: Device = "auto", batch_size: BatchSize = 8, lr: Lr = "1e-3", wd: Wd = "0.01", head: Head = "linear",
        num_heads: NumHeads = 16, train_clips: TrainClips = "one", test_clips: TestClips = "all",
-       allow_incomplete: Incomplete = False, memory_mb: MemoryMb = 2048.0):
+       allow_incomplete: Incomplete = False, memory_mb: MemoryMb = 2048.0, precision: Precision = "auto"):
     """Subject-independent cross-validation of a probe on one store."""
     from fer_probe.cv import run_cv
 
     cfg = probe_config(probe, epochs, seed, device, batch_size, lr, wd, head, num_heads, train_clips, test_clips,
-                       memory_mb)
+                       memory_mb, precision)
     bar, update = fold_progress(epochs)
     with bar:
         result = run_cv(store, out, cfg, folds, folds_file, allow_incomplete, update)
@@ -100,12 +102,13 @@ def cross(train: Annotated[str, typer.Option(help="store to train on (all its vi
           calm_as_neutral: Annotated[bool, typer.Option(help="treat RAVDESS calm as neutral")] = False,
           epochs: Epochs = 20, seed: Seed = 0, device: Device = "auto", batch_size: BatchSize = 8, lr: Lr = "1e-3",
           wd: Wd = "0.01", head: Head = "linear", num_heads: NumHeads = 16, train_clips: TrainClips = "one",
-          test_clips: TestClips = "all", allow_incomplete: Incomplete = False, memory_mb: MemoryMb = 2048.0):
+          test_clips: TestClips = "all", allow_incomplete: Incomplete = False, memory_mb: MemoryMb = 2048.0,
+          precision: Precision = "auto"):
     """Train on all of one store, test on every video of another, mapping labels by name."""
     from fer_probe.cv import run_cross
 
     cfg = probe_config(probe, epochs, seed, device, batch_size, lr, wd, head, num_heads, train_clips, test_clips,
-                       memory_mb)
+                       memory_mb, precision)
     bar, update = fold_progress(epochs)
     with bar:
         result = run_cross(train, test, out, cfg, policy, calm_as_neutral, allow_incomplete, update)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
 from fer_probe import outputs
 from fer_probe.errors import FerProbeError, MappingError
@@ -34,11 +35,11 @@ class RunResult:
 
 
 def open_source(store: str, cfg: ProbeConfig, allow_incomplete: bool) -> TokenSource:
-    reader = CacheReader(store, allow_incomplete, cfg.memory_budget_mb)
+    reader = CacheReader(store, allow_incomplete, cfg.memory_budget_mb, cfg.compute_dtype())
     if len(reader) == 0:
         raise FerProbeError(f"{store}: no usable videos")
     if cfg.probe in ("linear", "mlp"):
-        return TokenSource(reader, "pooled", reader.mean_pooled())
+        return TokenSource(reader, "pooled", torch.from_numpy(reader.mean_pooled()))
     reader.preload()
     return TokenSource(reader, "tokens")
 

@@ -78,7 +78,7 @@ def probe_embeddings(reader, run: Path) -> np.ndarray:
     out = []
     with torch.inference_mode():
         for values in reader.videos(list(range(len(reader)))):  # [K, S, N, D]
-            x = torch.from_numpy(values.reshape(-1, *values.shape[2:]))  # [K*S, N, D]
+            x = values.reshape(-1, *values.shape[2:])  # [K*S, N, D]
             if probe.input_kind == "pooled":
                 x = x.mean(dim=1)  # [K*S, D]
             out.append(probe.pooled(x).mean(dim=0).numpy())  # [D]

@@ -60,7 +60,11 @@ class CrossAttentionBlock(nn.Module):
         self.mlp = MLP(dim, int(dim * mlp_ratio))
 
     def attend_fast(self, query: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Exact cross-attention of few queries, re-associated: query [B, Q, D], raw tokens [B, N, D] -> [B, Q, D]."""
+        """Exact cross-attention of few queries, re-associated: query [1 or B, Q, D], raw tokens [B, N, D] -> [B, Q, D].
+
+        Tokens may be bfloat16 (the fast CPU path): only the matmuls that read them run in their dtype; statistics,
+        softmax and everything on the query side stay in float32, so no weight is ever cast.
+        """
         B, N, D = x.shape
         Q, h = query.shape[1], self.xattn.num_heads
         d = D // h
@@ -68,22 +72,35 @@ class CrossAttentionBlock(nn.Module):
         w_k = self.xattn.kv.weight[:D].view(h, d, D)  # [h, d, D]
         w_v = self.xattn.kv.weight[D:].view(h, d, D)  # [h, d, D]
         b_v = self.xattn.kv.bias[D:].view(h, d)  # [h, d]
-        q = self.xattn.q(query).view(-1, Q, h, d)  # [B, Q, h, d]
-        u = torch.einsum("bqhe,hed->bqhd", q, w_k) * (g / math.sqrt(d))  # [B, Q, h, D]; key bias cancels
-        u = u.reshape(-1, Q * h, D)  # [B, Qh, D]
-        var, mu = torch.var_mean(x, dim=-1, unbiased=False, keepdim=True)  # [B, N, 1]
-        rstd = torch.rsqrt(var + self.norm1.eps)  # [B, N, 1]
-        scores = (x @ u.transpose(1, 2) - mu * u.sum(-1).unsqueeze(1)) * rstd  # [B, N, Qh] = x_hat . u
+        q = self.xattn.q(query).view(-1, Q, h, d)  # [1 or B, Q, h, d]
+        u = torch.einsum("bqhe,hed->bqhd", q, w_k) * (g / math.sqrt(d))  # [1 or B, Q, h, D]; key bias cancels
+        u = u.reshape(-1, Q * h, D)  # [1 or B, Qh, D]
+        # E[x^2] - mu^2 from a norm: cheap passes instead of var_mean's slow one on the CPU. Encoder tokens come out
+        # of a LayerNorm, so their mean is small against their spread and the difference keeps its precision.
+        stats = torch.promote_types(x.dtype, torch.float32)
+        mu = (x @ x.new_full((D, 1), 1.0 / D)).to(stats)  # [B, N, 1]; a matmul is the fastest mean on the CPU
+        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True).to(stats)  # [B, N, 1]
+        rstd = torch.rsqrt((norm.square() / D - mu.square()).clamp_min(0) + self.norm1.eps)  # [B, N, 1]
+        if u.shape[0] == 1:  # one query set for the whole batch: a single [B*N, D] x [D, Qh] product
+            raw = (x.reshape(B * N, D) @ u[0].to(x.dtype).T).view(B, N, Q * h)  # [B, N, Qh]
+        else:
+            raw = x @ u.to(x.dtype).transpose(1, 2)  # [B, N, Qh]
+        scores = (raw.to(stats) - mu * u.sum(-1).unsqueeze(1)) * rstd  # [B, N, Qh] = x_hat . u
         weights = scores.softmax(dim=1) * rstd  # [B, N, Qh]
-        pooled = weights.transpose(1, 2) @ x - (weights * mu).sum(1).unsqueeze(-1)  # [B, Qh, D] = sum a x_hat
+        pooled = (weights.to(x.dtype).transpose(1, 2) @ x).to(stats)  # [B, Qh, D]
+        pooled = pooled - (weights * mu).sum(1).unsqueeze(-1)  # [B, Qh, D] = sum a x_hat
         pooled = pooled * g + b  # [B, Qh, D] in norm1's output space
         values = torch.einsum("bqhD,hdD->bqhd", pooled.view(-1, Q, h, D), w_v) + b_v  # [B, Q, h, d]
         y = values.reshape(-1, Q, D)  # [B, Q, D]
         return self.xattn.proj(y) if self.xattn.use_proj else y
 
     def forward(self, query: torch.Tensor, x: torch.Tensor, fast: bool = True) -> torch.Tensor:
-        y = self.attend_fast(query, x) if fast else self.xattn(query, self.norm1(x))
-        query = query + y
+        """query [1 or B, Q, D] (one query set may serve the whole batch), tokens [B, N, D] -> [B, Q, D]."""
+        if fast:
+            y = self.attend_fast(query, x)
+        else:
+            y = self.xattn(query.expand(x.shape[0], -1, -1), self.norm1(x))
+        query = query + y  # [B, Q, D]
         return query + self.mlp(self.norm2(query))
 
 
@@ -117,10 +134,11 @@ class AttentivePooler(nn.Module):
         self.cross_attention_block = CrossAttentionBlock(dim, num_heads, mlp_ratio, eps, use_proj)
 
     def forward(self, x: torch.Tensor, fast: bool = True) -> torch.Tensor:
+        if len(self.blocks) and not torch.is_autocast_enabled():
+            x = x.to(self.query_tokens.dtype)  # bfloat16 CPU tokens: the self-attention blocks run in float32
         for block in self.blocks:
             x = block(x)  # [B, N, D]
-        query = self.query_tokens.expand(x.shape[0], -1, -1)  # [B, Q, D]
-        return self.cross_attention_block(query, x, fast).mean(dim=1)  # [B, D]
+        return self.cross_attention_block(self.query_tokens, x, fast).mean(dim=1)  # [1, Q, D] -> [B, D]
 
 
 def classification_head(dim: int, num_classes: int, kind: str) -> nn.Module:

@@ -69,7 +69,7 @@ def write_planted_store(path: Path, n_subjects: int = 8, per_class: int = 2, cla
     if shuffle_labels:
         labels = rng.permutation(labels)
     group = zarr.open_group(str(path), mode="w")
-    group.create_array("tokens", data=values.astype(np.float16), chunks=(1, 1, 1, tokens, width))
+    group.create_array("tokens", data=values.astype(np.float16), chunks=(1, 1, 1, tokens, width), compressors=None)
     group["tokens"].attrs["storage_dtype"] = "float16"
     for name, data in (("videos/id", ids), ("videos/path", [f"{i}.mp4" for i in ids]),
                        ("videos/subject", subjects), ("videos/error", [""] * V)):
