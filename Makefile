@@ -38,6 +38,7 @@ probe: install
 bench: install
 	$(PY) benchmarks/bench_encoder.py --preset tiny
 	$(PY) benchmarks/bench_extract.py
+	$(PY) benchmarks/bench_store.py
 	$(PY) benchmarks/bench_probe.py
 
 lint: install

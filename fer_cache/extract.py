@@ -70,6 +70,11 @@ class VideoClips(Dataset):
         return DecodedVideo(index, torch.from_numpy(np.ascontiguousarray(clips)), frame_index, len(frames))
 
 
+def quiet_worker(_: int) -> None:
+    """Ctrl-C reaches the whole process group: decode workers leave it to the main process, which stops cleanly."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def keep_one(items: list[DecodedVideo]) -> DecodedVideo:
     return items[0]
 
@@ -178,8 +183,9 @@ def prepare_store(out: str, overwrite: bool, layout: st.Layout, scan: ScanResult
             group = st.open_group(out, mode="r+")
             st.ensure_compatible(group, out, attrs["fingerprint"], scan.videos)
         else:
-            if not st.is_url(out) and Path(out).exists() and not exists and any(Path(out).iterdir()):
-                raise FerCacheError(f"{out} exists and is not a store; choose another --out or remove it")
+            if not st.is_url(out) and Path(out).exists() and not st.is_replaceable(Path(out)):
+                raise FerCacheError(f"{out} exists and is not a fer-cache store; choose another --out (nothing was "
+                                    "changed there)")
             group = st.create_store(out, layout, scan.videos, attrs)
     barrier(info)
     if info.rank != 0:
@@ -221,6 +227,9 @@ def run_extraction(config: Config, dataset: str, encoder: str, out: str, device:
     resolution = model.cfg.resolution
     sampling = Sampling(extraction.frames_per_clip, extraction.frame_step, extraction.clips_per_video,
                         extraction.spatial_views, extraction.resize or resolution, resolution)
+    if sampling.resize < sampling.crop:
+        raise FerCacheError(f"{config.path}: extraction resize {sampling.resize} is smaller than the encoder's "
+                            f"{sampling.crop} px input; set resize to at least {sampling.crop}")
     attrs = store_attrs(dataset, scan, model, sampling, extraction.dtype, extraction.compressor)
     layout = st.Layout(len(scan.videos), sampling.clips_per_video, sampling.spatial_views, model.cfg.num_tokens,
                        model.cfg.embed_dim, sampling.frames_per_clip, extraction.dtype, extraction.compressor)
@@ -256,7 +265,7 @@ def encode_all(model, group, dataset: VideoClips, batch_size: int, workers: int,
         return 0, 0
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=None,
                         pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None,
-                        persistent_workers=False)
+                        persistent_workers=False, worker_init_fn=quiet_worker if workers else None)
     writer = Writer(group)
     writer.start()
     partial: dict[int, list] = {}  # video index -> [DecodedVideo, token list]

@@ -6,6 +6,7 @@ Axes: V videos, K clips per video, S spatial views, N tokens (T' x H' x W'), D w
 import hashlib
 import json
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,9 +87,35 @@ def check_schema(group: zarr.Group, location: str) -> None:
         raise StoreError(f"{location}: store schema {version}, this tool reads schema {SCHEMA_VERSION}")
 
 
+def is_replaceable(path: Path) -> bool:
+    """Only an empty folder or a fer-cache store may be replaced; anything else could be somebody's data."""
+    if path.is_dir() and not any(path.iterdir()):
+        return True
+    try:
+        return zarr.open_group(str(path), mode="r").attrs.get("fer_cache_schema") is not None
+    except Exception:  # not a Zarr group at all
+        return False
+
+
 def create_store(store: str | Path, layout: Layout, videos: list, attrs: dict) -> zarr.Group:
-    """A new, all-pending store for `videos` (VideoItem-like: id, path, label, subject)."""
-    group = zarr.open_group(str(store), mode="w")
+    """A new, all-pending store for `videos` (VideoItem-like: id, path, label, subject).
+
+    A local store is built beside its destination and renamed into place, so an interrupted creation never leaves
+    a half-made store behind (nor removes the old one before the new one is complete)."""
+    if is_url(str(store)):
+        return _fill_store(zarr.open_group(str(store), mode="w"), layout, videos, attrs)
+    final = Path(store)
+    partial = final.with_name(final.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)  # left by an interrupted creation
+    _fill_store(zarr.open_group(str(partial), mode="w"), layout, videos, attrs)
+    if final.exists():
+        shutil.rmtree(final)
+    partial.rename(final)
+    return zarr.open_group(str(final), mode="r+")
+
+
+def _fill_store(group: zarr.Group, layout: Layout, videos: list, attrs: dict) -> zarr.Group:
     V, K, S, N, D, F = layout.videos, layout.clips, layout.views, layout.tokens, layout.width, layout.frames_per_clip
     compressors = compressors_for(layout.compressor)
     token_chunks = (1, 1, 1, N, D)

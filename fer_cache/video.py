@@ -37,37 +37,55 @@ def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     return max(short_side, round(width * short_side / height)), short_side
 
 
-def decode_video(path: str | Path, short_side: int | None) -> np.ndarray:
-    """All frames of the first video stream, scaled during conversion -> [F, H, W, 3] uint8."""
+def iter_frames(path: str | Path, convert) -> list:
+    """Decode the first video stream once, applying `convert` to each av.VideoFrame; every way a file can be broken
+    becomes a DecodeError with a one-line reason."""
     path = Path(path)
     if not path.is_file():
         raise DecodeError(f"file not found: {path}")
     if path.stat().st_size == 0:
         raise DecodeError("empty file (0 bytes)")
-    frames = []
+    out = []
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise DecodeError("no video stream (audio-only or not a video)")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            size = None
+            declared = stream.frames  # 0 where the container does not say (CREMA-D FLV)
             for frame in container.decode(stream):
-                if size is None:
-                    size = scaled_size(frame.width, frame.height, short_side) if short_side else (frame.width,
-                                                                                                  frame.height)
-                frames.append(frame.to_ndarray(width=size[0], height=size[1], format="rgb24",
-                                               interpolation="AREA"))
+                out.append(convert(frame))
     except DecodeError:
         raise
-    except (av.FFmpegError, ValueError, OSError, IndexError) as exc:
+    except (av.FFmpegError, ValueError, OSError, IndexError, MemoryError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if not frames:
+        if not out:
             raise DecodeError(f"cannot decode: {reason[:200]}") from exc
-        raise DecodeError(f"decoding stopped after {len(frames)} frames: {reason[:200]}") from exc
-    if not frames:
+        raise DecodeError(f"decoding stopped after {len(out)} frames: {reason[:200]}") from exc
+    if not out:
         raise DecodeError("no video frames could be decoded")
-    return np.stack(frames)  # [F, H, W, 3]
+    if declared > 0 and len(out) < declared - max(2, 0.05 * declared):  # metadata may be off by a frame or two
+        raise DecodeError(f"truncated: decoded {len(out)} of the {declared} frames the container declares")
+    return out
+
+
+def decode_video(path: str | Path, short_side: int | None) -> np.ndarray:
+    """All frames of the first video stream, scaled during conversion -> [F, H, W, 3] uint8 (RGB)."""
+    size = []
+
+    def convert(frame) -> np.ndarray:
+        if not size:
+            size.append(scaled_size(frame.width, frame.height, short_side) if short_side else
+                        (frame.width, frame.height))
+        width, height = size[0]
+        return frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA")
+
+    return np.stack(iter_frames(path, convert))  # [F, H, W, 3]
+
+
+def count_frames(path: str | Path) -> int:
+    """Frames actually decoded (containers lie about their counts); no scaling, no conversion."""
+    return len(iter_frames(path, lambda frame: None))
 
 
 def clip_frame_indices(n_frames: int, frames_per_clip: int, frame_step: int, clips_per_video: int) -> np.ndarray:
@@ -113,27 +131,3 @@ def normalise(clips_uint8, mean=IMAGENET_MEAN, std=IMAGENET_STD):
     std_t = torch.tensor(std, dtype=x.dtype, device=x.device)
     x = (x - mean_t) / std_t  # [..., T, H, W, 3]
     return x.movedim(-1, -4).contiguous()  # [..., 3, T, H, W]
-
-
-def count_frames(path: str | Path) -> int:
-    """Frames actually decoded (containers lie about their counts); no scaling, no conversion."""
-    path = Path(path)
-    if not path.is_file() or path.stat().st_size == 0:
-        raise DecodeError("empty file (0 bytes)" if path.is_file() else f"file not found: {path}")
-    count = 0
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise DecodeError("no video stream (audio-only or not a video)")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for _ in container.decode(stream):
-                count += 1
-    except DecodeError:
-        raise
-    except (av.FFmpegError, ValueError, OSError, IndexError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DecodeError(f"cannot decode: {reason[:200]}") from exc
-    if count == 0:
-        raise DecodeError("no video frames could be decoded")
-    return count

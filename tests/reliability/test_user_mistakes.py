@@ -1,0 +1,102 @@
+"""Every user mistake: exit code 1, one line on stderr, no traceback, through the real console scripts."""
+
+import subprocess
+
+import pytest
+
+from tests.conftest import BIN, write_config, write_planted_store
+
+CONFIG_MISTAKES = {
+    "unknown top-level key": "datasets: {}\nencoder: {}\n",
+    "unknown dataset key": "datasets:\n  demo: {adapter: ravdess, root: ROOT, filter: x}\n",
+    "unknown encoder key": "datasets:\n  demo: {adapter: ravdess, root: ROOT}\nencoders:\n  tiny: {famly: vjepa}\n",
+    "unknown extraction key": "datasets:\n  demo: {adapter: ravdess, root: ROOT}\nextraction: {clips: 3}\n",
+    "malformed yaml": "datasets:\n  demo: {adapter: ravdess, root: ROOT\n",
+    "tab indentation": "datasets:\n\tdemo: {}\n",
+    "wrong type": "datasets:\n  demo: {adapter: ravdess, root: ROOT}\nextraction: {clips_per_video: many}\n",
+    "bad adapter": "datasets:\n  demo: {adapter: youtube, root: ROOT}\n",
+    "missing root": "datasets:\n  demo: {adapter: crema_d}\n",
+    "root does not exist": "datasets:\n  demo: {adapter: crema_d, root: /no/such/folder}\n",
+    "unset variable": "datasets:\n  demo:\n    adapter: ravdess\n    root: ${FER_NO_SUCH_VARIABLE}/x\n",
+    "empty file": "",
+}
+
+
+def run(*args, cwd=None):
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def assert_one_line_error(result, *needles):
+    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
+    message = result.stderr.strip()
+    assert message and "\n" not in message, message
+    assert "Traceback" not in result.stdout + result.stderr
+    for needle in needles:
+        assert needle in message, (needle, message)
+
+
+@pytest.mark.parametrize("kind", sorted(CONFIG_MISTAKES))
+def test_config_mistakes(tmp_path, demo_small, kind):
+    path = tmp_path / "data.yaml"
+    path.write_text(CONFIG_MISTAKES[kind].replace("ROOT", str(demo_small)))
+    result = run(BIN / "fer-cache", "scan", "--dataset", "demo", "--config", path)
+    assert_one_line_error(result, str(path) if kind != "root does not exist" else "/no/such/folder")
+
+
+def test_names_files_and_checkpoints(tmp_path, demo_small):
+    config = write_config(tmp_path, demo_small, extra="")
+    text = config.read_text().replace("encoders:\n", f"encoders:\n  big: {{family: vjepa, arch: vit_huge, checkpoint: "
+                                                     f"{tmp_path}/missing.pth.tar}}\n"
+                                                     f"  hf: {{family: vjepa2-hf, checkpoint: {tmp_path}}}\n"
+                                                     f"  huh: {{family: vjepa, arch: vit_enormous}}\n")
+    config.write_text(text)
+    (tmp_path / "pickled.pth.tar").write_bytes(b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x94.")
+    out = tmp_path / "s.zarr"
+    common = ["--config", config, "--out", out]
+    assert_one_line_error(run(BIN / "fer-cache", "scan", "--dataset", "nope", "--config", config), "unknown dataset")
+    assert_one_line_error(run(BIN / "fer-cache", "extract", "--dataset", "demo", "--encoder", "nope", *common),
+                          "unknown encoder 'nope'")
+    assert_one_line_error(run(BIN / "fer-cache", "extract", "--dataset", "demo", "--encoder", "big", *common),
+                          "checkpoint not found", "missing.pth.tar")
+    assert_one_line_error(run(BIN / "fer-cache", "extract", "--dataset", "demo", "--encoder", "hf", *common),
+                          "config.json")
+    assert_one_line_error(run(BIN / "fer-cache", "extract", "--dataset", "demo", "--encoder", "huh", *common),
+                          "vit_enormous")
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(run(BIN / "fer-cache", "scan", "--dataset", "demo", cwd=tmp_path / "empty"),
+                          "config file not found")
+    assert not out.exists()
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    assert_one_line_error(run(BIN / "fer-cache", "extract", "--dataset", "demo", "--encoder", "tiny", "--config",
+                              config, "--out", precious, "--overwrite"), "not a fer-cache store")
+    assert (precious / "thesis.tex").read_text() == "years of work"
+    assert_one_line_error(run(BIN / "fer-cache", "info", tmp_path / "nothing.zarr"), "no such store")
+    assert_one_line_error(run(BIN / "fer-cache", "verify", precious), "not a Zarr store")
+
+
+def test_probe_mistakes(tmp_path):
+    store = write_planted_store(tmp_path / "a.zarr")
+    other = write_planted_store(tmp_path / "b.zarr", encoder_name="another")
+    incomplete = write_planted_store(tmp_path / "c.zarr", status=[1] * 63 + [2])
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file.txt").write_text("x")
+    leaky = tmp_path / "leaky.json"
+    leaky.write_text('{"folds": [{"test_subjects": ["1", "2"], "train_subjects": ["2", "3"]}]}')
+    alien = tmp_path / "alien.json"
+    alien.write_text('{"folds": [{"test_subjects": ["1001"], "train_subjects": ["3"]}]}')
+    probe = BIN / "fer-probe"
+    out = ["--out", tmp_path / "run", "--epochs", "1"]
+    assert_one_line_error(run(probe, "cv", tmp_path / "folder", *out), "not a Zarr store")
+    assert_one_line_error(run(probe, "cv", tmp_path / "file.txt", *out), "not a Zarr store")
+    assert_one_line_error(run(probe, "cv", tmp_path / "none.zarr", *out), "no such store")
+    assert_one_line_error(run(probe, "cv", incomplete, *out), "1 failed", "--allow-incomplete")
+    assert_one_line_error(run(probe, "cv", store, "--folds", "20", *out), "more than the 8 subjects")
+    assert_one_line_error(run(probe, "cv", store, "--folds-file", leaky, *out), "both train and test")
+    assert_one_line_error(run(probe, "cv", store, "--folds-file", alien, *out), "1001")
+    assert_one_line_error(run(probe, "cv", store, "--folds-file", tmp_path / "nofile.json", *out), "not found")
+    assert_one_line_error(run(probe, "cross", "--train", store, "--test", other, *out), "different encoders")
+    assert_one_line_error(run(probe, "cv", store, "--probe", "svm", *out), "--probe must be")
+    assert_one_line_error(run(probe, "report", tmp_path), "config.json")
+    assert_one_line_error(run(probe, "cv", store, "--device", "cuda", *out), "no CUDA GPU")
