@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import append_row, machine, timed  # noqa: E402
+from common import append_row, machine, timed
 
-from fer_cache.encoders import build_encoder  # noqa: E402
+from fer_cache.encoders import build_encoder
 
 TINY = dict(embed_dim=96, depth=2, num_heads=4)
 
@@ -53,7 +53,8 @@ def main() -> None:
     clips_per_s = args.batch / seconds
     tflops = model.flops_per_clip() * clips_per_s / 1e12
     memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-    print(f"{args.preset} {resolution}px {frames}f batch {args.batch} {args.dtype if device.type == 'cuda' else 'fp32'} "
+    precision = args.dtype if device.type == "cuda" else "fp32"
+    print(f"{args.preset} {resolution}px {frames}f batch {args.batch} {precision} "
           f"on {machine(device)}: {clips_per_s:.2f} clips/s, {tflops:.2f} TFLOP/s achieved "
           f"({model.flops_per_clip() / 1e12:.3f} TFLOP per clip, {model.cfg.num_tokens} tokens), "
           f"peak memory {memory:.1f} GiB")

@@ -15,12 +15,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import append_row, machine  # noqa: E402
+from common import append_row, machine
 
-from fer_cache.config import load_config  # noqa: E402
-from fer_cache.datasets.synthetic import write_video  # noqa: E402
-from fer_cache.extract import run_extraction  # noqa: E402
-from fer_cache.video import decode_video  # noqa: E402
+from fer_cache.config import load_config
+from fer_cache.datasets.synthetic import write_video
+from fer_cache.extract import run_extraction
+from fer_cache.video import decode_video
 
 CONFIG = """\
 datasets:

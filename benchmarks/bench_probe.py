@@ -19,13 +19,13 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
-from common import append_row, machine  # noqa: E402
+from common import append_row, machine
 
-from fer_probe.cv import run_cv  # noqa: E402
-from fer_probe.probes import AttentiveProbe  # noqa: E402
-from fer_probe.reader import CacheReader, ClipRef  # noqa: E402
-from fer_probe.train import ProbeConfig  # noqa: E402
-from tests.conftest import write_planted_store  # noqa: E402
+from fer_probe.cv import run_cv
+from fer_probe.probes import AttentiveProbe
+from fer_probe.reader import CacheReader, ClipRef
+from fer_probe.train import ProbeConfig
+from tests.conftest import write_planted_store
 
 
 def throughput(probe: AttentiveProbe, clips: torch.Tensor, train: bool, repeats: int) -> float:
@@ -68,7 +68,7 @@ def main() -> None:
     reader = CacheReader(store)
     refs = [ClipRef(v, k, 0) for v in range(len(reader)) for k in range(reader.clips)]
     started = time.perf_counter()
-    for batch in reader.batches([[r] for r in refs]):
+    for _ in reader.batches([[r] for r in refs]):
         pass
     read_s = (time.perf_counter() - started) / len(refs)
     clip_mb = reader.clip_bytes / 1e6

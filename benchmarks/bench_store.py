@@ -17,9 +17,9 @@ import torch
 import zarr
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import append_row, machine  # noqa: E402
+from common import append_row, machine
 
-from fer_cache.store import compressors_for  # noqa: E402
+from fer_cache.store import compressors_for
 
 CODECS = ["none", "zstd", "blosc", "blosc-lz4"]
 

@@ -28,7 +28,7 @@ def user_errors(command):
             return command(*args, **kwargs)
         except FerCacheError as exc:
             errors.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1)
+            raise typer.Exit(1) from None
     return wrapper
 
 
@@ -74,7 +74,8 @@ def extract(dataset: Annotated[str, typer.Option(help="dataset name in data.yaml
             batch_size: Annotated[int, typer.Option(min=1, help="clips per encoder batch")] = 8,
             workers: Annotated[int, typer.Option(min=0, help="decode worker processes")] = 2,
             limit: Annotated[int | None, typer.Option(min=1, help="only the first N videos")] = None,
-            overwrite: Annotated[bool, typer.Option(help="replace a store of another extraction")] = False):
+            overwrite: Annotated[bool, typer.Option(help="replace a store of another extraction")] = False,
+            compile: Annotated[bool, typer.Option("--compile", help="torch.compile the encoder (GPU)")] = False):
     """Encode every clip of a dataset once into a schema-1 Zarr store (resumes a partial store)."""
     from fer_cache.config import load_config
     from fer_cache.extract import run_extraction
@@ -97,7 +98,7 @@ def extract(dataset: Annotated[str, typer.Option(help="dataset name in data.yaml
             bar.update(task, advance=videos, rate=f"{rate:.1f} clips/s, {clips['failed']} failed")
 
         summary = run_extraction(cfg, dataset, encoder, out, device, batch_size, workers, limit, overwrite,
-                                 on_start=start, on_advance=advance)
+                                 compile, on_start=start, on_advance=advance)
     print_summary(summary)
     raise typer.Exit(summary.exit_code)
 
@@ -132,7 +133,7 @@ def info(store: str, as_json: Annotated[bool, typer.Option("--json", help="print
                   f"{result.stored_bytes / 1e6:.1f} MB stored, {result.bytes_per_clip / 1e3:.1f} kB per clip view")
     console.print(f"videos: {result.counts}", highlight=False)
     if result.quantisation_error is not None:
-        console.print(f"{result.dtype} max abs error (estimate): {result.quantisation_error:.3g}")
+        console.print(f"{result.dtype} rounding error at most {result.quantisation_error:.3g} (first video)")
     for key in ("dataset", "label_names", "token_grid", "encoder", "sampling", "storage", "fingerprint"):
         console.print(f"{key}: {result.attrs.get(key)}", highlight=False)
 

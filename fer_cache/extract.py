@@ -3,15 +3,14 @@
 Axes: K clips per video, S views, T frames, h/w crop pixels, B clips in a batch, N tokens, D width.
 """
 
-import os
-from contextlib import nullcontext
 import queue
 import signal
 import threading
 import time
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -20,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from fer_cache import store as st
 from fer_cache.config import Config, check_extraction
 from fer_cache.datasets import ScanResult, scan_dataset
+from fer_cache.distributed import DistInfo, barrier, init_distributed, resolve_device
 from fer_cache.encoders import build_encoder, describe_encoder
 from fer_cache.errors import DecodeError, FerCacheError
 from fer_cache.video import Sampling, cut_clips, decode_video, normalise
@@ -95,7 +95,7 @@ class Writer(threading.Thread):
                     st.mark_failed(self.group, *job)
                 else:
                     st.write_video(self.group, job.index, job.tokens, job.frame_index, job.n_frames)
-            except Exception as exc:  # handed to the main thread, which re-raises it
+            except Exception as exc:  # noqa: BLE001 - handed to the main thread, which re-raises it
                 self.error = exc
 
     def put(self, job) -> None:
@@ -140,41 +140,6 @@ class StopFlag:
             signal.signal(sig, handler)
 
 
-def resolve_device(device: str, local_rank: int) -> torch.device:
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise FerCacheError("--device cuda was asked for, but no CUDA GPU is visible; use --device cpu")
-        return torch.device("cuda", local_rank)
-    return torch.device(device)
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-
-def init_distributed(device: str) -> DistInfo:
-    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; ranks then take disjoint videos."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    import torch.distributed as dist
-    if not dist.is_initialized():
-        use_nccl = device != "cpu" and torch.cuda.is_available()
-        dist.init_process_group("nccl" if use_nccl else "gloo")
-    return DistInfo(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def barrier(info: DistInfo) -> None:
-    if info.world > 1:
-        import torch.distributed as dist
-        dist.barrier()
-
-
 def prepare_store(out: str, overwrite: bool, layout: st.Layout, scan: ScanResult, attrs: dict, info: DistInfo):
     """Rank 0 creates or checks the store; the others open it once it exists."""
     exists = (Path(out) / "zarr.json").exists() if not st.is_url(out) else _url_exists(out)
@@ -211,7 +176,7 @@ def store_attrs(dataset: str, scan: ScanResult, encoder, sampling: Sampling, dty
 
 def run_extraction(config: Config, dataset: str, encoder: str, out: str, device: str = "auto",
                    batch_size: int = 8, workers: int = 2, limit: int | None = None, overwrite: bool = False,
-                   on_start: Callable[[int, int], None] | None = None,
+                   compile_model: bool = False, on_start: Callable[[int, int], None] | None = None,
                    on_advance: Callable[[int, int, int], None] | None = None) -> ExtractSummary:
     """Encode every pending video of `dataset` into `out`; resumable, safe to interrupt, multi-rank aware."""
     started = time.perf_counter()
@@ -241,7 +206,8 @@ def run_extraction(config: Config, dataset: str, encoder: str, out: str, device:
         if on_start is not None:
             on_start(len(scan.videos), len(scan.videos) - int((status == st.DONE).sum()))
         jobs = [(i, scan.videos[i].path) for i in todo]
-        encoded, clips = encode_all(model, group, VideoClips(dataset_cfg.root, jobs, sampling), batch_size,
+        forward = torch.compile(model) if compile_model else model
+        encoded, clips = encode_all(forward, group, VideoClips(dataset_cfg.root, jobs, sampling), batch_size,
                                     workers, torch_device, stop, on_advance)
         barrier(info)
     return summarise(out, group, scan, encoded, clips, time.perf_counter() - started, stop.raised)

@@ -1,6 +1,6 @@
 """What `fer-cache scan` reports: the adapter's videos and errors, optionally with decoded frame counts."""
 
-from typing import Callable
+from collections.abc import Callable
 
 from fer_cache.config import DatasetConfig
 from fer_cache.datasets import scan_dataset

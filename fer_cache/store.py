@@ -93,7 +93,8 @@ def is_replaceable(path: Path) -> bool:
         return True
     try:
         return zarr.open_group(str(path), mode="r").attrs.get("fer_cache_schema") is not None
-    except Exception:  # not a Zarr group at all
+    except (OSError, ValueError, json.JSONDecodeError, zarr.errors.GroupNotFoundError,
+            zarr.errors.NodeTypeValidationError):  # not a Zarr group at all
         return False
 
 

@@ -25,7 +25,7 @@ def user_errors(command):
             return command(*args, **kwargs)
         except FerProbeError as exc:
             errors.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1)
+            raise typer.Exit(1) from None
     return wrapper
 
 
@@ -89,6 +89,8 @@ def cv(store: str, probe: Probe = "attentive", out: Annotated[Path, typer.Option
     bar, update = fold_progress(epochs)
     with bar:
         result = run_cv(store, out, cfg, folds, folds_file, allow_incomplete, update)
+    if result.excluded:
+        console.print(f"[yellow]left out {result.excluded} pending or failed videos (--allow-incomplete)[/yellow]")
     print_metrics(result.metrics, f"{probe} probe, {len(result.folds)} folds: {store}")
     console.print(f"run directory: {out}")
 

@@ -8,9 +8,9 @@ score the chosen head: every clip and view of a test video gets posteriors, PBV 
 """
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ class RunResult:
     class_names: list[str]
     folds: list[FoldPredictions] = field(default_factory=list)
     selected: list[str] = field(default_factory=list)  # chosen head per fold
+    excluded: int = 0  # pending or failed videos left out under --allow-incomplete
 
 
 def open_source(store: str, cfg: ProbeConfig, allow_incomplete: bool) -> TokenSource:
@@ -81,7 +82,7 @@ def run_cv(store: str, out: str | Path, cfg: ProbeConfig, n_folds: int = 5, fold
                                "allow_incomplete": allow_incomplete, "excluded_videos": reader.excluded,
                                "classes": class_names, "store_attrs": reader.attrs, "protocol": PROTOCOL}, cfg)
     outputs.write_folds(out, folds, cfg.seed)
-    result = RunResult(out, {}, class_names)
+    result = RunResult(out, {}, class_names, excluded=reader.excluded)
     head_tables = []
     for f, fold in enumerate(folds):
         train_idx, test_idx = fold_indices(reader.subjects, fold)

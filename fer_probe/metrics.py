@@ -72,7 +72,8 @@ def paired_bootstrap(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray,
     diffs = np.array([metric(y_true[d], pred_a[d]) - metric(y_true[d], pred_b[d]) for d in draws])
     observed = metric(y_true, pred_a) - metric(y_true, pred_b)
     p_value = 2 * min((diffs <= 0).mean(), (diffs >= 0).mean())
-    return {"difference": float(observed), "ci95": [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))],
+    interval = [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))]
+    return {"difference": float(observed), "ci95": interval,
             "p_value": float(min(1.0, p_value))}
 
 

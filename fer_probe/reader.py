@@ -4,10 +4,10 @@ Axes: V videos, K clips, S views, N tokens, D width.
 """
 
 import json
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch

@@ -4,8 +4,8 @@ Axes: B videos in a batch, K clips, S views, N tokens, D width, C classes, M sco
 """
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 import torch

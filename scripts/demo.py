@@ -27,17 +27,19 @@ def step(title: str, *command: str, ok_codes: tuple[int, ...] = (0,)) -> None:
 def main() -> None:
     started = time.perf_counter()
     if not (ROOT / ".fer/demo/Actor_12").is_dir():
-        step("1/5 synthetic face videos", "fer-cache", "demo-data", ".fer/demo")
-    step("2/5 extract with a tiny random-weight V-JEPA encoder", "fer-cache", "extract", "--dataset", "demo",
+        step("1/6 synthetic face videos", "fer-cache", "demo-data", ".fer/demo")
+    step("2/6 extract with a tiny random-weight V-JEPA encoder", "fer-cache", "extract", "--dataset", "demo",
          "--encoder", "tiny", "--out", "caches/demo.zarr", "--overwrite")
-    step("3/5 attentive probe, 5 subject folds", "fer-probe", "cv", "caches/demo.zarr", "--probe", "attentive",
+    step("3/6 attentive probe, 5 subject folds", "fer-probe", "cv", "caches/demo.zarr", "--probe", "attentive",
          "--out", "runs/demo", "--folds", "5")
-    step("4/5 linear baseline on the same folds", "fer-probe", "cv", "caches/demo.zarr", "--probe", "linear",
+    step("4/6 linear baseline on the same folds", "fer-probe", "cv", "caches/demo.zarr", "--probe", "linear",
          "--out", "runs/demo/linear", "--folds-file", "runs/demo/folds.json")
-    step("5/5 report and plots", "fer-probe", "report", "runs/demo")
+    step("5/6 report and plots", "fer-probe", "report", "runs/demo")
     step("", "fer-probe", "report", "runs/demo/linear")
     step("", "fer-probe", "embed-plot", "caches/demo.zarr", "--out", "runs/demo/embeddings_probe.png", "--run",
          "runs/demo")
+    step("6/6 ablations: probe type, test clips, voting, training clips", "fer-probe", "ablate", "caches/demo.zarr",
+         "--out", "runs/demo/ablate")
     table = Table("probe", "metric", "mean ± std", "95% CI", title="demo results (6 classes, chance 0.167)")
     for name, run in (("attentive", ROOT / "runs/demo"), ("linear", ROOT / "runs/demo/linear")):
         metrics = json.loads((run / "metrics.json").read_text())

@@ -78,7 +78,7 @@ def resolve_config(family: str, hf_config: dict | None, arch: str | None, embed_
         patch_size = hf_config.get("patch_size", patch_size)
         tubelet_size = hf_config.get("tubelet_size", tubelet_size)
         layernorm_eps = hf_config.get("layer_norm_eps", layernorm_eps)
-        resolution = resolution or hf_config.get("crop_size")
+        resolution = resolution or hf_config.get("crop_size") or hf_config.get("image_size")
         frames_per_clip = frames_per_clip or hf_config.get("frames_per_clip")
     explicit = dict(embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio)
     dims.update({k: v for k, v in explicit.items() if v is not None})

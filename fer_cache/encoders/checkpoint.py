@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from fer_cache.errors import CheckpointError
 from fer_cache.encoders.vit import VideoViT, sincos_3d
+from fer_cache.errors import CheckpointError
 
 WRAPPER_PREFIXES = ("module.", "backbone.")
 

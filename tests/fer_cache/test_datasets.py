@@ -1,8 +1,7 @@
 import pytest
 
 from fer_cache.config import DatasetConfig
-from fer_cache.datasets import CANONICAL_LABELS, scan_dataset
-from fer_cache.datasets import crema_d, ravdess
+from fer_cache.datasets import CANONICAL_LABELS, crema_d, ravdess, scan_dataset
 
 
 def touch(root, rel, content=b"x"):

@@ -3,7 +3,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -209,3 +208,19 @@ def test_scan_json_reports_decoded_frames_and_errors(tmp_path, demo_small):
     assert payload["errors"] == [] and CREMA_D.is_dir()
     demo = json.loads(runner.invoke(app, ["scan", "--dataset", "demo", "--config", str(config), "--json"]).stdout)
     assert len(demo["videos"]) == 24 and "n_frames" not in demo["videos"][0]
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
+def test_compact_dtypes_read_back_within_their_reported_error(tmp_path, demo_small, reference_store, dtype):
+    from fer_probe.reader import CacheReader
+    config = write_config(tmp_path, demo_small)
+    config.write_text(config.read_text().replace("dtype: float16", f"dtype: {dtype}"))
+    store = tmp_path / f"{dtype}.zarr"
+    assert extract(config, store, "--batch-size", "3", "--limit", "4").exit_code == 0
+    info = json.loads(runner.invoke(app, ["info", str(store), "--json"]).output)
+    assert info["dtype"] == dtype and info["quantisation_error"] > 0
+    compact, reference = CacheReader(store), CacheReader(reference_store)
+    for v in range(4):
+        error = (compact.video(v) - reference.video(v)).abs().max().item()
+        assert error <= info["quantisation_error"] * 1.5 + 2e-3  # plus float16 rounding of the reference
+    assert runner.invoke(app, ["verify", str(store)]).exit_code == 0

@@ -3,8 +3,17 @@ import pytest
 
 from fer_cache.datasets.synthetic import write_video
 from fer_cache.errors import DecodeError
-from fer_cache.video import (IMAGENET_MEAN, IMAGENET_STD, Sampling, clip_frame_indices, count_frames, cut_clips,
-                             decode_video, normalise, spatial_crops)
+from fer_cache.video import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Sampling,
+    clip_frame_indices,
+    count_frames,
+    cut_clips,
+    decode_video,
+    normalise,
+    spatial_crops,
+)
 from tests.conftest import CREMA_D
 
 # One VP6 frame per demuxed video packet, counted without decoding; the FLV container itself reports 0 frames.

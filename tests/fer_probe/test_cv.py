@@ -36,6 +36,7 @@ def test_planted_signal_is_learned_and_shuffled_labels_stay_near_chance(tmp_path
 def test_run_directory_agrees_with_scikit_learn_and_is_deterministic(tmp_path, planted_store):
     first = run_cv(str(planted_store), tmp_path / "a", FAST, n_folds=4)
     second = run_cv(str(planted_store), tmp_path / "b", FAST, n_folds=4)
+    assert first.metrics == second.metrics
     assert (tmp_path / "a" / "metrics.json").read_text() == (tmp_path / "b" / "metrics.json").read_text()
     assert (tmp_path / "a" / "predictions.csv").read_text() == (tmp_path / "b" / "predictions.csv").read_text()
     rows = read_predictions(tmp_path / "a")

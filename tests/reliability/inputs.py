@@ -61,12 +61,14 @@ def build_catalogue(root: Path) -> tuple[dict[str, str], dict[str, str], dict[st
     add_valid(f"Actor_01/{name(5, 1, 1)}", "portrait", lambda p: write_video(p, ramp(96, 48, 12)))
     add_valid(f"Actor_01/{name(5, 2, 1, 'mkv')}", "grayscale",
               lambda p: encode(p, "ffv1", "gray", ramp(48, 48, 12, channels=1), fmt="gray"))
-    add_valid(f"Actor_01/{name(6, 1, 1, 'avi')}", "mpeg4 in avi", lambda p: encode(p, "mpeg4", "yuv420p", ramp(48, 64, 12)))
+    add_valid(f"Actor_01/{name(6, 1, 1, 'avi')}", "mpeg4 in avi",
+              lambda p: encode(p, "mpeg4", "yuv420p", ramp(48, 64, 12)))
     add_valid(f"Actor_01/{name(6, 2, 1, 'mov')}", "mjpeg in mov",
               lambda p: encode(p, "mjpeg", "yuvj420p", ramp(48, 64, 12)))
     add_valid(f"Actor_01/{name(7, 1, 1, 'webm')}", "vp9 in webm",
               lambda p: encode(p, "libvpx-vp9", "yuv420p", ramp(48, 64, 12)))
-    add_valid(f"{odd.name}/{name(7, 2, 2)}", "path with spaces and non-ASCII", lambda p: write_video(p, ramp(48, 64, 12)))
+    add_valid(f"{odd.name}/{name(7, 2, 2)}", "path with spaces and non-ASCII",
+              lambda p: write_video(p, ramp(48, 64, 12)))
     add_valid(f"Actor_01/{name(1, 1, 1)}", "tiny frames (upscaled)", lambda p: write_video(p, ramp(16, 16, 12)))
 
     def add_broken(rel: str, kind: str, write) -> None:
@@ -74,7 +76,8 @@ def build_catalogue(root: Path) -> tuple[dict[str, str], dict[str, str], dict[st
         broken[Path(rel).stem] = kind
 
     add_broken(f"Actor_01/{name(1, 2, 1)}", "empty file", lambda p: p.write_bytes(b""))
-    add_broken(f"Actor_01/{name(8, 1, 1)}", "random bytes", lambda p: p.write_bytes(np.random.default_rng(3).bytes(20000)))
+    add_broken(f"Actor_01/{name(8, 1, 1)}", "random bytes",
+               lambda p: p.write_bytes(np.random.default_rng(3).bytes(20000)))
     add_broken(f"Actor_01/{name(8, 2, 1)}", "text with a video extension", lambda p: p.write_text("hello\n" * 300))
     add_broken(f"{odd.name}/{name(3, 1, 2)}", "audio only", audio_only)
 
