@@ -3,6 +3,7 @@
 import functools
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -52,6 +53,9 @@ def scan(dataset: Annotated[str, typer.Option(help="dataset name in data.yaml")]
     with progress_bar(stderr=True) as bar:
         task = bar.add_task("decoding", total=None, rate="")
         report = scan_with_frames(cfg.dataset(dataset), decode, lambda: bar.advance(task))
+    skipped = report.pop("skipped")
+    if skipped:
+        errors.print(f"{skipped} videos left out by the dataset's filters in {config} (modality, vocal_channel)")
     if as_json:
         print(json.dumps(report, indent=1))
         return
@@ -61,7 +65,7 @@ def scan(dataset: Annotated[str, typer.Option(help="dataset name in data.yaml")]
         table.add_row(v["id"], v["label_name"], v["subject"], *([str(v["n_frames"])] if decode else []))
     console.print(table)
     for e in report["errors"]:
-        console.print(f"[yellow]skipped[/yellow] {e['path']}: {e['reason']}", highlight=False)
+        console.print(f"[yellow]error[/yellow] {e['path']}: {e['reason']}", highlight=False)
 
 
 @app.command()
@@ -82,25 +86,30 @@ def extract(dataset: Annotated[str, typer.Option(help="dataset name in data.yaml
 
     cfg = load_config(config)
     with progress_bar() as bar:
-        task = bar.add_task("videos", total=None, rate="")
-        clips = {"n": 0, "failed": 0, "t0": None}
-
-        def start(total, todo):
-            import time
-            clips["t0"] = time.perf_counter()
-            bar.update(task, total=total, completed=total - todo)
-
-        def advance(videos, n_clips, failed):
-            import time
-            clips["n"] += n_clips
-            clips["failed"] += failed
-            rate = clips["n"] / max(time.perf_counter() - clips["t0"], 1e-9)
-            bar.update(task, advance=videos, rate=f"{rate:.1f} clips/s, {clips['failed']} failed")
-
+        progress = ExtractProgress(bar)
         summary = run_extraction(cfg, dataset, encoder, out, device, batch_size, workers, limit, overwrite,
-                                 compile, on_start=start, on_advance=advance)
+                                 compile, on_start=progress.start, on_advance=progress.advance)
     print_summary(summary)
     raise typer.Exit(summary.exit_code)
+
+
+class ExtractProgress:
+    """Videos done out of all, clips/s and failures, fed by the pipeline's callbacks."""
+
+    def __init__(self, bar: Progress):
+        self.bar, self.task = bar, bar.add_task("videos", total=None, rate="")
+        self.clips = self.failed = 0
+        self.started = time.perf_counter()
+
+    def start(self, total: int, todo: int) -> None:
+        self.started = time.perf_counter()
+        self.bar.update(self.task, total=total, completed=total - todo)
+
+    def advance(self, videos: int, clips: int, failed: int) -> None:
+        self.clips += clips
+        self.failed += failed
+        rate = self.clips / max(time.perf_counter() - self.started, 1e-9)
+        self.bar.update(self.task, advance=videos, rate=f"{rate:.1f} clips/s, {self.failed} failed")
 
 
 def print_summary(summary) -> None:

@@ -9,7 +9,8 @@ from fer_cache.video import count_frames
 
 
 def scan_with_frames(cfg: DatasetConfig, decode: bool, on_video: Callable[[], None] | None = None) -> dict:
-    """{"videos": [...], "errors": [...]} as DESIGN section 7 specifies; a video that fails to decode is an error."""
+    """{"videos", "errors"} as DESIGN section 7 specifies (a video that fails to decode is an error), plus the
+    number of videos the data.yaml filters left out under "skipped"."""
     result = scan_dataset(cfg)
     videos, errors = [], [{"path": path, "reason": reason} for path, reason in result.errors]
     for item in result.videos:
@@ -25,4 +26,4 @@ def scan_with_frames(cfg: DatasetConfig, decode: bool, on_video: Callable[[], No
                 if on_video is not None:
                     on_video()
         videos.append(row)
-    return {"videos": videos, "errors": errors}
+    return {"videos": videos, "errors": errors, "skipped": result.skipped}

@@ -57,7 +57,9 @@ def run_ablation(store: str, out: str | Path, n_folds: int = 5, epochs: int = 20
                      "distinguishable": test["p_value"] < 0.05})
     (out / "ablation.json").write_text(json.dumps(rows, indent=1))
     lines = ["# Ablations", "", f"Store `{store}`, {n_folds} subject-independent folds shared by every variant, "
-             f"{epochs} epochs, seed {seed}. Paired bootstrap over the same test videos (1000 resamples).", "",
+             f"{epochs} epochs, seed {seed}. UAR over all test videos pooled across folds (so the baseline differs "
+             "slightly from cv's mean of per-fold UARs); paired bootstrap over the same test videos (1000 resamples).",
+             "",
              "| comparison | A | B | UAR A | UAR B | A - B [95% CI] | p | distinguishable from noise |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
