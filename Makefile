@@ -43,6 +43,7 @@ bench: install
 
 lint: install
 	$(VENV)/bin/ruff check fer_cache fer_probe tests benchmarks scripts
+	$(PY) scripts/check_sizes.py
 
 clean:
 	rm -rf $(VENV) .fer runs/demo caches/demo.zarr

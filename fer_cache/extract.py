@@ -3,7 +3,6 @@
 Axes: K clips per video, S views, T frames, h/w crop pixels, B clips in a batch, N tokens, D width.
 """
 
-import queue
 import signal
 import threading
 import time
@@ -17,12 +16,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fer_cache import store as st
+from fer_cache.batching import BatchEncoder, DecodedVideo, Writer
 from fer_cache.config import Config, check_extraction
 from fer_cache.datasets import ScanResult, scan_dataset
 from fer_cache.distributed import DistInfo, barrier, init_distributed, resolve_device
 from fer_cache.encoders import build_encoder, describe_encoder
 from fer_cache.errors import DecodeError, FerCacheError
-from fer_cache.video import Sampling, cut_clips, decode_video, normalise
+from fer_cache.video import Sampling, cut_clips, decode_video
 
 
 @dataclass
@@ -40,15 +40,6 @@ class ExtractSummary:
     @property
     def exit_code(self) -> int:
         return 3 if (self.failed or self.scan_errors or self.interrupted) else 0
-
-
-@dataclass
-class DecodedVideo:
-    index: int
-    clips: torch.Tensor | None  # [K, S, T, h, w, 3] uint8
-    frame_index: np.ndarray | None  # [K, T]
-    n_frames: int
-    error: str = ""
 
 
 class VideoClips(Dataset):
@@ -77,45 +68,6 @@ def quiet_worker(_: int) -> None:
 
 def keep_one(items: list[DecodedVideo]) -> DecodedVideo:
     return items[0]
-
-
-class Writer(threading.Thread):
-    """Commits finished videos off the encoding thread; the only place where a video's status changes."""
-
-    def __init__(self, group, depth: int = 8):
-        super().__init__(daemon=True)
-        self.group, self.jobs, self.error = group, queue.Queue(maxsize=depth), None
-
-    def run(self) -> None:
-        while (job := self.jobs.get()) is not None:
-            if self.error is not None:
-                continue
-            try:
-                if isinstance(job, tuple):  # (index, reason): a failure
-                    st.mark_failed(self.group, *job)
-                else:
-                    st.write_video(self.group, job.index, job.tokens, job.frame_index, job.n_frames)
-            except Exception as exc:  # noqa: BLE001 - handed to the main thread, which re-raises it
-                self.error = exc
-
-    def put(self, job) -> None:
-        if self.error is not None:
-            raise self.error
-        self.jobs.put(job)
-
-    def close(self) -> None:
-        self.jobs.put(None)
-        self.join()
-        if self.error is not None:
-            raise FerCacheError(f"writing the store failed: {self.error}") from self.error
-
-
-@dataclass
-class Finished:
-    index: int
-    tokens: np.ndarray  # [K, S, N, D] float32
-    frame_index: np.ndarray
-    n_frames: int
 
 
 class StopFlag:
@@ -226,61 +178,24 @@ def summarise(out: str, group, scan: ScanResult, encoded: int, clips: int, secon
 
 def encode_all(model, group, dataset: VideoClips, batch_size: int, workers: int, device: torch.device,
                stop: StopFlag, on_advance) -> tuple[int, int]:
-    """Fill batches across video boundaries; hand each finished video to the writer."""
+    """Decode workers feed the batch encoder; a writer thread commits finished videos. Returns (videos, clips)."""
     if not len(dataset):
         return 0, 0
-    loader = DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=None,
-                        pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None,
-                        persistent_workers=False, worker_init_fn=quiet_worker if workers else None)
+    loader = DataLoader(dataset, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None,
+                        worker_init_fn=quiet_worker if workers else None)
+    out_dtype = torch.float16 if group["tokens"].attrs.get("storage_dtype") == "float16" else torch.float32
     writer = Writer(group)
     writer.start()
-    partial: dict[int, list] = {}  # video index -> [DecodedVideo, token list]
-    pending_clips: list[tuple[int, torch.Tensor]] = []  # (video index, clip [T, h, w, 3])
-    encoded = clips_done = 0
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-
-    def run_batch(batch: list[tuple[int, torch.Tensor]]) -> None:
-        nonlocal encoded, clips_done
-        clips = [clip for _, clip in batch]
-        # Always a full batch (zero-padded): a clip's tokens then never depend on which clips share its batch,
-        # so a resumed run writes exactly what an uninterrupted run would.
-        clips += [torch.zeros_like(clips[0])] * (batch_size - len(clips))
-        video = torch.stack(clips).to(device, non_blocking=True)  # [B, T, h, w, 3]
-        with torch.inference_mode(), autocast:
-            tokens = model(normalise(video)).float().cpu().numpy()[:len(batch)]  # [B, N, D]
-        for (index, _), row in zip(batch, tokens):
-            entry = partial[index]
-            entry[1].append(row)
-            if len(entry[1]) == entry[2]:
-                decoded = entry[0]
-                K, S = decoded.clips.shape[:2]
-                stacked = np.stack(entry[1]).reshape(K, S, *row.shape)  # [K, S, N, D]
-                writer.put(Finished(index, stacked, decoded.frame_index, decoded.n_frames))
-                del partial[index]
-                encoded += 1
-                if on_advance:
-                    on_advance(1, 0, 0)
-        clips_done += len(batch)
-        if on_advance:
-            on_advance(0, len(batch), 0)
-
+    encoder = BatchEncoder(model, writer, batch_size, device, out_dtype, on_advance)
     try:
         for decoded in loader:
             if stop.raised:
                 break
-            if decoded.error:
-                writer.put((decoded.index, decoded.error))
-                if on_advance:
-                    on_advance(1, 0, 1)
-                continue
-            flat = decoded.clips.flatten(0, 1)  # [K*S, T, h, w, 3]
-            partial[decoded.index] = [decoded, [], flat.shape[0]]
-            pending_clips.extend((decoded.index, clip) for clip in flat)
-            while len(pending_clips) >= batch_size and not stop.raised:
-                run_batch(pending_clips[:batch_size])
-                pending_clips = pending_clips[batch_size:]
-        if pending_clips and not stop.raised:
-            run_batch(pending_clips)
+            encoder.add(decoded)
+            if stop.raised:
+                break
+        else:
+            encoder.flush()
     finally:
         writer.close()
-    return encoded, clips_done
+    return encoder.videos, encoder.clips

@@ -143,3 +143,34 @@ def test_cli_cv_with_reused_folds_file(tmp_path, planted_store):
     (tmp_path / "leaky.json").write_text(json.dumps(leaky))
     result = runner.invoke(app, args + ["--out", str(tmp_path / "three"), "--folds-file", str(tmp_path / "leaky.json")])
     assert result.exit_code == 1 and "both train and test" in result.output
+
+
+def test_test_fold_is_not_read_before_the_head_is_chosen(tmp_path, planted_store, monkeypatch):
+    """Stream every read and log it; each fold's test videos appear only after its selection is over."""
+    import fer_probe.cv as cv_module
+
+    events = []
+    original_clip, original_video = CacheReader.clip, CacheReader.video
+    monkeypatch.setattr(CacheReader, "clip", lambda self, ref: events.append(("read", ref.video))
+                        or original_clip(self, ref))
+    monkeypatch.setattr(CacheReader, "video", lambda self, v: events.append(("read", v)) or original_video(self, v))
+    original_select = cv_module.fit_and_select
+
+    def logged_select(*args, **kwargs):
+        result = original_select(*args, **kwargs)
+        events.append(("selected", result[0].name))
+        return result
+
+    monkeypatch.setattr(cv_module, "fit_and_select", logged_select)
+    cfg = ProbeConfig(epochs=2, num_heads=4, device="cpu", lrs=(1e-3, 1e-4), memory_budget_mb=0)
+    run_cv(str(planted_store), tmp_path / "run", cfg, n_folds=4)
+    folds = json.loads((tmp_path / "run" / "folds.json").read_text())["folds"]
+    subjects = CacheReader(planted_store).subjects
+    selections = [i for i, event in enumerate(events) if event[0] == "selected"]
+    assert len(selections) == 4
+    start = 0
+    for fold, end in zip(folds, selections):
+        test = {v for v, s in enumerate(subjects) if s in set(fold["test_subjects"])}
+        before = {v for kind, v in events[start:end] if kind == "read"}
+        assert before and not before & test  # training and validation reads only
+        start = end
