@@ -31,10 +31,13 @@ def init_distributed(device: str) -> DistInfo:
     if world <= 1:
         return DistInfo()
     import torch.distributed as dist
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
         use_nccl = device != "cpu" and torch.cuda.is_available()
+        if use_nccl:
+            torch.cuda.set_device(local_rank)  # NCCL barriers run on the current device: one GPU per rank
         dist.init_process_group("nccl" if use_nccl else "gloo")
-    return DistInfo(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
+    return DistInfo(dist.get_rank(), world, local_rank)
 
 
 def barrier(info: DistInfo) -> None:

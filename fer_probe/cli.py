@@ -91,6 +91,8 @@ def cv(store: str, probe: Probe = "attentive", out: Annotated[Path, typer.Option
         result = run_cv(store, out, cfg, folds, folds_file, allow_incomplete, update)
     if result.excluded:
         console.print(f"[yellow]left out {result.excluded} pending or failed videos (--allow-incomplete)[/yellow]")
+    if result.unlabelled:
+        console.print(f"[yellow]left out {result.unlabelled} videos without a label (label -1)[/yellow]")
     print_metrics(result.metrics, f"{probe} probe, {len(result.folds)} folds: {store}")
     console.print(f"run directory: {out}")
 

@@ -33,6 +33,7 @@ class RunResult:
     folds: list[FoldPredictions] = field(default_factory=list)
     selected: list[str] = field(default_factory=list)  # chosen head per fold
     excluded: int = 0  # pending or failed videos left out under --allow-incomplete
+    unlabelled: int = 0  # videos with label -1 (unknown): neither trained on nor scored
 
 
 def open_source(store: str, cfg: ProbeConfig, allow_incomplete: bool) -> TokenSource:
@@ -80,9 +81,10 @@ def run_cv(store: str, out: str | Path, cfg: ProbeConfig, n_folds: int = 5, fold
     outputs.write_config(out, {"command": "cv", "store": str(store), "fingerprint": reader.fingerprint,
                                "n_folds": len(folds), "folds_file": str(folds_file) if folds_file else None,
                                "allow_incomplete": allow_incomplete, "excluded_videos": reader.excluded,
+                               "unlabelled_videos": reader.unlabelled,
                                "classes": class_names, "store_attrs": reader.attrs, "protocol": PROTOCOL}, cfg)
     outputs.write_folds(out, folds, cfg.seed)
-    result = RunResult(out, {}, class_names, excluded=reader.excluded)
+    result = RunResult(out, {}, class_names, excluded=reader.excluded, unlabelled=reader.unlabelled)
     head_tables = []
     for f, fold in enumerate(folds):
         train_idx, test_idx = fold_indices(reader.subjects, fold)
@@ -146,7 +148,8 @@ def run_cross(train_store: str, test_store: str, out: str | Path, cfg: ProbeConf
     out.mkdir(parents=True, exist_ok=True)
     mapping = {"policy": policy, "calm_as_neutral": calm_as_neutral, "train_classes": class_names,
                "test_classes": sorted(set(names_b)), "shared_classes": shared, "scored_videos": len(keep),
-               "excluded_videos": len(b) - len(keep), "trained_on": "all videos of the training store, one probe"}
+               "excluded_videos": len(b) - len(keep), "unlabelled_test_videos": b.unlabelled,
+               "trained_on": "all videos of the training store, one probe"}
     outputs.write_config(out, {"command": "cross", "train_store": str(train_store), "test_store": str(test_store),
                                "fingerprint": a.fingerprint, "mapping": mapping, "protocol": PROTOCOL,
                                "store_attrs": a.attrs}, cfg)

@@ -59,14 +59,16 @@ class CacheReader:
             raise StoreReadError(f"{self.location}: {int((status == PENDING).sum())} pending and "
                                  f"{int((status == FAILED).sum())} failed videos; finish the extraction or pass "
                                  "--allow-incomplete to leave them out")
-        self.rows = np.flatnonzero(usable)  # store row of each usable video
+        labels = self.group["videos/label"][:].astype(np.int64)
+        if labels.size and labels.max() >= len(self.label_names):
+            raise StoreReadError(f"{self.location}: videos/label holds index {labels.max()} but label_names has "
+                                 f"{len(self.label_names)} names; the store is inconsistent")
+        self.unlabelled = int((usable & (labels < 0)).sum())  # label -1: unknown, neither trained nor scored
+        self.rows = np.flatnonzero(usable & (labels >= 0))  # store row of each usable video
         ids, subjects = _strings(self.group["videos/id"]), _strings(self.group["videos/subject"])
         self.ids = [ids[i] for i in self.rows]
         self.subjects = [subjects[i] for i in self.rows]
-        self.labels = self.group["videos/label"][:][self.rows].astype(np.int64)
-        if len(self.labels) and (self.labels.max() >= len(self.label_names) or self.labels.min() < 0):
-            raise StoreReadError(f"{self.location}: videos/label holds indices outside label_names "
-                                 "(unknown labels cannot be trained on)")
+        self.labels = labels[self.rows]
         _, self.clips, self.views, self.num_tokens, self.width = self.tokens.shape
         self.memory_budget = memory_budget_mb * 1e6
         self._memory: dict[int, torch.Tensor] = {}

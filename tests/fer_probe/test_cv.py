@@ -103,6 +103,19 @@ def test_calm_as_neutral_is_explicit(tmp_path):
     assert mapped.metrics["uar_pbv"]["mean"] > plain.metrics["uar_pbv"]["mean"]
 
 
+def test_unlabelled_videos_are_left_out_and_counted(tmp_path):
+    import zarr
+    store = write_planted_store(tmp_path / "u.zarr")
+    group = zarr.open_group(str(store), mode="r+")
+    labels = group["videos/label"][:]
+    labels[:5] = -1
+    group["videos/label"][:] = labels
+    result = run_cv(str(store), tmp_path / "run", FAST, n_folds=4)
+    assert result.unlabelled == 5
+    assert len(read_predictions(tmp_path / "run")) == 59
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["unlabelled_videos"] == 5
+
+
 def test_user_mistakes_are_one_line_errors(tmp_path, planted_store):
     other = write_planted_store(tmp_path / "other.zarr", encoder_name="another-encoder")
     with pytest.raises(FerProbeError, match="different encoders"):
