@@ -37,8 +37,8 @@ class EncoderConfig:
     depth: int | None = None
     num_heads: int | None = None
     mlp_ratio: float | None = None
-    patch_size: int = 16
-    tubelet_size: int = 2
+    patch_size: int | None = None  # None: from the checkpoint, else 16
+    tubelet_size: int | None = None  # None: from the checkpoint, else 2
     resolution: int | None = None
     frames_per_clip: int | None = None
     uniform_power: bool = True

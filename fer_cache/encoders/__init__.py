@@ -5,7 +5,13 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from fer_cache.encoders.checkpoint import load_state_strict, read_hf_directory, read_torch_checkpoint, sha256_file
+from fer_cache.encoders.checkpoint import (
+    infer_dims,
+    load_state_strict,
+    read_hf_directory,
+    read_torch_checkpoint,
+    sha256_file,
+)
 from fer_cache.encoders.presets import PRESETS, list_presets
 from fer_cache.encoders.vit import VideoViT, ViTConfig
 from fer_cache.errors import CheckpointError
@@ -19,11 +25,15 @@ __all__ = ["build_encoder", "VideoViT", "ViTConfig", "list_presets", "FAMILIES"]
 def build_encoder(family: str = "vjepa", checkpoint: str | Path | None = None,
                   checkpoint_key: str = "target_encoder", arch: str | None = None,
                   embed_dim: int | None = None, depth: int | None = None, num_heads: int | None = None,
-                  mlp_ratio: float | None = None, patch_size: int = 16, tubelet_size: int = 2,
+                  mlp_ratio: float | None = None, patch_size: int | None = None, tubelet_size: int | None = None,
                   resolution: int | None = None, frames_per_clip: int | None = None,
                   uniform_power: bool = True, seed: int = RANDOM_SEED, device: str | torch.device | None = None,
                   checkpoint_sha256: str | None = None) -> VideoViT:
-    """A frozen encoder in eval mode with gradients off; random seeded weights when `checkpoint` is None."""
+    """A frozen encoder in eval mode with gradients off; random seeded weights when `checkpoint` is None.
+
+    Dimensions come from, in rising precedence: the checkpoint's own shapes (heads from the preset of the same width
+    and depth), the `arch` preset, a Hugging Face config.json, the explicit arguments. patch_size 16 and
+    tubelet_size 2 where nothing says otherwise."""
     if family not in FAMILIES:
         raise CheckpointError(f"unknown encoder family '{family}'; use one of: {', '.join(FAMILIES)}")
     hf_config, state = None, None
@@ -42,7 +52,8 @@ def build_encoder(family: str = "vjepa", checkpoint: str | Path | None = None,
     elif family == "vjepa2-hf":
         raise CheckpointError("family vjepa2-hf needs `checkpoint`: a Hugging Face V-JEPA 2 directory")
 
-    cfg = resolve_config(family, hf_config, arch, embed_dim, depth, num_heads, mlp_ratio, patch_size,
+    inferred = infer_dims(state) if state is not None else {}
+    cfg = resolve_config(family, hf_config, inferred, arch, embed_dim, depth, num_heads, mlp_ratio, patch_size,
                          tubelet_size, resolution, frames_per_clip, uniform_power)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -59,24 +70,24 @@ def build_encoder(family: str = "vjepa", checkpoint: str | Path | None = None,
     return model.to(device) if device is not None else model
 
 
-def resolve_config(family: str, hf_config: dict | None, arch: str | None, embed_dim: int | None,
-                   depth: int | None, num_heads: int | None, mlp_ratio: float | None, patch_size: int,
-                   tubelet_size: int, resolution: int | None, frames_per_clip: int | None,
+def resolve_config(family: str, hf_config: dict | None, inferred: dict, arch: str | None, embed_dim: int | None,
+                   depth: int | None, num_heads: int | None, mlp_ratio: float | None, patch_size: int | None,
+                   tubelet_size: int | None, resolution: int | None, frames_per_clip: int | None,
                    uniform_power: bool) -> ViTConfig:
-    """Preset, then HF config.json, then explicit arguments: the later wins."""
-    dims: dict = {}
+    """Checkpoint shapes, then the preset, then HF config.json, then explicit arguments: the later wins."""
+    dims: dict = {k: inferred[k] for k in ("embed_dim", "depth", "num_heads", "mlp_ratio") if k in inferred}
+    patch_size = patch_size or (hf_config or {}).get("patch_size") or inferred.get("patch_size") or 16
+    tubelet_size = tubelet_size or (hf_config or {}).get("tubelet_size") or inferred.get("tubelet_size") or 2
     if arch is not None:
         if arch not in PRESETS:
             raise CheckpointError(f"unknown arch '{arch}'; use one of: {', '.join(list_presets())}")
         preset = PRESETS[arch]
-        dims = dict(embed_dim=preset.embed_dim, depth=preset.depth, num_heads=preset.num_heads,
+        dims.update(embed_dim=preset.embed_dim, depth=preset.depth, num_heads=preset.num_heads,
                     mlp_ratio=preset.mlp_ratio)
     layernorm_eps = 1e-6
     if hf_config is not None:
         dims.update(embed_dim=hf_config["hidden_size"], depth=hf_config["num_hidden_layers"],
                     num_heads=hf_config["num_attention_heads"], mlp_ratio=hf_config.get("mlp_ratio", 4.0))
-        patch_size = hf_config.get("patch_size", patch_size)
-        tubelet_size = hf_config.get("tubelet_size", tubelet_size)
         layernorm_eps = hf_config.get("layer_norm_eps", layernorm_eps)
         resolution = resolution or hf_config.get("crop_size") or hf_config.get("image_size")
         frames_per_clip = frames_per_clip or hf_config.get("frames_per_clip")
@@ -85,7 +96,7 @@ def resolve_config(family: str, hf_config: dict | None, arch: str | None, embed_
     for key in ("embed_dim", "depth", "num_heads"):
         if key not in dims:
             raise CheckpointError(f"encoder needs `arch` (one of {', '.join(list_presets())}) or an explicit "
-                                  f"`{key}`")
+                                  f"`{key}`" + (" (the checkpoint's shapes do not say)" if inferred else ""))
     resolution, frames_per_clip = resolution or 224, frames_per_clip or 16
     if dims["embed_dim"] % dims["num_heads"]:
         raise CheckpointError(f"embed_dim {dims['embed_dim']} is not divisible by num_heads {dims['num_heads']}")

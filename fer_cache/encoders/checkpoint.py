@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from fer_cache.encoders.presets import PRESETS
 from fer_cache.encoders.vit import VideoViT, sincos_3d
 from fer_cache.errors import CheckpointError
 
@@ -87,6 +88,25 @@ def read_hf_directory(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
             if f"blocks.{i}.attention.proj.{kind}" in state:
                 state[f"blocks.{i}.attn.proj.{kind}"] = state.pop(f"blocks.{i}.attention.proj.{kind}")
     return config, state
+
+
+def infer_dims(state: dict[str, torch.Tensor]) -> dict:
+    """Width, depth, MLP ratio, patch and tubelet read off the weights; heads from the preset of that width and
+    depth (the weights cannot tell how the width is split)."""
+    dims: dict = {}
+    patch = state.get("patch_embed.proj.weight")
+    if patch is not None and patch.ndim == 5:
+        dims.update(embed_dim=patch.shape[0], tubelet_size=patch.shape[2], patch_size=patch.shape[3])
+    depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
+    if depth:
+        dims["depth"] = depth
+    fc1 = state.get("blocks.0.mlp.fc1.weight")
+    if fc1 is not None and "embed_dim" in dims:
+        dims["mlp_ratio"] = fc1.shape[0] / dims["embed_dim"]
+    for preset in PRESETS.values():
+        if (preset.embed_dim, preset.depth) == (dims.get("embed_dim"), dims.get("depth")):
+            dims["num_heads"] = preset.num_heads
+    return dims
 
 
 def load_state_strict(model: VideoViT, state: dict[str, torch.Tensor], source: str) -> None:

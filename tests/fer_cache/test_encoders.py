@@ -36,6 +36,18 @@ def test_reproduces_hugging_face_directory():
     assert (tokens - reference["tokens"]).abs().max().item() < 1e-4
 
 
+def test_dimensions_are_read_off_the_checkpoint():
+    folder = ENCODER_FIXTURES / "vjepa1-tiny"
+    model = build_encoder(family="vjepa", checkpoint=folder / "checkpoint.pth.tar", num_heads=4, resolution=64,
+                          frames_per_clip=8)  # width, depth, MLP, patch and tubelet from the weights
+    assert (model.cfg.embed_dim, model.cfg.depth, model.cfg.patch_size, model.cfg.tubelet_size) == (96, 2, 16, 2)
+    reference = load_file(str(folder / "reference.safetensors"))
+    with torch.inference_mode():
+        assert (model(reference["input"]) - reference["tokens"]).abs().max().item() < 1e-4
+    with pytest.raises(CheckpointError, match="num_heads"):
+        build_encoder(family="vjepa", checkpoint=folder / "checkpoint.pth.tar")
+
+
 def test_target_encoder_is_used_not_encoder():
     path = ENCODER_FIXTURES / "vjepa1-tiny" / "checkpoint.pth.tar"
     target = build_encoder(checkpoint=path, **TINY)
