@@ -4,11 +4,12 @@ Axes: K clips per video, S views, T frames, h/w crop pixels, B clips in a batch,
 """
 
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,11 @@ def run_extraction(config: Config, dataset: str, encoder: str, out: str, device:
         raise FerCacheError(f"{config.path}: extraction resize {sampling.resize} is smaller than the encoder's "
                             f"{sampling.crop} px input; set resize to at least {sampling.crop}")
     attrs = store_attrs(dataset, scan, model, sampling, extraction.dtype, extraction.compressor)
+    attrs["created_by"] = {  # the resolved request that made the store (not part of the fingerprint)
+        "data_yaml": str(config.path.resolve()), "dataset_entry": {k: str(v) for k, v in
+                                                                  asdict(dataset_cfg).items()},
+        "encoder_entry": {k: str(v) for k, v in asdict(encoder_cfg).items()}, "extraction": asdict(extraction),
+        "batch_size": batch_size, "device": str(torch_device), "limit": limit, "argv": sys.argv}
     layout = st.Layout(len(scan.videos), sampling.clips_per_video, sampling.spatial_views, model.cfg.num_tokens,
                        model.cfg.embed_dim, sampling.frames_per_clip, extraction.dtype, extraction.compressor)
     lock = st.StoreLock(out) if info.rank == 0 else nullcontext()
