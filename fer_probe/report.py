@@ -87,7 +87,8 @@ def describe_data(config: dict, n_rows: int) -> list[str]:
                   f"over {config.get('n_folds')} subject-independent folds; "
                   f"{config.get('excluded_videos', 0)} incomplete videos excluded",
                   f"- classes: {', '.join(config.get('classes', []))}"]
-    lines += [f"- encoder: {encoder.get('family')} {encoder.get('arch') or ''} width {encoder.get('embed_dim')}, "
+    arch = encoder.get("arch") or "custom"
+    lines += [f"- encoder: {encoder.get('family')} {arch}, width {encoder.get('embed_dim')}, "
               f"{encoder.get('resolution')} px, checkpoint {encoder.get('checkpoint') or 'random weights (seeded)'}",
               f"- clips: {sampling.get('clips_per_video')} x {sampling.get('frames_per_clip')} frames at step "
               f"{sampling.get('frame_step')}, {sampling.get('spatial_views')} view(s), token grid "
