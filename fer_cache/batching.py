@@ -47,6 +47,10 @@ class Writer(threading.Thread):
             try:
                 if isinstance(job, tuple):  # (index, reason): a failure
                     st.mark_failed(self.group, *job)
+                elif not np.isfinite(job.tokens).all():  # never commit NaN/inf as a done video
+                    bad = int((~np.isfinite(job.tokens)).sum())
+                    st.mark_failed(self.group, job.index, f"the encoder produced {bad} non-finite token values "
+                                   "(NaN/inf); check the checkpoint, or store bfloat16 if float16 overflowed")
                 else:
                     st.write_video(self.group, job.index, job.tokens, job.frame_index, job.n_frames)
             except Exception as exc:  # noqa: BLE001 - handed to the main thread, which re-raises it

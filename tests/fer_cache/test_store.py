@@ -52,6 +52,21 @@ def test_mismatch_and_not_a_store(tmp_path):
         st.check_schema(plain, "plain")
 
 
+def test_writer_never_commits_non_finite_tokens(tmp_path):
+    from fer_cache.batching import Finished, Writer
+    group = st.create_store(tmp_path / "s.zarr", st.Layout(2, 1, 1, 3, 4, 2), videos(2), {"fingerprint": "f"})
+    writer = Writer(group)
+    writer.start()
+    good = np.ones((1, 1, 3, 4), np.float32)
+    bad = good.copy()
+    bad[0, 0, 1, 2] = np.inf
+    writer.put(Finished(0, good, np.zeros((1, 2), np.int32), 5))
+    writer.put(Finished(1, bad, np.zeros((1, 2), np.int32), 5))
+    writer.close()
+    assert group["videos/status"][:].tolist() == [st.DONE, st.FAILED]
+    assert "non-finite" in st.read_strings(group["videos/error"])[1]
+
+
 def test_lock_refuses_a_second_writer(tmp_path):
     with st.StoreLock(tmp_path / "s.zarr"):
         with pytest.raises(StoreError, match="another extraction"):
