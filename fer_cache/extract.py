@@ -104,7 +104,11 @@ def prepare_store(out: str, overwrite: bool, layout: st.Layout, scan: ScanResult
             if not st.is_url(out) and Path(out).exists() and not st.is_replaceable(Path(out)):
                 raise FerCacheError(f"{out} exists and is not a fer-cache store; choose another --out (nothing was "
                                     "changed there)")
-            group = st.create_store(out, layout, scan.videos, attrs)
+            try:
+                group = st.create_store(out, layout, scan.videos, attrs)
+            except OSError as exc:
+                raise FerCacheError(f"cannot write the store at {out}: {exc.strerror or exc}; choose a writable "
+                                    "--out") from exc
     barrier(info)
     if info.rank != 0:
         group = st.open_group(out, mode="r+")
@@ -136,6 +140,10 @@ def run_extraction(config: Config, dataset: str, encoder: str, out: str, device:
     dataset_cfg, encoder_cfg = config.dataset(dataset), config.encoder(encoder)
     extraction = check_extraction(config.extraction_for(encoder_cfg), f"{config.path} (extraction)")
     scan = scan_dataset(dataset_cfg)
+    if not scan.videos:
+        raise FerCacheError(f"dataset '{dataset}': no videos to extract under {dataset_cfg.root} "
+                            f"({len(scan.errors)} files could not be used, {scan.skipped} left out by filters); "
+                            "run fer-cache scan to see why")
     if limit is not None:
         scan.videos = scan.videos[:limit]
     info = init_distributed(device)

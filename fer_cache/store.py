@@ -209,8 +209,12 @@ class StoreLock:
         if self.path is None:
             return self  # object stores: ranks write disjoint videos; no shared lock there
         import fcntl
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = open(self.path, "a+")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.handle = open(self.path, "a+")
+        except OSError as exc:
+            raise StoreError(f"cannot write the store at {str(self.path)[:-5]}: {exc.strerror or exc}; choose a "
+                             "writable --out") from exc
         try:
             fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:

@@ -12,14 +12,19 @@ REQUIRED = ("path", "label", "subject")
 def read_rows(cfg: DatasetConfig) -> list[dict]:
     if cfg.manifest is None or not cfg.manifest.is_file():
         raise DatasetError(f"dataset '{cfg.name}': manifest {cfg.manifest} not found (data.yaml line {cfg.line})")
-    with open(cfg.manifest, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        missing = [c for c in REQUIRED if c not in header]
-        if missing:
-            raise DatasetError(f"{cfg.manifest}: missing column(s) {', '.join(missing)}; the header must be "
-                               "path,label,subject[,split]")
-        return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    try:
+        with open(cfg.manifest, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            missing = [c for c in REQUIRED if c not in header]
+            if missing:
+                raise DatasetError(f"{cfg.manifest}: missing column(s) {', '.join(missing)}; the header must be "
+                                   "path,label,subject[,split]")
+            return [{(k or "").strip(): (v or "").strip() for k, v in row.items() if isinstance(v, str) or v is None}
+                    for row in reader]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetError(f"{cfg.manifest}: not a UTF-8 CSV file ({exc}); save it as CSV with columns "
+                           "path,label,subject") from exc
 
 
 def label_order(cfg: DatasetConfig, rows: list[dict]) -> tuple[str, ...]:

@@ -68,7 +68,10 @@ def read_hf_directory(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
         config = json.loads(config_file.read_text())
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{config_file}: not valid JSON ({exc})") from exc
-    weights = load_file(str(weights_file))
+    try:
+        weights = load_file(str(weights_file))
+    except Exception as exc:
+        raise CheckpointError(f"{weights_file}: not a readable safetensors file ({str(exc)[:200]})") from exc
     state: dict[str, torch.Tensor] = {}
     for key, value in weights.items():
         if not key.startswith("encoder."):

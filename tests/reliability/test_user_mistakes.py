@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import BIN, write_config, write_planted_store
+from tests.conftest import BIN, ENCODER_FIXTURES, write_config, write_planted_store
 
 CONFIG_MISTAKES = {
     "unknown top-level key": "datasets: {}\nencoder: {}\n",
@@ -100,3 +100,43 @@ def test_probe_mistakes(tmp_path):
     assert_one_line_error(run(probe, "cv", store, "--probe", "svm", *out), "--probe must be")
     assert_one_line_error(run(probe, "report", tmp_path), "config.json")
     assert_one_line_error(run(probe, "cv", store, "--device", "cuda", *out), "no CUDA GPU")
+
+
+def test_unusable_inputs_and_outputs(tmp_path, demo_small):
+    import shutil
+
+    import torch
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "hf").mkdir()
+    shutil.copy(ENCODER_FIXTURES / "vjepa2-hf-tiny" / "config.json", tmp_path / "hf")
+    (tmp_path / "hf" / "model.safetensors").write_bytes(b"\x00" * 500)
+    (tmp_path / "noise.pth.tar").write_bytes(bytes(range(256)) * 20)
+    torch.save({"encoder": {}, "epoch": 3}, tmp_path / "nokey.pth.tar")
+    (tmp_path / "latin1.csv").write_bytes(b"path,label,subject\n\xe9t\xe9.mp4,happy,1\n")
+    (tmp_path / "a_file").write_text("x")
+    config = tmp_path / "data.yaml"
+    config.write_text(f"""\
+datasets:
+  demo: {{adapter: ravdess, root: {demo_small}}}
+  empty: {{adapter: ravdess, root: {tmp_path / 'empty'}}}
+  latin: {{adapter: manifest, manifest: {tmp_path / 'latin1.csv'}, root: {tmp_path}}}
+encoders:
+  tiny: {{family: vjepa, checkpoint: null, embed_dim: 48, depth: 1, num_heads: 4, resolution: 32, frames_per_clip: 4}}
+  hf: {{family: vjepa2-hf, checkpoint: {tmp_path / 'hf'}}}
+  noise: {{family: vjepa, arch: vit_large, checkpoint: {tmp_path / 'noise.pth.tar'}}}
+  nokey: {{family: vjepa, arch: vit_large, checkpoint: {tmp_path / 'nokey.pth.tar'}}}
+""")
+
+    def extract(dataset, encoder, out):
+        return run(BIN / "fer-cache", "extract", "--dataset", dataset, "--encoder", encoder, "--out", out,
+                   "--config", config, "--limit", "2", "--workers", "0")
+
+    store = tmp_path / "s.zarr"
+    assert_one_line_error(extract("empty", "tiny", store), "no videos to extract")
+    assert_one_line_error(extract("demo", "hf", store), "not a readable safetensors file")
+    assert_one_line_error(extract("demo", "noise", store), "refusing to load")
+    assert_one_line_error(extract("demo", "nokey", store), "no 'target_encoder' entry", "encoder")
+    assert_one_line_error(extract("demo", "tiny", "/proc/fer-cache-test.zarr"), "cannot write the store")
+    assert_one_line_error(extract("demo", "tiny", tmp_path / "a_file"), "not a fer-cache store")
+    assert_one_line_error(run(BIN / "fer-cache", "scan", "--dataset", "latin", "--config", config), "not a UTF-8 CSV")
+    assert (tmp_path / "a_file").read_text() == "x"
