@@ -152,7 +152,11 @@ def test_two_process_torchrun_equals_one_process(tmp_path, demo_small, reference
     config = write_config(tmp_path, demo_small)
     store = tmp_path / "ddp.zarr"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    command = [str(BIN / "torchrun"), "--nproc_per_node=2", "--master_port=29517", "-m", "fer_cache.cli", "extract",
+    import socket
+    with socket.socket() as probe:  # a free port: a fixed one can still be held by an earlier run
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [str(BIN / "torchrun"), "--nproc_per_node=2", f"--master_port={port}", "-m", "fer_cache.cli", "extract",
                "--dataset", "demo", "--encoder", "tiny", "--out", str(store), "--config", str(config),
                "--workers", "0", "--device", "cpu", "--batch-size", "3"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
