@@ -40,10 +40,13 @@ def append_row(name: str, row: dict) -> Path:
     path = RESULTS / f"{name}.csv"
     row = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
            "cuda": torch.version.cuda or "", **row}
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+    rows = []
+    if path.exists():
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    fields = list(dict.fromkeys([k for r in rows for k in r] + list(row)))  # columns of old and new rows
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, restval="")
+        writer.writeheader()
+        writer.writerows(rows + [row])
     return path
