@@ -78,13 +78,15 @@ class CrossAttentionBlock(nn.Module):
         # E[x^2] - mu^2 from a norm: cheap passes instead of var_mean's slow one on the CPU. Encoder tokens come out
         # of a LayerNorm, so their mean is small against their spread and the difference keeps its precision.
         stats = torch.promote_types(x.dtype, torch.float32)
-        mu = (x @ x.new_full((D, 1), 1.0 / D)).to(stats)  # [B, N, 1]; a matmul is the fastest mean on the CPU
-        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True).to(stats)  # [B, N, 1]
-        rstd = torch.rsqrt((norm.square() / D - mu.square()).clamp_min(0) + self.norm1.eps)  # [B, N, 1]
-        if u.shape[0] == 1:  # one query set for the whole batch: a single [B*N, D] x [D, Qh] product
-            raw = (x.reshape(B * N, D) @ u[0].to(x.dtype).T).view(B, N, Q * h)  # [B, N, Qh]
+        if u.shape[0] == 1:  # one query set for the whole batch: scores and token means in one pass over x
+            columns = torch.cat([u[0], u.new_full((1, D), 1.0 / D)])  # [Qh + 1, D]
+            both = (x.reshape(B * N, D) @ columns.to(x.dtype).T).view(B, N, Q * h + 1)  # [B, N, Qh + 1]
+            raw, mu = both[..., :-1], both[..., -1:].to(stats)  # [B, N, Qh], [B, N, 1]
         else:
             raw = x @ u.to(x.dtype).transpose(1, 2)  # [B, N, Qh]
+            mu = (x @ x.new_full((D, 1), 1.0 / D)).to(stats)  # [B, N, 1]; a matmul is the fastest mean on the CPU
+        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True).to(stats)  # [B, N, 1]
+        rstd = torch.rsqrt((norm.square() / D - mu.square()).clamp_min(0) + self.norm1.eps)  # [B, N, 1]
         scores = (raw.to(stats) - mu * u.sum(-1).unsqueeze(1)) * rstd  # [B, N, Qh] = x_hat . u
         weights = scores.softmax(dim=1) * rstd  # [B, N, Qh]
         pooled = (weights.to(x.dtype).transpose(1, 2) @ x).to(stats)  # [B, Qh, D]
