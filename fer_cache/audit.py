@@ -1,5 +1,6 @@
 """Looking at a finished store: `info` (what is in it), `verify` (is every value there and finite), `export-h5`."""
 
+import asyncio
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -83,6 +84,7 @@ def verify_store(location: str) -> VerifyReport:
     errors = st.read_strings(group["videos/error"])
     tokens = group["tokens"]
     dtype = tokens.attrs.get("storage_dtype", "float16")
+    written = videos_with_tokens(group)
     for i, video_id in enumerate(ids):
         if status[i] == st.PENDING:
             report.problems.append(f"video {video_id}: pending (not extracted; rerun extract to resume)")
@@ -97,32 +99,23 @@ def verify_store(location: str) -> VerifyReport:
         except Exception as exc:  # noqa: BLE001 - verify reports any unreadable chunk as a finding
             report.problems.append(f"video {video_id}: tokens unreadable ({type(exc).__name__}: {exc})")
             continue
-        missing = missing_chunks(group, i)
-        if missing:
-            report.problems.append(f"video {video_id}: {missing}")
+        if written is not None and i not in written:
+            report.problems.append(f"video {video_id}: token chunks missing from the store (deleted or never written)")
         if not np.isfinite(decoded).all():
             bad = int((~np.isfinite(decoded)).sum())
             report.problems.append(f"video {video_id}: {bad} non-finite token values (NaN/inf)")
     return report
 
 
-def missing_chunks(group, index: int) -> str:
-    """A done video whose token shard or chunk is gone reads back as fill values: detect it by the files."""
-    store = group.store
-    prefix = "tokens/c/" + str(index)
+def videos_with_tokens(group) -> set[int] | None:
+    """Rows that have token files, from one listing of the store (None where the store cannot list keys). A done
+    video whose shard or chunk is gone would otherwise read back as fill values."""
+    async def rows() -> set[int]:
+        return {int(key.split("/")[2]) async for key in group.store.list_prefix("tokens/c/")}
     try:
-        import asyncio
-        found = asyncio.run(_any_key(store, prefix))
+        return asyncio.run(rows())
     except Exception:  # noqa: BLE001 - a store that cannot list keys skips this one check
-        return ""
-    return "" if found else "token chunks missing from the store (deleted or never written)"
-
-
-async def _any_key(store, prefix: str) -> bool:
-    async for key in store.list_prefix(prefix):
-        if key == prefix or key.startswith(prefix + "/"):
-            return True
-    return False
+        return None
 
 
 def check_attrs(group) -> list[str]:

@@ -149,8 +149,7 @@ def write_column(group: zarr.Group, name: str, values: list, dtype, chunks: tupl
     array = group.create_array(name, shape=(len(values),), chunks=chunks, dtype=dtype,
                                fill_value="" if dtype is str else 0)
     if values:
-        array[:] = np.array(values, dtype=object if dtype is str else dtype).astype(
-            np.dtypes.StringDType() if dtype is str else dtype)
+        array[:] = np.array(values, dtype=np.dtypes.StringDType() if dtype is str else dtype)
 
 
 def encode_tokens(tokens: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray | None]:

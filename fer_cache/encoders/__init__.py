@@ -1,5 +1,6 @@
 """build_encoder: the one way to get a frozen V-JEPA encoder (DESIGN section 8)."""
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -129,13 +130,8 @@ def fingerprint_checkpoint(path: Path) -> str:
     key = (str(path.resolve()), max(p.stat().st_mtime for p in files), sum(p.stat().st_size for p in files))
     if key not in _SHA_CACHE:
         hashes = [sha256_file(p) for p in files]
-        _SHA_CACHE[key] = hashes[0] if len(hashes) == 1 else sha256_file_list(hashes)
+        _SHA_CACHE[key] = hashes[0] if len(hashes) == 1 else hashlib.sha256("".join(hashes).encode()).hexdigest()
     return _SHA_CACHE[key]
-
-
-def sha256_file_list(hashes: list[str]) -> str:
-    import hashlib
-    return hashlib.sha256("".join(hashes).encode()).hexdigest()
 
 
 def describe_encoder(model: VideoViT) -> dict:
