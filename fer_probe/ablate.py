@@ -1,30 +1,42 @@
 """The ablations readers of the paper ask for next, from one cache, on the same folds, with paired bootstraps."""
 
 import json
-from dataclasses import replace
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from fer_probe.cv import run_cv
-from fer_probe.metrics import paired_bootstrap, uar
-from fer_probe.train import ProbeConfig
+from fer_probe.config import ProbeConfig
+from fer_probe.cv import RunResult, run_cv, with_settings
+from fer_probe.errors import FerProbeError, RunDirectoryError
+from fer_probe.metrics import bootstrap_ci, paired_bootstrap, uar
+from fer_probe.outputs import is_run_dir
 
-VARIANTS = {  # name -> overrides of the baseline (attentive, one random training clip, every test clip)
-    "attentive": {},
-    "linear": {"probe": "linear"},
-    "attentive-test-one-clip": {"test_clips": "one"},
-    "attentive-train-all-clips": {"train_clips": "all"},
-}
-COMPARISONS = [  # (question, A, B, vote A, vote B)
-    ("probe type", "attentive", "linear", "pbv", "pbv"),
-    ("clips at test time", "attentive", "attentive-test-one-clip", "pbv", "pbv"),
-    ("voting", "attentive", "attentive", "pbv", "mv"),
-    ("training clips", "attentive-train-all-clips", "attentive", "pbv", "pbv"),
-]
+OWNED = ("ablation.json", "ablation.md", "ablation.png")
 
 
-def video_predictions(result, vote: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+def variants(base: ProbeConfig) -> dict[str, ProbeConfig]:
+    """name -> config: the recipe's attentive probe and one change at a time."""
+    other_clips = "one" if base.train_clips == "all" else "all"
+    return {
+        "attentive": base,
+        "linear": with_settings(base, probe="linear"),
+        "attentive-proj" if not base.use_proj else "attentive-no-proj": with_settings(base, use_proj=not base.use_proj),
+        "attentive-test-one-clip": with_settings(base, test_clips="one"),
+        f"attentive-train-{other_clips}-clips": with_settings(base, train_clips=other_clips),
+    }
+
+
+def comparisons(names: list[str]) -> list[tuple[str, str, str, str, str]]:
+    """(question, A, B, vote A, vote B) over the variant names."""
+    base, linear, proj, test_one, clips = names
+    return [("probe type", base, linear, "pbv", "pbv"), ("cross-attention proj", base, proj, "pbv", "pbv"),
+            ("clips at test time", base, test_one, "pbv", "pbv"), ("voting", base, base, "pbv", "mv"),
+            ("training clips", base, clips, "pbv", "pbv")]
+
+
+def video_predictions(result: RunResult, vote: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     ids, labels, preds = [], [], []
     for fold in result.folds:
         pred_pbv, pred_mv, _ = fold.video_level()
@@ -34,32 +46,76 @@ def video_predictions(result, vote: str) -> tuple[list[str], np.ndarray, np.ndar
     return ids, np.concatenate(labels), np.concatenate(preds)
 
 
-def run_ablation(store: str, out: str | Path, n_folds: int = 5, epochs: int = 20, seed: int = 0,
-                 device: str = "auto", batch_size: int = 8, allow_incomplete: bool = False,
-                 on_progress=None) -> list[dict]:
-    """Each variant is a full cross-validation run in out/<variant>, all on the first run's folds."""
+def prepare_ablation_dir(out: Path, overwrite: bool) -> None:
+    """As for runs: a non-empty folder only with overwrite, and then only an earlier ablation's files go."""
+    if out.exists() and not out.is_dir():
+        raise FerProbeError(f"{out} is a file; the ablation output must be a folder")
+    if not (out.is_dir() and any(out.iterdir())):
+        return
+    if not overwrite:
+        raise RunDirectoryError(f"{out} is not empty; replace the earlier ablation there or choose another output "
+                                "folder")
+    if not (out / "ablation.json").is_file():
+        raise FerProbeError(f"{out} is not empty and holds no earlier ablation; nothing was removed: choose another "
+                            "output folder")
+    for name in OWNED:
+        (out / name).unlink(missing_ok=True)
+    for child in out.iterdir():
+        if child.is_dir() and is_run_dir(child):
+            shutil.rmtree(child)
+
+
+def run_ablation(store: str, out: str | Path, base: ProbeConfig, *, n_folds: int = 5, allow_incomplete: bool = False,
+                 overwrite: bool = False, on_progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """Each variant is a full cross-validation run in out/<variant>, all on the first run's folds. Returns
+    {"variants": pooled UAR with its interval per variant, "comparisons": paired tests}."""
     out = Path(out)
-    base = ProbeConfig(epochs=epochs, seed=seed, device=device, batch_size=batch_size)
+    prepare_ablation_dir(out, overwrite)
+    configs = variants(base)
     results, folds_file = {}, None
-    for name, overrides in VARIANTS.items():
-        results[name] = run_cv(store, out / name, replace(base, **overrides), n_folds, folds_file, allow_incomplete,
-                               on_progress)
+    for name, cfg in configs.items():
+        progress = (lambda label, done, total, name=name: on_progress(f"{name} ({label})", done, total)) \
+            if on_progress else None
+        results[name] = run_cv(store, out / name, cfg, n_folds=n_folds, folds_file=folds_file,
+                               allow_incomplete=allow_incomplete, on_progress=progress)
         folds_file = folds_file or out / name / "folds.json"
     rows = []
-    for question, a, b, vote_a, vote_b in COMPARISONS:
+    for question, a, b, vote_a, vote_b in comparisons(list(configs)):
         ids_a, labels, pred_a = video_predictions(results[a], vote_a)
-        ids_b, labels_b, pred_b = video_predictions(results[b], vote_b)
+        ids_b, _, pred_b = video_predictions(results[b], vote_b)
         order = {v: i for i, v in enumerate(ids_b)}
         pred_b = pred_b[[order[v] for v in ids_a]]  # the same videos in the same order
-        test = paired_bootstrap(labels, pred_a, pred_b, uar, seed=seed)
+        test = paired_bootstrap(labels, pred_a, pred_b, uar, seed=base.seed)
         rows.append({"comparison": question, "a": f"{a} ({vote_a.upper()})", "b": f"{b} ({vote_b.upper()})",
                      "uar_a": uar(labels, pred_a), "uar_b": uar(labels, pred_b), **test,
                      "distinguishable": test["p_value"] < 0.05})
-    (out / "ablation.json").write_text(json.dumps(rows, indent=1))
-    lines = ["# Ablations", "", f"Store `{store}`, {n_folds} subject-independent folds shared by every variant, "
-             f"{epochs} epochs, seed {seed}. UAR over all test videos pooled across folds (so the baseline differs "
-             "slightly from cv's mean of per-fold UARs); paired bootstrap over the same test videos (1000 resamples).",
-             "",
+    summary = {"variants": variant_rows(results, configs, base), "comparisons": rows}
+    (out / "ablation.json").write_text(json.dumps(summary, indent=1))
+    write_ablation_md(out, store, base, n_folds, rows)
+    from fer_probe.plots import ablation_png
+    ablation_png(summary, out / "ablation.png", f"ablations on {Path(store).name} (recipe {base.recipe})",
+                 chance=1 / len(results["attentive"].class_names))
+    return summary
+
+
+def variant_rows(results: dict[str, RunResult], configs: dict[str, ProbeConfig], base: ProbeConfig) -> list[dict]:
+    """UAR (PBV) of each variant over all its test videos, with a bootstrap interval, and what it changes."""
+    out = []
+    for name, result in results.items():
+        _, labels, preds = video_predictions(result, "pbv")
+        changed = {k: v for k, v in configs[name].as_dict().items()
+                   if k != "overridden" and v != base.as_dict().get(k)}
+        out.append({"variant": name, "uar_pbv": uar(labels, preds),
+                    "ci95": bootstrap_ci(labels, preds, uar, seed=base.seed), "changes": changed})
+    return out
+
+
+def write_ablation_md(out: Path, store: str, base: ProbeConfig, n_folds: int, rows: list[dict]) -> None:
+    lines = ["# Ablations", "", f"Store `{store}`, recipe **{base.recipe}**, {n_folds} subject-independent folds "
+             f"shared by every variant, {base.epochs} epochs, seed {base.seed}. Each variant changes one setting of "
+             "the baseline. UAR over all test videos pooled across folds (so the baseline differs slightly from cv's "
+             "mean of per-fold UARs); paired bootstrap over the same test videos (1000 resamples).", "",
+             "![UAR per variant with 95% intervals, and paired differences](ablation.png)", "",
              "| comparison | A | B | UAR A | UAR B | A - B [95% CI] | p | distinguishable from noise |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -67,4 +123,3 @@ def run_ablation(store: str, out: str | Path, n_folds: int = 5, epochs: int = 20
                      f"{r['difference']:+.3f} [{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}] | {r['p_value']:.3f} | "
                      f"{'yes' if r['distinguishable'] else 'no'} |")
     (out / "ablation.md").write_text("\n".join(lines) + "\n")
-    return rows

@@ -10,164 +10,225 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fer_probe.errors import FerProbeError
+from fer_probe import __version__
+from fer_probe.errors import FerProbeError, IncompleteStoreError, RunDirectoryError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train and evaluate probes on cached tokens.")
 console = Console()
 errors = Console(stderr=True)
 
 
+HINTS = {IncompleteStoreError: "--allow-incomplete leaves them out", RunDirectoryError: "--overwrite replaces them"}
+
+
 def user_errors(command):
-    """Library errors are the user's to fix: print their one line and exit 1, no traceback."""
+    """Library errors are the user's to fix: print their one line (and the flag that helps) and exit 1."""
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except FerProbeError as exc:
-            errors.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            hint = next((f" ({h})" for kind, h in HINTS.items() if isinstance(exc, kind)), "")
+            errors.print(f"[red]error:[/red] {exc}{hint}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
     return wrapper
 
 
-def floats(text: str, option: str) -> tuple[float, ...]:
+def show_version(value: bool) -> None:
+    if value:
+        console.print(f"fer-probe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(version: Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True,
+                                                       help="print the version and exit")] = False):
+    """Train and evaluate probes on cached tokens."""
+
+
+def floats(text: str | None, option: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
     try:
         return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError as exc:
         raise FerProbeError(f"{option} takes comma-separated numbers such as 1e-3,3e-4; got '{text}'") from exc
 
 
-Probe = Annotated[str, typer.Option(help="attentive, attentive-deep, linear or mlp")]
-Epochs = Annotated[int, typer.Option(min=1, help="training epochs")]
+RECIPE_HELP = "paper (the paper's code: proj applied, batch 4, all clips), vjepa (upstream V-JEPA 1: proj not " \
+              "applied) or fast (one clip per epoch, batch 8); the options below override single values"
+Store = Annotated[str, typer.Argument(help="a store (STORE.zarr) written by fer-cache extract")]
+Recipe = Annotated[str, typer.Option(help=RECIPE_HELP)]
+ProbeKind = Annotated[str, typer.Option("--probe", help="attentive, attentive-deep, linear or mlp")]
+Out = Annotated[Path, typer.Option(help="run directory (refused if not empty, unless --overwrite)")]
+Epochs = Annotated[int | None, typer.Option(min=1, help="training epochs [recipe: 20]")]
 Seed = Annotated[int, typer.Option(help="seed for folds, sampling and initialisation")]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda")]
-BatchSize = Annotated[int, typer.Option(min=1, help="videos per training step")]
-Lr = Annotated[str, typer.Option("--lr", help="learning rate(s); several train as heads in one pass")]
-Wd = Annotated[str, typer.Option("--wd", help="weight decay(s); several train as heads in one pass")]
-Head = Annotated[str, typer.Option(help="classification head: linear (V-JEPA) or mlp (3 layers)")]
-NumHeads = Annotated[int, typer.Option(min=1, help="attention heads of the attentive probe")]
-TrainClips = Annotated[str, typer.Option(help="one random clip/view per video per epoch, or all (concatenated)")]
-TestClips = Annotated[str, typer.Option(help="all clips and views of a test video, or one (middle clip)")]
+BatchSize = Annotated[int | None, typer.Option(min=1, help="videos per training step [recipe]")]
+Lr = Annotated[str | None, typer.Option("--lr", help="learning rate(s), comma-separated; several train as "
+                                                     "candidates chosen on an inner validation split [1e-3]")]
+Wd = Annotated[str | None, typer.Option("--wd", help="weight decay(s), comma-separated, as --lr [0.01]")]
+WdSchedule = Annotated[str | None, typer.Option(help="cosine (to 1e-6, as V-JEPA) or constant [recipe]")]
+HeadKind = Annotated[str, typer.Option("--head", help="classification head: linear (V-JEPA) or mlp (3 layers)")]
+NumHeads = Annotated[int | None, typer.Option(min=1, help="attention heads of the probe [the store's encoder "
+                                                          "heads]")]
+Proj = Annotated[bool | None, typer.Option("--proj/--no-proj", help="apply the cross-attention's output "
+                                                                    "projection [paper: yes, vjepa and fast: no]")]
+TrainClips = Annotated[str | None, typer.Option(help="all (every clip of a view concatenated, as the paper) or "
+                                                     "one (a random clip per video and epoch) [recipe]")]
+TestClips = Annotated[str, typer.Option(help="all clips and views of a test video, or one")]
 Incomplete = Annotated[bool, typer.Option(help="leave out pending/failed videos instead of refusing")]
 MemoryMb = Annotated[float, typer.Option(help="keep decoded tokens in memory if the store fits (MB); 0 streams")]
-Precision = Annotated[str, typer.Option(help="auto (float32 on CPU, bfloat16 on CUDA), float32 or bfloat16")]
+PrecisionOpt = Annotated[str, typer.Option(help="auto (float32 on the CPU, bfloat16 on CUDA), float32, bfloat16, "
+                                                "or float16 (CUDA, with a gradient scaler, as the reference)")]
+Schedule = Annotated[str, typer.Option(help="all-folds (every fold from one read of each clip) or per-fold")]
+Overwrite = Annotated[bool, typer.Option(help="replace the run files of an existing run directory")]
 
 
-def probe_config(probe, epochs, seed, device, batch_size, lr, wd, head, num_heads, train_clips, test_clips,
-                 memory_mb, precision):
-    from fer_probe.train import ProbeConfig
-    return ProbeConfig(probe=probe, epochs=epochs, batch_size=batch_size, lrs=floats(lr, "--lr"),
-                       weight_decays=floats(wd, "--wd"), head=head, num_heads=num_heads, train_clips=train_clips,
-                       test_clips=test_clips, seed=seed, device=device, memory_budget_mb=memory_mb,
-                       precision=precision).check()
+def probe_settings(recipe: str, **values) -> "ProbeConfig":  # noqa: F821 - imported lazily (torch)
+    from fer_probe.config import ProbeConfig
+
+    values["lrs"], values["weight_decays"] = floats(values.pop("lr"), "--lr"), floats(values.pop("wd"), "--wd")
+    values["memory_budget_mb"] = values.pop("memory_mb")
+    return ProbeConfig.from_recipe(recipe, **values)
 
 
-def fold_progress(epochs: int):
+def epoch_progress():
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    console=console)
     tasks = {}
 
-    def update(fold: int, n_folds: int, epoch: int) -> None:
-        if fold not in tasks:
-            tasks[fold] = bar.add_task(f"fold {fold + 1}/{n_folds} epochs", total=epochs)
-        bar.update(tasks[fold], completed=epoch + 1)
+    def update(label: str, done: int, total: int) -> None:
+        if label not in tasks:
+            tasks[label] = bar.add_task(f"{label}: epochs", total=total)
+        bar.update(tasks[label], completed=done)
     return bar, update
 
 
 @app.command()
 @user_errors
-def cv(store: str, probe: Probe = "attentive", out: Annotated[Path, typer.Option(help="run directory")] = Path(
-        "runs/cv"), folds: Annotated[int, typer.Option(help="number of subject folds")] = 5, epochs: Epochs = 20,
+def cv(store: Store, recipe: Recipe = "paper", probe: ProbeKind = "attentive", out: Out = Path("runs/cv"),
+       folds: Annotated[int, typer.Option(help="number of subject folds")] = 5, epochs: Epochs = None,
        seed: Seed = 0, folds_file: Annotated[Path | None, typer.Option(help="reuse a folds.json")] = None,
-       device: Device = "auto", batch_size: BatchSize = 8, lr: Lr = "1e-3", wd: Wd = "0.01", head: Head = "linear",
-       num_heads: NumHeads = 16, train_clips: TrainClips = "one", test_clips: TestClips = "all",
-       allow_incomplete: Incomplete = False, memory_mb: MemoryMb = 2048.0, precision: Precision = "auto"):
+       device: Device = "auto", batch_size: BatchSize = None, lr: Lr = None, wd: Wd = None,
+       wd_schedule: WdSchedule = None, head: HeadKind = "linear", num_heads: NumHeads = None, proj: Proj = None,
+       train_clips: TrainClips = None, test_clips: TestClips = "all", allow_incomplete: Incomplete = False,
+       memory_mb: MemoryMb = 2048.0, precision: PrecisionOpt = "auto", schedule: Schedule = "all-folds",
+       overwrite: Overwrite = False):
     """Subject-independent cross-validation of a probe on one store."""
     from fer_probe.cv import run_cv
 
-    cfg = probe_config(probe, epochs, seed, device, batch_size, lr, wd, head, num_heads, train_clips, test_clips,
-                       memory_mb, precision)
-    bar, update = fold_progress(epochs)
+    cfg = probe_settings(recipe, probe=probe, epochs=epochs, seed=seed, device=device, batch_size=batch_size, lr=lr,
+                         wd=wd, wd_schedule=wd_schedule, head=head, num_heads=num_heads, use_proj=proj,
+                         train_clips=train_clips, test_clips=test_clips, memory_mb=memory_mb, precision=precision,
+                         schedule=schedule)
+    bar, update = epoch_progress()
     with bar:
-        result = run_cv(store, out, cfg, folds, folds_file, allow_incomplete, update)
-    if result.excluded:
-        console.print(f"[yellow]left out {result.excluded} pending or failed videos (--allow-incomplete)[/yellow]")
-    if result.unlabelled:
-        console.print(f"[yellow]left out {result.unlabelled} videos without a label (label -1)[/yellow]")
-    print_metrics(result.metrics, f"{probe} probe, {len(result.folds)} folds: {store}")
-    console.print(f"run directory: {out}")
+        result = run_cv(store, out, cfg, n_folds=folds, folds_file=folds_file, allow_incomplete=allow_incomplete,
+                        overwrite=overwrite, on_progress=update)
+    print_run(result, f"{probe} probe, recipe {recipe}, {len(result.folds)} folds: {store}")
 
 
 @app.command()
 @user_errors
 def cross(train: Annotated[str, typer.Option(help="store to train on (all its videos)")],
-          test: Annotated[str, typer.Option(help="store to test on (every video)")],
-          probe: Probe = "attentive", out: Annotated[Path, typer.Option(help="run directory")] = Path("runs/cross"),
-          policy: Annotated[str, typer.Option(help="shared or strict")] = "shared",
+          test: Annotated[str, typer.Option(help="store to test on (every video)")], recipe: Recipe = "paper",
+          probe: ProbeKind = "attentive", out: Out = Path("runs/cross"),
+          policy: Annotated[str, typer.Option(help="shared: score only test videos of classes the probe knows, "
+                                                   "posteriors renormalised over them; strict: score every test "
+                                                   "video, unknown classes count as errors")] = "shared",
           calm_as_neutral: Annotated[bool, typer.Option(help="treat RAVDESS calm as neutral")] = False,
-          epochs: Epochs = 20, seed: Seed = 0, device: Device = "auto", batch_size: BatchSize = 8, lr: Lr = "1e-3",
-          wd: Wd = "0.01", head: Head = "linear", num_heads: NumHeads = 16, train_clips: TrainClips = "one",
+          epochs: Epochs = None, seed: Seed = 0, device: Device = "auto", batch_size: BatchSize = None,
+          lr: Lr = None, wd: Wd = None, wd_schedule: WdSchedule = None, head: HeadKind = "linear",
+          num_heads: NumHeads = None, proj: Proj = None, train_clips: TrainClips = None,
           test_clips: TestClips = "all", allow_incomplete: Incomplete = False, memory_mb: MemoryMb = 2048.0,
-          precision: Precision = "auto"):
+          precision: PrecisionOpt = "auto", overwrite: Overwrite = False):
     """Train on all of one store, test on every video of another, mapping labels by name."""
-    from fer_probe.cv import run_cross
+    from fer_probe.cross import run_cross
 
-    cfg = probe_config(probe, epochs, seed, device, batch_size, lr, wd, head, num_heads, train_clips, test_clips,
-                       memory_mb, precision)
-    bar, update = fold_progress(epochs)
+    cfg = probe_settings(recipe, probe=probe, epochs=epochs, seed=seed, device=device, batch_size=batch_size, lr=lr,
+                         wd=wd, wd_schedule=wd_schedule, head=head, num_heads=num_heads, use_proj=proj,
+                         train_clips=train_clips, test_clips=test_clips, memory_mb=memory_mb, precision=precision)
+    bar, update = epoch_progress()
     with bar:
-        result = run_cross(train, test, out, cfg, policy, calm_as_neutral, allow_incomplete, update)
-    print_metrics(result.metrics, f"{probe} probe trained on {train}, tested on {test} ({policy})")
-    console.print(f"run directory: {out}")
+        result = run_cross(train, test, out, cfg, policy=policy, calm_as_neutral=calm_as_neutral,
+                           allow_incomplete=allow_incomplete, overwrite=overwrite, on_progress=update)
+    print_run(result, f"{probe} probe trained on {train}, tested on {test} ({policy})")
 
 
 @app.command()
 @user_errors
-def report(run: Path):
-    """Write report.md and confusion-matrix PNGs of a run directory."""
+def report(run: Annotated[Path, typer.Argument(help="a run directory of fer-probe cv or cross")]):
+    """Write report.md and its figures (confusion matrices, training curves) for a run directory."""
     from fer_probe.report import write_report
 
-    written = write_report(run)
-    for path in written:
+    for path in write_report(run):
         console.print(f"wrote {path}")
 
 
 @app.command("embed-plot")
 @user_errors
-def embed_plot(store: str, out: Annotated[Path, typer.Option(help="PNG file")] = Path("embeddings.png"),
+def embed_plot(store: Store, out: Annotated[Path, typer.Option(help="PNG file")] = Path("embeddings.png"),
                method: Annotated[str, typer.Option(help="pca or tsne")] = "pca",
                classes: Annotated[str | None, typer.Option(help="comma-separated class names")] = None,
+               color_by: Annotated[str, typer.Option(help="class or subject")] = "class",
                run: Annotated[Path | None, typer.Option(help="use this run's fold-0 probe pooling")] = None,
                allow_incomplete: Incomplete = False):
-    """PCA or t-SNE of video-level embeddings coloured by class."""
+    """PCA or t-SNE of video-level embeddings, coloured by class or by subject."""
     from fer_probe.plots import embedding_plot
 
     chosen = [c.strip() for c in classes.split(",")] if classes else None
-    path = embedding_plot(store, out, method, chosen, run, allow_incomplete)
+    path = embedding_plot(store, out, method=method, classes=chosen, run=run, color_by=color_by,
+                          allow_incomplete=allow_incomplete)
     console.print(f"wrote {path}")
 
 
 @app.command()
 @user_errors
-def ablate(store: str, out: Annotated[Path, typer.Option(help="run directory")] = Path("runs/ablate"),
-           folds: Annotated[int, typer.Option(help="number of subject folds")] = 5, epochs: Epochs = 20,
-           seed: Seed = 0, device: Device = "auto", batch_size: BatchSize = 8,
-           allow_incomplete: Incomplete = False):
-    """Probe type, test clips, voting and training clips compared on the same folds, with paired bootstraps."""
+def ablate(store: Store, out: Out = Path("runs/ablate"), recipe: Recipe = "paper",
+           folds: Annotated[int, typer.Option(help="number of subject folds")] = 5, epochs: Epochs = None,
+           seed: Seed = 0, device: Device = "auto", batch_size: BatchSize = None, num_heads: NumHeads = None,
+           allow_incomplete: Incomplete = False, overwrite: Overwrite = False):
+    """Probe type, proj, test clips, voting and training clips compared on the same folds, with paired bootstraps."""
     from fer_probe.ablate import run_ablation
 
-    bar, update = fold_progress(epochs)
+    cfg = probe_settings(recipe, epochs=epochs, seed=seed, device=device, batch_size=batch_size,
+                         num_heads=num_heads, lr=None, wd=None, memory_mb=2048.0)
+    bar, update = epoch_progress()
     with bar:
-        table = run_ablation(store, out, folds, epochs, seed, device, batch_size, allow_incomplete, update)
-    print_ablation(table)
+        summary = run_ablation(store, out, cfg, n_folds=folds, allow_incomplete=allow_incomplete,
+                               overwrite=overwrite, on_progress=update)
+    print_ablation(summary["comparisons"])
     console.print(f"run directory: {out}")
 
 
-def print_metrics(metrics: dict, title: str) -> None:
+@app.command()
+@user_errors
+def compare(runs: Annotated[list[Path], typer.Argument(help="run directories of fer-probe cv or cross")],
+            out: Annotated[Path | None, typer.Option(help="also write the table here (.md and .csv)")] = None):
+    """One table of several runs: recipe, store, encoder, UAR/WAR with intervals, paired tests where the videos
+    match."""
+    from fer_probe.compare import compare_runs
+
+    table = compare_runs(runs, out)
+    print_comparison(table)
+
+
+def print_run(result, title: str) -> None:
+    for note in result.notes:
+        console.print(f"[dim]{note}[/dim]", highlight=False)
+    if result.excluded:
+        console.print(f"[yellow]left out {result.excluded} pending or failed videos (--allow-incomplete)[/yellow]")
+    if result.unlabelled:
+        console.print(f"[yellow]left out {result.unlabelled} videos without a label (label -1)[/yellow]")
     table = Table("metric", "mean", "± std", "95% CI", "per fold", title=title)
-    for key, m in metrics.items():
+    for key, m in result.metrics.items():
         table.add_row(key, f"{m['mean']:.3f}", f"{m['std']:.3f}", f"[{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]",
                       " ".join(f"{v:.2f}" for v in m["per_fold"]))
     console.print(table)
+    for warning in result.warnings:
+        errors.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+    console.print(f"run directory: {result.out}")
 
 
 def print_ablation(rows: list[dict]) -> None:
@@ -175,7 +236,16 @@ def print_ablation(rows: list[dict]) -> None:
     for r in rows:
         table.add_row(r["comparison"], r["a"], r["b"], f"{r['uar_a']:.3f}", f"{r['uar_b']:.3f}",
                       f"{r['difference']:+.3f} [{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}]", f"{r['p_value']:.3f}")
-    console.print(table)
+    console.print(table, overflow="fold", crop=False)
+
+
+def print_comparison(table) -> None:
+    view = Table(*table.columns, title="runs compared")
+    for row in table.rows:
+        view.add_row(*[str(row[c]) for c in table.columns])
+    console.print(view, crop=False)
+    for line in table.tests:
+        console.print(line, highlight=False)
 
 
 def main() -> None:

@@ -1,4 +1,6 @@
-"""One error family for stage 2: the CLI prints their message in one line and exits 1."""
+"""One error family for stage 2: the CLI prints their message in one line and exits 1.
+
+Messages say what to do in library terms; the CLI adds the flag that does it (cli.HINTS)."""
 
 
 class FerProbeError(Exception):
@@ -7,6 +9,14 @@ class FerProbeError(Exception):
 
 class StoreReadError(FerProbeError):
     pass
+
+
+class IncompleteStoreError(StoreReadError):
+    """The store has pending or failed videos."""
+
+
+class RunDirectoryError(FerProbeError):
+    """The run directory is not empty (or not a folder)."""
 
 
 class FoldsError(FerProbeError):

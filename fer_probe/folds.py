@@ -1,6 +1,7 @@
 """Subject-independent folds: seeded, stratified where possible, saved as folds.json and reusable."""
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,15 +20,25 @@ class Fold:
 def make_folds(subjects: list[str], labels: np.ndarray, n_folds: int, seed: int) -> list[Fold]:
     """StratifiedGroupKFold over subjects; no subject is ever in both train and test."""
     unique = sorted(set(subjects), key=_subject_key)
+    if len(unique) < 2:
+        raise FoldsError(f"the store has {len(unique)} subject; subject-independent cross-validation needs at least "
+                         "2 subjects (use a folds file or another store)")
     if n_folds < 2:
-        raise FoldsError(f"--folds must be at least 2, got {n_folds}")
+        raise FoldsError(f"the number of folds must be at least 2, got {n_folds}")
     if n_folds > len(unique):
-        raise FoldsError(f"--folds {n_folds} is more than the {len(unique)} subjects in the store; use at most "
-                         f"{len(unique)}")
+        raise FoldsError(f"{n_folds} folds are more than the {len(unique)} subjects in the store; use at most "
+                         f"{len(unique)} folds")
+    largest = int(np.bincount(labels).max()) if len(labels) else 0
+    if n_folds > largest:
+        raise FoldsError(f"{n_folds} folds are more than the {largest} videos of the largest class; use at most "
+                         f"{largest} folds")
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     groups = np.array(subjects, dtype=object)
     folds = []
-    for _, test_idx in splitter.split(np.zeros(len(labels)), labels, groups):
+    with warnings.catch_warnings():  # sklearn warns when a class has fewer members than folds; stratify as it can
+        warnings.simplefilter("ignore", UserWarning)
+        splits = list(splitter.split(np.zeros(len(labels)), labels, groups))
+    for _, test_idx in splits:
         test = sorted(set(groups[test_idx].tolist()), key=_subject_key)
         train = [s for s in unique if s not in set(test)]
         folds.append(Fold(tuple(test), tuple(train)))
@@ -84,7 +95,13 @@ def inner_split(subjects: list[str], labels: np.ndarray, indices: np.ndarray, se
         raise FoldsError("a training fold needs at least 2 subjects to choose among heads on a validation split")
     n_splits = max(2, min(n_groups, round(1 / fraction)))
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    train_idx, val_idx = next(splitter.split(np.zeros(len(indices)), labels[indices], groups))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            train_idx, val_idx = next(splitter.split(np.zeros(len(indices)), labels[indices], groups))
+        except ValueError as exc:
+            raise FoldsError(f"cannot split a training fold of {n_groups} subjects for choosing among candidates "
+                             f"({exc}); train one learning rate and weight decay, or use more subjects") from exc
     return indices[train_idx], indices[val_idx]
 
 

@@ -1,8 +1,11 @@
-"""The run directory: config.json, folds.json, metrics.json, predictions.csv, confusion CSVs, heads.json, weights."""
+"""The run directory: config.json, folds.json, metrics.json, predictions.csv, confusion CSVs, heads.json,
+train_log.csv, warnings.json and weights. A run owns these files; rerunning into a run directory replaces them all."""
 
 import csv
 import json
+import os
 import platform
+import shutil
 import sys
 from pathlib import Path
 
@@ -11,8 +14,52 @@ import torch
 from safetensors.torch import save_file
 
 from fer_probe import __version__
+from fer_probe.errors import FerProbeError, RunDirectoryError
 from fer_probe.folds import Fold, save_folds
 from fer_probe.metrics import FoldPredictions, confusion
+
+RUN_FILES = ("config.json", "folds.json", "metrics.json", "predictions.csv", "heads.json", "mapping.json",
+             "confusion_pbv.csv", "confusion_mv.csv", "train_log.csv", "warnings.json", "report.md")
+RUN_GLOBS = ("*.png",)
+RUN_FOLDERS = ("weights",)
+
+
+def is_run_dir(path: Path) -> bool:
+    try:
+        return "command" in json.loads((path / "config.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def prepare_run_dir(out: str | Path, overwrite: bool) -> Path:
+    """An empty or new folder for a run. A non-empty one is refused unless overwrite, which first removes every
+    file a run writes (other files and subfolders, e.g. runs nested inside, are kept)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FerProbeError(f"{out} is a file; the run directory must be a folder (choose another output)")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise RunDirectoryError(f"{out} is not empty; replace its run files or choose another run directory")
+        if not is_run_dir(out):
+            raise FerProbeError(f"{out} is not empty and is not a fer-probe run directory (no config.json of a "
+                                "run); nothing was removed: choose another run directory")
+        clear_run(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FerProbeError(f"cannot create the run directory {out}: {exc.strerror or exc}") from exc
+    return out
+
+
+def clear_run(out: Path) -> None:
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    for pattern in RUN_GLOBS:
+        for path in out.glob(pattern):
+            path.unlink()
+    for name in RUN_FOLDERS:
+        if (out / name).is_dir():
+            shutil.rmtree(out / name)
 
 
 def software() -> dict:
@@ -33,13 +80,18 @@ def write_folds(out: Path, folds: list[Fold], seed: int) -> None:
     save_folds(folds, out / "folds.json", seed)
 
 
-def write_weights(path: Path, head, cfg, class_names: list[str], width: int) -> None:
+def write_weights(path: Path, candidate, cfg, class_names: list[str], width: int) -> None:
+    """The chosen probe's weights; its configuration in the metadata, so that it can be rebuilt alone."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in head.model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in candidate.model.state_dict().items()}
     meta = {"probe": cfg.probe, "head": cfg.head, "num_heads": str(cfg.num_heads),
-            "num_queries": str(cfg.num_queries), "width": str(width), "classes": json.dumps(class_names),
-            "selected_head": head.name, "lr": str(head.lr), "weight_decay": str(head.weight_decay)}
+            "num_queries": str(cfg.num_queries), "use_proj": str(cfg.use_proj), "recipe": cfg.recipe,
+            "width": str(width), "classes": json.dumps(class_names), "selected_head": candidate.name,
+            "lr": str(candidate.lr), "weight_decay": str(candidate.weight_decay)}
     save_file(state, str(path), metadata=meta)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)  # safetensors writes 0600; weights are ordinary results
 
 
 def write_results(out: Path, folds: list[FoldPredictions], metrics: dict, class_names: list[str],
@@ -67,3 +119,18 @@ def write_results(out: Path, folds: list[FoldPredictions], metrics: dict, class_
                 writer.writerow([name] + row.tolist())
     if mapping is not None:
         (out / "mapping.json").write_text(json.dumps(mapping, indent=1))
+
+
+def write_train_log(out: Path, log: list[dict]) -> None:
+    """train_log.csv: per epoch, fold and candidate the mean training loss and accuracy (and validation UAR)."""
+    columns = ["epoch", "fold", "head", "train_loss", "train_accuracy", "val_uar_pbv"]
+    with open(out / "train_log.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for row in log:
+            writer.writerow({k: ("" if row.get(k) is None else
+                                 f"{row[k]:.6f}" if isinstance(row[k], float) else row[k]) for k in columns})
+
+
+def write_warnings(out: Path, warnings: list[str]) -> None:
+    (out / "warnings.json").write_text(json.dumps(warnings, indent=1))

@@ -1,9 +1,10 @@
 """Probes on cached tokens: attentive (fast exact cross-attention), attentive-deep, linear and mlp baselines.
 
-Axes: B clips, N tokens, D width, Q queries, h heads, d = D / h head width, C classes.
+Axes: B clips, N tokens, D width, Q queries, h heads, d = D / h head width, C classes, M = sum of Q*h over probes.
 The fast path re-associates single/few-query attention so that no token is ever projected to a key or value:
 scores = x_hat . (g * W_k^T q) / sqrt(d), pooled = softmax . x_hat, value = W_v (g * pooled + b) + b_v.
-Cost O(N*D*h*Q) instead of O(N*D*2D); exact, including gradients.
+Cost O(N*D*h*Q) instead of O(N*D*2D); exact, including gradients. Several probes share one pass over the tokens:
+their score columns are stacked into one matmul and their pooled sums into one batched matmul.
 """
 
 import math
@@ -15,6 +16,8 @@ import torch.nn.functional as F
 from fer_probe.errors import FerProbeError
 
 PROBE_TYPES = ("attentive", "attentive-deep", "linear", "mlp")
+HEAD_TYPES = ("linear", "mlp")
+INIT_STD = 0.02  # V-JEPA's trunc_normal std for every Linear of the pooler
 
 
 class MLP(nn.Module):
@@ -28,7 +31,8 @@ class MLP(nn.Module):
 
 
 class CrossAttention(nn.Module):
-    """Parameter names as in V-JEPA's CrossAttention; the reference never applies `proj` (use_proj=False)."""
+    """Parameter names as in V-JEPA's CrossAttention. Upstream V-JEPA 1 computes `proj` but never applies it
+    (use_proj=False); the paper's fork applies it to the attention output (use_proj=True)."""
 
     def __init__(self, dim: int, num_heads: int, use_proj: bool = False):
         super().__init__()
@@ -59,51 +63,71 @@ class CrossAttentionBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = MLP(dim, int(dim * mlp_ratio))
 
-    def attend_fast(self, query: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Exact cross-attention of few queries, re-associated: query [1 or B, Q, D], raw tokens [B, N, D] -> [B, Q, D].
-
-        Tokens may be bfloat16 (the fast CPU path): only the matmuls that read them run in their dtype; statistics,
-        softmax and everything on the query side stay in float32, so no weight is ever cast.
-        """
-        B, N, D = x.shape
-        Q, h = query.shape[1], self.xattn.num_heads
+    def key_columns(self, query: torch.Tensor) -> torch.Tensor:
+        """The query side of the re-associated scores: query [1, Q, D] -> u [Q*h, D]; the key bias cancels."""
+        Q, D = query.shape[1:]
+        h = self.xattn.num_heads
         d = D // h
-        g, b = self.norm1.weight, self.norm1.bias  # [D]
         w_k = self.xattn.kv.weight[:D].view(h, d, D)  # [h, d, D]
-        w_v = self.xattn.kv.weight[D:].view(h, d, D)  # [h, d, D]
-        b_v = self.xattn.kv.bias[D:].view(h, d)  # [h, d]
-        q = self.xattn.q(query).view(-1, Q, h, d)  # [1 or B, Q, h, d]
-        u = torch.einsum("bqhe,hed->bqhd", q, w_k) * (g / math.sqrt(d))  # [1 or B, Q, h, D]; key bias cancels
-        u = u.reshape(-1, Q * h, D)  # [1 or B, Qh, D]
-        # E[x^2] - mu^2 from a norm: cheap passes instead of var_mean's slow one on the CPU. Encoder tokens come out
-        # of a LayerNorm, so their mean is small against their spread and the difference keeps its precision.
-        stats = torch.promote_types(x.dtype, torch.float32)
-        if u.shape[0] == 1:  # one query set for the whole batch: scores and token means in one pass over x
-            columns = torch.cat([u[0], u.new_full((1, D), 1.0 / D)])  # [Qh + 1, D]
-            both = (x.reshape(B * N, D) @ columns.to(x.dtype).T).view(B, N, Q * h + 1)  # [B, N, Qh + 1]
-            raw, mu = both[..., :-1], both[..., -1:].to(stats)  # [B, N, Qh], [B, N, 1]
-        else:
-            raw = x @ u.to(x.dtype).transpose(1, 2)  # [B, N, Qh]
-            mu = (x @ x.new_full((D, 1), 1.0 / D)).to(stats)  # [B, N, 1]; a matmul is the fastest mean on the CPU
-        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True).to(stats)  # [B, N, 1]
-        rstd = torch.rsqrt((norm.square() / D - mu.square()).clamp_min(0) + self.norm1.eps)  # [B, N, 1]
-        scores = (raw.to(stats) - mu * u.sum(-1).unsqueeze(1)) * rstd  # [B, N, Qh] = x_hat . u
-        weights = scores.softmax(dim=1) * rstd  # [B, N, Qh]
-        pooled = (weights.to(x.dtype).transpose(1, 2) @ x).to(stats)  # [B, Qh, D]
-        pooled = pooled - (weights * mu).sum(1).unsqueeze(-1)  # [B, Qh, D] = sum a x_hat
-        pooled = pooled * g + b  # [B, Qh, D] in norm1's output space
-        values = torch.einsum("bqhD,hdD->bqhd", pooled.view(-1, Q, h, D), w_v) + b_v  # [B, Q, h, d]
-        y = values.reshape(-1, Q, D)  # [B, Q, D]
+        q = self.xattn.q(query).view(Q, h, d)  # [Q, h, d]
+        u = torch.einsum("qhe,hed->qhd", q, w_k) * (self.norm1.weight / math.sqrt(d))  # [Q, h, D]
+        return u.reshape(Q * h, D)  # [Qh, D]
+
+    def attention_output(self, pooled: torch.Tensor, num_queries: int) -> torch.Tensor:
+        """Pooled normalised tokens x_hat [B, Qh, D] -> the attention output [B, Q, D] (values, then proj)."""
+        B, _, D = pooled.shape
+        h = self.xattn.num_heads
+        w_v = self.xattn.kv.weight[D:].view(h, D // h, D)  # [h, d, D]
+        b_v = self.xattn.kv.bias[D:].view(h, D // h)  # [h, d]
+        pooled = pooled * self.norm1.weight + self.norm1.bias  # [B, Qh, D] in norm1's output space
+        values = torch.einsum("bqhD,hdD->bqhd", pooled.view(B, num_queries, h, D), w_v) + b_v  # [B, Q, h, d]
+        y = values.reshape(B, num_queries, D)  # [B, Q, D]
         return self.xattn.proj(y) if self.xattn.use_proj else y
 
-    def forward(self, query: torch.Tensor, x: torch.Tensor, fast: bool = True) -> torch.Tensor:
-        """query [1 or B, Q, D] (one query set may serve the whole batch), tokens [B, N, D] -> [B, Q, D]."""
-        if fast:
-            y = self.attend_fast(query, x)
-        else:
-            y = self.xattn(query.expand(x.shape[0], -1, -1), self.norm1(x))
+    def finish(self, query: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Residual and MLP after the attention: query [1 or B, Q, D], attention output [B, Q, D] -> [B, Q, D]."""
         query = query + y  # [B, Q, D]
         return query + self.mlp(self.norm2(query))
+
+    def forward(self, query: torch.Tensor, x: torch.Tensor, fast: bool = True) -> torch.Tensor:
+        """query [1, Q, D] (one query set serves the whole batch), tokens [B, N, D] -> [B, Q, D]."""
+        if fast:
+            y = attend_many([self], [query], x)[0]
+        else:
+            y = self.xattn(query.expand(x.shape[0], -1, -1), self.norm1(x))
+        return self.finish(query, y)
+
+
+def attend_many(blocks: list[CrossAttentionBlock], queries: list[torch.Tensor], x: torch.Tensor) -> list[torch.Tensor]:
+    """Exact cross-attention of several probes over the same raw tokens x [B, N, D] -> per probe [B, Q, D].
+
+    The tokens are traversed a fixed number of times however many probes there are: one matmul gives every probe's
+    scores and the token means, one batched matmul every probe's pooled sums (and the same two in the backward pass).
+    Tokens may be bfloat16 (the fast CPU path): only the matmuls that read them run in their dtype; statistics,
+    softmax and everything on the query side stay in float32, so no weight is ever cast.
+    """
+    B, N, D = x.shape
+    eps = {block.norm1.eps for block in blocks}
+    if len(eps) != 1:
+        raise FerProbeError("probes trained together must share the LayerNorm eps")
+    columns = [block.key_columns(query) for block, query in zip(blocks, queries)]  # P x [Qh, D]
+    widths = [c.shape[0] for c in columns]
+    u = torch.cat(columns)  # [M, D]
+    M = u.shape[0]
+    stats = torch.promote_types(x.dtype, torch.float32)
+    # E[x^2] - mu^2 from a norm: cheap passes instead of var_mean's slow one on the CPU. Encoder tokens come out of a
+    # LayerNorm, so their mean is small against their spread and the difference keeps its precision.
+    with_mean = torch.cat([u, u.new_full((1, D), 1.0 / D)])  # [M + 1, D]
+    both = (x.reshape(B * N, D) @ with_mean.to(x.dtype).T).view(B, N, M + 1)  # [B, N, M + 1]
+    raw, mu = both[..., :-1], both[..., -1:].to(stats)  # [B, N, M], [B, N, 1]
+    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True).to(stats)  # [B, N, 1]
+    rstd = torch.rsqrt((norm.square() / D - mu.square()).clamp_min(0) + eps.pop())  # [B, N, 1]
+    scores = (raw.to(stats) - mu * u.sum(-1)) * rstd  # [B, N, M] = x_hat . u
+    weights = scores.softmax(dim=1) * rstd  # [B, N, M]
+    pooled = (weights.to(x.dtype).transpose(1, 2) @ x).to(stats)  # [B, M, D]
+    pooled = pooled - (weights * mu).sum(1).unsqueeze(-1)  # [B, M, D] = sum a x_hat
+    parts = pooled.split(widths, dim=1)  # P x [B, Qh, D]
+    return [block.attention_output(part, query.shape[1]) for block, query, part in zip(blocks, queries, parts)]
 
 
 class SelfAttentionBlock(nn.Module):
@@ -131,9 +155,9 @@ class AttentivePooler(nn.Module):
                  eps: float = 1e-5, use_proj: bool = False):
         super().__init__()
         self.query_tokens = nn.Parameter(torch.zeros(1, num_queries, dim))
-        nn.init.trunc_normal_(self.query_tokens, std=0.02)
         self.blocks = nn.ModuleList(SelfAttentionBlock(dim, num_heads, mlp_ratio, eps) for _ in range(depth - 1))
         self.cross_attention_block = CrossAttentionBlock(dim, num_heads, mlp_ratio, eps, use_proj)
+        reference_init(self)
 
     def forward(self, x: torch.Tensor, fast: bool = True) -> torch.Tensor:
         if len(self.blocks) and not torch.is_autocast_enabled():
@@ -143,13 +167,35 @@ class AttentivePooler(nn.Module):
         return self.cross_attention_block(self.query_tokens, x, fast).mean(dim=1)  # [1, Q, D] -> [B, D]
 
 
+def reference_init(pooler: AttentivePooler) -> None:
+    """V-JEPA's AttentivePooler initialisation: trunc_normal(0.02) weights and zero biases for every Linear,
+    LayerNorms 1/0, the query tokens trunc_normal(0.02); then the residual branches rescaled: the cross-attention
+    block's `xattn.proj` and `mlp.fc2` by 1/sqrt(2), the i-th self-attention block's (i from 1) by 1/sqrt(2(i+1))."""
+    nn.init.trunc_normal_(pooler.query_tokens, std=INIT_STD)
+    for module in pooler.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, std=INIT_STD)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+    with torch.no_grad():
+        cross = pooler.cross_attention_block
+        cross.xattn.proj.weight.div_(math.sqrt(2.0))
+        cross.mlp.fc2.weight.div_(math.sqrt(2.0))
+        for i, block in enumerate(pooler.blocks, start=1):
+            block.proj.weight.div_(math.sqrt(2.0 * (i + 1)))
+            block.mlp.fc2.weight.div_(math.sqrt(2.0 * (i + 1)))
+
+
 def classification_head(dim: int, num_classes: int, kind: str) -> nn.Module:
+    """The head after pooling; its Linears keep PyTorch's default initialisation, as V-JEPA's `linear`."""
     if kind == "linear":
         return nn.Linear(dim, num_classes)
     if kind == "mlp":
         return nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim), nn.GELU(),
                              nn.Linear(dim, num_classes))
-    raise FerProbeError(f"unknown head '{kind}'; use linear or mlp")
+    raise FerProbeError(f"unknown head '{kind}'; use one of: {', '.join(HEAD_TYPES)}")
 
 
 class AttentiveProbe(nn.Module):
@@ -157,11 +203,11 @@ class AttentiveProbe(nn.Module):
 
     input_kind = "tokens"
 
-    def __init__(self, dim: int, num_classes: int, num_heads: int = 16, num_queries: int = 1, depth: int = 1,
+    def __init__(self, dim: int, num_classes: int, *, num_heads: int = 16, num_queries: int = 1, depth: int = 1,
                  mlp_ratio: float = 4.0, head: str = "linear", use_proj: bool = False, eps: float = 1e-5):
         super().__init__()
         if dim % num_heads:
-            raise FerProbeError(f"token width {dim} is not divisible by --num-heads {num_heads}")
+            raise FerProbeError(f"token width {dim} is not divisible by {num_heads} attention heads")
         self.pooler = AttentivePooler(dim, num_heads, num_queries, mlp_ratio, depth, eps, use_proj)
         self.head_kind = head
         if head == "linear":
@@ -170,18 +216,26 @@ class AttentiveProbe(nn.Module):
             self.mlp_head = classification_head(dim, num_classes, head)
         self.fast = True
 
+    @property
+    def shares_token_pass(self) -> bool:
+        """Single cross-attention probes on the fast path can pool in one pass with other such probes."""
+        return self.fast and not len(self.pooler.blocks)
+
     def pooled(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.pooler(tokens, self.fast)  # [B, D]
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        pooled = self.pooled(tokens)
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.linear(pooled) if self.head_kind == "linear" else self.mlp_head(pooled)  # [B, C]
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.pooled(tokens))
 
 
 class PooledProbe(nn.Module):
     """Baselines on mean-pooled tokens [B, D]: standardised with training statistics, then linear or MLP."""
 
     input_kind = "pooled"
+    shares_token_pass = False
 
     def __init__(self, dim: int, num_classes: int, hidden: int | None = None):
         super().__init__()
@@ -203,12 +257,29 @@ class PooledProbe(nn.Module):
         return self.net(self.pooled(features))  # [B, C]
 
 
-def build_probe(kind: str, dim: int, num_classes: int, num_heads: int = 16, num_queries: int = 1,
-                head: str = "linear", deep_blocks: int = 3) -> nn.Module:
+def forward_many(models: list[nn.Module], x: torch.Tensor) -> list[torch.Tensor]:
+    """Logits of several probes on the same inputs [B, ...] -> P x [B, C]; attentive probes share one token pass."""
+    shared = [i for i, m in enumerate(models) if m.shares_token_pass]
+    out: list[torch.Tensor | None] = [None] * len(models)
+    if shared:
+        blocks = [models[i].pooler.cross_attention_block for i in shared]
+        queries = [models[i].pooler.query_tokens for i in shared]
+        for i, block, query, y in zip(shared, blocks, queries, attend_many(blocks, queries, x)):
+            out[i] = models[i].classify(block.finish(query, y).mean(dim=1))  # [B, C]
+    for i, model in enumerate(models):
+        if out[i] is None:
+            out[i] = model(x)
+    return out
+
+
+def build_probe(kind: str, dim: int, num_classes: int, *, num_heads: int = 16, num_queries: int = 1,
+                head: str = "linear", use_proj: bool = False, deep_blocks: int = 3) -> nn.Module:
     if kind == "attentive":
-        return AttentiveProbe(dim, num_classes, num_heads, num_queries, depth=1, head=head)
+        return AttentiveProbe(dim, num_classes, num_heads=num_heads, num_queries=num_queries, head=head,
+                              use_proj=use_proj)
     if kind == "attentive-deep":
-        return AttentiveProbe(dim, num_classes, num_heads, num_queries, depth=1 + deep_blocks, head=head)
+        return AttentiveProbe(dim, num_classes, num_heads=num_heads, num_queries=num_queries, depth=1 + deep_blocks,
+                              head=head, use_proj=use_proj)
     if kind == "linear":
         return PooledProbe(dim, num_classes)
     if kind == "mlp":
@@ -216,8 +287,9 @@ def build_probe(kind: str, dim: int, num_classes: int, num_heads: int = 16, num_
     raise FerProbeError(f"unknown probe '{kind}'; use one of: {', '.join(PROBE_TYPES)}")
 
 
-def load_reference_classifier(state_dict: dict, num_heads: int = 16) -> AttentiveProbe:
-    """The V-JEPA 1 AttentiveClassifier state dict -> an AttentiveProbe giving the same logits (fast path)."""
+def load_reference_classifier(state_dict: dict, num_heads: int = 16, use_proj: bool = False) -> AttentiveProbe:
+    """A V-JEPA 1 AttentiveClassifier state dict -> an AttentiveProbe giving the same logits (fast path).
+    use_proj=False reproduces upstream V-JEPA 1, use_proj=True the paper's fork; the weights cannot tell which."""
     state = {k.removeprefix("module."): v for k, v in state_dict.items()}
     try:
         _, num_queries, dim = state["pooler.query_tokens"].shape
@@ -229,7 +301,8 @@ def load_reference_classifier(state_dict: dict, num_heads: int = 16) -> Attentiv
     if depth > 1:
         raise FerProbeError("reference classifiers with self-attention blocks after the cross-attention "
                             "(depth > 1) are not supported")
-    probe = AttentiveProbe(dim, num_classes, num_heads, num_queries, depth=1, mlp_ratio=hidden / dim)
+    probe = AttentiveProbe(dim, num_classes, num_heads=num_heads, num_queries=num_queries, depth=1,
+                           mlp_ratio=hidden / dim, use_proj=use_proj)
     missing, unexpected = probe.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise FerProbeError(f"classifier state dict mismatch: missing {missing[:3]}, unexpected {unexpected[:3]}")

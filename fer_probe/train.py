@@ -1,212 +1,210 @@
-"""Training several probe heads in one pass over cached tokens, and scoring every clip of test videos.
+"""Training every candidate probe of every fold from one read of each sampled clip.
 
-Axes: B videos in a batch, K clips, S views, N tokens, D width, C classes, M scored clip views of a video.
+A candidate is one (fold, learning rate, weight decay) probe. Each epoch draws one sample per video of the union of
+all folds' training sets (the draws depend on the seed only, never on token values) and feeds each batch to every
+candidate whose training set holds the video, with a per-candidate loss mask. All attentive candidates share one
+pass over the tokens (probes.forward_many). The global batch is sized so that a fold's expected share of it equals
+the batch size; a fold's batches therefore vary around that size (documented in the README). schedule "per-fold"
+trains fold after fold, each on batches of exactly its own videos, as the reference code does.
+
+Axes: P candidates, B videos in a batch, C classes.
 """
 
 import math
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fer_probe.errors import FerProbeError
-from fer_probe.probes import PROBE_TYPES, build_probe
-from fer_probe.reader import CacheReader, ClipRef
-
-
-@dataclass(frozen=True)
-class ProbeConfig:
-    """Everything that decides a probe run; written into RUN/config.json."""
-    probe: str = "attentive"
-    epochs: int = 20
-    batch_size: int = 8
-    lrs: tuple[float, ...] = (1e-3,)
-    weight_decays: tuple[float, ...] = (0.01,)
-    head: str = "linear"  # linear (as V-JEPA) or mlp (3 layers)
-    num_heads: int = 16
-    num_queries: int = 1
-    # one random clip/view per video per epoch (the pooled baselines, held in memory, see every clip view), or
-    # all clips of a view concatenated, as the paper trains
-    train_clips: str = "one"
-    test_clips: str = "all"  # all clips and views of a test video, or one (the middle clip, first view)
-    grad_clip: float = 1.0
-    seed: int = 0
-    device: str = "auto"
-    memory_budget_mb: float = 2048.0  # decoded tokens kept in memory between epochs; 0 streams every read
-    # auto: float32 on the CPU (exact, deterministic), bfloat16 on CUDA; bfloat16 on a CPU with AMX is ~2x faster
-    precision: str = "auto"
-
-    def check(self) -> "ProbeConfig":
-        if self.probe not in PROBE_TYPES:
-            raise FerProbeError(f"--probe must be one of {', '.join(PROBE_TYPES)}, got '{self.probe}'")
-        if self.train_clips not in ("one", "all") or self.test_clips not in ("one", "all"):
-            raise FerProbeError("--train-clips and --test-clips take 'one' or 'all'")
-        if self.precision not in ("auto", "float32", "bfloat16"):
-            raise FerProbeError(f"--precision must be auto, float32 or bfloat16, got '{self.precision}'")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise FerProbeError("--epochs and --batch-size must be at least 1")
-        return self
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    def compute_dtype(self) -> torch.dtype:
-        if self.precision == "auto":
-            return torch.bfloat16 if resolve_device(self.device).type == "cuda" else torch.float32
-        return torch.bfloat16 if self.precision == "bfloat16" else torch.float32
+from fer_probe.config import ProbeConfig, autocast_for, resolve_device
+from fer_probe.metrics import uar
+from fer_probe.probes import build_probe, forward_many
+from fer_probe.sampling import Batch, TokenSource
+from fer_probe.scoring import video_posteriors
 
 
 @dataclass
-class Head:
+class FoldPlan:
+    """What one fold's candidates train on: its training videos (or their inner split) and, when several
+    candidates compete, the inner validation videos they are chosen on."""
+    fold: int
+    train: np.ndarray  # reader rows
+    val: np.ndarray  # reader rows; empty with a single candidate
+    seed: int  # initialisation seed of the fold's candidates
+
+
+@dataclass
+class Candidate:
+    """One probe of the (learning rate x weight decay) grid of one fold."""
+    fold: int
     name: str  # encodes its hyperparameters, e.g. lr1e-03_wd0.01
     lr: float
     weight_decay: float
     model: nn.Module
     optimizer: torch.optim.Optimizer
+    val_uar: float | None = None  # inner-validation UAR (PBV) after the last epoch
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise FerProbeError("--device cuda was asked for, but no CUDA GPU is visible; use --device cpu")
-    return torch.device(name)
+@dataclass
+class Training:
+    candidates: list[list[Candidate]]  # per plan
+    log: list[dict] = field(default_factory=list)  # per epoch and candidate: loss, accuracy, val UAR
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """No weight decay on biases and 1-D parameters (norms), as V-JEPA."""
+    """No weight decay on biases and 1-D parameters (norms), as V-JEPA; query tokens are decayed."""
     decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim > 1 and not n.endswith(".bias")]
     other = [p for n, p in model.named_parameters() if p.requires_grad and (p.ndim <= 1 or n.endswith(".bias"))]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}]
 
 
-def make_heads(cfg: ProbeConfig, dim: int, num_classes: int, seed: int, device: torch.device) -> list[Head]:
-    heads = []
+def make_candidates(cfg: ProbeConfig, source: TokenSource, num_classes: int, plan: FoldPlan,
+                    device: torch.device) -> list[Candidate]:
+    out = []
     for lr in cfg.lrs:
         for wd in cfg.weight_decays:
-            torch.manual_seed(seed)  # every head starts from the same weights: only lr/wd differ
-            model = build_probe(cfg.probe, dim, num_classes, cfg.num_heads, cfg.num_queries, cfg.head).to(device)
-            optimizer = torch.optim.AdamW(parameter_groups(model, wd), lr=lr, fused=True)  # 5x faster on CPU
-            heads.append(Head(f"lr{lr:.0e}_wd{wd:g}", lr, wd, model, optimizer))
-    return heads
+            torch.manual_seed(plan.seed)  # every candidate of a fold starts from the same weights: only lr/wd differ
+            model = build_probe(cfg.probe, source.reader.width, num_classes, num_heads=cfg.num_heads,
+                                num_queries=cfg.num_queries, head=cfg.head, use_proj=cfg.use_proj)
+            if source.kind == "pooled":
+                model.fit_standardisation(source.pooled[plan.train].reshape(-1, source.reader.width))
+            model = model.to(device)
+            optimizer = torch.optim.AdamW(parameter_groups(model, wd), lr=lr, fused=True)  # 5x faster on the CPU
+            out.append(Candidate(plan.fold, f"lr{lr:.0e}_wd{wd:g}", lr, wd, model, optimizer))
+    return out
 
 
-class TokenSource:
-    """Training and test inputs for a probe: raw tokens for attentive probes, mean-pooled tokens for baselines."""
-
-    def __init__(self, reader: CacheReader, kind: str, pooled: torch.Tensor | None = None):
-        self.reader, self.kind = reader, kind
-        self.pooled = pooled  # [V, K, S, D] float32 for the pooled probes
-
-    def train_batches(self, videos: np.ndarray, rng: np.random.Generator, batch_size: int,
-                      all_clips: bool) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
-        """(inputs, video indices) per batch; one random clip/view per video, or every clip of one view."""
-        order = rng.permutation(videos)
-        clips = rng.integers(0, self.reader.clips, size=len(order))
-        views = rng.integers(0, self.reader.views, size=len(order))
-        chunks = [slice(i, i + batch_size) for i in range(0, len(order), batch_size)]
-        if self.kind == "pooled":  # features are in memory: every clip view of every video, each epoch
-            if all_clips:
-                for c in chunks:
-                    yield self.pooled[order[c], :, views[c]].mean(axis=1), order[c]  # [B, D]
-                return
-            K, S = self.reader.clips, self.reader.views
-            samples = rng.permutation(len(order) * K * S)
-            video, clip, view = order[samples // (K * S)], (samples // S) % K, samples % S
-            for i in range(0, len(samples), batch_size):
-                c = slice(i, i + batch_size)
-                yield self.pooled[video[c], clip[c], view[c]], video[c]  # [B, D]
-            return
-        if all_clips:
-            for c in chunks:
-                batch = [self.reader.video(int(v))[:, s] for v, s in zip(order[c], views[c])]  # B x [K, N, D]
-                yield torch.stack([b.reshape(-1, b.shape[-1]) for b in batch]), order[c]  # [B, K*N, D]
-            return
-        refs = [[ClipRef(int(v), int(k), int(s)) for v, k, s in zip(order[c], clips[c], views[c])] for c in chunks]
-        for c, batch in zip(chunks, self.reader.batches(refs)):
-            yield batch, order[c]  # [B, N, D]
-
-    def test_inputs(self, videos: list[int], all_clips: bool, one_clip: bool) -> Iterator[torch.Tensor]:
-        """Per test video, the inputs of every scored clip view: [M, N, D] (or [M, D] pooled)."""
-        K, S = self.reader.clips, self.reader.views
-        middle = K // 2
-        if self.kind == "pooled":
-            for v in videos:
-                values = self.pooled[v]  # [K, S, D]
-                if all_clips:
-                    yield values.mean(dim=0)  # [S, D]
-                elif one_clip:
-                    yield values[middle, :1]  # [1, D]
-                else:
-                    yield values.reshape(K * S, -1)  # [K*S, D]
-            return
-        for values in self.reader.videos(videos):  # [K, S, N, D]
-            if all_clips:
-                yield values.transpose(0, 1).reshape(S, K * values.shape[2], -1)  # [S, K*N, D]
-            elif one_clip:
-                yield values[middle, :1]  # [1, N, D]
-            else:
-                yield values.reshape(K * S, *values.shape[2:])  # [K*S, N, D]
+def cosine(start: float, end: float, progress: float) -> float:
+    """V-JEPA's cosine schedules, evaluated before each step with progress = step / total_steps (step from 1)."""
+    return max(end, end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
-def autocast_for(device: torch.device, dtype: torch.dtype):
-    """bfloat16 autocast on CUDA; on the CPU the tokens arrive in bfloat16 and the probe casts only what reads them
-    (autocast there would re-cast every weight on every step)."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and dtype == torch.bfloat16)
+class StepRunner:
+    """One optimisation step of every candidate that has training videos in the batch."""
+
+    def __init__(self, candidates: list[Candidate], member: np.ndarray, targets: np.ndarray, cfg: ProbeConfig):
+        self.candidates, self.member, self.cfg = candidates, member, cfg  # member [P, V] bool
+        self.device, self.dtype = resolve_device(cfg.device), cfg.compute_dtype()
+        self.targets = torch.from_numpy(targets)
+        self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
+        self.meters = np.zeros((len(candidates), 3))  # loss sum, correct, samples
+
+    def __call__(self, batch: Batch, progress: float) -> None:
+        rows = self.member[:, batch.videos]  # [P, B]
+        active = np.flatnonzero(rows.any(axis=1))
+        x = batch.inputs.to(self.device, non_blocking=True)
+        y = self.targets[batch.videos].to(self.device)
+        models = [self.candidates[p].model.train() for p in active]
+        with autocast_for(self.device, self.dtype):
+            logits = forward_many(models, x)  # P' x [B, C]
+        losses = []
+        for p, lg in zip(active, logits):
+            mask = torch.from_numpy(rows[p]).to(self.device)
+            lg, target = lg.float()[mask], y[mask]
+            losses.append(F.cross_entropy(lg, target))
+            with torch.no_grad():
+                self.meters[p] += (losses[-1].item() * len(target), (lg.argmax(1) == target).sum().item(), len(target))
+        for p in active:
+            self.candidates[p].optimizer.zero_grad(set_to_none=True)
+        total = torch.stack(losses).sum()
+        (self.scaler.scale(total) if self.scaler else total).backward()
+        for p in active:
+            self.update(self.candidates[p], progress)
+        if self.scaler:
+            self.scaler.update()
+
+    def update(self, candidate: Candidate, progress: float) -> None:
+        cfg = self.cfg
+        decay = cosine(candidate.weight_decay, cfg.final_weight_decay, progress) if cfg.wd_schedule == "cosine" \
+            else candidate.weight_decay
+        decay_group, _ = candidate.optimizer.param_groups  # (decayed weights, biases and norms)
+        decay_group["weight_decay"] = decay
+        for group in candidate.optimizer.param_groups:
+            group["lr"] = cosine(candidate.lr, 0.0, progress)
+        if self.scaler:
+            self.scaler.unscale_(candidate.optimizer)
+        nn.utils.clip_grad_norm_(candidate.model.parameters(), cfg.grad_clip, foreach=True)
+        if self.scaler:
+            self.scaler.step(candidate.optimizer)
+        else:
+            candidate.optimizer.step()
+
+    def epoch_means(self) -> np.ndarray:
+        """Mean training loss and accuracy per candidate since the last call -> [P, 2]."""
+        counts = np.maximum(self.meters[:, 2:], 1)
+        means = self.meters[:, :2] / counts
+        self.meters[:] = 0
+        return means
 
 
-def train_heads(source: TokenSource, videos: np.ndarray, targets: np.ndarray, cfg: ProbeConfig, num_classes: int,
-                seed: int, on_epoch: Callable[[int], None] | None = None) -> list[Head]:
-    """Train every (lr, wd) head on `videos`, each batch read once for all heads. targets: [V_store] class ids."""
-    device, dtype = resolve_device(cfg.device), cfg.compute_dtype()
-    heads = make_heads(cfg, source.reader.width, num_classes, seed, device)
-    if source.kind == "pooled":
-        feats = source.pooled[videos].reshape(-1, source.reader.width)
-        for head in heads:
-            head.model.fit_standardisation(feats.to(device))
-    samples = len(videos) * (source.reader.clips * source.reader.views
-                             if source.kind == "pooled" and cfg.train_clips == "one" else 1)
-    steps_per_epoch = math.ceil(samples / cfg.batch_size)
-    total_steps = cfg.epochs * steps_per_epoch
+def train_plans(source: TokenSource, plans: list[FoldPlan], targets: np.ndarray, cfg: ProbeConfig,
+                num_classes: int, sampling_seed: int, on_epoch: Callable[[int], None] | None = None) -> Training:
+    """Train every candidate of every plan in one pass per epoch over the union of their training videos;
+    the candidates of a plan with validation videos are scored there after each epoch (train_log.csv)."""
+    device = resolve_device(cfg.device)
+    training = Training([make_candidates(cfg, source, num_classes, plan, device) for plan in plans])
+    flat = [c for group in training.candidates for c in group]
+    member = np.zeros((len(flat), len(source.reader)), dtype=bool)  # [P, V]
+    owner = [i for i, group in enumerate(training.candidates) for _ in group]
+    for p, i in enumerate(owner):
+        member[p, plans[i].train] = True
+    union = np.flatnonzero(member.any(axis=0))
+    all_clips = cfg.train_clips == "all"
+    share = np.mean([len(plan.train) for plan in plans]) / len(union)  # a fold's expected part of a batch
+    batch_size = max(1, round(cfg.batch_size / share))
+    total_steps = cfg.epochs * math.ceil(source.samples_per_epoch(len(union), all_clips) / batch_size)
+    step_runner = StepRunner(flat, member, targets, cfg)
     step = 0
     for epoch in range(cfg.epochs):
-        rng = np.random.default_rng([seed, epoch])
-        for inputs, batch_videos in source.train_batches(videos, rng, cfg.batch_size, cfg.train_clips == "all"):
-            x = inputs.to(device, non_blocking=True)
-            y = torch.from_numpy(targets[batch_videos]).to(device)
-            scale = 0.5 * (1 + math.cos(math.pi * step / total_steps))  # cosine from lr to 0
-            for head in heads:
-                for group in head.optimizer.param_groups:
-                    group["lr"] = head.lr * scale
-                head.model.train()
-                with autocast_for(device, dtype):
-                    loss = F.cross_entropy(head.model(x).float(), y)
-                head.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(head.model.parameters(), cfg.grad_clip, foreach=True)
-                head.optimizer.step()
+        rng = np.random.default_rng([sampling_seed, epoch])
+        for batch in source.epoch(union, rng, batch_size, all_clips):
             step += 1
+            step_runner(batch, step / total_steps)
+        means = step_runner.epoch_means()
+        val = validate(source, plans, training.candidates, targets, cfg)
+        for p, candidate in enumerate(flat):
+            candidate.val_uar = val.get(p)
+            training.log.append({"epoch": epoch + 1, "fold": candidate.fold, "head": candidate.name,
+                                 "train_loss": float(means[p, 0]), "train_accuracy": float(means[p, 1]),
+                                 "val_uar_pbv": val.get(p)})
         if on_epoch is not None:
             on_epoch(epoch)
-    return heads
+    return training
 
 
-@torch.inference_mode()
-def score_videos(source: TokenSource, heads: list[Head], videos: list[int], cfg: ProbeConfig,
-                 class_mask: np.ndarray | None = None) -> list[list[np.ndarray]]:
-    """Posteriors of every scored clip view: per head, per video, [M, C]. class_mask restricts the softmax."""
-    device, dtype = resolve_device(cfg.device), cfg.compute_dtype()
-    out: list[list[np.ndarray]] = [[] for _ in heads]
-    for inputs in source.test_inputs(videos, cfg.train_clips == "all", cfg.test_clips == "one"):
-        x = inputs.to(device)
-        for h, head in enumerate(heads):
-            head.model.eval()
-            with autocast_for(device, dtype):
-                logits = torch.cat([head.model(part) for part in x.split(16)]).float()  # [M, C]
-            if class_mask is not None:
-                logits[:, ~torch.from_numpy(class_mask).to(device)] = -torch.inf
-            out[h].append(logits.softmax(dim=-1).cpu().numpy())
-    return out
+def validate(source: TokenSource, plans: list[FoldPlan], candidates: list[list[Candidate]], targets: np.ndarray,
+             cfg: ProbeConfig) -> dict[int, float]:
+    """Inner-validation UAR (PBV) of the candidates of plans that have validation videos, keyed by flat index;
+    each validation video is read once for every plan that holds it."""
+    flat = [c for group in candidates for c in group]
+    start = np.cumsum([0] + [len(g) for g in candidates])
+    wanted: dict[int, list[int]] = {}
+    for i, plan in enumerate(plans):
+        for v in plan.val.tolist():
+            wanted.setdefault(v, []).extend(range(start[i], start[i + 1]))
+    if not wanted:
+        return {}
+    videos = sorted(wanted)
+    posteriors = dict(zip(videos, video_posteriors(source, [c.model for c in flat], videos, cfg,
+                                                   wanted=[wanted[v] for v in videos])))
+    scores = {}
+    for i, plan in enumerate(plans):
+        for p in range(start[i], start[i + 1]):
+            preds = np.array([posteriors[v][p].sum(0).argmax() for v in plan.val.tolist()])
+            scores[p] = uar(targets[plan.val], preds) if len(preds) else float("nan")
+    return scores
+
+
+def select(candidates: list[Candidate]) -> tuple[Candidate, list[dict]]:
+    """The candidate with the best inner-validation UAR (the first on ties), and the table of all of them."""
+    if len(candidates) == 1:
+        return candidates[0], [{"head": candidates[0].name, "lr": candidates[0].lr,
+                                "weight_decay": candidates[0].weight_decay, "selected": True}]
+    scores = [c.val_uar if c.val_uar is not None and not math.isnan(c.val_uar) else -1.0 for c in candidates]
+    best = int(np.argmax(scores))
+    table = [{"head": c.name, "lr": c.lr, "weight_decay": c.weight_decay, "val_uar_pbv": c.val_uar,
+              "selected": i == best} for i, c in enumerate(candidates)]
+    return candidates[best], table

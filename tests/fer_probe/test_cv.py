@@ -7,14 +7,15 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from typer.testing import CliRunner
 
 from fer_probe.cli import app
-from fer_probe.cv import run_cross, run_cv
+from fer_probe.config import ProbeConfig
+from fer_probe.cross import run_cross
+from fer_probe.cv import run_cv
 from fer_probe.errors import FerProbeError, StoreReadError
 from fer_probe.reader import CacheReader
-from fer_probe.train import ProbeConfig
 from tests.conftest import write_planted_store
 
 runner = CliRunner()
-FAST = ProbeConfig(epochs=8, batch_size=8, num_heads=4, device="cpu")
+FAST = ProbeConfig.from_recipe("fast", epochs=8, num_heads=4, device="cpu")
 
 
 def read_predictions(run):
@@ -26,7 +27,7 @@ def read_predictions(run):
 def test_planted_signal_is_learned_and_shuffled_labels_stay_near_chance(tmp_path, probe):
     signal = write_planted_store(tmp_path / "signal.zarr", signal=0.6)
     shuffled = write_planted_store(tmp_path / "shuffled.zarr", signal=0.6, shuffle_labels=True)
-    cfg = ProbeConfig(probe=probe, epochs=8, batch_size=8, num_heads=4, device="cpu")
+    cfg = ProbeConfig(probe=probe, epochs=8, num_heads=4, device="cpu")
     good = run_cv(str(signal), tmp_path / "good", cfg, n_folds=4)
     assert good.metrics["uar_pbv"]["mean"] > 0.9
     bad = run_cv(str(shuffled), tmp_path / "bad", cfg, n_folds=4)
@@ -36,6 +37,8 @@ def test_planted_signal_is_learned_and_shuffled_labels_stay_near_chance(tmp_path
 def test_run_directory_agrees_with_scikit_learn_and_is_deterministic(tmp_path, planted_store):
     first = run_cv(str(planted_store), tmp_path / "a", FAST, n_folds=4)
     second = run_cv(str(planted_store), tmp_path / "b", FAST, n_folds=4)
+    third = run_cv(str(planted_store), tmp_path / "a", FAST, n_folds=4, overwrite=True)
+    assert third.metrics == first.metrics
     assert first.metrics == second.metrics
     assert (tmp_path / "a" / "metrics.json").read_text() == (tmp_path / "b" / "metrics.json").read_text()
     assert (tmp_path / "a" / "predictions.csv").read_text() == (tmp_path / "b" / "predictions.csv").read_text()
@@ -61,12 +64,13 @@ def test_run_directory_agrees_with_scikit_learn_and_is_deterministic(tmp_path, p
         tested = {r["subject"] for r in rows if r["fold"] == str(folds.index(fold))}
         assert tested == set(fold["test_subjects"])
     config = json.loads((tmp_path / "a" / "config.json").read_text())
-    assert config["probe"]["epochs"] == 8 and config["fingerprint"]
+    assert config["probe"]["epochs"] == 8 and config["fingerprint"] and config["probe"]["recipe"] == "fast"
+    assert config["probe"]["num_heads"] == 4 and config["probe"]["overridden"] == ["epochs"]
     assert (tmp_path / "a" / "weights" / "fold0.safetensors").is_file()
 
 
 def test_several_heads_are_chosen_on_validation_never_on_test(tmp_path, planted_store):
-    cfg = ProbeConfig(epochs=4, batch_size=8, num_heads=4, device="cpu", lrs=(1e-3, 1e-5), weight_decays=(0.01,))
+    cfg = ProbeConfig(epochs=4, num_heads=4, device="cpu", lrs=(1e-3, 1e-5), weight_decays=(0.01,))
     result = run_cv(str(planted_store), tmp_path / "heads", cfg, n_folds=4)
     heads = json.loads((tmp_path / "heads" / "heads.json").read_text())
     assert len(heads) == 4 and all(len(h["heads"]) == 2 for h in heads)
@@ -121,24 +125,76 @@ def test_user_mistakes_are_one_line_errors(tmp_path, planted_store):
     with pytest.raises(FerProbeError, match="different encoders"):
         run_cross(str(planted_store), str(other), tmp_path / "x", FAST)
     incomplete = write_planted_store(tmp_path / "inc.zarr", status=[1] * 60 + [0, 0, 2, 2])
-    with pytest.raises(StoreReadError, match="2 pending and 2 failed.*--allow-incomplete"):
+    with pytest.raises(StoreReadError, match="2 pending and 2 failed"):
         CacheReader(incomplete)
     assert len(CacheReader(incomplete, allow_incomplete=True)) == 60
+    one_subject = write_planted_store(tmp_path / "one.zarr", n_subjects=1)
+    few_videos = write_planted_store(tmp_path / "few.zarr", n_subjects=4, per_class=1)  # 16 videos
+    import zarr
+    group = zarr.open_group(str(few_videos), mode="r+")
+    group["videos/label"][:] = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 5, 5], dtype=np.int16)
+    group.attrs["label_names"] = ["neutral", "happy", "sad", "angry", "fearful", "disgust"]
     (tmp_path / "not_a_store").mkdir()
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "notes.txt").write_text("mine")
     cases = [
         (["cv", str(tmp_path / "missing.zarr"), "--out", str(tmp_path / "r1")], "no such store"),
         (["cv", str(tmp_path / "not_a_store"), "--out", str(tmp_path / "r2")], "not a Zarr store"),
         (["cv", str(incomplete), "--out", str(tmp_path / "r3")], "--allow-incomplete"),
         (["cv", str(planted_store), "--folds", "9", "--out", str(tmp_path / "r4")], "more than the 8 subjects"),
-        (["cv", str(planted_store), "--probe", "transformer", "--out", str(tmp_path / "r5")], "--probe must be"),
+        (["cv", str(one_subject), "--out", str(tmp_path / "r4b")], "needs at least 2 subjects"),
+        (["cv", str(few_videos), "--folds", "4", "--out", str(tmp_path / "r4c"), "--probe", "linear"],
+         "more than the 3 videos of the largest class"),
+        (["cv", str(planted_store), "--probe", "transformer", "--out", str(tmp_path / "r5")], "probe must be"),
         (["cv", str(planted_store), "--lr", "fast", "--out", str(tmp_path / "r6")], "comma-separated"),
+        (["cv", str(planted_store), "--recipe", "papr", "--out", str(tmp_path / "r6b")], "recipe must be"),
+        (["cv", str(planted_store), "--train-clips", "two", "--out", str(tmp_path / "r6c")], "train_clips must be"),
+        (["cv", str(planted_store), "--num-heads", "5", "--out", str(tmp_path / "r6d")], "do not divide"),
+        (["cv", str(planted_store), "--out", str(tmp_path / "a_file")], "is a file"),
+        (["cv", str(planted_store), "--out", str(tmp_path / "used")], "not empty"),
+        (["cv", str(planted_store), "--out", str(tmp_path / "used"), "--overwrite"], "not a fer-probe run"),
         (["cross", "--train", str(planted_store), "--test", str(other), "--out", str(tmp_path / "r7")],
          "different encoders"),
+        (["cross", "--train", str(planted_store), "--test", str(other), "--policy", "loose",
+          "--out", str(tmp_path / "r8")], "policy must be shared or strict"),
     ]
     for args, message in cases:
         result = runner.invoke(app, args)
         assert result.exit_code == 1, (args, result.output)
-        assert message in result.output.replace("\n", " ") and "Traceback" not in result.output
+        assert message in result.output.replace("\n", " ") and "Traceback" not in result.output, (args, result.output)
+    assert (tmp_path / "used" / "notes.txt").read_text() == "mine"  # a folder that is not a run is never cleared
+
+
+def test_rerunning_into_a_run_directory_replaces_everything_it_owns(tmp_path, planted_store):
+    run = tmp_path / "run"
+    cfg = ProbeConfig.from_recipe("fast", epochs=2, num_heads=4, device="cpu")
+    run_cv(str(planted_store), run, cfg, n_folds=4)
+    (run / "report.md").write_text("stale report")
+    (run / "confusion_pbv.png").write_bytes(b"stale")
+    (run / "nested").mkdir()
+    (run / "nested" / "keep.txt").write_text("a folder of the user's")
+    with pytest.raises(FerProbeError, match="not empty"):
+        run_cv(str(planted_store), run, cfg, n_folds=2)
+    run_cv(str(planted_store), run, cfg, n_folds=2, overwrite=True)
+    assert sorted(p.name for p in (run / "weights").iterdir()) == ["fold0.safetensors", "fold1.safetensors"]
+    assert not (run / "report.md").exists() and not (run / "confusion_pbv.png").exists()
+    assert (run / "nested" / "keep.txt").is_file()
+    assert json.loads((run / "config.json").read_text())["n_folds"] == 2
+
+
+def test_a_fold_that_predicts_one_class_is_reported(tmp_path):
+    """Constant tokens give constant posteriors: every test video gets one class, and the run says so."""
+    store = write_planted_store(tmp_path / "flat.zarr", signal=0.0)
+    import zarr
+    group = zarr.open_group(str(store), mode="r+")
+    group["tokens"][:] = np.ones(group["tokens"].shape, dtype=np.float16)
+    result = run_cv(str(store), tmp_path / "run", FAST, n_folds=4)
+    assert len(result.warnings) == 4 and all("collapsed" in w for w in result.warnings)
+    assert json.loads((tmp_path / "run" / "warnings.json").read_text()) == result.warnings
+    cli = runner.invoke(app, ["cv", str(store), "--recipe", "fast", "--epochs", "2", "--folds", "4", "--out",
+                              str(tmp_path / "cli")])
+    assert cli.exit_code == 0 and "collapsed" in cli.output
 
 
 def test_cli_cv_with_reused_folds_file(tmp_path, planted_store):
@@ -156,34 +212,3 @@ def test_cli_cv_with_reused_folds_file(tmp_path, planted_store):
     (tmp_path / "leaky.json").write_text(json.dumps(leaky))
     result = runner.invoke(app, args + ["--out", str(tmp_path / "three"), "--folds-file", str(tmp_path / "leaky.json")])
     assert result.exit_code == 1 and "both train and test" in result.output
-
-
-def test_test_fold_is_not_read_before_the_head_is_chosen(tmp_path, planted_store, monkeypatch):
-    """Stream every read and log it; each fold's test videos appear only after its selection is over."""
-    import fer_probe.cv as cv_module
-
-    events = []
-    original_clip, original_video = CacheReader.clip, CacheReader.video
-    monkeypatch.setattr(CacheReader, "clip", lambda self, ref: events.append(("read", ref.video))
-                        or original_clip(self, ref))
-    monkeypatch.setattr(CacheReader, "video", lambda self, v: events.append(("read", v)) or original_video(self, v))
-    original_select = cv_module.fit_and_select
-
-    def logged_select(*args, **kwargs):
-        result = original_select(*args, **kwargs)
-        events.append(("selected", result[0].name))
-        return result
-
-    monkeypatch.setattr(cv_module, "fit_and_select", logged_select)
-    cfg = ProbeConfig(epochs=2, num_heads=4, device="cpu", lrs=(1e-3, 1e-4), memory_budget_mb=0)
-    run_cv(str(planted_store), tmp_path / "run", cfg, n_folds=4)
-    folds = json.loads((tmp_path / "run" / "folds.json").read_text())["folds"]
-    subjects = CacheReader(planted_store).subjects
-    selections = [i for i, event in enumerate(events) if event[0] == "selected"]
-    assert len(selections) == 4
-    start = 0
-    for fold, end in zip(folds, selections):
-        test = {v for v, s in enumerate(subjects) if s in set(fold["test_subjects"])}
-        before = {v for kind, v in events[start:end] if kind == "read"}
-        assert before and not before & test  # training and validation reads only
-        start = end

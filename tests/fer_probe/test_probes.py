@@ -1,8 +1,10 @@
+import math
+
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from fer_probe.probes import AttentiveProbe, build_probe, load_reference_classifier
+from fer_probe.probes import AttentiveProbe, build_probe, forward_many, load_reference_classifier
 from tests.conftest import ENCODER_FIXTURES
 
 
@@ -15,17 +17,18 @@ def perturbed(probe):
     return probe
 
 
+def close(a, b, tolerance):
+    """Errors relative to each tensor's largest magnitude (float32 gradients here reach ~50)."""
+    return (a - b).abs().max() <= tolerance * max(1.0, b.abs().max().item())
+
+
 @pytest.mark.parametrize("dtype,tolerance", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
 @pytest.mark.parametrize("num_queries,head,use_proj", [(1, "linear", False), (3, "mlp", False), (2, "linear", True)])
 def test_fast_attention_equals_straightforward_forward_and_gradients(num_queries, head, use_proj, dtype, tolerance):
-    """Errors relative to each tensor's largest magnitude (float32 gradients here reach ~50)."""
     torch.manual_seed(0)
     probe = AttentiveProbe(64, 5, num_heads=8, num_queries=num_queries, head=head, use_proj=use_proj)
     probe = perturbed(probe.to(dtype))
     tokens = (torch.randn(4, 37, 64) * 3 + 1).to(dtype)
-
-    def close(a, b):
-        return (a - b).abs().max() <= tolerance * max(1.0, b.abs().max().item())
 
     def run(fast):
         probe.zero_grad(set_to_none=True)
@@ -38,22 +41,73 @@ def test_fast_attention_equals_straightforward_forward_and_gradients(num_queries
 
     logits_fast, grads_fast, input_fast = run(True)
     logits_slow, grads_slow, input_slow = run(False)
-    assert close(logits_fast, logits_slow)
+    assert close(logits_fast, logits_slow, tolerance)
     assert grads_fast.keys() == grads_slow.keys()
     for name in grads_fast:
-        assert close(grads_fast[name], grads_slow[name]), name
-    assert close(input_fast, input_slow)
+        assert close(grads_fast[name], grads_slow[name], tolerance), name
+    assert close(input_fast, input_slow, tolerance)
 
 
-def test_reference_classifier_reproduces_fixture_logits():
+def test_probes_sharing_one_token_pass_equal_each_probe_alone():
+    """forward_many stacks every probe's score columns into one matmul; logits and gradients stay each probe's own."""
+    torch.manual_seed(1)
+    probes = [perturbed(AttentiveProbe(48, 4, num_heads=h, num_queries=q, use_proj=p)).double()
+              for h, q, p in ((4, 1, True), (8, 2, False), (6, 1, False))]
+    tokens = torch.randn(3, 29, 48, dtype=torch.float64)
+    together = forward_many(probes, tokens)
+    sum(lg.square().sum() for lg in together).backward()
+    shared = [{n: p.grad.clone() for n, p in probe.named_parameters() if p.grad is not None} for probe in probes]
+    for probe, logits, grads in zip(probes, together, shared):
+        probe.zero_grad(set_to_none=True)
+        alone = probe(tokens)
+        alone.square().sum().backward()
+        assert close(logits, alone, 1e-12)
+        assert grads.keys() == {n for n, p in probe.named_parameters() if p.grad is not None}
+        for name, p in probe.named_parameters():
+            if p.grad is not None:
+                assert close(grads[name], p.grad, 1e-12), name
+
+
+def test_upstream_classifier_fixture_reproduces_without_proj():
     folder = ENCODER_FIXTURES / "vjepa1-tiny"
     state = load_file(str(folder / "attentive_classifier.safetensors"))
     reference = load_file(str(folder / "reference.safetensors"))
     probe = load_reference_classifier(state, num_heads=4)
-    assert probe.fast
+    assert probe.fast and not probe.pooler.cross_attention_block.xattn.use_proj
     with torch.inference_mode():
         logits = probe(reference["tokens"])
     assert (logits - reference["logits"]).abs().max() < 1e-4
+
+
+def test_fork_classifier_fixture_reproduces_with_proj_and_only_with_it():
+    folder = ENCODER_FIXTURES / "vjepa1-tiny"
+    state = load_file(str(folder / "fork_classifier.safetensors"))
+    reference = load_file(str(folder / "fork_reference.safetensors"))
+    with torch.inference_mode():
+        fork = load_reference_classifier(state, num_heads=4, use_proj=True)(reference["tokens"])
+        upstream = load_reference_classifier(state, num_heads=4, use_proj=False)(reference["tokens"])
+    assert (fork - reference["logits"]).abs().max() < 1e-4
+    assert (upstream - reference["logits"]).abs().max() > 1e-2  # the same weights without proj are another model
+
+
+def test_fresh_probe_has_the_reference_initialisation():
+    torch.manual_seed(0)
+    probe = AttentiveProbe(512, 6, num_heads=8, depth=3, use_proj=True)
+    pooler = probe.pooler
+    cross = pooler.cross_attention_block
+    for name, linear in (("q", cross.xattn.q), ("kv", cross.xattn.kv), ("fc1", cross.mlp.fc1)):
+        assert abs(linear.weight.std().item() - 0.02) < 0.002, name
+        assert linear.bias.abs().max() == 0, name
+    for linear in (cross.xattn.proj, cross.mlp.fc2):  # residual branches of the cross-attention block / sqrt(2)
+        assert abs(linear.weight.std().item() - 0.02 / math.sqrt(2)) < 0.0015
+    for i, block in enumerate(pooler.blocks, start=1):  # i-th self-attention block / sqrt(2 (i + 1))
+        for linear in (block.proj, block.mlp.fc2):
+            assert abs(linear.weight.std().item() - 0.02 / math.sqrt(2 * (i + 1))) < 0.0015
+        assert abs(block.qkv.weight.std().item() - 0.02) < 0.002 and block.qkv.bias.abs().max() == 0
+    assert abs(pooler.query_tokens.std().item() - 0.02) < 0.005
+    for norm in (cross.norm1, cross.norm2):
+        assert torch.equal(norm.weight, torch.ones(512)) and torch.equal(norm.bias, torch.zeros(512))
+    assert probe.linear.bias.abs().max() > 0  # the head keeps PyTorch's default initialisation, as V-JEPA's
 
 
 @pytest.mark.parametrize("kind,shape", [("attentive", (3, 20, 32)), ("attentive-deep", (3, 20, 32)),
@@ -76,7 +130,9 @@ def test_every_probe_type_trains(kind, shape):
 def test_fer_probe_never_imports_video_or_encoder_code():
     import subprocess
     import sys
-    code = ("import sys, fer_probe.cli, fer_probe.cv, fer_probe.report, fer_probe.plots, fer_probe.ablate;"
-            "bad = [m for m in sys.modules if m == 'av' or m.startswith('fer_cache')];"
+    code = ("import sys, fer_probe.cli, fer_probe.cv, fer_probe.cross, fer_probe.report, fer_probe.plots, "
+            "fer_probe.ablate, fer_probe.compare;"
+            "allowed = {'fer_cache', 'fer_cache.schema', 'fer_cache.labels'};"
+            "bad = [m for m in sys.modules if m == 'av' or m.startswith('fer_cache') and m not in allowed];"
             "print(bad); sys.exit(1 if bad else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

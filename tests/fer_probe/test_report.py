@@ -4,44 +4,93 @@ from typer.testing import CliRunner
 
 from fer_probe.ablate import run_ablation
 from fer_probe.cli import app
+from fer_probe.config import ProbeConfig
+from fer_probe.cross import run_cross
 from fer_probe.cv import run_cv
-from fer_probe.train import ProbeConfig
+from tests.conftest import write_planted_store
 
 runner = CliRunner()
+QUICK = ProbeConfig.from_recipe("paper", epochs=3, num_heads=4, device="cpu")
+
+
+def is_png(path):
+    return path.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_report_is_rebuilt_from_the_run_directory(tmp_path, planted_store):
     run = tmp_path / "run"
-    run_cv(str(planted_store), run, ProbeConfig(epochs=3, num_heads=4, device="cpu"), n_folds=4)
+    run_cv(str(planted_store), run, QUICK, n_folds=4)
     result = runner.invoke(app, ["report", str(run)])
     assert result.exit_code == 0, result.output
     text = (run / "report.md").read_text()
-    for needle in ("uar_pbv", "Per-class recall", "PBV against MV", "subject-disjoint", "95% CI", "happy"):
-        assert needle in text
-    for png in ("confusion_pbv.png", "confusion_mv.png"):
-        assert (run / png).read_bytes()[:4] == b"\x89PNG"
+    for needle in ("uar_pbv", "Per-class recall", "PBV against MV", "subject-disjoint", "95% CI", "happy",
+                   "Chance level: UAR 0.250", "## Folds", "| fold | test subjects |", "## Training curves",
+                   "recipe **paper**", "## This run and the paper", "| use_proj | applied |", "proj applied: yes",
+                   "[training_curves.png](training_curves.png)", "[confusion_pbv.png](confusion_pbv.png)"):
+        assert needle in text, needle
+    assert "| batch_size | 4 |" in text and "| epochs | 3 * | 20 |" in text  # differences from the paper marked
+    folds = json.loads((run / "folds.json").read_text())["folds"]
+    assert f"| 0 | {', '.join(folds[0]['test_subjects'])} |" in text
+    for png in ("confusion_pbv.png", "confusion_mv.png", "training_curves.png"):
+        assert is_png(run / png)
     first = text
     (run / "report.md").unlink()
     assert runner.invoke(app, ["report", str(run)]).exit_code == 0
     assert (run / "report.md").read_text() == first
-    plot = runner.invoke(app, ["embed-plot", str(planted_store), "--out", str(tmp_path / "e.png"), "--classes",
-                               "happy,sad", "--run", str(run)])
-    assert plot.exit_code == 0, plot.output
-    assert (tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
+    for args in (["--classes", "happy,sad", "--run", str(run)], ["--color-by", "subject", "--method", "tsne"]):
+        plot = runner.invoke(app, ["embed-plot", str(planted_store), "--out", str(tmp_path / "e.png"), *args])
+        assert plot.exit_code == 0, plot.output
+        assert is_png(tmp_path / "e.png")
     bad = runner.invoke(app, ["embed-plot", str(planted_store), "--classes", "joy"])
     assert bad.exit_code == 1 and "joy" in bad.output
     missing = runner.invoke(app, ["report", str(tmp_path)])
     assert missing.exit_code == 1 and "config.json" in missing.output
 
 
-def test_ablation_table(tmp_path, planted_store):
-    rows = run_ablation(str(planted_store), tmp_path / "ab", n_folds=4, epochs=3, device="cpu")
-    assert [r["comparison"] for r in rows] == ["probe type", "clips at test time", "voting", "training clips"]
+def test_cross_dataset_report_has_no_cross_validation_text(tmp_path):
+    train = write_planted_store(tmp_path / "a.zarr", classes=4, seed=0)
+    test = write_planted_store(tmp_path / "b.zarr", classes=4, seed=0, n_subjects=3,
+                               label_names=["neutral", "happy", "sad", "surprised"])
+    run_cross(str(train), str(test), tmp_path / "x", QUICK, policy="strict", calm_as_neutral=False)
+    assert runner.invoke(app, ["report", str(tmp_path / "x")]).exit_code == 0
+    text = (tmp_path / "x" / "report.md").read_text()
+    assert "± 0.000" not in text and "per fold" not in text and "StratifiedGroupKFold" not in text
+    assert "## Folds" not in text and "RAVDESS calm as neutral: no" in text and "False" not in text
+    assert "| surprised | 6 |" in text  # classes in canonical order; surprised cannot be predicted but counts
+    assert "| angry | 0 | - | - |" in text  # a class with no test videos is marked, not scored 0
+
+
+def test_ablation_table_and_figure(tmp_path, planted_store):
+    summary = run_ablation(str(planted_store), tmp_path / "ab", QUICK, n_folds=4)
+    rows = summary["comparisons"]
+    assert [r["comparison"] for r in rows] == ["probe type", "cross-attention proj", "clips at test time", "voting",
+                                              "training clips"]
     for r in rows:
         assert 0 <= r["uar_a"] <= 1 and 0 <= r["uar_b"] <= 1
         assert r["ci95"][0] <= r["difference"] <= r["ci95"][1] or r["difference"] == 0
         assert 0 <= r["p_value"] <= 1
-    folds = {json.loads((tmp_path / "ab" / v / "folds.json").read_text())["folds"].__repr__()
-             for v in ("attentive", "linear", "attentive-test-one-clip", "attentive-train-all-clips")}
+    names = [v["variant"] for v in summary["variants"]]
+    assert names == ["attentive", "linear", "attentive-no-proj", "attentive-test-one-clip",
+                     "attentive-train-one-clips"]
+    assert all(v["ci95"][0] <= v["uar_pbv"] <= v["ci95"][1] for v in summary["variants"])
+    folds = {(tmp_path / "ab" / v / "folds.json").read_text() for v in names}
     assert len(folds) == 1  # every variant on the same folds
     assert "distinguishable" in (tmp_path / "ab" / "ablation.md").read_text()
+    assert is_png(tmp_path / "ab" / "ablation.png")
+    assert json.loads((tmp_path / "ab" / "attentive-no-proj" / "config.json").read_text())["probe"]["overridden"] \
+        == ["epochs", "use_proj"]
+
+
+def test_compare_lays_out_runs_and_pairs_those_on_the_same_videos(tmp_path, planted_store):
+    run_cv(str(planted_store), tmp_path / "paper", QUICK, n_folds=4)
+    fast = ProbeConfig.from_recipe("fast", epochs=3, num_heads=4, device="cpu")
+    run_cv(str(planted_store), tmp_path / "fast", fast, n_folds=4, folds_file=tmp_path / "paper" / "folds.json")
+    other = write_planted_store(tmp_path / "other.zarr", n_subjects=4)
+    run_cv(str(other), tmp_path / "other", fast, n_folds=2)
+    result = runner.invoke(app, ["compare", str(tmp_path / "paper"), str(tmp_path / "fast"), str(tmp_path / "other"),
+                                 "--out", str(tmp_path / "table.md")])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "table.md").read_text()
+    assert text.count("| cv |") == 3 and "| paper |" in text and "| fast |" in text
+    assert "paper - fast: UAR (PBV)" in text and "other" not in text.split("Paired tests")[1]
+    assert (tmp_path / "table.csv").read_text().startswith("run,command,recipe")

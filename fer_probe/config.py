@@ -1,0 +1,159 @@
+"""What decides a probe run: recipes (named sets of defaults), the resolved ProbeConfig, device and precision.
+
+A recipe fixes every training choice at once; individual options override single values of it. The resolved
+config, with the recipe's name and the names of the overridden fields, is written into every run directory.
+"""
+
+import math
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Literal, get_args
+
+import torch
+
+from fer_probe.errors import FerProbeError
+from fer_probe.probes import HEAD_TYPES, PROBE_TYPES
+
+RecipeName = Literal["paper", "vjepa", "fast"]
+ClipMode = Literal["one", "all"]
+Precision = Literal["auto", "float32", "bfloat16", "float16"]
+WeightDecaySchedule = Literal["cosine", "constant"]
+Schedule = Literal["all-folds", "per-fold"]
+
+# Each recipe is complete: every field it names has the value that recipe trains with.
+RECIPES: dict[str, dict] = {
+    # the paper's code (a fork of V-JEPA 1's frozen evaluation): proj applied, batch 4, all 8 clips concatenated
+    "paper": {"use_proj": True, "batch_size": 4, "train_clips": "all", "epochs": 20, "lrs": (1e-3,),
+              "weight_decays": (0.01,), "wd_schedule": "cosine", "final_weight_decay": 1e-6},
+    # upstream V-JEPA 1 frozen evaluation: the same, but the cross-attention's proj is never applied
+    "vjepa": {"use_proj": False, "batch_size": 4, "train_clips": "all", "epochs": 20, "lrs": (1e-3,),
+              "weight_decays": (0.01,), "wd_schedule": "cosine", "final_weight_decay": 1e-6},
+    # quick iteration: one random clip per video and epoch (8x fewer token reads), batch 8, constant weight decay
+    "fast": {"use_proj": False, "batch_size": 8, "train_clips": "one", "epochs": 20, "lrs": (1e-3,),
+             "weight_decays": (0.01,), "wd_schedule": "constant", "final_weight_decay": 1e-6},
+}
+RECIPE_FIELDS = tuple(dict.fromkeys(k for values in RECIPES.values() for k in values))
+
+
+def _check_choice(value, kind, name: str) -> None:
+    if value not in get_args(kind):
+        raise FerProbeError(f"{name} must be one of {', '.join(get_args(kind))}, got '{value}'")
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """Everything that decides a probe run; written into RUN/config.json. Defaults are the paper recipe's."""
+    recipe: RecipeName = "paper"
+    probe: str = "attentive"
+    epochs: int = 20
+    batch_size: int = 4
+    lrs: tuple[float, ...] = (1e-3,)
+    weight_decays: tuple[float, ...] = (0.01,)
+    wd_schedule: WeightDecaySchedule = "cosine"  # cosine: from each weight decay to final_weight_decay
+    final_weight_decay: float = 1e-6
+    head: str = "linear"  # linear (as V-JEPA) or mlp (3 layers)
+    num_heads: int | None = None  # attention heads; None: the store's encoder heads (resolve_num_heads)
+    num_queries: int = 1
+    use_proj: bool = True  # apply the cross-attention's output projection (the paper's fork) or not (V-JEPA 1)
+    # all: every clip of one random view concatenated along the tokens, as the paper trains (test: all views, or
+    # one view with test_clips one); one: a random clip/view per video per epoch (the pooled baselines, held in
+    # memory, see every clip view); test: every clip and view, or only the middle clip's first view
+    train_clips: ClipMode = "all"
+    test_clips: ClipMode = "all"
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    memory_budget_mb: float = 2048.0  # decoded tokens kept in memory between epochs; 0 streams every read
+    # auto: float32 on the CPU (exact, deterministic), bfloat16 autocast on CUDA; float16: autocast with a gradient
+    # scaler on CUDA, as the reference code trains; bfloat16 on a CPU feeds bfloat16 tokens (faster with AMX)
+    precision: Precision = "auto"
+    schedule: Schedule = "all-folds"  # all folds' probes from one read of each clip, or fold after fold
+    overridden: tuple[str, ...] = field(default=(), compare=False)  # fields set apart from the recipe
+
+    def __post_init__(self):
+        _check_choice(self.recipe, RecipeName, "recipe")
+        if self.probe not in PROBE_TYPES:
+            raise FerProbeError(f"probe must be one of {', '.join(PROBE_TYPES)}, got '{self.probe}'")
+        if self.head not in HEAD_TYPES:
+            raise FerProbeError(f"head must be one of {', '.join(HEAD_TYPES)}, got '{self.head}'")
+        _check_choice(self.train_clips, ClipMode, "train_clips")
+        _check_choice(self.test_clips, ClipMode, "test_clips")
+        _check_choice(self.precision, Precision, "precision")
+        _check_choice(self.wd_schedule, WeightDecaySchedule, "wd_schedule")
+        _check_choice(self.schedule, Schedule, "schedule")
+        if self.epochs < 1 or self.batch_size < 1 or self.num_queries < 1:
+            raise FerProbeError("epochs, batch_size and num_queries must be at least 1")
+        if self.num_heads is not None and self.num_heads < 1:
+            raise FerProbeError(f"num_heads must be at least 1, got {self.num_heads}")
+        if not self.lrs or not self.weight_decays:
+            raise FerProbeError("give at least one learning rate and one weight decay")
+        values = (*self.lrs, *self.weight_decays, self.final_weight_decay, self.grad_clip)
+        if any(not math.isfinite(v) or v < 0 for v in values) or min(self.lrs) <= 0:
+            raise FerProbeError("learning rates must be positive; weight decays and grad_clip not negative")
+
+    @classmethod
+    def from_recipe(cls, recipe: str = "paper", **overrides) -> "ProbeConfig":
+        """The recipe's values, then every override that is not None; the overridden recipe fields are recorded."""
+        if recipe not in RECIPES:
+            raise FerProbeError(f"recipe must be one of {', '.join(RECIPES)}, got '{recipe}'")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise FerProbeError(f"unknown probe setting(s): {', '.join(unknown)}")
+        given = {k: v for k, v in overrides.items() if v is not None}
+        base = RECIPES[recipe]
+        changed = tuple(k for k in RECIPE_FIELDS if k in given and (k not in base or given[k] != base[k]))
+        return cls(recipe=recipe, **(base | given), overridden=changed)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def with_num_heads(self, num_heads: int) -> "ProbeConfig":
+        return replace(self, num_heads=num_heads)
+
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype tokens are fed in: bfloat16 for the CPU bfloat16 path and for CUDA autocast, else float32."""
+        cuda = resolve_device(self.device).type == "cuda"
+        if self.precision == "float16":
+            if not cuda:
+                raise FerProbeError("precision float16 (autocast with a gradient scaler) is for CUDA; on the CPU "
+                                    "use float32 or bfloat16")
+            return torch.float16
+        if self.precision == "auto":
+            return torch.bfloat16 if cuda else torch.float32
+        return torch.bfloat16 if self.precision == "bfloat16" else torch.float32
+
+
+def resolve_device(name: str) -> torch.device:
+    if name not in ("auto", "cpu", "cuda") and not name.startswith("cuda:"):
+        raise FerProbeError(f"device must be auto, cpu or cuda, got '{name}'")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise FerProbeError("device cuda was asked for, but no CUDA GPU is visible; use the CPU")
+    return torch.device(name)
+
+
+def resolve_num_heads(requested: int | None, encoder: dict, width: int) -> tuple[int, str]:
+    """Attention heads of the probe and why: the requested count, else the store's encoder heads when they divide
+    the width (as V-JEPA's evaluation does), else the largest divisor of the width up to 16."""
+    if requested is not None:
+        if width % requested:
+            raise FerProbeError(f"{requested} attention heads do not divide the token width {width}; choose a "
+                                "divisor of the width")
+        return requested, f"{requested} attention heads (asked for)"
+    stored = encoder.get("num_heads")
+    if isinstance(stored, int) and stored > 0 and width % stored == 0:
+        return stored, f"{stored} attention heads (the store's encoder has {stored})"
+    fallback = max(h for h in range(1, 17) if width % h == 0)
+    reason = "the store does not name its encoder's heads" if stored is None else \
+        f"the store's {stored} encoder heads do not divide the width {width}"
+    return fallback, f"{fallback} attention heads ({reason}; the largest divisor of {width} up to 16)"
+
+
+def autocast_for(device: torch.device, dtype: torch.dtype):
+    """Autocast in the compute dtype on CUDA; on the CPU the tokens arrive in bfloat16 and the probe casts only what
+    reads them (autocast there would re-cast every weight on every step)."""
+    if device.type != "cuda" or dtype == torch.float32:
+        return nullcontext()
+    return torch.autocast("cuda", dtype=dtype)

@@ -1,0 +1,121 @@
+"""Cross-dataset evaluation: a probe trained on all of store A, tested on every video of store B through a label
+mapping by canonical class name, under a declared policy.
+
+shared: only B's videos whose class exists in A count, and posteriors are renormalised over the shared classes.
+strict: every video of B counts; a class that A never saw can only be an error.
+"""
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fer_cache.labels import canonical_order
+from fer_probe import outputs
+from fer_probe.config import ProbeConfig
+from fer_probe.cv import PROTOCOL, RunResult, collapse_warning, fit_to_store, open_source, train_folds
+from fer_probe.errors import MappingError
+from fer_probe.folds import inner_split
+from fer_probe.metrics import FoldPredictions, summarise
+from fer_probe.reader import CacheReader
+from fer_probe.scoring import video_posteriors
+from fer_probe.train import FoldPlan, select
+
+POLICIES = ("shared", "strict")
+
+
+@dataclass
+class LabelMapping:
+    """How B's labels land in the space the probe predicts."""
+    train_classes: list[str]  # the probe's output classes (A's, in A's label order)
+    space: list[str]  # the columns of the predictions: A's classes, then (strict) B's classes that A lacks
+    scored: list[int]  # B's reader rows that are scored
+    labels: np.ndarray  # [len(scored)] indices into space
+    class_mask: np.ndarray | None  # [len(train_classes)] shared classes (policy shared), else None
+    summary: dict
+
+
+def canonical(name: str, calm_as_neutral: bool) -> str:
+    return "neutral" if calm_as_neutral and name == "calm" else name
+
+
+def check_same_encoder(a: CacheReader, b: CacheReader) -> None:
+    """Tokens of different encoders live in different spaces: refuse the pair."""
+    key = ("encoder", "token_grid")
+    enc_a = json.dumps({k: a.attrs.get(k) for k in key}, sort_keys=True)
+    enc_b = json.dumps({k: b.attrs.get(k) for k in key}, sort_keys=True)
+    if enc_a != enc_b or a.width != b.width:
+        raise MappingError(f"{a.location} and {b.location} were extracted with different encoders (fingerprints "
+                           f"{a.fingerprint[:12]} vs {b.fingerprint[:12]}); extract both with the same encoder")
+
+
+def map_labels(a: CacheReader, b: CacheReader, policy: str, calm_as_neutral: bool) -> LabelMapping:
+    if policy not in POLICIES:
+        raise MappingError(f"policy must be shared or strict, got '{policy}'")
+    train_classes = canonical_order(list(dict.fromkeys(canonical(a.label_names[i], calm_as_neutral)
+                                                       for i in a.active_classes())))
+    names_b = [canonical(b.label_names[i], calm_as_neutral) for i in b.labels]
+    shared = [n for n in train_classes if n in set(names_b)]
+    if not shared:
+        raise MappingError(f"no class of {b.location} ({', '.join(sorted(set(names_b)))}) exists in {a.location}")
+    if policy == "shared":
+        scored = [i for i, n in enumerate(names_b) if n in shared]
+        space, mask = train_classes, np.array([n in shared for n in train_classes])
+    else:
+        scored = list(range(len(b)))
+        space, mask = canonical_order(train_classes + sorted({n for n in names_b if n not in train_classes})), None
+    summary = {"policy": policy, "calm_as_neutral": calm_as_neutral, "train_classes": train_classes,
+               "test_classes": sorted(set(names_b)), "shared_classes": shared, "scored_videos": len(scored),
+               "excluded_videos": len(b) - len(scored), "unlabelled_test_videos": b.unlabelled,
+               "trained_on": "all videos of the training store, one probe"}
+    labels = np.array([space.index(names_b[i]) for i in scored], dtype=np.int64)
+    return LabelMapping(train_classes, space, scored, labels, mask, summary)
+
+
+def run_cross(train_store: str, test_store: str, out: str | Path, cfg: ProbeConfig, *, policy: str = "shared",
+              calm_as_neutral: bool = False, allow_incomplete: bool = False, overwrite: bool = False,
+              on_progress: Callable[[str, int, int], None] | None = None) -> RunResult:
+    """Train on all of A (one probe; several candidates are chosen on an inner split of A), test on every video
+    of B through a label mapping by canonical name."""
+    if policy not in POLICIES:
+        raise MappingError(f"policy must be shared or strict, got '{policy}'")
+    out = outputs.prepare_run_dir(out, overwrite)
+    source_a = open_source(train_store, cfg, allow_incomplete)
+    source_b = open_source(test_store, cfg, allow_incomplete)
+    with source_a.reader as a, source_b.reader as b:
+        check_same_encoder(a, b)
+        cfg, notes = fit_to_store(cfg, a)
+        mapping = map_labels(a, b, policy, calm_as_neutral)
+        names_a = [canonical(a.label_names[i], calm_as_neutral) for i in a.labels]
+        targets = np.array([mapping.train_classes.index(n) for n in names_a], dtype=np.int64)
+        outputs.write_config(out, {"command": "cross", "train_store": str(train_store), "test_store": str(test_store),
+                                   "fingerprint": a.fingerprint, "mapping": mapping.summary, "notes": notes,
+                                   "protocol": PROTOCOL, "store_attrs": a.attrs}, cfg)
+        everything = np.arange(len(a))
+        if len(cfg.lrs) * len(cfg.weight_decays) > 1:
+            inner, val = inner_split(a.subjects, targets, everything, cfg.seed)
+            plan = FoldPlan(0, inner, val, cfg.seed)
+        else:
+            plan = FoldPlan(0, everything, np.array([], dtype=np.int64), cfg.seed)
+        training = train_folds(source_a, [plan], targets, cfg, len(mapping.train_classes), on_progress)
+        chosen, table = select(training.candidates[0])
+        posteriors = [p[0] for p in video_posteriors(source_b, [chosen.model], mapping.scored, cfg,
+                                                     class_mask=mapping.class_mask)]
+        columns = [mapping.space.index(name) for name in mapping.train_classes]
+        padded = []
+        for p in posteriors:  # [M, C_train] -> [M, C_space]; classes the probe never saw get 0
+            placed = np.zeros((len(p), len(mapping.space)), dtype=p.dtype)
+            placed[:, columns] = p
+            padded.append(placed)
+        fold = FoldPredictions(0, [b.ids[i] for i in mapping.scored], [b.subjects[i] for i in mapping.scored],
+                               mapping.labels, padded)
+        outputs.write_weights(out / "weights" / "all.safetensors", chosen, cfg, mapping.train_classes, a.width)
+    metrics = summarise([fold], seed=cfg.seed)
+    warnings = [w for w in [collapse_warning(fold, mapping.space, "the probe")] if w]
+    outputs.write_results(out, [fold], metrics, mapping.space, [{"fold": 0, "heads": table}],
+                          mapping=mapping.summary)
+    outputs.write_train_log(out, training.log)
+    outputs.write_warnings(out, warnings)
+    return RunResult(out, metrics, mapping.space, cfg, [fold], [chosen.name], warnings=warnings, notes=notes)

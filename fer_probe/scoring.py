@@ -1,0 +1,44 @@
+"""Posteriors of every scored clip view of a video, for one or several trained probes in one read of the video.
+
+Axes: M scored inputs of a video, C classes.
+"""
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from fer_probe.config import ProbeConfig, autocast_for, resolve_device
+from fer_probe.probes import forward_many
+from fer_probe.sampling import TokenSource
+
+CHUNK = 16  # probe passes per forward call when a video has many clip views
+
+
+@torch.inference_mode()
+def video_posteriors(source: TokenSource, models: list[nn.Module], videos: list[int], cfg: ProbeConfig,
+                     wanted: list[list[int]] | None = None,
+                     class_mask: np.ndarray | None = None) -> list[dict[int, np.ndarray]]:
+    """Per video, {model index: posteriors [M, C]} for the wanted models (all by default). class_mask [C] limits the
+    softmax to the classes marked True (cross-dataset `shared` policy)."""
+    device, dtype = resolve_device(cfg.device), cfg.compute_dtype()
+    for model in models:
+        model.eval()
+    mask = torch.from_numpy(class_mask).to(device) if class_mask is not None else None
+    out = []
+    inputs = source.test_inputs(videos, cfg.train_clips == "all", cfg.test_clips == "one")
+    for i, values in enumerate(inputs):
+        needed = wanted[i] if wanted is not None else list(range(len(models)))
+        x = values.to(device, non_blocking=True)
+        parts: list[list[torch.Tensor]] = [[] for _ in needed]
+        for chunk in x.split(CHUNK):
+            with autocast_for(device, dtype):
+                for j, logits in enumerate(forward_many([models[m] for m in needed], chunk)):
+                    parts[j].append(logits.float())
+        result = {}
+        for m, chunks in zip(needed, parts):
+            logits = torch.cat(chunks)  # [M, C]
+            if mask is not None:
+                logits[:, ~mask] = -torch.inf
+            result[m] = logits.softmax(dim=-1).cpu().numpy()
+        out.append(result)
+    return out

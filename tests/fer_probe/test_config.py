@@ -1,0 +1,62 @@
+import pytest
+
+from fer_probe.config import RECIPES, ProbeConfig, resolve_num_heads
+from fer_probe.errors import FerProbeError
+
+
+def test_the_default_is_the_paper_recipe():
+    assert ProbeConfig() == ProbeConfig.from_recipe("paper")
+    paper = ProbeConfig.from_recipe("paper")
+    assert (paper.use_proj, paper.batch_size, paper.train_clips, paper.epochs, paper.wd_schedule) == \
+        (True, 4, "all", 20, "cosine")
+    assert paper.lrs == (1e-3,) and paper.weight_decays == (0.01,) and paper.final_weight_decay == 1e-6
+    assert paper.num_heads is None  # taken from the store's encoder
+    vjepa = ProbeConfig.from_recipe("vjepa")
+    assert not vjepa.use_proj and {k: v for k, v in RECIPES["vjepa"].items() if k != "use_proj"} == \
+        {k: v for k, v in RECIPES["paper"].items() if k != "use_proj"}
+    fast = ProbeConfig.from_recipe("fast")
+    assert (fast.batch_size, fast.train_clips, fast.wd_schedule, fast.use_proj) == (8, "one", "constant", False)
+
+
+def test_options_override_single_values_and_are_recorded():
+    cfg = ProbeConfig.from_recipe("paper", batch_size=8, train_clips="all", epochs=None, use_proj=False)
+    assert cfg.batch_size == 8 and not cfg.use_proj and cfg.epochs == 20
+    assert cfg.overridden == ("use_proj", "batch_size")  # train_clips equals the recipe's: not an override
+    assert "overridden" in cfg.as_dict()
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"recipe": "papper"}, "recipe must be one of paper, vjepa, fast"),
+    ({"train_clips": "some"}, "train_clips must be one of one, all"),
+    ({"test_clips": "middle"}, "test_clips must be one of one, all"),
+    ({"precision": "fp16"}, "precision must be one of"),
+    ({"wd_schedule": "linear"}, "wd_schedule must be one of cosine, constant"),
+    ({"schedule": "fold-by-fold"}, "schedule must be one of all-folds, per-fold"),
+    ({"probe": "transformer"}, "probe must be one of"),
+    ({"head": "deep"}, "head must be one of linear, mlp"),
+    ({"epochs": 0}, "at least 1"),
+    ({"lrs": (-1e-3,)}, "learning rates must be positive"),
+    ({"lrs": ()}, "at least one learning rate"),
+    ({"num_heads": 0}, "num_heads must be at least 1"),
+])
+def test_every_mode_is_checked(change, message):
+    recipe = change.pop("recipe", "paper")
+    with pytest.raises(FerProbeError, match=message):
+        ProbeConfig.from_recipe(recipe, **change)
+
+
+def test_float16_is_a_cuda_precision():
+    with pytest.raises(FerProbeError, match="for CUDA"):
+        ProbeConfig(precision="float16", device="cpu").compute_dtype()
+
+
+def test_attention_heads_come_from_the_store():
+    assert resolve_num_heads(None, {"num_heads": 16}, 1280)[0] == 16
+    assert resolve_num_heads(None, {"num_heads": 4}, 96)[0] == 4
+    heads, note = resolve_num_heads(None, {"num_heads": 5}, 96)
+    assert heads == 16 and "do not divide" in note  # the largest divisor of 96 up to 16
+    heads, note = resolve_num_heads(None, {}, 36)
+    assert heads == 12 and "does not name" in note
+    assert resolve_num_heads(8, {"num_heads": 16}, 1280) == (8, "8 attention heads (asked for)")
+    with pytest.raises(FerProbeError, match="do not divide the token width 96"):
+        resolve_num_heads(7, {"num_heads": 4}, 96)
