@@ -1,12 +1,15 @@
 """Looking at a finished store: `info` (what is in it), `verify` (is every value there and finite), `export-h5`."""
 
-import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from fer_cache import store as st
+from fer_cache import schema
 from fer_cache.errors import StoreError
+
+Progress = Callable[[int, int], None]  # (videos done, videos in all)
 
 
 @dataclass
@@ -22,11 +25,10 @@ class StoreInfo:
 
 
 def open_checked(location: str, mode: str = "r"):
-    group = st.open_group(location, mode=mode)
-    st.check_schema(group, location)
-    if "tokens" not in group or "videos" not in group:
-        raise StoreError(f"{location}: missing the 'tokens' or 'videos' node; the store is incomplete")
-    return group
+    try:
+        return schema.open_store(location, mode=mode)
+    except schema.StoreFormatError as exc:
+        raise StoreError(str(exc)) from exc
 
 
 def store_bytes(group) -> int:
@@ -42,11 +44,11 @@ def store_info(location: str) -> StoreInfo:
     group = open_checked(location)
     tokens = group["tokens"]
     status = group["videos/status"][:]
-    counts = {"videos": int(status.size), "done": int((status == st.DONE).sum()),
-              "pending": int((status == st.PENDING).sum()), "failed": int((status == st.FAILED).sum())}
+    counts = {"videos": int(status.size)} | {name: int((status == code).sum())
+                                              for code, name in schema.STATUS_NAMES.items()}
     V, K, S = tokens.shape[:3]
     done = max(counts["done"] * K * S, 1)
-    dtype = tokens.attrs.get("storage_dtype", "float16")
+    dtype = schema.storage_dtype(group)
     total = store_bytes(group)
     return StoreInfo(location, dict(group.attrs), tuple(tokens.shape), counts, total, total / done, dtype,
                      quantisation_error(group, dtype, status))
@@ -55,12 +57,12 @@ def store_info(location: str) -> StoreInfo:
 def quantisation_error(group, dtype: str, status: np.ndarray) -> float | None:
     """The largest rounding error the stored dtype can have made, from the stored values of the first done video:
     bfloat16 rounds to 8 significant bits (relative 2^-9); int8 to half a per-token scale step."""
-    if dtype == "float16" or not (status == st.DONE).any():
+    if dtype == "float16" or not (status == schema.DONE).any():
         return None
-    i = int(np.flatnonzero(status == st.DONE)[0])
+    i = int(np.flatnonzero(status == schema.DONE)[0])
     if dtype == "int8":
         return float(group["tokens_scale"][i].max() / 2)
-    values = st.decode_tokens(group["tokens"][i], dtype)
+    values = schema.decode_tokens(group["tokens"][i], dtype)
     return float(np.abs(values).max() * 2.0**-9)
 
 
@@ -74,48 +76,40 @@ class VerifyReport:
         return not self.problems
 
 
-def verify_store(location: str) -> VerifyReport:
+def verify_store(location: str, on_video: Progress | None = None) -> VerifyReport:
     """Every video done and every stored value present and finite; each problem named."""
     report = VerifyReport(location)
     group = open_checked(location)
     report.problems += check_attrs(group)
-    ids = st.read_strings(group["videos/id"])
+    ids = schema.read_strings(group["videos/id"])
     status = group["videos/status"][:]
-    errors = st.read_strings(group["videos/error"])
-    tokens = group["tokens"]
-    dtype = tokens.attrs.get("storage_dtype", "float16")
-    written = videos_with_tokens(group)
+    errors = schema.read_strings(group["videos/error"])
+    dtype = schema.storage_dtype(group)
+    missing = set(schema.done_rows_missing_tokens(group, location, np.flatnonzero(status == schema.DONE)) or [])
     for i, video_id in enumerate(ids):
-        if status[i] == st.PENDING:
+        if on_video is not None:
+            on_video(i + 1, len(ids))
+        if status[i] == schema.PENDING:
             report.problems.append(f"video {video_id}: pending (not extracted; rerun extract to resume)")
             continue
-        if status[i] == st.FAILED:
+        if status[i] == schema.FAILED:
             report.problems.append(f"video {video_id}: failed ({errors[i]})")
             continue
-        try:
-            values = tokens[i]
-            scale = group["tokens_scale"][i] if dtype == "int8" else None
-            decoded = st.decode_tokens(values, dtype, scale)
-        except Exception as exc:  # noqa: BLE001 - verify reports any unreadable chunk as a finding
-            report.problems.append(f"video {video_id}: tokens unreadable ({type(exc).__name__}: {exc})")
+        if i in missing:
+            report.problems.append(f"video {video_id}: token chunks missing from the store (deleted or never "
+                                   "written); rerun extract on this store to re-encode it")
             continue
-        if written is not None and i not in written:
-            report.problems.append(f"video {video_id}: token chunks missing from the store (deleted or never written)")
+        try:
+            stored, scale = schema.read_stored(group, i, video_id, location)
+        except schema.StoreFormatError as exc:
+            report.problems.append(f"video {video_id}: tokens unreadable ({exc.__cause__.__class__.__name__}); "
+                                   "rerun extract after deleting its chunk")
+            continue
+        decoded = schema.decode_tokens(stored, dtype, scale)
         if not np.isfinite(decoded).all():
             bad = int((~np.isfinite(decoded)).sum())
             report.problems.append(f"video {video_id}: {bad} non-finite token values (NaN/inf)")
     return report
-
-
-def videos_with_tokens(group) -> set[int] | None:
-    """Rows that have token files, from one listing of the store (None where the store cannot list keys). A done
-    video whose shard or chunk is gone would otherwise read back as fill values."""
-    async def rows() -> set[int]:
-        return {int(key.split("/")[2]) async for key in group.store.list_prefix("tokens/c/")}
-    try:
-        return asyncio.run(rows())
-    except Exception:  # noqa: BLE001 - a store that cannot list keys skips this one check
-        return None
 
 
 def check_attrs(group) -> list[str]:
@@ -125,7 +119,7 @@ def check_attrs(group) -> list[str]:
     missing = [k for k in needed if k not in attrs]
     if missing:
         return [f"attributes missing: {', '.join(missing)}"]
-    expected = st.fingerprint(attrs["encoder"], attrs["sampling"], attrs["storage"], attrs["token_grid"])
+    expected = schema.fingerprint(attrs["encoder"], attrs["sampling"], attrs["storage"], attrs["token_grid"])
     problems = []
     if expected != attrs["fingerprint"]:
         problems.append(f"attribute fingerprint {attrs['fingerprint']} does not match the encoder/sampling/storage "
@@ -140,12 +134,17 @@ def check_attrs(group) -> list[str]:
     return problems
 
 
-def export_h5(location: str, out: str) -> int:
+def export_h5(location: str, out: str | Path, on_video: Progress | None = None) -> int:
     """The same arrays and attributes in one HDF5 file; returns the number of videos written."""
     import json
 
     import h5py
 
+    out = Path(out)
+    if out.is_dir():
+        raise StoreError(f"{out} is a folder; name the HDF5 file to write, e.g. {out / 'tokens.h5'}")
+    if not out.parent.is_dir():
+        raise StoreError(f"cannot write {out}: the folder {out.parent} does not exist; create it first")
     group = open_checked(location)
     with h5py.File(out, "w") as f:
         for key, value in group.attrs.items():
@@ -155,10 +154,13 @@ def export_h5(location: str, out: str) -> int:
                                 chunks=(1, 1, 1) + tuple(tokens.shape[3:]), compression="gzip", compression_opts=1)
         for i in range(tokens.shape[0]):
             data[i] = tokens[i]
-        data.attrs["storage_dtype"] = tokens.attrs.get("storage_dtype", "float16")
-        for name in ("videos/id", "videos/path", "videos/subject", "videos/error"):
-            f.create_dataset(name, data=np.array(st.read_strings(group[name]), dtype=object),
-                             dtype=h5py.string_dtype())
+            if on_video is not None:
+                on_video(i + 1, tokens.shape[0])
+        data.attrs["storage_dtype"] = schema.storage_dtype(group)
+        for name in ("videos/id", "videos/path", "videos/subject", "videos/error", "videos/split"):
+            if name in group:
+                f.create_dataset(name, data=np.array(schema.read_strings(group[name]), dtype=object),
+                                 dtype=h5py.string_dtype())
         for name in ("videos/label", "videos/n_frames", "videos/status", "clips/frame_index"):
             f.create_dataset(name, data=group[name][:])
         if "tokens_scale" in group:

@@ -1,152 +1,129 @@
-"""Batches across video boundaries for the frozen encoder, and the writer thread that commits finished videos.
+"""The batch encoder: fills fixed-size encoder batches across video boundaries, keeps the device busy by collecting
+each batch's tokens only after the next batch is launched, and hands every finished video to the writer.
 
 Axes: K clips per video, S views, T frames, h/w crop pixels, B clips in a batch, N tokens, D width.
 """
 
-import queue
-import threading
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from fer_cache import store as st
-from fer_cache.errors import FerCacheError
+from fer_cache.staging import Download, Downloader, Uploader
 from fer_cache.video import normalise
+from fer_cache.writer import Failure, Finished, Writer
 
 
 @dataclass
 class DecodedVideo:
-    index: int
+    """What a decode worker returns: every clip view of one video, or why it could not be decoded."""
+    index: int  # store row
     clips: torch.Tensor | None  # [K, S, T, h, w, 3] uint8
     frame_index: np.ndarray | None  # [K, T]
     n_frames: int
     error: str = ""
 
-
-@dataclass
-class Finished:
-    index: int
-    tokens: np.ndarray  # [K, S, N, D] float32
-    frame_index: np.ndarray
-    n_frames: int
+    @classmethod
+    def failure(cls, index: int, reason: str) -> "DecodedVideo":
+        return cls(index, None, None, 0, reason)
 
 
-class Writer(threading.Thread):
-    """Commits finished videos off the encoding thread; the only place where a video's status changes."""
-
-    def __init__(self, group, depth: int = 8):
-        super().__init__(daemon=True)
-        self.group, self.jobs, self.error = group, queue.Queue(maxsize=depth), None
-
-    def run(self) -> None:
-        while (job := self.jobs.get()) is not None:
-            if self.error is not None:
-                continue
-            try:
-                if isinstance(job, tuple):  # (index, reason): a failure
-                    st.mark_failed(self.group, *job)
-                elif not np.isfinite(job.tokens).all():  # never commit NaN/inf as a done video
-                    bad = int((~np.isfinite(job.tokens)).sum())
-                    st.mark_failed(self.group, job.index, f"the encoder produced {bad} non-finite token values "
-                                   "(NaN/inf); check the checkpoint, or store bfloat16 if float16 overflowed")
-                else:
-                    st.write_video(self.group, job.index, job.tokens, job.frame_index, job.n_frames)
-            except Exception as exc:  # noqa: BLE001 - handed to the main thread, which re-raises it
-                self.error = exc
-
-    def put(self, job) -> None:
-        if self.error is not None:
-            raise self.error
-        self.jobs.put(job)
-
-    def close(self) -> None:
-        self.jobs.put(None)
-        self.join()
-        if self.error is not None:
-            raise FerCacheError(f"writing the store failed: {self.error}") from self.error
-
-
-class Stager:
-    """Host-to-device copies of uint8 clip batches. On CUDA they go through two pinned buffers used in turn, so the
-    copy of the next batch overlaps the GPU's work on this one."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.buffers: list[torch.Tensor | None] = [None, None]
-        self.copied: list[torch.cuda.Event | None] = [None, None]
-        self.turn = 0
-
-    def __call__(self, clips: list[torch.Tensor]) -> torch.Tensor:
-        if self.device.type != "cuda":
-            return torch.stack(clips).to(self.device)  # [B, T, h, w, 3]
-        i, self.turn = self.turn, 1 - self.turn
-        if self.buffers[i] is None:
-            self.buffers[i] = torch.empty((len(clips), *clips[0].shape), dtype=clips[0].dtype, pin_memory=True)
-        if self.copied[i] is not None:
-            self.copied[i].synchronize()  # the previous copy out of this buffer has finished
-        torch.stack(clips, out=self.buffers[i])
-        on_device = self.buffers[i].to(self.device, non_blocking=True)  # [B, T, h, w, 3]
-        self.copied[i] = torch.cuda.Event()
-        self.copied[i].record()
-        return on_device
+@dataclass(frozen=True)
+class Advance:
+    """Progress of the pipeline, reported after each step."""
+    videos: int = 0  # videos finished (written or failed)
+    clips: int = 0  # clip views encoded
+    failed: int = 0  # videos that failed to decode
 
 
 @dataclass
-class Pending:
+class VideoBuffer:
+    """A video being encoded: its tokens fill in as its clip views come out of the encoder."""
     decoded: DecodedVideo
-    rows: list[np.ndarray]  # tokens [N, D] of its clip views encoded so far
+    tokens: np.ndarray  # [K, S, N, D]
+    filled: int = 0
+    finite: bool = True
+
+
+@dataclass
+class InFlight:
+    """A launched batch: which (video, clip view) each row belongs to, and its tokens on their way to the host."""
+    slots: list[tuple[int, int]]  # (store row, position k * S + s)
+    download: Download
 
 
 class BatchEncoder:
-    """Fills encoder batches across video boundaries and hands each finished video to the writer."""
+    """Encodes clip views in full batches; a clip's tokens never depend on which clips share its batch, because
+    batches are always full (zero-padded), so a resumed run writes exactly what an uninterrupted one would."""
 
-    def __init__(self, model, writer: Writer, batch_size: int, device: torch.device, out_dtype: torch.dtype,
-                 on_advance=None):
+    def __init__(self, model, writer: Writer, *, batch_size: int, device: torch.device, out_dtype: torch.dtype,
+                 prepare: Callable[[torch.Tensor], torch.Tensor] = normalise,
+                 on_advance: Callable[[Advance], None] | None = None):
         self.model, self.writer, self.batch_size, self.device = model, writer, batch_size, device
         self.out_dtype = out_dtype  # float16 stores take float16 off the GPU: half the bytes to copy back
-        self.stage = Stager(device)
-        self.on_advance = on_advance or (lambda videos, clips, failed: None)
+        self.prepare = prepare  # uint8 [B, T, h, w, 3] on the device -> the encoder's input
+        self.upload, self.download = Uploader(device), Downloader(device)
+        self.on_advance = on_advance or (lambda advance: None)
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-        self.pending: dict[int, Pending] = {}
-        self.queue: list[tuple[int, torch.Tensor]] = []  # (video index, clip [T, h, w, 3])
+        self.videos_in_work: dict[int, VideoBuffer] = {}
+        self.queue: list[tuple[int, int, torch.Tensor]] = []  # (store row, position, clip [T, h, w, 3])
+        self.inflight: InFlight | None = None
         self.videos = self.clips = 0
 
     def add(self, decoded: DecodedVideo) -> None:
         if decoded.error:
-            self.writer.put((decoded.index, decoded.error))
-            self.on_advance(1, 0, 1)
+            self.writer.put(Failure(decoded.index, decoded.error))
+            self.on_advance(Advance(videos=1, failed=1))
             return
         flat = decoded.clips.flatten(0, 1)  # [K*S, T, h, w, 3]
-        self.pending[decoded.index] = Pending(decoded, [])
-        self.queue.extend((decoded.index, clip) for clip in flat)
+        self.videos_in_work[decoded.index] = VideoBuffer(decoded, np.empty(0))
+        self.queue.extend((decoded.index, position, clip) for position, clip in enumerate(flat))
         while len(self.queue) >= self.batch_size:
-            self.run(self.queue[:self.batch_size])
+            self.launch(self.queue[:self.batch_size])
             self.queue = self.queue[self.batch_size:]
 
     def flush(self) -> None:
+        """Encode what is queued, then collect the last batch."""
         if self.queue:
-            self.run(self.queue)
+            self.launch(self.queue)
             self.queue = []
+        self.drain()
 
-    def run(self, batch: list[tuple[int, torch.Tensor]]) -> None:
-        clips = [clip for _, clip in batch]
-        # Always a full batch (zero-padded): a clip's tokens then never depend on which clips share its batch,
-        # so a resumed run writes exactly what an uninterrupted run would.
+    def drain(self) -> None:
+        """Collect the batch still on the device (on a stop, queued clips are left for the resumed run)."""
+        if self.inflight is not None:
+            self.collect(self.inflight)
+            self.inflight = None
+
+    def launch(self, batch: list[tuple[int, int, torch.Tensor]]) -> None:
+        """Start one batch on the device, then collect the previous one while the device works."""
+        clips = [clip for _, _, clip in batch]
         clips += [torch.zeros_like(clips[0])] * (self.batch_size - len(clips))
-        video = self.stage(clips)  # [B, T, h, w, 3] uint8 on the device
+        video = self.upload(clips)  # [B, T, h, w, 3] uint8 on the device
         with torch.inference_mode(), self.autocast:
-            tokens = self.model(normalise(video)).to(self.out_dtype).cpu().numpy()[:len(batch)]  # [B, N, D]
-        for (index, _), row in zip(batch, tokens):
-            entry = self.pending[index]
-            entry.rows.append(row)
+            tokens = self.model(self.prepare(video)).to(self.out_dtype)  # [B, N, D]
+        previous, self.inflight = self.inflight, InFlight([(i, p) for i, p, _ in batch],
+                                                          self.download(tokens[:len(batch)]))
+        if previous is not None:
+            self.collect(previous)
+
+    def collect(self, inflight: InFlight) -> None:
+        tokens, finite = inflight.download.rows()  # [B, N, D], [B]
+        for (index, position), row, ok in zip(inflight.slots, tokens, finite):
+            entry = self.videos_in_work[index]
             K, S = entry.decoded.clips.shape[:2]
-            if len(entry.rows) == K * S:
-                stacked = np.stack(entry.rows).reshape(K, S, *row.shape)  # [K, S, N, D]
-                self.writer.put(Finished(index, stacked, entry.decoded.frame_index, entry.decoded.n_frames))
-                del self.pending[index]
+            if entry.tokens.size == 0:
+                entry.tokens = np.empty((K, S, *row.shape), dtype=row.dtype)  # [K, S, N, D]
+            entry.tokens[position // S, position % S] = row
+            entry.finite &= bool(ok)
+            entry.filled += 1
+            if entry.filled == K * S:
+                self.writer.put(Finished(index, entry.tokens, entry.decoded.frame_index, entry.decoded.n_frames,
+                                         entry.finite))
+                del self.videos_in_work[index]
                 self.videos += 1
-                self.on_advance(1, 0, 0)
-        self.clips += len(batch)
-        self.on_advance(0, len(batch), 0)
+                self.on_advance(Advance(videos=1))
+        self.clips += len(inflight.slots)
+        self.on_advance(Advance(clips=len(inflight.slots)))

@@ -12,25 +12,41 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from fer_cache.errors import FerCacheError
+from fer_cache import __version__
+from fer_cache.errors import FerCacheError, StoreMismatchError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Encode face videos once into a Zarr cache.")
 console = Console()
 errors = Console(stderr=True)
 
-ConfigOpt = Annotated[Path, typer.Option("--config", help="data.yaml naming datasets and encoders")]
+ConfigOpt = Annotated[Path, typer.Option("--config", help="the YAML file naming datasets and encoders")]
+Store = Annotated[str, typer.Argument(help="a store (STORE.zarr, or an fsspec URL) written by fer-cache extract")]
+HINTS = {StoreMismatchError: "--overwrite replaces the store"}
 
 
 def user_errors(command):
-    """Library errors are the user's to fix: print their one line and exit 1, no traceback."""
+    """Library errors are the user's to fix: print their one line (and the flag that helps) and exit 1."""
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except FerCacheError as exc:
-            errors.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            hint = next((f" ({h})" for kind, h in HINTS.items() if isinstance(exc, kind)), "")
+            errors.print(f"[red]error:[/red] {exc}{hint}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
     return wrapper
+
+
+def show_version(value: bool) -> None:
+    if value:
+        console.print(f"fer-cache {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(version: Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True,
+                                                       help="print the version and exit")] = False):
+    """Encode face videos once into a Zarr cache."""
 
 
 def progress_bar(stderr: bool = False) -> Progress:
@@ -39,39 +55,53 @@ def progress_bar(stderr: bool = False) -> Progress:
                     console=errors if stderr else console, transient=stderr)
 
 
+def counted(bar: Progress, description: str):
+    """A progress callback (done, total) for the library's long loops."""
+    task = bar.add_task(description, total=None, rate="")
+    return lambda done, total: bar.update(task, completed=done, total=total)
+
+
 @app.command()
 @user_errors
-def scan(dataset: Annotated[str, typer.Option(help="dataset name in data.yaml")],
+def scan(dataset: Annotated[str, typer.Option(help="dataset name in the config file")],
          config: ConfigOpt = Path("data.yaml"),
          decode: Annotated[bool, typer.Option(help="decode every video to count its frames")] = False,
-         as_json: Annotated[bool, typer.Option("--json", help="print JSON (DESIGN section 7)")] = False):
-    """List what would be extracted: id, label, subject (and decoded frames); unreadable files with reasons."""
+         as_json: Annotated[bool, typer.Option("--json", help="print JSON: videos with label names, and errors")]
+         = False):
+    """List what would be extracted: id, label, subject (and decoded frames); unusable files with reasons.
+    Exits 3 when it lists errors."""
     from fer_cache.config import load_config
     from fer_cache.scan import scan_with_frames
 
-    cfg = load_config(config)
     with progress_bar(stderr=True) as bar:
-        task = bar.add_task("decoding", total=None, rate="")
-        report = scan_with_frames(cfg.dataset(dataset), decode, lambda: bar.advance(task))
-    skipped = report.pop("skipped")
-    if skipped:
-        errors.print(f"{skipped} videos left out by the dataset's filters in {config} (modality, vocal_channel)")
+        report = scan_with_frames(load_config(config).dataset(dataset), decode, counted(bar, "decoding"))
+    print_scan(report, dataset, config, decode, as_json)
+    raise typer.Exit(3 if report["errors"] else 0)
+
+
+def print_scan(report: dict, dataset: str, config: Path, decode: bool, as_json: bool) -> None:
+    if report["skipped"]:
+        errors.print(f"{report['skipped']} videos left out by the dataset's filters in {config}")
     if as_json:
-        print(json.dumps(report, indent=1))
+        print(json.dumps({"videos": report["videos"], "errors": report["errors"]}, indent=1))
         return
-    table = Table("id", "label", "subject", *(["frames"] if decode else []), title=f"{dataset}: "
-                  f"{len(report['videos'])} videos, {len(report['errors'])} errors")
+    table = Table("id", "label", "subject", *(["split"] if report["splits"] else []),
+                  *(["frames"] if decode else []),
+                  title=f"{dataset}: {len(report['videos'])} videos, {len(report['errors'])} errors")
     for v in report["videos"]:
-        table.add_row(v["id"], v["label_name"], v["subject"], *([str(v["n_frames"])] if decode else []))
+        table.add_row(v["id"], v["label_name"], v["subject"], *([str(v.get("split", ""))] if report["splits"] else []),
+                      *([str(v["n_frames"])] if decode else []))
     console.print(table)
+    for title, counts in (("videos per class", report["per_class"]), ("videos per subject", report["per_subject"])):
+        console.print(f"{title}: " + ", ".join(f"{k} {n}" for k, n in counts.items()), highlight=False)
     for e in report["errors"]:
         console.print(f"[yellow]error[/yellow] {e['path']}: {e['reason']}", highlight=False)
 
 
 @app.command()
 @user_errors
-def extract(dataset: Annotated[str, typer.Option(help="dataset name in data.yaml")],
-            encoder: Annotated[str, typer.Option(help="encoder name in data.yaml")],
+def extract(dataset: Annotated[str, typer.Option(help="dataset name in the config file")],
+            encoder: Annotated[str, typer.Option(help="encoder name in the config file")],
             out: Annotated[str, typer.Option(help="store path (STORE.zarr) or fsspec URL")],
             config: ConfigOpt = Path("data.yaml"),
             device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
@@ -79,16 +109,18 @@ def extract(dataset: Annotated[str, typer.Option(help="dataset name in data.yaml
             workers: Annotated[int, typer.Option(min=0, help="decode worker processes")] = 2,
             limit: Annotated[int | None, typer.Option(min=1, help="only the first N videos")] = None,
             overwrite: Annotated[bool, typer.Option(help="replace a store of another extraction")] = False,
-            compile: Annotated[bool, typer.Option("--compile", help="torch.compile the encoder (GPU)")] = False):
-    """Encode every clip of a dataset once into a schema-1 Zarr store (resumes a partial store)."""
+            compile_encoder: Annotated[str, typer.Option("--compile", help="auto (compiled on CUDA, eager on the "
+                                                         "CPU), on or off")] = "auto"):
+    """Encode every clip of a dataset once into a schema-1 Zarr store; resumes a partial store and appends the
+    videos a grown dataset adds. Exits 3 with failed videos, 130 after a clean stop on Ctrl-C."""
     from fer_cache.config import load_config
-    from fer_cache.extract import run_extraction
+    from fer_cache.extract import ExtractRequest, run_extraction
 
-    cfg = load_config(config)
+    request = ExtractRequest(dataset=dataset, encoder=encoder, out=out, device=device, batch_size=batch_size,
+                             workers=workers, limit=limit, overwrite=overwrite, compile=compile_encoder)
     with progress_bar() as bar:
         progress = ExtractProgress(bar)
-        summary = run_extraction(cfg, dataset, encoder, out, device, batch_size, workers, limit, overwrite,
-                                 compile, on_start=progress.start, on_advance=progress.advance)
+        summary = run_extraction(load_config(config), request, on_start=progress.start, on_advance=progress.advance)
     print_summary(summary)
     raise typer.Exit(summary.exit_code)
 
@@ -105,11 +137,11 @@ class ExtractProgress:
         self.started = time.perf_counter()
         self.bar.update(self.task, total=total, completed=total - todo)
 
-    def advance(self, videos: int, clips: int, failed: int) -> None:
-        self.clips += clips
-        self.failed += failed
+    def advance(self, step) -> None:
+        self.clips += step.clips
+        self.failed += step.failed
         rate = self.clips / max(time.perf_counter() - self.started, 1e-9)
-        self.bar.update(self.task, advance=videos, rate=f"{rate:.1f} clips/s, {self.failed} failed")
+        self.bar.update(self.task, advance=step.videos, rate=f"{rate:.1f} clips/s, {self.failed} failed")
 
 
 def print_summary(summary) -> None:
@@ -117,21 +149,24 @@ def print_summary(summary) -> None:
     console.print(f"{summary.store}: {summary.done}/{summary.total} videos done, {len(summary.failed)} failed; "
                   f"this run encoded {summary.encoded_now} videos ({summary.clips_now} clips, {rate:.1f} clips/s) "
                   f"in {summary.seconds:.1f} s", highlight=False)
+    for note in summary.notes:
+        console.print(f"[dim]{note}[/dim]", highlight=False)
     for video_id, reason in summary.failed:
         console.print(f"[red]failed[/red] {video_id}: {reason}", highlight=False)
     for path, reason in summary.scan_errors:
         console.print(f"[yellow]not a dataset video[/yellow] {path}: {reason}", highlight=False)
-    if summary.interrupted:
+    if summary.stopped or summary.pending:
         console.print("[yellow]stopped before the end: rerun the same command to resume[/yellow]")
 
 
 @app.command()
 @user_errors
-def info(store: str, as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False):
+def info(store: Store, as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False):
     """Attributes, counts by status, sizes and bytes per clip of a store."""
     from fer_cache.audit import store_info
 
-    result = store_info(store)
+    with errors.status(f"reading {store}"):
+        result = store_info(store)
     payload = {"store": result.location, "shape": list(result.shape), "counts": result.counts,
                "dtype": result.dtype, "stored_bytes": result.stored_bytes, "bytes_per_clip": result.bytes_per_clip,
                "quantisation_error": result.quantisation_error, "attrs": result.attrs}
@@ -149,11 +184,12 @@ def info(store: str, as_json: Annotated[bool, typer.Option("--json", help="print
 
 @app.command()
 @user_errors
-def verify(store: str):
-    """Exit 0 only if every video is done and every value is finite; otherwise list what is wrong."""
+def verify(store: Store):
+    """Exit 0 only if every video is done and every value is finite; otherwise list what is wrong (exit 3)."""
     from fer_cache.audit import verify_store
 
-    report = verify_store(store)
+    with progress_bar(stderr=True) as bar:
+        report = verify_store(store, on_video=counted(bar, "videos checked"))
     for problem in report.problems:
         console.print(f"[red]✗[/red] {problem}", highlight=False)
     if report.ok:
@@ -163,17 +199,19 @@ def verify(store: str):
 
 @app.command("export-h5")
 @user_errors
-def export_h5(store: str, out: Path):
+def export_h5(store: Store, out: Annotated[Path, typer.Argument(help="the HDF5 file to write")]):
     """Write the store's arrays and attributes into one HDF5 file."""
     from fer_cache.audit import export_h5 as export
 
-    n = export(store, str(out))
+    with progress_bar(stderr=True) as bar:
+        n = export(store, out, on_video=counted(bar, "videos exported"))
     console.print(f"wrote {n} videos to {out}")
 
 
 @app.command("demo-data")
 @user_errors
-def demo_data(out_dir: Path, actors: Annotated[int, typer.Option(min=2)] = 12,
+def demo_data(out_dir: Annotated[Path, typer.Argument(help="folder for the synthetic videos")],
+              actors: Annotated[int, typer.Option(min=2)] = 12,
               repetitions: Annotated[int, typer.Option(min=1)] = 2, seed: int = 0):
     """Generate the synthetic face-video dataset used by `make demo` (RAVDESS naming)."""
     from fer_cache.datasets.synthetic import DEMO_EMOTIONS, generate_demo_dataset

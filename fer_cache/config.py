@@ -9,7 +9,8 @@ import yaml
 
 from fer_cache.errors import ConfigError
 
-ADAPTERS = ("ravdess", "crema_d", "manifest")
+ADAPTERS = ("ravdess", "crema_d", "manifest", "dfew", "ferv39k", "mafw")
+SOURCES = {"dfew": ("frames", "videos"), "mafw": ("frames", "videos"), "ferv39k": ("frames",)}  # official releases
 DTYPES = ("float16", "bfloat16", "int8")
 COMPRESSORS = ("zstd", "blosc", "none")
 
@@ -22,8 +23,10 @@ class DatasetConfig:
     manifest: Path | None = None
     modality: tuple[int, ...] | None = None  # RAVDESS filter; None: 1 and 2 (video with and without audio)
     vocal_channel: tuple[str, ...] | None = None  # RAVDESS filter; None: speech
-    labels: tuple[str, ...] | None = None  # manifest: fixed label order
+    labels: tuple[str, ...] | None = None  # manifest: the whole label vocabulary, in order
+    source: str | None = None  # dfew/mafw/ferv39k: face-crop `frames` (default) or original `videos`
     line: int = 0
+    config_file: str = "data.yaml"  # the config file that defined it, for messages
 
 
 @dataclass(frozen=True)
@@ -43,11 +46,15 @@ class EncoderConfig:
     frames_per_clip: int | None = None
     uniform_power: bool = True
     line: int = 0
+    config_file: str = "data.yaml"
 
     def build_kwargs(self) -> dict:
         """The keyword arguments of fer_cache.encoders.build_encoder (DESIGN section 8)."""
-        skip = {"name", "line"}
+        skip = {"name", "line", "config_file"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+
+    def with_frames(self, frames_per_clip: int) -> "EncoderConfig":
+        return replace(self, frames_per_clip=frames_per_clip)
 
 
 @dataclass(frozen=True)
@@ -178,8 +185,8 @@ def _as_list(value, key: str, where: str) -> list:
 
 def _dataset(name: str, entry, base: Path, source: str, line: int) -> DatasetConfig:
     where = f"{source} line {line} (datasets.{name})"
-    _check_keys(entry, {"adapter", "root", "manifest", "modality", "vocal_channel", "labels"}, f"datasets.{name}",
-                source)
+    _check_keys(entry, {"adapter", "root", "manifest", "modality", "vocal_channel", "labels", "source"},
+                f"datasets.{name}", source)
     adapter = entry.get("adapter")
     if adapter not in ADAPTERS:
         raise ConfigError(f"{where}: 'adapter' must be one of {', '.join(ADAPTERS)}, got {adapter!r}")
@@ -203,9 +210,15 @@ def _dataset(name: str, entry, base: Path, source: str, line: int) -> DatasetCon
         if any(v not in names for v in raw):
             raise ConfigError(f"{where}: 'vocal_channel' must list speech and/or song, got {entry['vocal_channel']!r}")
         vocal = tuple(names[v] for v in raw)
-    labels = tuple(str(v) for v in entry["labels"]) if "labels" in entry else None
+    labels = tuple(str(v) for v in _as_list(entry["labels"], "labels", where)) if "labels" in entry else None
+    if labels is not None and (not labels or len(set(labels)) != len(labels)):
+        raise ConfigError(f"{where}: 'labels' must list distinct class names, got {entry['labels']!r}")
+    data_source = entry.get("source")
+    if data_source is not None and data_source not in SOURCES.get(adapter, ()):
+        allowed = " or ".join(SOURCES[adapter]) if adapter in SOURCES else "nothing (only dfew, ferv39k, mafw take it)"
+        raise ConfigError(f"{where}: 'source' must be {allowed}, got {data_source!r}")
     return DatasetConfig(name=name, adapter=adapter, root=root, manifest=manifest, modality=modality,
-                         vocal_channel=vocal, labels=labels, line=line)
+                         vocal_channel=vocal, labels=labels, source=data_source, line=line, config_file=source)
 
 
 _ENCODER_TYPES = {"family": str, "checkpoint_key": str, "arch": str, "embed_dim": int, "depth": int,
@@ -222,8 +235,8 @@ def _encoder(name: str, entry, base: Path, source: str, line: int) -> EncoderCon
         raise ConfigError(f"{where}: 'family' must be one of {', '.join(FAMILIES)}, got {values['family']!r}")
     checkpoint = entry.get("checkpoint")
     checkpoint = expand_path(checkpoint, base, where) if checkpoint is not None else None
-    return EncoderConfig(name=name, checkpoint=checkpoint, line=line, **{k: v for k, v in values.items()
-                                                                         if v is not None})
+    return EncoderConfig(name=name, checkpoint=checkpoint, line=line, config_file=source,
+                         **{k: v for k, v in values.items() if v is not None})
 
 
 _EXTRACTION_TYPES = {"frames_per_clip": int, "frame_step": int, "clips_per_video": int, "spatial_views": int,

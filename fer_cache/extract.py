@@ -16,14 +16,19 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from fer_cache import schema
 from fer_cache import store as st
-from fer_cache.batching import BatchEncoder, DecodedVideo, Writer
+from fer_cache.batching import Advance, BatchEncoder, DecodedVideo
+from fer_cache.compiling import compile_for
 from fer_cache.config import Config, check_extraction
 from fer_cache.datasets import ScanResult, scan_dataset
 from fer_cache.distributed import DistInfo, barrier, init_distributed, resolve_device
-from fer_cache.encoders import build_encoder, describe_encoder
+from fer_cache.encoders import describe_encoder, load_encoder
 from fer_cache.errors import DecodeError, FerCacheError
 from fer_cache.video import Sampling, cut_clips, decode_video
+from fer_cache.writer import Writer
+
+INTERRUPTED = 130  # exit status after a clean stop on Ctrl-C or SIGTERM (128 + SIGINT)
 
 
 @dataclass
@@ -36,11 +41,29 @@ class ExtractSummary:
     encoded_now: int = 0  # videos encoded by this run (resumed ones excluded)
     clips_now: int = 0
     seconds: float = 0.0
-    interrupted: bool = False
+    pending: int = 0  # videos of this dataset still to encode
+    stopped: bool = False  # a signal asked for a clean stop
+    notes: list[str] = field(default_factory=list)  # what the run decided on its own: growth, repairs, fallbacks
 
     @property
     def exit_code(self) -> int:
-        return 3 if (self.failed or self.scan_errors or self.interrupted) else 0
+        if self.stopped:
+            return INTERRUPTED
+        return 3 if (self.failed or self.scan_errors or self.pending) else 0
+
+
+@dataclass(frozen=True)
+class ExtractRequest:
+    """What to extract, where and how; the CLI builds one from its options."""
+    dataset: str
+    encoder: str
+    out: str
+    device: str = "auto"
+    batch_size: int = 8
+    workers: int = 2
+    limit: int | None = None
+    overwrite: bool = False
+    compile: str = "auto"  # auto: compiled on CUDA, eager on the CPU; on; off
 
 
 class VideoClips(Dataset):
@@ -58,17 +81,13 @@ class VideoClips(Dataset):
             frames = decode_video(self.root / rel, self.sampling.resize)  # [F, H, W, 3]
             clips, frame_index = cut_clips(frames, self.sampling)
         except DecodeError as exc:
-            return DecodedVideo(index, None, None, 0, str(exc))
+            return DecodedVideo.failure(index, str(exc))
         return DecodedVideo(index, torch.from_numpy(np.ascontiguousarray(clips)), frame_index, len(frames))
 
 
 def quiet_worker(_: int) -> None:
     """Ctrl-C reaches the whole process group: decode workers leave it to the main process, which stops cleanly."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def keep_one(items: list[DecodedVideo]) -> DecodedVideo:
-    return items[0]
 
 
 class StopFlag:
@@ -93,26 +112,39 @@ class StopFlag:
             signal.signal(sig, handler)
 
 
-def prepare_store(out: str, overwrite: bool, layout: st.Layout, scan: ScanResult, attrs: dict, info: DistInfo):
-    """Rank 0 creates or checks the store; the others open it once it exists."""
-    exists = (Path(out) / "zarr.json").exists() if not st.is_url(out) else _url_exists(out)
+def prepare_store(request: ExtractRequest, layout: st.Layout, scan: ScanResult, attrs: dict,
+                  info: DistInfo) -> tuple:
+    """Rank 0 creates the store, or reconciles an existing one with the dataset (growing it); the others open it
+    once it is ready. Returns (group, Reconciled)."""
+    out = request.out
+    exists = (Path(out) / "zarr.json").exists() if not schema.is_url(out) else _url_exists(out)
+    reconciled = st.Reconciled(list(range(len(scan.videos))))
     if info.rank == 0:
-        if exists and not overwrite:
-            group = st.open_group(out, mode="r+")
-            st.ensure_compatible(group, out, attrs["fingerprint"], scan.videos)
+        if exists and not request.overwrite:
+            group = open_for_writing(out)
+            reconciled = st.reconcile(group, out, attrs, scan.videos)
         else:
-            if not st.is_url(out) and Path(out).exists() and not st.is_replaceable(Path(out)):
-                raise FerCacheError(f"{out} exists and is not a fer-cache store; choose another --out (nothing was "
+            if not schema.is_url(out) and Path(out).exists() and not st.is_replaceable(Path(out)):
+                raise FerCacheError(f"{out} exists and is not a fer-cache store; choose another output (nothing was "
                                     "changed there)")
             try:
                 group = st.create_store(out, layout, scan.videos, attrs)
             except OSError as exc:
                 raise FerCacheError(f"cannot write the store at {out}: {exc.strerror or exc}; choose a writable "
-                                    "--out") from exc
+                                    "output") from exc
     barrier(info)
     if info.rank != 0:
-        group = st.open_group(out, mode="r+")
-    return group
+        group = open_for_writing(out)
+        position = {video_id: row for row, video_id in enumerate(schema.read_strings(group["videos/id"]))}
+        reconciled = st.Reconciled([position[v.id] for v in scan.videos])
+    return group, reconciled
+
+
+def open_for_writing(out: str):
+    try:
+        return schema.open_store(out, mode="r+")
+    except schema.StoreFormatError as exc:
+        raise FerCacheError(str(exc)) from exc
 
 
 def _url_exists(url: str) -> bool:
@@ -127,80 +159,92 @@ def store_attrs(dataset: str, scan: ScanResult, encoder, sampling: Sampling, dty
     token_grid = list(encoder.cfg.token_grid)
     return {"dataset": dataset, "label_names": list(scan.label_names), "encoder": encoder_attrs,
             "sampling": sampling.as_attrs(), "token_grid": token_grid, "storage": storage,
-            "fingerprint": st.fingerprint(encoder_attrs, sampling.as_attrs(), storage, token_grid),
+            "fingerprint": schema.fingerprint(encoder_attrs, sampling.as_attrs(), storage, token_grid),
             "software": st.software_versions()}
 
 
-def run_extraction(config: Config, dataset: str, encoder: str, out: str, device: str = "auto",
-                   batch_size: int = 8, workers: int = 2, limit: int | None = None, overwrite: bool = False,
-                   compile_model: bool = False, on_start: Callable[[int, int], None] | None = None,
-                   on_advance: Callable[[int, int, int], None] | None = None) -> ExtractSummary:
-    """Encode every pending video of `dataset` into `out`; resumable, safe to interrupt, multi-rank aware."""
+def run_extraction(config: Config, request: ExtractRequest, *, on_start: Callable[[int, int], None] | None = None,
+                   on_advance: Callable[[Advance], None] | None = None) -> ExtractSummary:
+    """Encode every pending video of the dataset into the store; resumable, safe to interrupt, multi-rank aware."""
     started = time.perf_counter()
-    dataset_cfg, encoder_cfg = config.dataset(dataset), config.encoder(encoder)
+    dataset_cfg, encoder_cfg = config.dataset(request.dataset), config.encoder(request.encoder)
     extraction = check_extraction(config.extraction_for(encoder_cfg), f"{config.path} (extraction)")
     scan = scan_dataset(dataset_cfg)
     if not scan.videos:
-        raise FerCacheError(f"dataset '{dataset}': no videos to extract under {dataset_cfg.root} "
+        raise FerCacheError(f"dataset '{request.dataset}': no videos to extract under {dataset_cfg.root} "
                             f"({len(scan.errors)} files could not be used, {scan.skipped} left out by filters); "
                             "run fer-cache scan to see why")
-    if limit is not None:
-        scan.videos = scan.videos[:limit]
-    info = init_distributed(device)
-    torch_device = resolve_device(device, info.local_rank)
-    kwargs = encoder_cfg.build_kwargs() | {"frames_per_clip": extraction.frames_per_clip}
-    model = build_encoder(**kwargs, device=torch_device)
-    resolution = model.cfg.resolution
-    sampling = Sampling(extraction.frames_per_clip, extraction.frame_step, extraction.clips_per_video,
-                        extraction.spatial_views, extraction.resize or resolution, resolution)
+    if request.limit is not None:
+        scan.videos = scan.videos[:request.limit]
+    info = init_distributed(request.device)
+    device = resolve_device(request.device, info.local_rank)
+    model = load_encoder(encoder_cfg.with_frames(extraction.frames_per_clip), device=device)
+    sampling = Sampling.from_config(extraction, model.cfg.resolution)
     if sampling.resize < sampling.crop:
         raise FerCacheError(f"{config.path}: extraction resize {sampling.resize} is smaller than the encoder's "
                             f"{sampling.crop} px input; set resize to at least {sampling.crop}")
-    attrs = store_attrs(dataset, scan, model, sampling, extraction.dtype, extraction.compressor)
+    attrs = store_attrs(request.dataset, scan, model, sampling, extraction.dtype, extraction.compressor)
     attrs["created_by"] = {  # the resolved request that made the store (not part of the fingerprint)
-        "data_yaml": str(config.path.resolve()), "dataset_entry": {k: str(v) for k, v in
-                                                                  asdict(dataset_cfg).items()},
+        "data_yaml": str(config.path.resolve()), "dataset_entry": {k: str(v) for k, v in asdict(dataset_cfg).items()},
         "encoder_entry": {k: str(v) for k, v in asdict(encoder_cfg).items()}, "extraction": asdict(extraction),
-        "batch_size": batch_size, "device": str(torch_device), "limit": limit, "argv": sys.argv}
+        "batch_size": request.batch_size, "device": str(device), "limit": request.limit, "argv": sys.argv}
     layout = st.Layout(len(scan.videos), sampling.clips_per_video, sampling.spatial_views, model.cfg.num_tokens,
                        model.cfg.embed_dim, sampling.frames_per_clip, extraction.dtype, extraction.compressor)
-    lock = st.StoreLock(out) if info.rank == 0 else nullcontext()
+    st.tune_for_writing()
+    lock = st.StoreLock(request.out) if info.rank == 0 else nullcontext()
     with lock, StopFlag() as stop:
-        group = prepare_store(out, overwrite, layout, scan, attrs, info)
+        group, reconciled = prepare_store(request, layout, scan, attrs, info)
         status = group["videos/status"][:]
-        todo = [i for i in range(len(scan.videos)) if status[i] != st.DONE][info.rank::info.world]
+        rows = reconciled.rows
+        todo = [(row, v.path) for row, v in zip(rows, scan.videos) if status[row] != schema.DONE]
         if on_start is not None:
-            on_start(len(scan.videos), len(scan.videos) - int((status == st.DONE).sum()))
-        jobs = [(i, scan.videos[i].path) for i in todo]
-        forward = torch.compile(model) if compile_model else model
-        encoded, clips = encode_all(forward, group, VideoClips(dataset_cfg.root, jobs, sampling), batch_size,
-                                    workers, torch_device, stop, on_advance)
+            on_start(len(rows), len(todo))
+        forward, compile_note = compile_for(model, device, request.compile)
+        encoded, clips = encode_all(forward, group, VideoClips(dataset_cfg.root, todo[info.rank::info.world],
+                                                               sampling), request, device, stop, on_advance)
         barrier(info)
-    return summarise(out, group, scan, encoded, clips, time.perf_counter() - started, stop.raised)
+    summary = summarise(request.out, group, rows, scan, encoded, clips, time.perf_counter() - started, stop.raised)
+    summary.notes += [n for n in (forward.fallback or compile_note, *reconciliation_notes(reconciled)) if n]
+    return summary
 
 
-def summarise(out: str, group, scan: ScanResult, encoded: int, clips: int, seconds: float,
-              interrupted: bool) -> ExtractSummary:
+def reconciliation_notes(reconciled: st.Reconciled) -> list[str]:
+    notes = []
+    if reconciled.added:
+        notes.append(f"the dataset grew: {reconciled.added} new videos appended to the store (encoded ones kept)")
+    if reconciled.relabelled:
+        notes.append(f"labels, subjects or paths of {reconciled.relabelled} videos updated to the dataset's")
+    if reconciled.repaired:
+        notes.append(f"{reconciled.repaired} videos marked done had lost their token chunks: encoded again")
+    return notes
+
+
+def summarise(out: str, group, rows: list[int], scan: ScanResult, encoded: int, clips: int, seconds: float,
+              stopped: bool) -> ExtractSummary:
+    """The outcome for the videos this run was asked for (a store may hold more)."""
     status = group["videos/status"][:]
-    errors = st.read_strings(group["videos/error"])
-    ids = st.read_strings(group["videos/id"])
-    failed = [(ids[i], errors[i]) for i in np.flatnonzero(status == st.FAILED)]
-    return ExtractSummary(store=out, total=len(ids), done=int((status == st.DONE).sum()), failed=failed,
-                          scan_errors=list(scan.errors), encoded_now=encoded, clips_now=clips, seconds=seconds,
-                          interrupted=interrupted or bool((status == st.PENDING).any()))
+    errors = schema.read_strings(group["videos/error"])
+    ids = schema.read_strings(group["videos/id"])
+    failed = [(ids[r], errors[r]) for r in rows if status[r] == schema.FAILED]
+    return ExtractSummary(store=out, total=len(rows), done=int(sum(status[r] == schema.DONE for r in rows)),
+                          failed=failed, scan_errors=list(scan.errors), encoded_now=encoded, clips_now=clips,
+                          seconds=seconds, pending=int(sum(status[r] == schema.PENDING for r in rows)),
+                          stopped=stopped)
 
 
-def encode_all(model, group, dataset: VideoClips, batch_size: int, workers: int, device: torch.device,
-               stop: StopFlag, on_advance) -> tuple[int, int]:
+def encode_all(model, group, dataset: VideoClips, request: ExtractRequest, device: torch.device, stop: StopFlag,
+               on_advance) -> tuple[int, int]:
     """Decode workers feed the batch encoder; a writer thread commits finished videos. Returns (videos, clips)."""
     if not len(dataset):
         return 0, 0
+    workers = request.workers
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None,
                         worker_init_fn=quiet_worker if workers else None)
-    out_dtype = torch.float16 if group["tokens"].attrs.get("storage_dtype") == "float16" else torch.float32
+    out_dtype = torch.float16 if schema.storage_dtype(group) == "float16" else torch.float32
     writer = Writer(group)
     writer.start()
-    encoder = BatchEncoder(model, writer, batch_size, device, out_dtype, on_advance)
+    encoder = BatchEncoder(model, writer, batch_size=request.batch_size, device=device, out_dtype=out_dtype,
+                           on_advance=on_advance)
     try:
         for decoded in loader:
             if stop.raised:
@@ -210,6 +254,7 @@ def encode_all(model, group, dataset: VideoClips, batch_size: int, workers: int,
                 break
         else:
             encoder.flush()
+        encoder.drain()
     finally:
         writer.close()
     return encoder.videos, encoder.clips

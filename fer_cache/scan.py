@@ -1,5 +1,7 @@
-"""What `fer-cache scan` reports: the adapter's videos and errors, optionally with decoded frame counts."""
+"""What `fer-cache scan` reports: the adapter's videos and errors, optionally with decoded frame counts, and how
+many videos each class and subject has."""
 
+from collections import Counter
 from collections.abc import Callable
 
 from fer_cache.config import DatasetConfig
@@ -8,14 +10,18 @@ from fer_cache.errors import DecodeError
 from fer_cache.video import count_frames
 
 
-def scan_with_frames(cfg: DatasetConfig, decode: bool, on_video: Callable[[], None] | None = None) -> dict:
-    """{"videos", "errors"} as DESIGN section 7 specifies (a video that fails to decode is an error), plus the
-    number of videos the data.yaml filters left out under "skipped"."""
+def scan_with_frames(cfg: DatasetConfig, decode: bool,
+                     on_video: Callable[[int, int], None] | None = None) -> dict:
+    """{"videos", "errors"} as the scan --json contract has them (a video that fails to decode is an error), plus
+    "skipped" (left out by filters), "per_class", "per_subject" and "splits" (whether videos carry official splits).
+    on_video(done, total) reports decoding progress."""
     result = scan_dataset(cfg)
     videos, errors = [], [{"path": path, "reason": reason} for path, reason in result.errors]
-    for item in result.videos:
+    for done, item in enumerate(result.videos, start=1):
         row = {"id": item.id, "path": item.path, "label": item.label, "label_name": item.label_name,
                "subject": item.subject}
+        if item.split:
+            row["split"] = item.split
         if decode:
             try:
                 row["n_frames"] = count_frames(cfg.root / item.path)
@@ -24,6 +30,11 @@ def scan_with_frames(cfg: DatasetConfig, decode: bool, on_video: Callable[[], No
                 continue
             finally:
                 if on_video is not None:
-                    on_video()
+                    on_video(done, len(result.videos))
         videos.append(row)
-    return {"videos": videos, "errors": errors, "skipped": result.skipped}
+    per_class = Counter(v["label_name"] for v in videos)
+    per_subject = Counter(v["subject"] for v in videos)
+    return {"videos": videos, "errors": errors, "skipped": result.skipped,
+            "per_class": {name: per_class[name] for name in result.label_names if per_class[name]},
+            "per_subject": dict(sorted(per_subject.items(), key=lambda kv: (len(kv[0]), kv[0]))),
+            "splits": any("split" in v for v in videos)}

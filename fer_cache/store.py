@@ -1,9 +1,9 @@
-"""The schema-1 Zarr store (DESIGN section 4): create, open, check, write one video, commit its status.
+"""Writing the schema-1 Zarr store (DESIGN section 4): create or grow it, write one video, commit its status, and
+lock it against a second writer. The format itself (versions, codes, encodings) belongs to fer_cache.schema.
 
 Axes: V videos, K clips per video, S spatial views, N tokens (T' x H' x W'), D width, F frames per clip.
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -15,12 +15,8 @@ import numpy as np
 import zarr
 import zarr.codecs
 
+from fer_cache import schema
 from fer_cache.errors import StoreError, StoreMismatchError
-
-SCHEMA_VERSION = 1
-PENDING, DONE, FAILED = 0, 1, 2
-STORED_DTYPES = {"float16": "float16", "bfloat16": "uint16", "int8": "int8"}  # bfloat16 kept as its raw bits
-
 
 @dataclass(frozen=True)
 class Layout:
@@ -33,20 +29,6 @@ class Layout:
     dtype: str = "float16"
     compressor: str = "zstd"
     shard_by_video: bool = True
-
-
-def is_url(store: str) -> bool:
-    return "://" in str(store)
-
-
-def canonical_json(value) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def fingerprint(encoder: dict, sampling: dict, storage: dict, token_grid: list[int]) -> str:
-    """What makes two extractions interchangeable; a store of another fingerprint is never appended to."""
-    payload = {"encoder": encoder, "sampling": sampling, "storage": storage, "token_grid": list(token_grid)}
-    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
 
 def compressors_for(name: str):
@@ -66,27 +48,6 @@ def software_versions() -> dict:
             "zarr": zarr.__version__, "av": av.__version__, "numpy": np.__version__}
 
 
-def open_group(store: str | Path, mode: str) -> zarr.Group:
-    """Open a local path or an fsspec URL; a missing or non-store location is a StoreError."""
-    location = str(store)
-    if not is_url(location) and mode == "r" and not Path(location).exists():
-        raise StoreError(f"{location}: no such store; run `fer-cache extract` first or check the path")
-    try:
-        return zarr.open_group(location, mode=mode)
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError,
-            json.JSONDecodeError, ValueError) as exc:
-        raise StoreError(f"{location}: not a Zarr store ({type(exc).__name__}); point at a STORE.zarr "
-                         "written by fer-cache extract") from exc
-
-
-def check_schema(group: zarr.Group, location: str) -> None:
-    version = group.attrs.get("fer_cache_schema")
-    if version is None:
-        raise StoreError(f"{location}: not a fer-cache store (no fer_cache_schema attribute)")
-    if version != SCHEMA_VERSION:
-        raise StoreError(f"{location}: store schema {version}, this tool reads schema {SCHEMA_VERSION}")
-
-
 def is_replaceable(path: Path) -> bool:
     """Only an empty folder or a fer-cache store may be replaced; anything else could be somebody's data."""
     if path.is_dir() and not any(path.iterdir()):
@@ -98,12 +59,19 @@ def is_replaceable(path: Path) -> bool:
         return False
 
 
+def tune_for_writing() -> None:
+    """Write every chunk without first testing whether it holds only fill values (tokens never do; the test is a
+    full pass over each chunk), and reuse freed memory for the chunks' buffers (schema.reuse_freed_memory)."""
+    zarr.config.set({"array.write_empty_chunks": True})
+    schema.reuse_freed_memory()
+
+
 def create_store(store: str | Path, layout: Layout, videos: list, attrs: dict) -> zarr.Group:
     """A new, all-pending store for `videos` (VideoItem-like: id, path, label, subject).
 
     A local store is built beside its destination and renamed into place, so an interrupted creation never leaves
     a half-made store behind (nor removes the old one before the new one is complete)."""
-    if is_url(str(store)):
+    if schema.is_url(store):
         return _fill_store(zarr.open_group(str(store), mode="w"), layout, videos, attrs)
     final = Path(store)
     partial = final.with_name(final.name + ".partial")
@@ -122,7 +90,7 @@ def _fill_store(group: zarr.Group, layout: Layout, videos: list, attrs: dict) ->
     token_chunks = (1, 1, 1, N, D)
     shards = (1, K, S, N, D) if layout.shard_by_video else None
     group.create_array("tokens", shape=(V, K, S, N, D), chunks=token_chunks, shards=shards,
-                       dtype=STORED_DTYPES[layout.dtype], compressors=compressors, fill_value=0,
+                       dtype=schema.STORED_DTYPES[layout.dtype], compressors=compressors, fill_value=0,
                        attributes={"axes": ["video", "clip", "view", "token", "width"],
                                    "storage_dtype": layout.dtype})
     if layout.dtype == "int8":
@@ -136,12 +104,14 @@ def _fill_store(group: zarr.Group, layout: Layout, videos: list, attrs: dict) ->
     write_column(group, "videos/path", [v.path for v in videos], str, whole)
     write_column(group, "videos/label", [v.label for v in videos], "int16", whole)
     write_column(group, "videos/subject", [v.subject for v in videos], str, whole)
+    if any(getattr(v, "split", "") for v in videos):  # official split membership (e.g. "test:3"), where known
+        write_column(group, "videos/split", [v.split for v in videos], str, whole)
     group.create_array("videos/n_frames", shape=(V,), chunks=(1,), dtype="int32", fill_value=0)
-    group.create_array("videos/status", shape=(V,), chunks=(1,), dtype="uint8", fill_value=PENDING)
+    group.create_array("videos/status", shape=(V,), chunks=(1,), dtype="uint8", fill_value=schema.PENDING)
     group.create_array("videos/error", shape=(V,), chunks=(1,), dtype=str, fill_value="")
     group.create_array("clips/frame_index", shape=(V, K, F), chunks=(1, K, F), dtype="int32", fill_value=-1,
                        attributes={"axes": ["video", "clip", "frame"]})
-    group.attrs.update(attrs | {"fer_cache_schema": SCHEMA_VERSION})
+    group.attrs.update(attrs | {"fer_cache_schema": schema.SCHEMA_VERSION})
     return group
 
 
@@ -152,56 +122,30 @@ def write_column(group: zarr.Group, name: str, values: list, dtype, chunks: tupl
         array[:] = np.array(values, dtype=np.dtypes.StringDType() if dtype is str else dtype)
 
 
-def encode_tokens(tokens: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """float32 [..., N, D] -> stored values (and per-token scales for int8)."""
-    if dtype == "float16":
-        return tokens.astype(np.float16), None
-    if dtype == "bfloat16":
-        bits = np.ascontiguousarray(tokens, dtype=np.float32).view(np.uint32)
-        rounded = bits + 0x7FFF + ((bits >> 16) & 1)  # round to nearest even
-        return (rounded >> 16).astype(np.uint16), None
-    scale = np.abs(tokens).max(axis=-1) / 127.0  # [..., N]
-    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-    return np.clip(np.round(tokens / scale[..., None]), -127, 127).astype(np.int8), scale
-
-
-def decode_tokens(stored: np.ndarray, dtype: str, scale: np.ndarray | None = None) -> np.ndarray:
-    """Stored values -> float32 (the inverse of encode_tokens)."""
-    if dtype == "bfloat16":
-        return (stored.astype(np.uint32) << 16).view(np.float32)
-    if dtype == "int8":
-        return stored.astype(np.float32) * scale[..., None]
-    return stored.astype(np.float32)
-
-
 def write_video(group: zarr.Group, index: int, tokens: np.ndarray, frame_index: np.ndarray, n_frames: int) -> None:
     """Write one video's tokens [K, S, N, D] and clip indices, then (last) mark it done."""
-    dtype = group["tokens"].attrs.get("storage_dtype", "float16")
-    stored, scale = encode_tokens(tokens, dtype)
+    stored, scale = schema.encode_tokens(tokens, schema.storage_dtype(group))
     group["tokens"][index] = stored
     if scale is not None:
         group["tokens_scale"][index] = scale
     group["clips/frame_index"][index] = frame_index
     group["videos/n_frames"][index] = n_frames
     group["videos/error"][index] = ""
-    group["videos/status"][index] = DONE  # the commit point: only now is the video done
+    group["videos/status"][index] = schema.DONE  # the commit point: only now is the video done
 
 
 def mark_failed(group: zarr.Group, index: int, reason: str) -> None:
     group["videos/error"][index] = reason.replace("\n", " ")[:500]
-    group["videos/status"][index] = FAILED
-
-
-def read_strings(array) -> list[str]:
-    return [str(s) for s in array[:].tolist()]
+    group["videos/status"][index] = schema.FAILED
 
 
 class StoreLock:
-    """An exclusive lock file in a local store, so a second extraction refuses instead of interleaving writes."""
+    """An exclusive lock file beside a local store, so a second extraction refuses instead of interleaving writes;
+    removed when the holder ends."""
 
     def __init__(self, store: str | Path):
         # beside the store, not inside it: --overwrite clears the store's folder
-        self.path = None if is_url(str(store)) else Path(str(store).rstrip("/") + ".lock")
+        self.path = None if schema.is_url(store) else Path(str(store).rstrip("/") + ".lock")
         self.handle = None
 
     def __enter__(self):
@@ -213,10 +157,12 @@ class StoreLock:
             self.handle = open(self.path, "a+")
         except OSError as exc:
             raise StoreError(f"cannot write the store at {str(self.path)[:-5]}: {exc.strerror or exc}; choose a "
-                             "writable --out") from exc
+                             "writable output") from exc
         try:
             fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
+            if os.fstat(self.handle.fileno()).st_ino != os.stat(self.path).st_ino:
+                raise BlockingIOError  # locked a file that its previous holder removed meanwhile
+        except (BlockingIOError, FileNotFoundError) as exc:
             self.handle.seek(0)
             owner = self.handle.read().strip() or "another process"
             self.handle.close()
@@ -231,18 +177,85 @@ class StoreLock:
     def __exit__(self, *exc_info):
         if self.handle is not None:
             import fcntl
+            self.path.unlink(missing_ok=True)  # while still holding it: a waiting opener then sees another inode
             fcntl.flock(self.handle, fcntl.LOCK_UN)
             self.handle.close()
 
 
-def ensure_compatible(group: zarr.Group, location: str, expected_fingerprint: str, videos: list) -> None:
-    """A store is resumed only for the same extraction over the same video list."""
-    check_schema(group, location)
-    found = group.attrs.get("fingerprint")
-    if found != expected_fingerprint:
-        raise StoreMismatchError(f"{location}: store fingerprint {found} differs from this extraction's "
-                                 f"{expected_fingerprint}; use --overwrite to replace it or choose another --out")
-    ids = read_strings(group["videos/id"])
-    if ids != [v.id for v in videos]:
-        raise StoreMismatchError(f"{location}: store holds {len(ids)} videos, this run selects {len(videos)} "
-                                 "different ones (another --limit or dataset?); use --overwrite or another --out")
+@dataclass
+class Reconciled:
+    """How the dataset's videos land in an existing store."""
+    rows: list[int]  # store row of each requested video
+    added: int = 0  # new videos appended to the store
+    relabelled: int = 0  # existing videos whose label, subject or path followed the dataset
+    repaired: int = 0  # done videos whose token chunks were gone: set back to pending, to be re-encoded
+
+
+def reconcile(group: zarr.Group, location: str, attrs: dict, videos: list) -> Reconciled:
+    """Make an existing store ready for this extraction: same fingerprint and label vocabulary (else refuse, naming
+    what differs), new videos appended (encoded ones are kept), metadata updated, lost chunks queued again."""
+    schema.check_schema(group, location)
+    if group.attrs.get("fingerprint") != attrs["fingerprint"]:
+        changes = schema.fingerprint_changes(dict(group.attrs), attrs) or ["the fingerprint attribute itself"]
+        raise StoreMismatchError(f"{location} was extracted differently ({'; '.join(changes[:4])}); replace it "
+                                 "(overwrite) or choose another output")
+    if list(group.attrs.get("label_names", [])) != list(attrs["label_names"]):
+        raise StoreMismatchError(f"{location}: its classes {group.attrs.get('label_names')} differ from the "
+                                 f"dataset's {list(attrs['label_names'])}; replace it (overwrite) or choose another "
+                                 "output")
+    ids = schema.read_strings(group["videos/id"])
+    position = {video_id: row for row, video_id in enumerate(ids)}
+    new = [v for v in videos if v.id not in position]
+    if new or any(a.shape[0] != len(ids) for a in per_video_arrays(group)):
+        grow(group, ids, new)
+        position |= {v.id: len(ids) + i for i, v in enumerate(new)}
+    result = Reconciled([position[v.id] for v in videos], added=len(new))
+    result.relabelled = update_metadata(group, videos, result.rows)
+    status = group["videos/status"][:]
+    lost = schema.done_rows_missing_tokens(group, location, np.flatnonzero(status == schema.DONE)) or []
+    for row in lost:
+        group["videos/status"][row] = schema.PENDING
+    result.repaired = len(lost)
+    return result
+
+
+def per_video_arrays(group: zarr.Group) -> list:
+    names = ["tokens", "tokens_scale", "videos/n_frames", "videos/status", "videos/error", "clips/frame_index",
+             "videos/path", "videos/label", "videos/subject", "videos/split"]
+    return [group[name] for name in names if name in group]
+
+
+def grow(group: zarr.Group, ids: list[str], new: list) -> None:
+    """Append `new` videos as pending rows. The id column is written last, so an interrupted growth is completed by
+    the next run (resizing to the same length is idempotent)."""
+    total = len(ids) + len(new)
+    for array in per_video_arrays(group):
+        array.resize((total, *array.shape[1:]))
+    if new:
+        rows = slice(len(ids), total)
+        group["videos/path"][rows] = np.array([v.path for v in new], dtype=np.dtypes.StringDType())
+        group["videos/label"][rows] = np.array([v.label for v in new], dtype="int16")
+        group["videos/subject"][rows] = np.array([v.subject for v in new], dtype=np.dtypes.StringDType())
+        if "videos/split" in group:
+            group["videos/split"][rows] = np.array([v.split for v in new], dtype=np.dtypes.StringDType())
+    id_column = group["videos/id"]
+    id_column.resize((total,))
+    id_column[:] = np.array(ids + [v.id for v in new], dtype=np.dtypes.StringDType())
+
+
+def update_metadata(group: zarr.Group, videos: list, rows: list[int]) -> int:
+    """Labels, subjects, paths and splits follow the dataset (they are not encoded); returns how many videos
+    changed."""
+    names = [n for n in ("label", "subject", "path", "split") if f"videos/{n}" in group]
+    columns = {name: group[f"videos/{name}"][:] for name in names}
+    changed = 0
+    for video, row in zip(videos, rows):
+        now = {name: getattr(video, name) for name in names}
+        if any(str(columns[k][row]) != str(v) for k, v in now.items()):
+            changed += 1
+            for name, value in now.items():
+                columns[name][row] = value
+    if changed:
+        for name, values in columns.items():
+            group[f"videos/{name}"][:] = values
+    return changed

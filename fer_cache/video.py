@@ -3,6 +3,7 @@
 Axes: F decoded frames, K clips, S spatial views, T frames per clip, H/W pixels, C=3 channels (RGB, uint8).
 """
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from fer_cache.errors import DecodeError
 
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -23,6 +25,13 @@ class Sampling:
     spatial_views: int = 1
     resize: int = 224  # short side after decoding
     crop: int = 224  # square crop fed to the encoder
+
+    @classmethod
+    def from_config(cls, extraction, resolution: int) -> "Sampling":
+        """The sampling of an extraction entry for an encoder of this input resolution (resize defaults to it)."""
+        return cls(frames_per_clip=extraction.frames_per_clip, frame_step=extraction.frame_step,
+                   clips_per_video=extraction.clips_per_video, spatial_views=extraction.spatial_views,
+                   resize=extraction.resize or resolution, crop=resolution)
 
     def as_attrs(self) -> dict:
         return {"frames_per_clip": self.frames_per_clip, "frame_step": self.frame_step,
@@ -37,10 +46,46 @@ def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     return max(short_side, round(width * short_side / height)), short_side
 
 
+def frame_files(folder: Path) -> list[Path]:
+    """The images of a frame folder in frame order: by the last integer in the name (1.jpg, 2.jpg, ..., 10.jpg;
+    00001_00017.jpg), never lexicographically. Other files are ignored."""
+    numbered = []
+    for path in folder.iterdir():
+        if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
+            continue
+        numbers = re.findall(r"\d+", path.stem)
+        if not numbers:
+            raise DecodeError(f"frame folder: image {path.name} has no frame number in its name")
+        numbered.append((int(numbers[-1]), path))
+    numbered.sort()
+    for (a, first), (b, second) in zip(numbered, numbered[1:]):
+        if a == b:
+            raise DecodeError(f"frame folder: {first.name} and {second.name} have the same frame number {a}")
+    return [path for _, path in numbered]
+
+
+def iter_images(folder: Path, convert) -> list:
+    """Decode every image of a frame folder once, like the frames of a video; an unreadable image fails the video."""
+    files = frame_files(folder)
+    if not files:
+        raise DecodeError(f"no image frames ({', '.join(IMAGE_EXTENSIONS)}) in the folder")
+    out = []
+    for i, file in enumerate(files):
+        try:
+            with av.open(str(file)) as container:
+                out.append(convert(next(container.decode(video=0))))
+        except (av.FFmpegError, ValueError, OSError, StopIteration, IndexError) as exc:
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise DecodeError(f"frame {i + 1} of {len(files)} ({file.name}) cannot be decoded: {reason}") from exc
+    return out
+
+
 def iter_frames(path: str | Path, convert) -> list:
-    """Decode the first video stream once, applying `convert` to each av.VideoFrame; every way a file can be broken
-    becomes a DecodeError with a one-line reason."""
+    """Decode the first video stream once (or every image of a frame folder), applying `convert` to each
+    av.VideoFrame; every way a file can be broken becomes a DecodeError with a one-line reason."""
     path = Path(path)
+    if path.is_dir():
+        return iter_images(path, convert)
     if not path.is_file():
         raise DecodeError(f"file not found: {path}")
     if path.stat().st_size == 0:
@@ -70,7 +115,8 @@ def iter_frames(path: str | Path, convert) -> list:
 
 
 def decode_video(path: str | Path, short_side: int | None) -> np.ndarray:
-    """All frames of the first video stream, scaled during conversion -> [F, H, W, 3] uint8 (RGB)."""
+    """All frames of the first video stream (or of a frame folder), scaled during conversion -> [F, H, W, 3]
+    uint8 (RGB)."""
     size = []
 
     def convert(frame) -> np.ndarray:

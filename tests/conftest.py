@@ -91,6 +91,22 @@ def write_planted_store(path: Path, n_subjects: int = 8, per_class: int = 2, cla
     return path
 
 
+@pytest.fixture(scope="session")
+def reference_store(tmp_path_factory, demo_small) -> Path:
+    """One uninterrupted extraction of the small demo set (batch 3, tiny encoder), shared by the comparisons that
+    check interrupted, resumed, grown and distributed runs against it."""
+    from typer.testing import CliRunner
+
+    from fer_cache.cli import app
+    folder = tmp_path_factory.mktemp("ref")
+    config = write_config(folder, demo_small)
+    result = CliRunner().invoke(app, ["extract", "--dataset", "demo", "--encoder", "tiny", "--out",
+                                      str(folder / "ref.zarr"), "--config", str(config), "--workers", "0",
+                                      "--batch-size", "3"])
+    assert result.exit_code == 0, result.output
+    return folder / "ref.zarr"
+
+
 @pytest.fixture
 def planted_store(tmp_path) -> Path:
     return write_planted_store(tmp_path / "planted.zarr")
@@ -103,3 +119,26 @@ def tree_digest(path: Path) -> str:
         digest.update(str(file.relative_to(path)).encode())
         digest.update(file.read_bytes())
     return digest.hexdigest()
+
+
+def extract_process(config: Path, store: Path, *, fault: str | None = None, batch: str = "3", workers: str = "0",
+                    timeout: float = 120) -> tuple[int, str]:
+    """`fer-cache extract` as a separate process, interrupted deterministically with FER_CACHE_FAULT_AFTER ("N:KILL"
+    or "N:TERM": after N committed videos). Its decode workers, orphaned by a SIGKILL, are ended with its group."""
+    import signal
+    import subprocess
+    import tempfile
+    command = [str(BIN / "fer-cache"), "extract", "--dataset", "demo", "--encoder", "tiny", "--out", str(store),
+               "--config", str(config), "--workers", workers, "--batch-size", batch]
+    env = dict(os.environ, **({"FER_CACHE_FAULT_AFTER": fault} if fault else {}))
+    with tempfile.TemporaryFile(mode="w+") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            code = process.wait(timeout=timeout)
+        finally:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        log.seek(0)
+        return code, log.read()

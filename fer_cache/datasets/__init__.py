@@ -5,9 +5,10 @@ from pathlib import Path
 
 from fer_cache.config import DatasetConfig
 from fer_cache.errors import DatasetError
+from fer_cache.labels import CANONICAL_LABELS, RAVDESS_LABELS  # noqa: F401 - the vocabulary adapters speak
 
-# The canonical vocabulary: RAVDESS names in RAVDESS order. Cross-dataset mapping goes by these names.
-CANONICAL_LABELS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+ADAPTER_MODULES = {"ravdess": "ravdess", "crema_d": "crema_d", "manifest": "manifest", "dfew": "dfew",
+                   "ferv39k": "ferv39k", "mafw": "mafw"}
 VIDEO_EXTENSIONS = (".mp4", ".flv", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 
 
@@ -18,6 +19,7 @@ class VideoItem:
     label: int  # index into the adapter's label names
     label_name: str
     subject: str
+    split: str = ""  # official split membership, e.g. "test:3" (test set of fold 3) or "train"; "" when none
 
 
 @dataclass
@@ -56,14 +58,9 @@ def add_unique(result: ScanResult, item: VideoItem, seen: dict[str, str]) -> Non
 def scan_dataset(cfg: DatasetConfig) -> ScanResult:
     """The videos of one data.yaml dataset entry, in a fixed order."""
     if not cfg.root.is_dir():
-        raise DatasetError(f"dataset '{cfg.name}': root {cfg.root} is not a folder (data.yaml line {cfg.line}); "
-                           "download the dataset there or change `root`")
-    if cfg.adapter == "ravdess":
-        from fer_cache.datasets.ravdess import scan
-    elif cfg.adapter == "crema_d":
-        from fer_cache.datasets.crema_d import scan
-    elif cfg.adapter == "manifest":
-        from fer_cache.datasets.manifest import scan
-    else:
+        raise DatasetError(f"dataset '{cfg.name}': root {cfg.root} is not a folder ({cfg.config_file} line "
+                           f"{cfg.line}); download the dataset there or change `root`")
+    import importlib
+    if cfg.adapter not in ADAPTER_MODULES:
         raise DatasetError(f"dataset '{cfg.name}': unknown adapter '{cfg.adapter}'")
-    return scan(cfg)
+    return importlib.import_module(f"fer_cache.datasets.{ADAPTER_MODULES[cfg.adapter]}").scan(cfg)

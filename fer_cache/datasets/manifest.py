@@ -1,17 +1,24 @@
-"""A CSV manifest (path,label,subject[,split]) for any other dataset: DFEW, MAFW, in-house data."""
+"""A CSV manifest (path,label,subject[,split]) for any other dataset or in-house data.
+
+Labels are matched, ignoring case, onto the canonical vocabulary (`Angry`, `anger` -> angry); an unknown name is an
+error with the closest known one. A `labels: [...]` entry in the config declares the whole vocabulary instead.
+A path may name a video file or a folder of frame images.
+"""
 
 import csv
 
 from fer_cache.config import DatasetConfig
 from fer_cache.datasets import CANONICAL_LABELS, ScanResult, VideoItem, add_unique
 from fer_cache.errors import DatasetError
+from fer_cache.labels import canonical_label, unknown_label_message
 
 REQUIRED = ("path", "label", "subject")
 
 
 def read_rows(cfg: DatasetConfig) -> list[dict]:
     if cfg.manifest is None or not cfg.manifest.is_file():
-        raise DatasetError(f"dataset '{cfg.name}': manifest {cfg.manifest} not found (data.yaml line {cfg.line})")
+        raise DatasetError(f"dataset '{cfg.name}': manifest {cfg.manifest} not found ({cfg.config_file} line "
+                           f"{cfg.line})")
     try:
         with open(cfg.manifest, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
@@ -27,19 +34,10 @@ def read_rows(cfg: DatasetConfig) -> list[dict]:
                            "path,label,subject") from exc
 
 
-def label_order(cfg: DatasetConfig, rows: list[dict]) -> tuple[str, ...]:
-    """Fixed order: `labels:` from data.yaml, else canonical order if every label is canonical, else sorted."""
-    if cfg.labels:
-        return cfg.labels
-    names = {row["label"] for row in rows if row["label"]}
-    if names <= set(CANONICAL_LABELS):
-        return CANONICAL_LABELS
-    return tuple(sorted(names))
-
-
 def scan(cfg: DatasetConfig) -> ScanResult:
     rows = read_rows(cfg)
-    result = ScanResult(label_names=label_order(cfg, rows))
+    vocabulary = tuple(cfg.labels) if cfg.labels else CANONICAL_LABELS
+    result = ScanResult(label_names=vocabulary)
     seen: dict[str, str] = {}
     for line, row in enumerate(rows, start=2):
         rel = row["path"]
@@ -47,17 +45,16 @@ def scan(cfg: DatasetConfig) -> ScanResult:
         if not rel or not row["subject"]:
             result.errors.append((where, f"{cfg.manifest.name} line {line}: empty path or subject"))
             continue
-        if row["label"] not in result.label_names:
-            result.errors.append((rel, f"label '{row['label']}' is not one of {', '.join(result.label_names)}"))
+        label = canonical_label(row["label"], vocabulary)
+        if label is None:
+            result.errors.append((rel, f"{cfg.manifest.name} line {line}: "
+                                       f"{unknown_label_message(row['label'], vocabulary)}"))
             continue
         path = cfg.root / rel
-        if path.is_dir():
-            result.errors.append((rel, "is a directory, not a video file"))
-            continue
-        if not path.is_file():
+        if not path.exists():
             result.errors.append((rel, f"listed in {cfg.manifest.name} line {line} but not found under the root"))
             continue
-        stem = path.stem
-        add_unique(result, VideoItem(id=stem, path=rel, label=result.label_names.index(row["label"]),
-                                     label_name=row["label"], subject=row["subject"]), seen)
+        video_id = path.name if path.is_dir() else path.stem
+        add_unique(result, VideoItem(id=video_id, path=rel, label=vocabulary.index(label), label_name=label,
+                                     subject=row["subject"], split=row.get("split", "")), seen)
     return result

@@ -3,10 +3,11 @@
 from dataclasses import dataclass
 
 from fer_cache.config import DatasetConfig
-from fer_cache.datasets import CANONICAL_LABELS, ScanResult, VideoItem, add_unique, candidate_files
+from fer_cache.datasets import RAVDESS_LABELS, ScanResult, VideoItem, add_unique, candidate_files
 
-LABEL_NAMES = CANONICAL_LABELS  # emotion codes 01..08 in this order
+LABEL_NAMES = RAVDESS_LABELS  # emotion codes 01..08 in this order
 VOCAL_CHANNELS = {1: "speech", 2: "song"}
+SONG_EMOTIONS = {1, 2, 3, 4, 5, 6}  # RAVDESS song has neutral, calm, happy, sad, angry, fearful
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,21 @@ def parse_name(stem: str) -> RavdessName:
     for value, (name, low, high) in zip(values, ranges):
         if not low <= value <= high:
             raise ValueError(f"{name} code {value:02d} is outside {low:02d}-{high:02d}")
-    return RavdessName(*values)
+    name = RavdessName(*values)
+    if name.emotion == 1 and name.intensity == 2:
+        raise ValueError("neutral (emotion 01) has no strong intensity (02) in RAVDESS; the name is misspelt")
+    if name.vocal_channel == 2 and name.emotion not in SONG_EMOTIONS:
+        raise ValueError(f"RAVDESS song (vocal channel 02) has no {LABEL_NAMES[name.emotion - 1]} "
+                         f"(emotion {name.emotion:02d}); the name is misspelt")
+    return name
+
+
+def folder_actor(rel: str) -> int | None:
+    """The actor number of an enclosing Actor_XX folder, if there is one."""
+    for part in rel.split("/")[:-1]:
+        if part.lower().startswith("actor_") and part[6:].isdigit():
+            return int(part[6:])
+    return None
 
 
 def scan(cfg: DatasetConfig) -> ScanResult:
@@ -45,6 +60,11 @@ def scan(cfg: DatasetConfig) -> ScanResult:
             name = parse_name(path.stem)
         except ValueError as exc:
             result.errors.append((rel, str(exc)))
+            continue
+        actor = folder_actor(rel)
+        if actor is not None and actor != name.actor:
+            result.errors.append((rel, f"the name says actor {name.actor:02d} but the file is in the folder of "
+                                       f"actor {actor:02d}; one of them is wrong"))
             continue
         if name.modality not in modalities or VOCAL_CHANNELS[name.vocal_channel] not in channels:
             result.skipped += 1

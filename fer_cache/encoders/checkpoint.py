@@ -24,13 +24,12 @@ def sha256_file(path: str | Path) -> str:
 def read_torch_checkpoint(path: Path, checkpoint_key: str) -> dict[str, torch.Tensor]:
     """The encoder state dict of a V-JEPA 1 `.pth.tar` / V-JEPA 2 `.pt` training checkpoint."""
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path} (download the official release file and point "
-                              "`checkpoint:` in data.yaml at it)")
+        raise CheckpointError(f"checkpoint not found: {path} (download the official release file and point the "
+                              "encoder's `checkpoint:` at it)")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle refusals and corrupt files all mean: not a loadable checkpoint
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a plain-tensor checkpoint; refusing to load it ({first[:200]})") from exc
+        raise CheckpointError(f"{path}: {unloadable_reason(path, exc)}") from exc
     if not isinstance(blob, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, found {type(blob).__name__}")
     if checkpoint_key in blob:
@@ -43,6 +42,18 @@ def read_torch_checkpoint(path: Path, checkpoint_key: str) -> dict[str, torch.Te
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: '{checkpoint_key}' is not a state dict")
     return {strip_prefixes(k): v for k, v in state.items()}
+
+
+def unloadable_reason(path: Path, exc: Exception) -> str:
+    """Why torch.load refused a file, in our words (never torch's advice to turn the safety check off)."""
+    with open(path, "rb") as f:
+        head = f.read(64).lstrip()
+    if "Weights only load failed" in str(exc) and (head[:2] == b"PK" or head[:1] == b"\x80"):
+        return ("holds Python objects beyond tensors; refusing to load it (loading them could run code): export "
+                "its state dict of tensors, or use the official release file")
+    if head[:1] in (b"{", b"["):
+        return "is a JSON file, not a PyTorch checkpoint; point `checkpoint:` at the .pth.tar or .pt file"
+    return "is not a readable PyTorch checkpoint (damaged, truncated or another format); refusing to load it"
 
 
 def strip_prefixes(key: str) -> str:
@@ -129,20 +140,45 @@ def load_state_strict(model: VideoViT, state: dict[str, torch.Tensor], source: s
         if tuple(value.shape) != tuple(expected[key].shape):
             raise CheckpointError(f"{source}: key '{key}' has shape {tuple(value.shape)}, the model expects "
                                   f"{tuple(expected[key].shape)} (check arch/embed_dim/patch_size/tubelet_size)")
-    if model.pos_embed is None and stored_pos is not None:
-        raise CheckpointError(f"{source}: unexpected key 'pos_embed' (a V-JEPA 1 checkpoint? use family vjepa)")
     if model.pos_embed is not None and stored_pos is not None:
         check_pos_embed(model, stored_pos, source)
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
 
 
+def check_family(family: str, state: dict[str, torch.Tensor], cfg, source: str) -> None:
+    """A V-JEPA 1 checkpoint carries its fixed position table; a V-JEPA 2 one (rotary positions) does not. Without
+    this check a V-JEPA 2 checkpoint loads as V-JEPA 1 and gives tokens far off."""
+    if family == "vjepa" and "pos_embed" not in state:
+        raise CheckpointError(f"{source}: no 'pos_embed' in the weights, as in V-JEPA 2 checkpoints (rotary "
+                              "positions); a V-JEPA 2 checkpoint? use family vjepa2")
+    if family != "vjepa" and "pos_embed" in state:
+        raise CheckpointError(f"{source}: unexpected key 'pos_embed' (a V-JEPA 1 checkpoint? use family vjepa)")
+    if family == "vjepa" and state["pos_embed"].shape[1] != cfg.num_tokens:
+        trained = stored_grid(state["pos_embed"], cfg)
+        where = f"trained at {trained[1]} px and {trained[0]} frames" if trained else "trained on another grid"
+        raise CheckpointError(f"{source}: its position table has {state['pos_embed'].shape[1]} tokens ({where}), "
+                              f"but resolution {cfg.resolution} and frames_per_clip {cfg.frames_per_clip} give "
+                              f"{cfg.num_tokens}; set the encoder's resolution and frames_per_clip to the checkpoint's")
+
+
+def stored_grid(stored: torch.Tensor, cfg) -> tuple[int, int] | None:
+    """(frames, resolution) whose sin-cos table equals the stored one, searched over common sizes."""
+    for frames in range(cfg.tubelet_size, 129, cfg.tubelet_size):
+        for resolution in range(cfg.patch_size, 1025, cfg.patch_size):
+            grid = (frames // cfg.tubelet_size, resolution // cfg.patch_size, resolution // cfg.patch_size)
+            if grid[0] * grid[1] * grid[2] != stored.shape[1]:
+                continue
+            table = sincos_3d(cfg.embed_dim, grid, cfg.uniform_power)
+            if (stored.float() - table).abs().max() < 1e-4:
+                return frames, resolution
+    return None
+
+
 def check_pos_embed(model: VideoViT, stored: torch.Tensor, source: str) -> None:
-    """The fixed sin-cos table is regenerated; where its grid matches the stored one, they must agree."""
+    """The fixed sin-cos table is regenerated; it must agree with the stored one."""
     cfg = model.cfg
     if stored.shape[-1] != cfg.embed_dim:
         raise CheckpointError(f"{source}: key 'pos_embed' has width {stored.shape[-1]}, expected {cfg.embed_dim}")
-    if stored.shape[1] != cfg.num_tokens:
-        return  # trained at another resolution or frame count: the regenerated table is the right one
     regenerated = sincos_3d(cfg.embed_dim, cfg.token_grid, cfg.uniform_power)
     error = (stored.float() - regenerated).abs().max().item()
     if error > 1e-4:

@@ -22,7 +22,7 @@ class ViTConfig:
     resolution: int = 224
     frames_per_clip: int = 16
     use_rope: bool = False  # V-JEPA 2: rotary embedding in attention, no additive table
-    uniform_power: bool = True  # V-JEPA 1 sin-cos split of the width across t/h/w
+    uniform_power: bool | None = True  # V-JEPA 1 sin-cos split of the width across t/h/w (None with rotary)
     qkv_bias: bool = True
     layernorm_eps: float = 1e-6
 
@@ -133,12 +133,24 @@ class PatchEmbed3D(nn.Module):
         return self.proj(video).flatten(2).transpose(1, 2)  # [B, 3, T, H, W] -> [B, N, D]
 
 
+@dataclass(frozen=True)
+class EncoderIdentity:
+    """Where an encoder's weights came from, and what was decided while building it (written into stores)."""
+    family: str
+    arch: str | None = None
+    checkpoint: str | None = None  # file or folder name
+    checkpoint_sha256: str | None = None
+    checkpoint_key: str | None = None
+    notes: tuple[str, ...] = ()  # e.g. heads that differ from the preset of that width
+
+
 class VideoViT(nn.Module):
     """Frozen V-JEPA encoder: video [B, 3, T, H, W] (normalised) -> tokens [B, N, D] after the final norm."""
 
-    def __init__(self, cfg: ViTConfig):
+    def __init__(self, cfg: ViTConfig, identity: EncoderIdentity | None = None):
         super().__init__()
         self.cfg = cfg
+        self.identity = identity or EncoderIdentity("vjepa2" if cfg.use_rope else "vjepa")
         self.patch_embed = PatchEmbed3D(cfg)
         if cfg.use_rope:
             self.pos_embed = None

@@ -4,10 +4,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fer_cache.encoders import build_encoder, list_presets
+from fer_cache.encoders import build_encoder, describe_encoder, list_presets
 from fer_cache.encoders.checkpoint import sha256_file
 from fer_cache.encoders.vit import sincos_3d
-from fer_cache.errors import CheckpointError
+from fer_cache.errors import CheckpointError, ConfigError
 from tests.conftest import ENCODER_FIXTURES
 
 TINY = dict(embed_dim=96, depth=2, num_heads=4, resolution=64, frames_per_clip=8)
@@ -44,7 +44,7 @@ def test_dimensions_are_read_off_the_checkpoint():
     reference = load_file(str(folder / "reference.safetensors"))
     with torch.inference_mode():
         assert (model(reference["input"]) - reference["tokens"]).abs().max().item() < 1e-4
-    with pytest.raises(CheckpointError, match="num_heads"):
+    with pytest.raises(ConfigError, match="num_heads"):
         build_encoder(family="vjepa", checkpoint=folder / "checkpoint.pth.tar")
 
 
@@ -129,7 +129,8 @@ def test_random_weights_are_seeded_and_other_resolutions_work():
 def test_checkpoint_sha256_is_recorded():
     path = ENCODER_FIXTURES / "vjepa2-tiny" / "checkpoint.pt"
     model = build_encoder(family="vjepa2", checkpoint=path, **TINY)
-    assert model.checkpoint_sha256 == sha256_file(path)
+    assert model.identity.checkpoint_sha256 == sha256_file(path)
+    assert describe_encoder(model)["checkpoint_sha256"] == sha256_file(path)
 
 
 def test_family_mismatches_are_explained(tmp_path):
@@ -137,5 +138,49 @@ def test_family_mismatches_are_explained(tmp_path):
         build_encoder(family="vjepa2", checkpoint=ENCODER_FIXTURES / "vjepa1-tiny" / "checkpoint.pth.tar", **TINY)
     with pytest.raises(CheckpointError, match="vjepa2-hf"):
         build_encoder(family="vjepa2", checkpoint=ENCODER_FIXTURES / "vjepa2-hf-tiny", **TINY)
-    with pytest.raises(CheckpointError, match="arch"):
+    with pytest.raises(ConfigError, match="arch"):
         build_encoder(family="vjepa")
+    with pytest.raises(CheckpointError, match="no 'pos_embed'.*use family vjepa2"):  # V-JEPA 2 weights as V-JEPA 1
+        build_encoder(family="vjepa", checkpoint=ENCODER_FIXTURES / "vjepa2-tiny" / "checkpoint.pt", **TINY)
+    with pytest.raises(ConfigError, match="unknown encoder setting.*resolutoin"):
+        build_encoder(family="vjepa", resolutoin=64)
+
+
+def test_a_grid_that_disagrees_with_the_stored_position_table_is_refused():
+    path = ENCODER_FIXTURES / "vjepa1-tiny" / "checkpoint.pth.tar"
+    with pytest.raises(CheckpointError, match="trained at 64 px and 8 frames.*resolution 96 and frames_per_clip 8"):
+        build_encoder(checkpoint=path, **(TINY | {"resolution": 96}))
+    with pytest.raises(CheckpointError, match="trained at 64 px and 8 frames"):
+        build_encoder(checkpoint=path, **(TINY | {"frames_per_clip": 16}))
+
+
+def test_hugging_face_config_wins_over_defaults_and_is_recorded(tmp_path):
+    import json
+    import shutil
+    folder = tmp_path / "hf"
+    shutil.copytree(ENCODER_FIXTURES / "vjepa2-hf-tiny", folder)
+    model = build_encoder(family="vjepa2-hf", checkpoint=folder)
+    described = describe_encoder(model)
+    assert (described["resolution"], described["frames_per_clip"], described["num_heads"]) == (64, 8, 4)
+    assert described["uniform_power"] is None  # rotary positions: uniform_power does not apply
+    config = json.loads((folder / "config.json").read_text())
+    config["num_attention_heads"], config["frames_per_clip"] = 8, 4
+    (folder / "config.json").write_text(json.dumps(config))
+    changed = describe_encoder(build_encoder(family="vjepa2-hf", checkpoint=folder))
+    assert (changed["num_heads"], changed["frames_per_clip"]) == (8, 4)
+
+
+def test_heads_that_no_preset_uses_are_noted():
+    with torch.device("meta"):
+        model = build_encoder(family="vjepa2", arch="vit_large", num_heads=8, resolution=32, frames_per_clip=2)
+        assert "vit_large preset's 16" in model.identity.notes[0]
+        plain = build_encoder(family="vjepa2", arch="vit_large", resolution=32, frames_per_clip=2)
+        assert plain.identity.notes == ()
+
+
+def test_a_json_file_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / "vith16.pth.tar"
+    path.write_text('{"model": "vit_huge"}')
+    with pytest.raises(CheckpointError, match="is a JSON file, not a PyTorch checkpoint") as caught:
+        build_encoder(checkpoint=path, **TINY)
+    assert "weights_only" not in str(caught.value)

@@ -3,18 +3,19 @@ import os
 import shutil
 import signal
 import subprocess
-import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import zarr
 from typer.testing import CliRunner
 
+from fer_cache import schema
 from fer_cache import store as st
 from fer_cache.cli import app
 from fer_cache.config import load_config
-from fer_cache.extract import run_extraction
-from tests.conftest import BIN, tree_digest, write_config
+from fer_cache.extract import ExtractRequest, run_extraction
+from tests.conftest import BIN, extract_process, tree_digest, write_config
 
 runner = CliRunner()
 
@@ -22,16 +23,6 @@ runner = CliRunner()
 def extract(config, out, *extra):
     return runner.invoke(app, ["extract", "--dataset", "demo", "--encoder", "tiny", "--out", str(out), "--config",
                                str(config), "--workers", "0", *extra])
-
-
-@pytest.fixture(scope="module")
-def reference_store(tmp_path_factory, demo_small):
-    """One uninterrupted extraction of the small demo set, shared by the comparisons below."""
-    folder = tmp_path_factory.mktemp("ref")
-    config = write_config(folder, demo_small)
-    result = extract(config, folder / "ref.zarr", "--batch-size", "3")
-    assert result.exit_code == 0, result.output
-    return folder / "ref.zarr"
 
 
 def test_schema_one_layout_field_by_field(reference_store):
@@ -55,12 +46,12 @@ def test_schema_one_layout_field_by_field(reference_store):
     assert set(attrs["sampling"]) >= {"frames_per_clip", "frame_step", "clips_per_video", "spatial_views", "resize",
                                       "crop", "mean", "std"}
     assert attrs["storage"] == {"dtype": "float16", "compressor": "none"}
-    assert attrs["fingerprint"] == st.fingerprint(attrs["encoder"], attrs["sampling"], attrs["storage"],
+    assert attrs["fingerprint"] == schema.fingerprint(attrs["encoder"], attrs["sampling"], attrs["storage"],
                                                   attrs["token_grid"])
-    assert (group["videos/status"][:] == st.DONE).all()
+    assert (group["videos/status"][:] == schema.DONE).all()
     assert (group["videos/n_frames"][:] == 24).all()
     assert (group["clips/frame_index"][0] == [[0, 2, 4, 6], [17, 19, 21, 23]]).all()
-    subjects = set(st.read_strings(group["videos/subject"]))
+    subjects = set(schema.read_strings(group["videos/subject"]))
     assert subjects == {"1", "2", "3", "4"}
     assert np.isfinite(group["tokens"][:]).all()
 
@@ -73,7 +64,8 @@ def test_fingerprint_mismatch_is_refused_and_store_left_untouched(tmp_path, demo
     (tmp_path / "other.yaml").write_text(config)
     result = extract(tmp_path / "other.yaml", store)
     assert result.exit_code == 1
-    assert "fingerprint" in result.output and "--overwrite" in result.output
+    assert "extracted differently (sampling.frame_step 2 -> 3)" in " ".join(result.output.split())
+    assert "--overwrite" in result.output
     assert tree_digest(store) == before
     result = extract(tmp_path / "other.yaml", store, "--overwrite")
     assert result.exit_code == 0
@@ -91,13 +83,13 @@ def test_broken_files_are_recorded_and_exit_3(tmp_path, demo_small):
     result = extract(config, tmp_path / "s.zarr")
     assert result.exit_code == 3, result.output
     group = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
-    ids = st.read_strings(group["videos/id"])
+    ids = schema.read_strings(group["videos/id"])
     status = dict(zip(ids, group["videos/status"][:].tolist()))
-    errors = dict(zip(ids, st.read_strings(group["videos/error"])))
+    errors = dict(zip(ids, schema.read_strings(group["videos/error"])))
     for broken in ("02-01-03-01-01-02-01", "02-01-04-01-01-02-01", "02-01-05-01-01-02-01"):
-        assert status[broken] == st.FAILED and errors[broken]
+        assert status[broken] == schema.FAILED and errors[broken]
         assert f"failed {broken}" in result.output.replace("\n", " ")
-    assert sum(s == st.DONE for s in status.values()) == 6
+    assert sum(s == schema.DONE for s in status.values()) == 6
     assert "empty file" in errors["02-01-03-01-01-02-01"]
     assert "notes.mp4" in result.output
 
@@ -110,41 +102,44 @@ def tokens_of(store):
 def test_kill_9_then_resume_equals_uninterrupted(tmp_path, demo_small, reference_store):
     config = write_config(tmp_path, demo_small)
     store = tmp_path / "killed.zarr"
-    command = [str(BIN / "fer-cache"), "extract", "--dataset", "demo", "--encoder", "tiny", "--out", str(store),
-               "--config", str(config), "--workers", "0", "--batch-size", "3"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if (store / "videos" / "status" / "c" / "3").exists():  # the fourth video committed
-            break
-        time.sleep(0.005)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    code, _ = extract_process(config, store, fault="4:KILL")
+    assert code == -signal.SIGKILL
     _, status = tokens_of(store)
-    assert (status == st.DONE).sum() < len(status), "the run finished before it could be killed"
+    assert (status == schema.DONE).sum() == 4 and not (tmp_path / "killed.zarr.partial").exists()
     result = extract(config, store, "--batch-size", "3")  # the same command again
     assert result.exit_code == 0, result.output
     resumed, status = tokens_of(store)
     reference, _ = tokens_of(reference_store)
-    assert (status == st.DONE).all()
+    assert (status == schema.DONE).all()
     assert np.array_equal(resumed, reference)
 
 
 def test_sigterm_stops_cleanly_and_resumes(tmp_path, demo_small, reference_store):
     config = write_config(tmp_path, demo_small)
     store = tmp_path / "term.zarr"
-    command = [str(BIN / "fer-cache"), "extract", "--dataset", "demo", "--encoder", "tiny", "--out", str(store),
-               "--config", str(config), "--workers", "0", "--batch-size", "3"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    while not (store / "videos" / "status" / "c" / "1").exists() and process.poll() is None:
-        time.sleep(0.005)
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=60)
-    if process.returncode == 3:
-        assert "rerun the same command to resume" in output
-    else:
-        assert process.returncode == 0  # it had already finished
+    code, output = extract_process(config, store, fault="2:TERM")
+    assert code == 130 and "rerun the same command to resume" in output and "Traceback" not in output
+    assert 2 <= (tokens_of(store)[1] == schema.DONE).sum() < 24  # stopped after the write in progress
+    assert not (tmp_path / "term.zarr.lock").exists()
     assert extract(config, store, "--batch-size", "3").exit_code == 0
+    assert np.array_equal(tokens_of(store)[0], tokens_of(reference_store)[0])
+
+
+def test_a_grown_dataset_is_appended_and_lost_chunks_are_encoded_again(tmp_path, demo_small, reference_store):
+    config = write_config(tmp_path, demo_small)
+    store = tmp_path / "grow.zarr"
+    assert extract(config, store, "--batch-size", "3", "--limit", "10").exit_code == 0
+    first = tokens_of(store)[0].copy()
+    result = extract(config, store, "--batch-size", "3")
+    assert result.exit_code == 0, result.output
+    assert "this run encoded 14 videos" in " ".join(result.output.split())
+    assert "14 new videos appended" in " ".join(result.output.split())
+    tokens, status = tokens_of(store)
+    assert (status == schema.DONE).all() and np.array_equal(tokens[:10], first)
+    assert np.array_equal(tokens, tokens_of(reference_store)[0])
+    next(p for p in (store / "tokens" / "c" / "6").rglob("*") if p.is_file()).unlink()
+    again = extract(config, store, "--batch-size", "3")
+    assert again.exit_code == 0 and "this run encoded 1 videos" in " ".join(again.output.split())
     assert np.array_equal(tokens_of(store)[0], tokens_of(reference_store)[0])
 
 
@@ -162,18 +157,22 @@ def test_two_process_torchrun_equals_one_process(tmp_path, demo_small, reference
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     tokens, status = tokens_of(store)
-    assert (status == st.DONE).all()
+    assert (status == schema.DONE).all()
     assert np.array_equal(tokens, tokens_of(reference_store)[0])
 
 
 def test_fsspec_url_store(tmp_path, demo_small):
     config = load_config(write_config(tmp_path, demo_small))
-    summary = run_extraction(config, "demo", "tiny", "memory://fer-test/demo.zarr", device="cpu", workers=0, limit=3)
+    request = ExtractRequest(dataset="demo", encoder="tiny", out="memory://fer-test/demo.zarr", device="cpu",
+                             workers=0, limit=3)
+    summary = run_extraction(config, request)
     assert summary.exit_code == 0 and summary.done == 3
     group = zarr.open_group("memory://fer-test/demo.zarr", mode="r")
-    assert group["tokens"].shape[0] == 3 and (group["videos/status"][:] == st.DONE).all()
-    again = run_extraction(config, "demo", "tiny", "memory://fer-test/demo.zarr", device="cpu", workers=0, limit=3)
+    assert group["tokens"].shape[0] == 3 and (group["videos/status"][:] == schema.DONE).all()
+    again = run_extraction(config, request)
     assert again.encoded_now == 0  # resumed: nothing left to do
+    grown = run_extraction(config, replace(request, limit=5))
+    assert grown.encoded_now == 2 and zarr.open_group("memory://fer-test/demo.zarr", mode="r")["tokens"].shape[0] == 5
 
 
 def test_verify_info_and_export(tmp_path, reference_store):
@@ -195,7 +194,7 @@ def test_verify_info_and_export(tmp_path, reference_store):
     values = group["tokens"][5]
     values[1, 0, 3, 7] = np.nan
     group["tokens"][5] = values
-    video = st.read_strings(group["videos/id"])[5]
+    video = schema.read_strings(group["videos/id"])[5]
     result = runner.invoke(app, ["verify", str(store)])
     assert result.exit_code == 3 and video in result.output and "non-finite" in result.output
 

@@ -2,75 +2,135 @@ import numpy as np
 import pytest
 import zarr
 
+from fer_cache import schema
 from fer_cache import store as st
 from fer_cache.datasets import VideoItem
 from fer_cache.errors import StoreError, StoreMismatchError
+from fer_cache.writer import Failure, Finished, Writer
+
+ATTRS = {"fingerprint": "f", "label_names": ["a", "b", "c"], "encoder": {"embed_dim": 8}, "sampling": {"k": 2},
+         "storage": {"dtype": "float16"}, "token_grid": [1, 1, 5]}
 
 
-def videos(n):
-    return [VideoItem(f"v{i}", f"a/v{i}.mp4", i % 3, "x", str(i % 2 + 1)) for i in range(n)]
+def videos(n, start=0):
+    return [VideoItem(f"v{i}", f"a/v{i}.mp4", i % 3, "x", str(i % 2 + 1)) for i in range(start, start + n)]
+
+
+def new_store(tmp_path, n=3, **layout):
+    shape = dict(videos=n, clips=2, views=1, tokens=5, width=8, frames_per_clip=4) | layout
+    return st.create_store(tmp_path / "s.zarr", st.Layout(**shape), videos(n), ATTRS)
+
+
+def tokens(seed=0):
+    return np.random.default_rng(seed).standard_normal((2, 1, 5, 8)).astype(np.float32)
 
 
 @pytest.mark.parametrize("dtype,tolerance", [("float16", 2e-3), ("bfloat16", 1.6e-2), ("int8", 1.6e-2)])
 def test_storage_dtypes_round_trip(tmp_path, dtype, tolerance):
-    layout = st.Layout(3, 2, 1, 5, 8, 4, dtype=dtype)
-    group = st.create_store(tmp_path / "s.zarr", layout, videos(3), {"fingerprint": "f"})
-    tokens = np.random.default_rng(0).standard_normal((2, 1, 5, 8)).astype(np.float32)
-    st.write_video(group, 1, tokens, np.zeros((2, 4), np.int32), 40)
-    scale = group["tokens_scale"][1] if dtype == "int8" else None
-    back = st.decode_tokens(group["tokens"][1], dtype, scale)
-    assert np.abs(back - tokens).max() <= tolerance * np.abs(tokens).max()
-    assert group["videos/status"][:].tolist() == [st.PENDING, st.DONE, st.PENDING]
+    group = new_store(tmp_path, dtype=dtype)
+    values = tokens()
+    st.write_video(group, 1, values, np.zeros((2, 4), np.int32), 40)
+    stored, scale = schema.read_stored(group, 1, "v1", "s")
+    back = schema.decode_tokens(stored, dtype, scale)
+    assert np.abs(back - values).max() <= tolerance * np.abs(values).max()
+    assert group["videos/status"][:].tolist() == [schema.PENDING, schema.DONE, schema.PENDING]
 
 
 def test_layout_chunks_one_clip_view_each(tmp_path):
-    layout = st.Layout(2, 3, 3, 4, 6, 5)
-    group = st.create_store(tmp_path / "s.zarr", layout, videos(2), {"fingerprint": "f"})
+    group = st.create_store(tmp_path / "s.zarr", st.Layout(2, 3, 3, 4, 6, 5), videos(2), ATTRS)
     assert group["tokens"].chunks == (1, 1, 1, 4, 6) and group["tokens"].shards == (1, 3, 3, 4, 6)
     assert group["clips/frame_index"].chunks == (1, 3, 5)
     for name in ("videos/status", "videos/error", "videos/n_frames"):
         assert group[name].chunks == (1,)
-    assert group.attrs["fer_cache_schema"] == 1
+    assert group.attrs["fer_cache_schema"] == 1 and "videos/split" not in group
 
 
-def test_fingerprint_is_canonical():
-    a = st.fingerprint({"x": 1, "y": [1, 2]}, {"s": 1}, {"dtype": "float16"}, [1, 2, 3])
-    b = st.fingerprint({"y": [1, 2], "x": 1}, {"s": 1}, {"dtype": "float16"}, [1, 2, 3])
-    assert a == b and a != st.fingerprint({"x": 2, "y": [1, 2]}, {"s": 1}, {"dtype": "float16"}, [1, 2, 3])
+def test_fingerprint_is_canonical_and_its_changes_are_named():
+    a = schema.fingerprint({"x": 1, "y": [1, 2]}, {"s": 1}, {"dtype": "float16"}, [1, 2, 3])
+    b = schema.fingerprint({"y": [1, 2], "x": 1}, {"s": 1}, {"dtype": "float16"}, [1, 2, 3])
+    assert a == b and a != schema.fingerprint({"x": 2, "y": [1, 2]}, {"s": 1}, {"dtype": "float16"}, [1, 2, 3])
+    old = {"encoder": {"resolution": 384}, "sampling": {"clips_per_video": 4}, "storage": {}, "token_grid": [8, 24, 24]}
+    new = {"encoder": {"resolution": 384}, "sampling": {"clips_per_video": 8}, "storage": {}, "token_grid": [8, 24, 24]}
+    assert schema.fingerprint_changes(old, new) == ["sampling.clips_per_video 4 -> 8"]
 
 
-def test_mismatch_and_not_a_store(tmp_path):
-    group = st.create_store(tmp_path / "s.zarr", st.Layout(2, 1, 1, 2, 2, 2), videos(2), {"fingerprint": "aaa"})
-    with pytest.raises(StoreMismatchError, match="aaa.*bbb"):
-        st.ensure_compatible(group, "s", "bbb", videos(2))
-    with pytest.raises(StoreMismatchError, match="different"):
-        st.ensure_compatible(group, "s", "aaa", videos(3))
-    with pytest.raises(StoreError, match="no such store"):
-        st.open_group(tmp_path / "missing.zarr", "r")
+def test_a_store_of_another_extraction_is_refused_naming_what_differs(tmp_path):
+    group = new_store(tmp_path)
+    changed = ATTRS | {"fingerprint": "g", "sampling": {"k": 4}}
+    with pytest.raises(StoreMismatchError, match=r"extracted differently \(sampling.k 2 -> 4\)"):
+        st.reconcile(group, "s", changed, videos(3))
+    with pytest.raises(StoreMismatchError, match="classes"):
+        st.reconcile(group, "s", ATTRS | {"label_names": ["a", "b"]}, videos(3))
+    with pytest.raises(schema.StoreFormatError, match="no such store"):
+        schema.open_store(tmp_path / "missing.zarr")
     plain = zarr.open_group(str(tmp_path / "plain.zarr"), mode="w")
-    with pytest.raises(StoreError, match="not a fer-cache store"):
-        st.check_schema(plain, "plain")
+    with pytest.raises(schema.StoreFormatError, match="not a fer-cache store"):
+        schema.check_schema(plain, "plain")
 
 
-def test_writer_never_commits_non_finite_tokens(tmp_path):
-    from fer_cache.batching import Finished, Writer
-    group = st.create_store(tmp_path / "s.zarr", st.Layout(2, 1, 1, 3, 4, 2), videos(2), {"fingerprint": "f"})
+def test_a_grown_dataset_appends_and_keeps_every_encoded_video(tmp_path):
+    group = new_store(tmp_path, n=3)
+    for row in range(3):
+        st.write_video(group, row, tokens(row), np.full((2, 4), row, np.int32), 40)
+    before = group["tokens"][:]
+    grown = videos(1, start=7) + videos(3)[::-1] + videos(2, start=3)  # another order, three new videos
+    location = str(tmp_path / "s.zarr")
+    result = st.reconcile(group, location, ATTRS, grown)
+    assert (result.added, result.repaired) == (3, 0)
+    assert schema.read_strings(group["videos/id"]) == ["v0", "v1", "v2", "v7", "v3", "v4"]
+    assert result.rows == [3, 2, 1, 0, 4, 5]
+    assert group["videos/status"][:].tolist() == [schema.DONE] * 3 + [schema.PENDING] * 3
+    assert np.array_equal(group["tokens"][:3], before)
+    assert group["tokens"].shape[0] == group["videos/label"].shape[0] == group["clips/frame_index"].shape[0] == 6
+    assert group["videos/label"][:].tolist()[3:] == [7 % 3, 0, 1]
+    again = st.reconcile(group, location, ATTRS, grown)
+    assert again.added == 0 and again.rows == result.rows
+
+
+def test_metadata_follows_the_dataset_and_lost_chunks_are_queued_again(tmp_path):
+    group = new_store(tmp_path, n=3)
+    for row in range(3):
+        st.write_video(group, row, tokens(row), np.zeros((2, 4), np.int32), 40)
+    relabelled = videos(3)
+    relabelled[1] = VideoItem("v1", "a/v1.mp4", 2, "c", "9")
+    next(p for p in (tmp_path / "s.zarr" / "tokens" / "c" / "2").rglob("*") if p.is_file()).unlink()
+    result = st.reconcile(group, str(tmp_path / "s.zarr"), ATTRS, relabelled)
+    assert (result.relabelled, result.repaired) == (1, 1)
+    assert group["videos/label"][1] == 2 and schema.read_strings(group["videos/subject"])[1] == "9"
+    assert group["videos/status"][:].tolist() == [schema.DONE, schema.DONE, schema.PENDING]
+
+
+def test_writer_commits_in_order_and_never_non_finite_tokens(tmp_path):
+    group = new_store(tmp_path, n=3)
     writer = Writer(group)
     writer.start()
-    good = np.ones((1, 1, 3, 4), np.float32)
+    good = tokens()
     bad = good.copy()
     bad[0, 0, 1, 2] = np.inf
-    writer.put(Finished(0, good, np.zeros((1, 2), np.int32), 5))
-    writer.put(Finished(1, bad, np.zeros((1, 2), np.int32), 5))
+    writer.put(Finished(0, good, np.zeros((2, 4), np.int32), 5))
+    writer.put(Finished(1, bad, np.zeros((2, 4), np.int32), 5, finite=False))
+    writer.put(Failure(2, "cannot decode: moov atom not found"))
     writer.close()
-    assert group["videos/status"][:].tolist() == [st.DONE, st.FAILED]
-    assert "non-finite" in st.read_strings(group["videos/error"])[1]
+    assert group["videos/status"][:].tolist() == [schema.DONE, schema.FAILED, schema.FAILED]
+    errors = schema.read_strings(group["videos/error"])
+    assert "1 non-finite" in errors[1] and errors[2] == "cannot decode: moov atom not found"
 
 
-def test_lock_refuses_a_second_writer(tmp_path):
+def test_a_failed_write_is_raised_as_a_store_error(tmp_path):
+    group = new_store(tmp_path, n=1)
+    writer = Writer(group)
+    writer.start()
+    writer.put(Finished(0, np.zeros((3, 3)), np.zeros((2, 4), np.int32), 5))  # the wrong shape
+    with pytest.raises(StoreError, match="writing the store failed"):
+        writer.close()
+
+
+def test_lock_refuses_a_second_writer_and_is_removed_after(tmp_path):
     with st.StoreLock(tmp_path / "s.zarr"):
+        assert (tmp_path / "s.zarr.lock").is_file()
         with pytest.raises(StoreError, match="another extraction"):
             with st.StoreLock(tmp_path / "s.zarr"):
                 pass
+    assert not (tmp_path / "s.zarr.lock").exists()
     with st.StoreLock(tmp_path / "s.zarr"):  # released after use
         pass

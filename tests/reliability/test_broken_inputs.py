@@ -6,6 +6,7 @@ import numpy as np
 import zarr
 from typer.testing import CliRunner
 
+from fer_cache import schema
 from fer_cache import store as st
 from fer_cache.cli import app
 from tests.conftest import write_config
@@ -19,7 +20,7 @@ def test_catalogue_of_inputs(tmp_path):
     valid, broken, unparseable = build_catalogue(root)
     config = write_config(tmp_path, root)
     scan = runner.invoke(app, ["scan", "--dataset", "demo", "--config", str(config), "--json", "--decode"])
-    assert scan.exit_code == 0, scan.output
+    assert scan.exit_code == 3, scan.output  # it lists errors
     report = json.loads(scan.stdout)
     scanned = {v["id"] for v in report["videos"]}
     errors = {e["path"]: e["reason"] for e in report["errors"]}
@@ -34,15 +35,15 @@ def test_catalogue_of_inputs(tmp_path):
     assert result.exit_code == 3, result.output
     assert "Traceback" not in result.output
     group = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
-    ids = st.read_strings(group["videos/id"])
+    ids = schema.read_strings(group["videos/id"])
     status = dict(zip(ids, group["videos/status"][:].tolist()))
-    reasons = dict(zip(ids, st.read_strings(group["videos/error"])))
+    reasons = dict(zip(ids, schema.read_strings(group["videos/error"])))
     assert set(ids) == set(valid) | set(broken)
     for video_id, kind in valid.items():
-        assert status[video_id] == st.DONE, f"{kind}: {reasons[video_id]}"
+        assert status[video_id] == schema.DONE, f"{kind}: {reasons[video_id]}"
         assert np.isfinite(group["tokens"][ids.index(video_id)]).all()
     for video_id, kind in broken.items():
-        assert status[video_id] == st.FAILED, kind
+        assert status[video_id] == schema.FAILED, kind
         assert reasons[video_id] and "\n" not in reasons[video_id], kind
     output = result.output.replace("\n", " ")
     for video_id in broken:

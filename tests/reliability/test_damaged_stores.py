@@ -8,16 +8,16 @@ import pytest
 import zarr
 from typer.testing import CliRunner
 
+from fer_cache import schema
 from fer_cache import store as st
 from fer_cache.cli import app
 from fer_probe.errors import StoreReadError
 from fer_probe.reader import CacheReader
-from tests.fer_cache.test_extract import reference_store  # noqa: F401  (module fixture)
 
 runner = CliRunner()
 
 
-def damaged(tmp_path, reference_store, damage):  # noqa: F811
+def damaged(tmp_path, reference_store, damage):
     store = tmp_path / "d.zarr"
     shutil.copytree(reference_store, store)
     video = damage(store)
@@ -29,7 +29,7 @@ def poke(store, index, value):
     values = group["tokens"][index]
     values[0, 0, 2, 3] = value
     group["tokens"][index] = values
-    return st.read_strings(group["videos/id"])[index]
+    return schema.read_strings(group["videos/id"])[index]
 
 
 def chunk_file(store, index):
@@ -39,12 +39,12 @@ def chunk_file(store, index):
 def truncate_chunk(store):
     path = chunk_file(store, 4)
     path.write_bytes(path.read_bytes()[:100])
-    return st.read_strings(zarr.open_group(str(store), mode="r")["videos/id"])[4]
+    return schema.read_strings(zarr.open_group(str(store), mode="r")["videos/id"])[4]
 
 
 def delete_chunk(store):
     chunk_file(store, 7).unlink()
-    return st.read_strings(zarr.open_group(str(store), mode="r")["videos/id"])[7]
+    return schema.read_strings(zarr.open_group(str(store), mode="r")["videos/id"])[7]
 
 
 def tamper(store):
@@ -61,7 +61,7 @@ def tamper(store):
     (delete_chunk, "missing"),
     (tamper, "edited"),
 ])
-def test_verify_names_each_problem(tmp_path, reference_store, damage, needle):  # noqa: F811
+def test_verify_names_each_problem(tmp_path, reference_store, damage, needle):
     store, video = damaged(tmp_path, reference_store, damage)
     result = runner.invoke(app, ["verify", str(store)])
     assert result.exit_code == 3, result.output
@@ -69,7 +69,7 @@ def test_verify_names_each_problem(tmp_path, reference_store, damage, needle):  
     assert "Traceback" not in result.output
 
 
-def test_probe_refuses_non_finite_tokens(tmp_path, reference_store):  # noqa: F811
+def test_probe_refuses_non_finite_tokens(tmp_path, reference_store):
     store, video = damaged(tmp_path, reference_store, lambda s: poke(s, 5, np.nan))
     reader = CacheReader(store)
     with pytest.raises(StoreReadError, match=f"{video} has non-finite"):

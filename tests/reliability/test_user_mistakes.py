@@ -1,9 +1,15 @@
-"""Every user mistake: exit code 1, one line on stderr, no traceback, through the real console scripts."""
+"""Every user mistake: exit code 1, one line on stderr, no traceback. The commands run in-process (CliRunner);
+one test runs the real console scripts, where the process boundary (exit status, stderr) is the point."""
 
+import os
 import subprocess
+from dataclasses import dataclass
 
 import pytest
+from typer.testing import CliRunner
 
+from fer_cache.cli import app as cache_app
+from fer_probe.cli import app as probe_app
 from tests.conftest import BIN, ENCODER_FIXTURES, write_config, write_planted_store
 
 CONFIG_MISTAKES = {
@@ -22,8 +28,32 @@ CONFIG_MISTAKES = {
 }
 
 
-def run(*args, cwd=None):
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=120, cwd=cwd)
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run(program, *args, cwd=None) -> Ran:
+    """`fer-cache ...` or `fer-probe ...` in this process; an exception that escapes the CLI fails the test."""
+    app = cache_app if program.name == "fer-cache" else probe_app
+    here = os.getcwd()
+    os.chdir(cwd or here)
+    try:
+        result = CliRunner().invoke(app, [str(a) for a in args])
+    finally:
+        os.chdir(here)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Ran(result.exit_code, result.stdout, result.stderr)
+
+
+def test_console_scripts_exit_with_one_line(tmp_path):
+    for program, args, needle in ((BIN / "fer-cache", ["info", tmp_path / "nothing.zarr"], "no such store"),
+                                  (BIN / "fer-probe", ["report", tmp_path], "config.json")):
+        result = subprocess.run([str(program), *map(str, args)], capture_output=True, text=True, timeout=120)
+        assert_one_line_error(result, needle)
 
 
 def assert_one_line_error(result, *needles):
@@ -97,7 +127,14 @@ def test_probe_mistakes(tmp_path):
     assert_one_line_error(run(probe, "cv", store, "--folds-file", alien, *out), "1001")
     assert_one_line_error(run(probe, "cv", store, "--folds-file", tmp_path / "nofile.json", *out), "not found")
     assert_one_line_error(run(probe, "cross", "--train", store, "--test", other, *out), "different encoders")
-    assert_one_line_error(run(probe, "cv", store, "--probe", "svm", *out), "--probe must be")
+    assert_one_line_error(run(probe, "cv", store, "--probe", "svm", *out), "probe must be")
+    one_subject = write_planted_store(tmp_path / "d.zarr", n_subjects=1)
+    assert_one_line_error(run(probe, "cv", one_subject, *out), "needs at least 2 subjects")
+    assert_one_line_error(run(probe, "cv", store, "--out", tmp_path / "file.txt", "--epochs", "1"), "is a file")
+    (tmp_path / "folder" / "mine.txt").write_text("keep")
+    assert_one_line_error(run(probe, "cv", store, "--out", tmp_path / "folder", "--epochs", "1", "--overwrite"),
+                          "not a fer-probe run directory")
+    assert (tmp_path / "folder" / "mine.txt").read_text() == "keep"
     assert_one_line_error(run(probe, "report", tmp_path), "config.json")
     assert_one_line_error(run(probe, "cv", store, "--device", "cuda", *out), "no CUDA GPU")
 
@@ -125,7 +162,11 @@ encoders:
   hf: {{family: vjepa2-hf, checkpoint: {tmp_path / 'hf'}}}
   noise: {{family: vjepa, arch: vit_large, checkpoint: {tmp_path / 'noise.pth.tar'}}}
   nokey: {{family: vjepa, arch: vit_large, checkpoint: {tmp_path / 'nokey.pth.tar'}}}
+  json: {{family: vjepa, arch: vit_large, checkpoint: {tmp_path / 'config.json'}}}
+  v2as1: {{family: vjepa, checkpoint: {ENCODER_FIXTURES / 'vjepa2-tiny' / 'checkpoint.pt'}, num_heads: 4,
+          resolution: 64, frames_per_clip: 8}}
 """)
+    (tmp_path / "config.json").write_text('{"architectures": ["VJEPA2Model"]}')
 
     def extract(dataset, encoder, out):
         return run(BIN / "fer-cache", "extract", "--dataset", dataset, "--encoder", encoder, "--out", out,
@@ -136,7 +177,24 @@ encoders:
     assert_one_line_error(extract("demo", "hf", store), "not a readable safetensors file")
     assert_one_line_error(extract("demo", "noise", store), "refusing to load")
     assert_one_line_error(extract("demo", "nokey", store), "no 'target_encoder' entry", "encoder")
+    assert_one_line_error(extract("demo", "json", store), "is a JSON file, not a PyTorch checkpoint")
+    assert "weights_only" not in extract("demo", "json", store).stderr
+    assert_one_line_error(extract("demo", "v2as1", store), "a V-JEPA 2 checkpoint? use family vjepa2")
     assert_one_line_error(extract("demo", "tiny", "/proc/fer-cache-test.zarr"), "cannot write the store")
     assert_one_line_error(extract("demo", "tiny", tmp_path / "a_file"), "not a fer-cache store")
     assert_one_line_error(run(BIN / "fer-cache", "scan", "--dataset", "latin", "--config", config), "not a UTF-8 CSV")
     assert (tmp_path / "a_file").read_text() == "x"
+    assert extract("demo", "tiny", store).returncode == 0
+    assert_one_line_error(run(BIN / "fer-cache", "export-h5", store, tmp_path / "no" / "such" / "out.h5"),
+                          "does not exist")
+    assert_one_line_error(run(BIN / "fer-cache", "export-h5", store, tmp_path / "empty"), "is a folder")
+
+
+def test_errors_name_the_config_file_given(tmp_path):
+    config = tmp_path / "my-datasets.yaml"
+    config.write_text("datasets:\n  m: {adapter: manifest, manifest: missing.csv, root: .}\n"
+                      "  r: {adapter: ravdess, root: nowhere}\n")
+    for dataset in ("m", "r"):
+        result = run(BIN / "fer-cache", "scan", "--dataset", dataset, "--config", config)
+        assert_one_line_error(result, str(config))
+        assert "data.yaml" not in result.stderr

@@ -1,0 +1,96 @@
+"""The writer thread: the only place where a video's status changes. It commits whole videos off the encoding
+thread, so disk I/O overlaps the encoder.
+
+Axes: K clips per video, S views, N tokens, D width.
+"""
+
+import os
+import queue
+import signal
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import zarr
+
+from fer_cache import store as st
+from fer_cache.errors import StoreError
+
+
+@dataclass
+class Finished:
+    """A video whose every clip view is encoded."""
+    index: int  # store row
+    tokens: np.ndarray  # [K, S, N, D] float16 or float32
+    frame_index: np.ndarray  # [K, T]
+    n_frames: int
+    finite: bool = True  # checked where the tokens were made (on the GPU for CUDA runs)
+
+
+@dataclass
+class Failure:
+    """A video that could not be decoded, with the one-line reason recorded in the store."""
+    index: int
+    reason: str
+
+
+def nonfinite_count(tokens: np.ndarray) -> int:
+    return int((~np.isfinite(tokens)).sum())
+
+
+FAULT_VARIABLE = "FER_CACHE_FAULT_AFTER"  # "N:KILL" or "N:TERM": the reliability suite's deterministic kill points
+
+
+def fault_after() -> tuple[int, signal.Signals] | None:
+    """(videos, signal) from FER_CACHE_FAULT_AFTER: after committing that many videos the process signals itself,
+    so that tests interrupt an extraction at an exact point instead of after a guessed delay."""
+    value = os.environ.get(FAULT_VARIABLE)
+    if not value:
+        return None
+    count, name = value.split(":")
+    return int(count), {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "INT": signal.SIGINT}[name]
+
+
+class Writer(threading.Thread):
+    """Commits Finished and Failure records in order; a write error stops it and is raised by put() or close()."""
+
+    def __init__(self, group: zarr.Group, depth: int = 8):
+        super().__init__(daemon=True, name="fer-cache-writer")
+        self.group, self.jobs, self.error = group, queue.Queue(maxsize=depth), None
+        self.committed = 0
+        self.fault = fault_after()
+
+    def run(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            if self.error is not None:
+                continue
+            try:
+                self.commit(job)
+            except Exception as exc:  # noqa: BLE001 - handed to the encoding thread, which raises it
+                self.error = exc
+
+    def commit(self, job: Finished | Failure) -> None:
+        if isinstance(job, Failure):
+            st.mark_failed(self.group, job.index, job.reason)
+        elif not job.finite:  # never commit NaN/inf as a done video
+            st.mark_failed(self.group, job.index, f"the encoder produced {nonfinite_count(job.tokens)} non-finite "
+                           "token values (NaN/inf); check the checkpoint, or store bfloat16 if float16 overflowed")
+        else:
+            st.write_video(self.group, job.index, job.tokens, job.frame_index, job.n_frames)
+        self.committed += 1
+        if self.fault is not None and self.committed == self.fault[0]:
+            os.kill(os.getpid(), self.fault[1])
+
+    def failed(self) -> StoreError:
+        return StoreError(f"writing the store failed: {type(self.error).__name__}: {self.error}")
+
+    def put(self, job: Finished | Failure) -> None:
+        if self.error is not None:
+            raise self.failed() from self.error
+        self.jobs.put(job)
+
+    def close(self) -> None:
+        self.jobs.put(None)
+        self.join()
+        if self.error is not None:
+            raise self.failed() from self.error
