@@ -11,14 +11,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fer_probe import __version__
-from fer_probe.errors import FerProbeError, IncompleteStoreError, RunDirectoryError
+from fer_probe.errors import FerProbeError, IncompleteStoreError, NoSubjectsError, RunDirectoryError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train and evaluate probes on cached tokens.")
 console = Console()
 errors = Console(stderr=True)
 
 
-HINTS = {IncompleteStoreError: "--allow-incomplete leaves them out", RunDirectoryError: "--overwrite replaces them"}
+HINTS = {IncompleteStoreError: "--allow-incomplete leaves them out", RunDirectoryError: "--overwrite replaces them",
+         NoSubjectsError: "--folds official"}
 
 
 def user_errors(command):
@@ -53,6 +54,12 @@ def floats(text: str | None, option: str) -> tuple[float, ...] | None:
         return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError as exc:
         raise FerProbeError(f"{option} takes comma-separated numbers such as 1e-3,3e-4; got '{text}'") from exc
+
+
+def fold_count(text: str) -> int | str:
+    if text == "official" or text.isdigit():
+        return text if text == "official" else int(text)
+    raise FerProbeError(f"--folds takes a number of subject folds or 'official', got '{text}'")
 
 
 RECIPE_HELP = "paper (the paper's code: proj applied, batch 4, all clips), vjepa (upstream V-JEPA 1: proj not " \
@@ -108,7 +115,8 @@ def epoch_progress():
 @app.command()
 @user_errors
 def cv(store: Store, recipe: Recipe = "paper", probe: ProbeKind = "attentive", out: Out = Path("runs/cv"),
-       folds: Annotated[int, typer.Option(help="number of subject folds")] = 5, epochs: Epochs = None,
+       folds: Annotated[str, typer.Option(help="number of subject folds, or official (the dataset's own folds, "
+                                                "by clip: DFEW, FERV39k, MAFW)")] = "5", epochs: Epochs = None,
        seed: Seed = 0, folds_file: Annotated[Path | None, typer.Option(help="reuse a folds.json")] = None,
        device: Device = "auto", batch_size: BatchSize = None, lr: Lr = None, wd: Wd = None,
        wd_schedule: WdSchedule = None, head: HeadKind = "linear", num_heads: NumHeads = None, proj: Proj = None,
@@ -124,8 +132,8 @@ def cv(store: Store, recipe: Recipe = "paper", probe: ProbeKind = "attentive", o
                          schedule=schedule)
     bar, update = epoch_progress()
     with bar:
-        result = run_cv(store, out, cfg, n_folds=folds, folds_file=folds_file, allow_incomplete=allow_incomplete,
-                        overwrite=overwrite, on_progress=update)
+        result = run_cv(store, out, cfg, n_folds=fold_count(folds), folds_file=folds_file,
+                        allow_incomplete=allow_incomplete, overwrite=overwrite, on_progress=update)
     print_run(result, f"{probe} probe, recipe {recipe}, {len(result.folds)} folds: {store}")
 
 

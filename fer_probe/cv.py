@@ -20,7 +20,7 @@ from fer_cache.labels import canonical_order
 from fer_probe import outputs
 from fer_probe.config import ProbeConfig, resolve_device, resolve_num_heads
 from fer_probe.errors import FerProbeError
-from fer_probe.folds import Fold, fold_indices, inner_split, load_folds, make_folds
+from fer_probe.folds import Fold, fold_indices, inner_split, load_folds, make_folds, official_folds
 from fer_probe.metrics import FoldPredictions, summarise
 from fer_probe.reader import CacheReader
 from fer_probe.sampling import TokenSource
@@ -84,12 +84,13 @@ def train_folds(source: TokenSource, plans: list[FoldPlan], targets: np.ndarray,
     return merged
 
 
-def fold_plans(folds: list[Fold], subjects: list[str], targets: np.ndarray, cfg: ProbeConfig) \
+def fold_plans(folds: list[Fold], reader: CacheReader, targets: np.ndarray, cfg: ProbeConfig) \
         -> tuple[list[FoldPlan], list[np.ndarray]]:
     plans, tests = [], []
+    subjects = reader.subjects
     several = len(cfg.lrs) * len(cfg.weight_decays) > 1
     for f, fold in enumerate(folds):
-        train_idx, test_idx = fold_indices(subjects, fold)
+        train_idx, test_idx = fold_indices(subjects, fold, reader.ids)
         if len(train_idx) == 0 or len(test_idx) == 0:
             raise FerProbeError(f"fold {f} has no training or no test videos; check the folds")
         if several:
@@ -110,7 +111,18 @@ def collapse_warning(fold: FoldPredictions, class_names: list[str], where: str) 
     return None
 
 
-def run_cv(store: str, out: str | Path, cfg: ProbeConfig, *, n_folds: int = 5, folds_file: str | Path | None = None,
+def choose_folds(reader: CacheReader, targets: np.ndarray, n_folds: int | str, folds_file: str | Path | None,
+                 seed: int) -> list[Fold]:
+    """A folds file, the dataset's official folds (n_folds "official"), or seeded subject folds."""
+    if folds_file is not None:
+        return load_folds(Path(folds_file), reader.subjects, reader.ids)
+    if n_folds == "official":
+        return official_folds(reader.ids, reader.splits)
+    return make_folds(reader.subjects, targets, int(n_folds), seed)
+
+
+def run_cv(store: str, out: str | Path, cfg: ProbeConfig, *, n_folds: int | str = 5,
+           folds_file: str | Path | None = None,
            allow_incomplete: bool = False, overwrite: bool = False,
            on_progress: Progress | None = None) -> RunResult:
     """Cross-validate a probe on one store; writes the run directory (DESIGN section 5) and returns its metrics."""
@@ -120,17 +132,16 @@ def run_cv(store: str, out: str | Path, cfg: ProbeConfig, *, n_folds: int = 5, f
         cfg, notes = fit_to_store(cfg, reader)
         class_names = canonical_order([reader.label_names[i] for i in reader.active_classes()])
         targets = np.array([class_names.index(reader.label_names[i]) for i in reader.labels], dtype=np.int64)
-        if folds_file is not None:
-            folds = load_folds(Path(folds_file), reader.subjects)
-        else:
-            folds = make_folds(reader.subjects, targets, n_folds, cfg.seed)
+        folds = choose_folds(reader, targets, n_folds, folds_file, cfg.seed)
+        kind = "official" if folds[0].by_video else "subject"
         outputs.write_config(out, {"command": "cv", "store": str(store), "fingerprint": reader.fingerprint,
-                                   "n_folds": len(folds), "folds_file": str(folds_file) if folds_file else None,
+                                   "n_folds": len(folds), "folds": kind,
+                                   "folds_file": str(folds_file) if folds_file else None,
                                    "allow_incomplete": allow_incomplete, "excluded_videos": reader.excluded,
                                    "unlabelled_videos": reader.unlabelled, "classes": class_names,
                                    "notes": notes, "store_attrs": reader.attrs, "protocol": PROTOCOL}, cfg)
         outputs.write_folds(out, folds, cfg.seed)
-        plans, tests = fold_plans(folds, reader.subjects, targets, cfg)
+        plans, tests = fold_plans(folds, reader, targets, cfg)
         training = train_folds(source, plans, targets, cfg, len(class_names), on_progress)
         result = RunResult(out, {}, class_names, cfg, excluded=reader.excluded, unlabelled=reader.unlabelled,
                            notes=notes)

@@ -23,5 +23,9 @@ class FoldsError(FerProbeError):
     pass
 
 
+class NoSubjectsError(FoldsError):
+    """Subject folds were asked of a store without subject ids."""
+
+
 class MappingError(FerProbeError):
     pass

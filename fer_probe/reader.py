@@ -72,6 +72,8 @@ class CacheReader:
         subjects = schema.read_strings(self.group["videos/subject"])
         self.ids = [all_ids[i] for i in self.rows]
         self.subjects = [subjects[i] for i in self.rows]
+        splits = schema.read_strings(self.group["videos/split"]) if "videos/split" in self.group else None
+        self.splits = [splits[i] for i in self.rows] if splits is not None else None  # official split membership
         self.labels = labels[self.rows]
         _, self.clips, self.views, self.num_tokens, self.width = self.tokens.shape
         self.memory_budget = memory_budget_mb * 1e6

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from fer_cache import schema
 from fer_cache import store as st
 from fer_cache.cli import app
+from fer_probe.cli import app as probe_app
 from fer_probe.errors import StoreReadError
 from fer_probe.reader import CacheReader
 
@@ -74,3 +75,22 @@ def test_probe_refuses_non_finite_tokens(tmp_path, reference_store):
     reader = CacheReader(store)
     with pytest.raises(StoreReadError, match=f"{video} has non-finite"):
         reader.video(5)
+
+
+def test_the_probe_refuses_a_store_whose_done_videos_lost_their_chunks(tmp_path, reference_store):
+    """Before: a deleted chunk read back as zeros and trained silently."""
+    store, video = damaged(tmp_path, reference_store, delete_chunk)
+    with pytest.raises(StoreReadError, match=f"1 video.*marked done have no token chunks: {video}.*fer-cache extract"):
+        CacheReader(store)
+    probe = CliRunner().invoke(probe_app, ["cv", str(store), "--out", str(tmp_path / "run")])
+    assert probe.exit_code == 1 and video in probe.stderr and "\n" not in probe.stderr.strip()
+
+
+def test_a_chunk_that_does_not_decode_names_its_video(tmp_path, reference_store):
+    """Before: a bare ValueError (a traceback in the CLI)."""
+    store, video = damaged(tmp_path, reference_store, truncate_chunk)
+    reader = CacheReader(store)
+    with pytest.raises(StoreReadError, match=f"the tokens of video {video} do not decode.*re-encode"):
+        reader.video(4)
+    probe = CliRunner().invoke(probe_app, ["cv", str(store), "--out", str(tmp_path / "run")])
+    assert probe.exit_code == 1 and video in probe.stderr and "Traceback" not in probe.output
