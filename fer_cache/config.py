@@ -66,6 +66,8 @@ class ExtractionConfig:
     resize: int | None = None  # short side before cropping; None: the encoder's resolution
     dtype: str = "float16"
     compressor: str = "none"  # float16 tokens compress by ~8-10% at 4-5x slower reads (benchmarks/bench_store.py)
+    face_crop: bool = False  # one detected face box per clip, cropped before resizing (needs fer-jepa[face])
+    face_margin: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -240,7 +242,7 @@ def _encoder(name: str, entry, base: Path, source: str, line: int) -> EncoderCon
 
 
 _EXTRACTION_TYPES = {"frames_per_clip": int, "frame_step": int, "clips_per_video": int, "spatial_views": int,
-                     "resize": int, "dtype": str, "compressor": str}
+                     "resize": int, "dtype": str, "compressor": str, "face_crop": bool, "face_margin": float}
 
 
 def _extraction(entry, source: str, line: int) -> ExtractionConfig:
@@ -261,6 +263,11 @@ def check_extraction(cfg: ExtractionConfig, where: str) -> ExtractionConfig:
     for key in ("frames_per_clip", "frame_step", "clips_per_video"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"{where}: '{key}' must be at least 1")
+    if cfg.face_crop and cfg.spatial_views != 1:
+        raise ConfigError(f"{where}: 'face_crop' cuts one face box per clip; use it with spatial_views 1")
+    if not 0 <= cfg.face_margin <= 2:
+        raise ConfigError(f"{where}: 'face_margin' must be between 0 and 2 (a fraction of the face box), got "
+                          f"{cfg.face_margin}")
     return cfg
 
 

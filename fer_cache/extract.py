@@ -71,15 +71,19 @@ class VideoClips(Dataset):
 
     def __init__(self, root: Path, jobs: list[tuple[int, str]], sampling: Sampling):
         self.root, self.jobs, self.sampling = root, jobs, sampling
+        self.detector = None  # the face detector, made in each worker on first use (it cannot be pickled)
 
     def __len__(self) -> int:
         return len(self.jobs)
 
     def __getitem__(self, i: int) -> DecodedVideo:
         index, rel = self.jobs[i]
+        if self.sampling.face_crop and self.detector is None:
+            from fer_cache.faces import load_detector
+            self.detector = load_detector()
         try:
-            frames = decode_video(self.root / rel, self.sampling.resize)  # [F, H, W, 3]
-            clips, frame_index = cut_clips(frames, self.sampling)
+            frames = decode_video(self.root / rel, *self.sampling.decode_side)  # [F, H, W, 3]
+            clips, frame_index = cut_clips(frames, self.sampling, self.detector)
         except DecodeError as exc:
             return DecodedVideo.failure(index, str(exc))
         return DecodedVideo(index, torch.from_numpy(np.ascontiguousarray(clips)), frame_index, len(frames))
@@ -180,7 +184,10 @@ def run_extraction(config: Config, request: ExtractRequest, *, on_start: Callabl
     device = resolve_device(request.device, info.local_rank)
     model = load_encoder(encoder_cfg.with_frames(extraction.frames_per_clip), device=device)
     sampling = Sampling.from_config(extraction, model.cfg.resolution)
-    if sampling.resize < sampling.crop:
+    if sampling.face_crop:
+        from fer_cache.faces import load_detector
+        load_detector()  # a missing OpenCV is a one-line error now, not a failure per video
+    if sampling.resize < sampling.crop and not sampling.face_crop:
         raise FerCacheError(f"{config.path}: extraction resize {sampling.resize} is smaller than the encoder's "
                             f"{sampling.crop} px input; set resize to at least {sampling.crop}")
     attrs = store_attrs(request.dataset, scan, model, sampling, extraction.dtype, extraction.compressor)

@@ -25,18 +25,30 @@ class Sampling:
     spatial_views: int = 1
     resize: int = 224  # short side after decoding
     crop: int = 224  # square crop fed to the encoder
+    face_crop: bool = False  # crop one face box per clip (fer_cache.faces) instead of the centre
+    face_margin: float = 0.25  # the face box grows by this fraction of its side on each side
 
     @classmethod
     def from_config(cls, extraction, resolution: int) -> "Sampling":
         """The sampling of an extraction entry for an encoder of this input resolution (resize defaults to it)."""
         return cls(frames_per_clip=extraction.frames_per_clip, frame_step=extraction.frame_step,
                    clips_per_video=extraction.clips_per_video, spatial_views=extraction.spatial_views,
-                   resize=extraction.resize or resolution, crop=resolution)
+                   resize=extraction.resize or resolution, crop=resolution, face_crop=extraction.face_crop,
+                   face_margin=extraction.face_margin)
 
     def as_attrs(self) -> dict:
-        return {"frames_per_clip": self.frames_per_clip, "frame_step": self.frame_step,
-                "clips_per_video": self.clips_per_video, "spatial_views": self.spatial_views,
-                "resize": self.resize, "crop": self.crop, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+        attrs = {"frames_per_clip": self.frames_per_clip, "frame_step": self.frame_step,
+                 "clips_per_video": self.clips_per_video, "spatial_views": self.spatial_views,
+                 "resize": self.resize, "crop": self.crop, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+        if self.face_crop:  # only then: stores without face crops keep their fingerprints
+            from fer_cache.faces import DETECTOR
+            attrs["face_crop"] = {"detector": DETECTOR, "margin": self.face_margin}
+        return attrs
+
+    @property
+    def decode_side(self) -> tuple[int, bool]:
+        """(short side to decode at, shrink only): face crops are cut from frames at up to twice the crop size."""
+        return (2 * self.crop, True) if self.face_crop else (self.resize, False)
 
 
 def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
@@ -114,15 +126,15 @@ def iter_frames(path: str | Path, convert) -> list:
     return out
 
 
-def decode_video(path: str | Path, short_side: int | None) -> np.ndarray:
+def decode_video(path: str | Path, short_side: int | None, shrink_only: bool = False) -> np.ndarray:
     """All frames of the first video stream (or of a frame folder), scaled during conversion -> [F, H, W, 3]
-    uint8 (RGB)."""
+    uint8 (RGB). shrink_only: frames already at most short_side keep their size."""
     size = []
 
     def convert(frame) -> np.ndarray:
         if not size:
-            size.append(scaled_size(frame.width, frame.height, short_side) if short_side else
-                        (frame.width, frame.height))
+            keep = short_side is None or (shrink_only and min(frame.width, frame.height) <= short_side)
+            size.append((frame.width, frame.height) if keep else scaled_size(frame.width, frame.height, short_side))
         width, height = size[0]
         return frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA")
 
@@ -155,12 +167,17 @@ def spatial_crops(height: int, width: int, crop: int, views: int) -> list[tuple[
     return [(top, left_centre) for top in (0, top_centre, height - crop)]
 
 
-def cut_clips(frames: np.ndarray, sampling: Sampling) -> tuple[np.ndarray, np.ndarray]:
-    """Decoded frames [F, H, W, 3] -> clips [K, S, T, crop, crop, 3] uint8 and their frame indices [K, T]."""
+def cut_clips(frames: np.ndarray, sampling: Sampling, detector=None) -> tuple[np.ndarray, np.ndarray]:
+    """Decoded frames [F, H, W, 3] -> clips [K, S, T, crop, crop, 3] uint8 and their frame indices [K, T]; with
+    face_crop, one face box per clip (detector: fer_cache.faces.load_detector())."""
     F, H, W, _ = frames.shape
+    indices = clip_frame_indices(F, sampling.frames_per_clip, sampling.frame_step, sampling.clips_per_video)
+    if sampling.face_crop:
+        from fer_cache.faces import crop_clips, face_boxes
+        boxes = face_boxes(detector, frames, indices, sampling.face_margin)
+        return crop_clips(frames, indices, boxes, sampling.crop), indices
     if min(H, W) < sampling.crop:
         raise DecodeError(f"frames of {W}x{H} are smaller than the {sampling.crop} px crop")
-    indices = clip_frame_indices(F, sampling.frames_per_clip, sampling.frame_step, sampling.clips_per_video)
     picked = frames[indices]  # [K, T, H, W, 3]
     views = [picked[:, :, top:top + sampling.crop, left:left + sampling.crop]
              for top, left in spatial_crops(H, W, sampling.crop, sampling.spatial_views)]

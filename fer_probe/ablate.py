@@ -12,6 +12,7 @@ from fer_probe.cv import RunResult, run_cv, with_settings
 from fer_probe.errors import FerProbeError, RunDirectoryError
 from fer_probe.metrics import bootstrap_ci, paired_bootstrap, uar
 from fer_probe.outputs import is_run_dir
+from fer_probe.reader import CacheReader
 
 OWNED = ("ablation.json", "ablation.md", "ablation.png")
 
@@ -66,21 +67,32 @@ def prepare_ablation_dir(out: Path, overwrite: bool) -> None:
 
 
 def run_ablation(store: str, out: str | Path, base: ProbeConfig, *, n_folds: int = 5, allow_incomplete: bool = False,
-                 overwrite: bool = False, on_progress: Callable[[str, int, int], None] | None = None) -> dict:
-    """Each variant is a full cross-validation run in out/<variant>, all on the first run's folds. Returns
+                 overwrite: bool = False, versus: str | None = None,
+                 on_progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """Each variant is a full cross-validation run in out/<variant>, all on the first run's folds; `versus`, a store
+    of the same videos extracted otherwise (e.g. without face crops), adds the baseline on it. Returns
     {"variants": pooled UAR with its interval per variant, "comparisons": paired tests}."""
     out = Path(out)
+    if versus is not None:
+        check_same_videos(store, versus, allow_incomplete)
     prepare_ablation_dir(out, overwrite)
     configs = variants(base)
     results, folds_file = {}, None
+    stores = {name: store for name in configs}
+    if versus is not None:
+        configs["attentive-versus-store"], stores["attentive-versus-store"] = base, versus
     for name, cfg in configs.items():
         progress = (lambda label, done, total, name=name: on_progress(f"{name} ({label})", done, total)) \
             if on_progress else None
-        results[name] = run_cv(store, out / name, cfg, n_folds=n_folds, folds_file=folds_file,
+        results[name] = run_cv(stores[name], out / name, cfg, n_folds=n_folds, folds_file=folds_file,
                                allow_incomplete=allow_incomplete, on_progress=progress)
         folds_file = folds_file or out / name / "folds.json"
+    questions = comparisons(list(configs)[:5])
+    if versus is not None:
+        questions.append((f"store ({Path(store).name} vs {Path(versus).name})", "attentive", "attentive-versus-store",
+                          "pbv", "pbv"))
     rows = []
-    for question, a, b, vote_a, vote_b in comparisons(list(configs)):
+    for question, a, b, vote_a, vote_b in questions:
         ids_a, labels, pred_a = video_predictions(results[a], vote_a)
         ids_b, _, pred_b = video_predictions(results[b], vote_b)
         order = {v: i for i, v in enumerate(ids_b)}
@@ -96,6 +108,15 @@ def run_ablation(store: str, out: str | Path, base: ProbeConfig, *, n_folds: int
     ablation_png(summary, out / "ablation.png", f"ablations on {Path(store).name} (recipe {base.recipe})",
                  chance=1 / len(results["attentive"].class_names))
     return summary
+
+
+def check_same_videos(store_a: str, store_b: str, allow_incomplete: bool) -> None:
+    with CacheReader(store_a, allow_incomplete=allow_incomplete) as a, \
+            CacheReader(store_b, allow_incomplete=allow_incomplete) as b:
+        same = sorted(zip(a.ids, a.subjects, a.labels.tolist())) == sorted(zip(b.ids, b.subjects, b.labels.tolist()))
+        if not same:
+            raise FerProbeError(f"{store_a} and {store_b} do not hold the same videos ({len(a)} vs {len(b)}, or other "
+                                "subjects or labels); compare stores extracted from one dataset")
 
 
 def variant_rows(results: dict[str, RunResult], configs: dict[str, ProbeConfig], base: ProbeConfig) -> list[dict]:

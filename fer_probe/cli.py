@@ -196,6 +196,9 @@ def embed_plot(store: Store, out: Annotated[Path, typer.Option(help="PNG file")]
 def ablate(store: Store, out: Out = Path("runs/ablate"), recipe: Recipe = "paper",
            folds: Annotated[int, typer.Option(help="number of subject folds")] = 5, epochs: Epochs = None,
            seed: Seed = 0, device: Device = "auto", batch_size: BatchSize = None, num_heads: NumHeads = None,
+           versus: Annotated[str | None, typer.Option(help="a store of the same videos extracted otherwise (e.g. "
+                                                           "face-cropped vs full frame): its baseline is compared "
+                                                           "too")] = None,
            allow_incomplete: Incomplete = False, overwrite: Overwrite = False):
     """Probe type, proj, test clips, voting and training clips compared on the same folds, with paired bootstraps."""
     from fer_probe.ablate import run_ablation
@@ -205,7 +208,7 @@ def ablate(store: Store, out: Out = Path("runs/ablate"), recipe: Recipe = "paper
     bar, update = epoch_progress()
     with bar:
         summary = run_ablation(store, out, cfg, n_folds=folds, allow_incomplete=allow_incomplete,
-                               overwrite=overwrite, on_progress=update)
+                               overwrite=overwrite, versus=versus, on_progress=update)
     print_ablation(summary["comparisons"])
     console.print(f"run directory: {out}")
 

@@ -1,5 +1,6 @@
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from fer_probe.ablate import run_ablation
@@ -7,6 +8,7 @@ from fer_probe.cli import app
 from fer_probe.config import ProbeConfig
 from fer_probe.cross import run_cross
 from fer_probe.cv import run_cv
+from fer_probe.errors import FerProbeError
 from tests.conftest import write_planted_store
 
 runner = CliRunner()
@@ -94,3 +96,14 @@ def test_compare_lays_out_runs_and_pairs_those_on_the_same_videos(tmp_path, plan
     assert text.count("| cv |") == 3 and "| paper |" in text and "| fast |" in text
     assert "paper - fast: UAR (PBV)" in text and "other" not in text.split("Paired tests")[1]
     assert (tmp_path / "table.csv").read_text().startswith("run,command,recipe")
+
+
+def test_ablation_against_another_extraction_of_the_same_videos(tmp_path, planted_store):
+    cfg = ProbeConfig.from_recipe("fast", epochs=2, num_heads=4, device="cpu")
+    cropped = write_planted_store(tmp_path / "cropped.zarr", signal=2.0)  # the same ids, other tokens
+    summary = run_ablation(str(planted_store), tmp_path / "ab", cfg, n_folds=2, versus=str(cropped))
+    row = summary["comparisons"][-1]
+    assert row["comparison"] == "store (planted.zarr vs cropped.zarr)" and row["uar_b"] > row["uar_a"]
+    other = write_planted_store(tmp_path / "other.zarr", n_subjects=4)
+    with pytest.raises(FerProbeError, match="do not hold the same videos"):
+        run_ablation(str(planted_store), tmp_path / "ab2", cfg, n_folds=2, versus=str(other))
