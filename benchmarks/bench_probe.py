@@ -1,9 +1,10 @@
 """Stage-2 speed at the paper's token shape (4608 tokens x 1280, float16), in one run:
-the time to read every clip once; the fast attentive probe's train/eval throughput; the straightforward
-cross-attention probe's throughput on the same clips; a whole `fer-probe cv` against the time needed to read
-the bytes it reads.
+the time to read every clip once; the fast attentive probe against the straightforward cross-attention; and
+`fer-probe cv` at the paper's scale of work (5 folds x 4 candidates, 2 lr x 2 wd) with the all-folds trainer
+against the fold-by-fold one, each against the time of reading every needed clip once per epoch; the peak memory;
+and the projected time of the whole RAVDESS protocol from the measured per-clip figures.
 
-python benchmarks/bench_probe.py [--videos 30] [--clips 2] [--tokens 4608] [--width 1280]
+python benchmarks/bench_probe.py [--subjects 10] [--clips 2] [--epochs 2] [--device cpu]
 """
 
 import argparse
@@ -19,19 +20,20 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
-from common import append_row, machine
+from common import append_row, machine, peak_rss_gb, synthetic_store
 
+from fer_probe.config import ProbeConfig
 from fer_probe.cv import run_cv
 from fer_probe.probes import AttentiveProbe
 from fer_probe.reader import CacheReader, ClipRef
-from fer_probe.train import ProbeConfig
-from tests.conftest import write_planted_store
+
+RAVDESS = {"videos": 2880, "clips": 8, "epochs": 20}  # the paper's protocol: all 8 clips, 20 epochs, 5 folds
 
 
 def throughput(probe: AttentiveProbe, clips: torch.Tensor, train: bool, repeats: int) -> float:
     """clips/s of forward (+ backward and a fused AdamW step when training) on a batch of clips."""
     optimizer = torch.optim.AdamW(probe.parameters(), lr=1e-3, fused=True)
-    labels = torch.zeros(len(clips), dtype=torch.long)
+    labels = torch.zeros(len(clips), dtype=torch.long, device=clips.device)
 
     def step():
         if train:
@@ -46,69 +48,129 @@ def throughput(probe: AttentiveProbe, clips: torch.Tensor, train: bool, repeats:
     started = time.perf_counter()
     for _ in range(repeats):
         step()
+    if clips.is_cuda:
+        torch.cuda.synchronize()
     return repeats * len(clips) / (time.perf_counter() - started)
+
+
+def read_time(store: Path) -> float:
+    """Seconds to read one clip view from the store (page cache) into float32, every clip once."""
+    with CacheReader(store) as reader:
+        refs = [ClipRef(v, k, 0) for v in range(len(reader)) for k in range(reader.clips)]
+        started = time.perf_counter()
+        for ref in refs:
+            reader.clip(ref)
+        return (time.perf_counter() - started) / len(refs)
+
+
+def probe_speeds(store: Path, device: torch.device, width: int) -> dict:
+    with CacheReader(store) as reader:
+        sample = torch.stack([reader.clip(ClipRef(v, 0, 0)) for v in range(8)]).to(device)  # [8, N, D]
+    torch.manual_seed(0)
+    probe = AttentiveProbe(width, 4, num_heads=16).to(device)
+    speeds = {"fast_train": throughput(probe, sample, True, 3), "fast_eval": throughput(probe, sample, False, 3)}
+    probe.fast = False
+    speeds |= {"slow_train": throughput(probe, sample[:2], True, 1), "slow_eval": throughput(probe, sample, False, 1)}
+    return speeds
+
+
+def timed_cv(store: Path, out: Path, cfg: ProbeConfig) -> float:
+    started = time.perf_counter()
+    run_cv(str(store), out, cfg, n_folds=5, overwrite=True)
+    return time.perf_counter() - started
+
+
+def needed_reads(store: Path, cfg: ProbeConfig, out: Path) -> int:
+    """Clip reads that the cv protocol needs at least: per epoch one sampled clip of each training video and every
+    clip of each validation video, then every clip of each test video once."""
+    import json
+    with CacheReader(store) as reader:
+        videos, clips = len(reader), reader.clips
+    heads = json.loads((out / "heads.json").read_text())
+    several = len(heads[0]["heads"]) > 1
+    val = 0
+    if several:  # every fold's validation videos (the inner split cv made), read whole after each epoch
+        from fer_cache.labels import canonical_order
+        from fer_probe.folds import fold_indices, inner_split, load_folds
+        with CacheReader(store) as reader:
+            folds = load_folds(out / "folds.json", reader.subjects, reader.ids)
+            names = canonical_order([reader.label_names[i] for i in reader.active_classes()])
+            targets = np.array([names.index(reader.label_names[i]) for i in reader.labels])
+            union = set()
+            for f, fold in enumerate(folds):
+                train_idx, _ = fold_indices(reader.subjects, fold, reader.ids)
+                union |= set(inner_split(reader.subjects, targets, train_idx, cfg.seed + f)[1].tolist())
+            val = len(union) * clips
+    return cfg.epochs * (videos + val) + videos * clips
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--videos-per-class", type=int, default=1)
     parser.add_argument("--subjects", type=int, default=10)
+    parser.add_argument("--videos-per-class", type=int, default=1)
     parser.add_argument("--clips", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=4608)
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--keep", default=None, help="folder to keep the store in (default: a temp folder)")
     args = parser.parse_args()
+    device = torch.device(args.device)
     folder = Path(args.keep or tempfile.mkdtemp(prefix="bench_probe_"))
     store = folder / "paper_shape.zarr"
     if not store.exists():
-        write_planted_store(store, n_subjects=args.subjects, per_class=args.videos_per_class, classes=4,
-                            clips=args.clips, tokens=args.tokens, width=args.width, signal=0.3)
-    reader = CacheReader(store)
-    refs = [ClipRef(v, k, 0) for v in range(len(reader)) for k in range(reader.clips)]
-    started = time.perf_counter()
-    for _ in reader.batches([[r] for r in refs]):
-        pass
-    read_s = (time.perf_counter() - started) / len(refs)
-    clip_mb = reader.clip_bytes / 1e6
-    print(f"store: {len(reader)} videos x {reader.clips} clips of [{reader.num_tokens}, {reader.width}] float16 "
-          f"({clip_mb:.1f} MB per clip) on {machine(torch.device('cpu'))}")
-    print(f"read every clip once: {read_s * 1e3:.1f} ms per clip ({clip_mb / read_s:.0f} MB/s, {1 / read_s:.1f} "
-          "clips/s)")
-
-    sample = torch.from_numpy(np.stack([reader.clip(r) for r in refs[:8]]))  # [8, N, D], cv's default batch
-    torch.manual_seed(0)
-    probe = AttentiveProbe(args.width, 4, num_heads=16)
-    fast_train = throughput(probe, sample, train=True, repeats=3)
-    fast_eval = throughput(probe, sample, train=False, repeats=3)
-    probe.fast = False
-    slow_train = throughput(probe, sample[:2], train=True, repeats=1)
-    slow_eval = throughput(probe, sample, train=False, repeats=1)
-    print(f"fast attentive probe:           train {fast_train:7.2f} clips/s, eval {fast_eval:7.2f} clips/s")
-    print(f"straightforward cross-attention: train {slow_train:7.2f} clips/s, eval {slow_eval:7.2f} clips/s")
-    print(f"speed-up: train {fast_train / slow_train:.0f}x, eval {fast_eval / slow_eval:.0f}x (goal >= 20x)")
-
-    run_cv(str(store), folder / "warm-up", ProbeConfig(epochs=1, device="cpu"), n_folds=2)  # start-up aside
-    n_train = len(reader) * (args.folds - 1)  # every video trains in all folds but its own
-    clip_reads = n_train * args.epochs + len(reader) * reader.clips
-    floor = clip_reads * read_s
-    row = {"machine": machine(torch.device("cpu")), "tokens": args.tokens, "width": args.width,
-           "read_ms_per_clip": round(read_s * 1e3, 2), "fast_train_clips_per_s": round(fast_train, 2),
-           "fast_eval_clips_per_s": round(fast_eval, 2), "slow_train_clips_per_s": round(slow_train, 3),
-           "slow_eval_clips_per_s": round(slow_eval, 3), "cv_read_floor_seconds": round(floor, 2)}
-    for precision in ("float32", "bfloat16"):
-        cfg = ProbeConfig(epochs=args.epochs, batch_size=8, device="cpu", memory_budget_mb=0, precision=precision)
-        started = time.perf_counter()
-        run_cv(str(store), folder / f"run-{precision}", cfg, n_folds=args.folds)  # streams every read
-        cv_s = time.perf_counter() - started
-        print(f"fer-probe cv {precision} ({args.folds} folds x {args.epochs} epochs, streaming): {cv_s:.1f} s for "
-              f"{clip_reads} clip reads; reading those bytes alone: {floor:.1f} s; ratio {cv_s / floor:.2f} "
-              "(goal <= 1.5)")
-        row |= {f"cv_{precision}_seconds": round(cv_s, 2), f"cv_{precision}_ratio": round(cv_s / floor, 3)}
+        synthetic_store(store, subjects=args.subjects, classes=4, per_class=args.videos_per_class, clips=args.clips,
+                        tokens=args.tokens, width=args.width)
+    read_s = read_time(store)
+    clip_mb = args.tokens * args.width * 2 / 1e6
+    print(f"store: {args.subjects * 4 * args.videos_per_class} videos x {args.clips} clips of [{args.tokens}, "
+          f"{args.width}] float16 ({clip_mb:.1f} MB per clip) on {machine(device)}")
+    print(f"read every clip once: {read_s * 1e3:.1f} ms per clip ({clip_mb / read_s:.0f} MB/s)")
+    speeds = probe_speeds(store, device, args.width)
+    print(f"fast attentive probe:            train {speeds['fast_train']:7.2f} clips/s, eval {speeds['fast_eval']:7.2f}")
+    print(f"straightforward cross-attention: train {speeds['slow_train']:7.2f} clips/s, eval {speeds['slow_eval']:7.2f}")
+    row = {"machine": machine(device), "tokens": args.tokens, "width": args.width,
+           "read_ms_per_clip": round(read_s * 1e3, 2)} | {f"{k}_clips_per_s": round(v, 2) for k, v in speeds.items()}
+    row |= paper_scale(store, folder, args, read_s)
+    row["peak_rss_gb"] = round(peak_rss_gb(), 2)
+    print(f"peak resident memory: {row['peak_rss_gb']:.1f} GB (the store is {store_gb(store):.2f} GB, streamed)")
     append_row("probe", row)
     if not args.keep:
         shutil.rmtree(folder)
+
+
+def store_gb(store: Path) -> float:
+    return sum(p.stat().st_size for p in store.rglob("*") if p.is_file()) / 1e9
+
+
+def paper_scale(store: Path, folder: Path, args, read_s: float) -> dict:
+    """5 folds x (2 lr x 2 wd) x E epochs, one clip per video per epoch, streaming every read; then 1 candidate per
+    fold for the projection of the paper's protocol."""
+    grid = dict(epochs=args.epochs, lrs=(1e-3, 3e-4), weight_decays=(0.01, 0.1), device=args.device,
+                memory_budget_mb=0, num_heads=16)
+    times = {}
+    for schedule in ("per-fold", "all-folds"):
+        cfg = ProbeConfig.from_recipe("fast", schedule=schedule, **grid)
+        times[schedule] = timed_cv(store, folder / schedule, cfg)
+    floor = needed_reads(store, ProbeConfig.from_recipe("fast", **grid), folder / "all-folds") * read_s
+    print(f"cv, 5 folds x 4 candidates x {args.epochs} epochs: fold-by-fold {times['per-fold']:.1f} s, all folds in "
+          f"one pass {times['all-folds']:.1f} s: {times['per-fold'] / times['all-folds']:.1f}x faster; reading each "
+          f"needed clip once per epoch takes {floor:.1f} s: ratios {times['per-fold'] / floor:.1f} and "
+          f"{times['all-folds'] / floor:.1f}")
+    single = ProbeConfig.from_recipe("fast", epochs=args.epochs, device=args.device, memory_budget_mb=0, num_heads=16)
+    one = timed_cv(store, folder / "single", single)
+    with CacheReader(store) as reader:
+        videos, clips = len(reader), reader.clips
+    per_clip = one / (args.epochs * videos + videos * clips)  # one candidate per fold, every clip read once a pass
+    projected = per_clip * RAVDESS["videos"] * RAVDESS["clips"] * (RAVDESS["epochs"] + 1)
+    print(f"one candidate per fold: {one:.1f} s, {per_clip * 1e3:.1f} ms per clip read; projected whole RAVDESS "
+          f"paper protocol (2,880 videos, 5 folds, 20 epochs, all 8 clips, then every clip tested): "
+          f"{projected / 3600:.1f} h here (reading alone: {read_s * RAVDESS['videos'] * 8 * 21 / 3600:.1f} h)")
+    return {"cv_per_fold_s": round(times["per-fold"], 1), "cv_all_folds_s": round(times["all-folds"], 1),
+            "cv_read_floor_s": round(floor, 1), "cv_speedup": round(times["per-fold"] / times["all-folds"], 2),
+            "cv_all_folds_ratio": round(times["all-folds"] / floor, 2),
+            "cv_per_fold_ratio": round(times["per-fold"] / floor, 2), "single_candidate_cv_s": round(one, 1),
+            "projected_ravdess_hours": round(projected / 3600, 2)}
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
-"""Small helpers shared by the benchmarks: timing with device sync, and one CSV row per run."""
+"""Small helpers shared by the benchmarks: timing with device sync, one CSV row per run, peak memory, and a synthetic
+store written by fer_cache's own writer."""
 
 import csv
 import platform
+import resource
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import torch
 
 RESULTS = Path(__file__).parent / "results"
@@ -34,6 +37,11 @@ def machine(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
 
 
+def peak_rss_gb() -> float:
+    """Peak resident memory of this process so far (Linux reports kB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
 def append_row(name: str, row: dict) -> Path:
     """Append one row to benchmarks/results/<name>.csv (header written on first use)."""
     RESULTS.mkdir(exist_ok=True)
@@ -49,4 +57,30 @@ def append_row(name: str, row: dict) -> Path:
         writer = csv.DictWriter(f, fieldnames=fields, restval="")
         writer.writeheader()
         writer.writerows(rows + [row])
+    return path
+
+
+def synthetic_store(path: Path, *, subjects: int, classes: int, per_class: int, clips: int, tokens: int, width: int,
+                    signal: float = 0.3, seed: int = 0) -> Path:
+    """A done store of random tokens with a class signal, written through fer_cache.store (float16, sharded)."""
+    from fer_cache import schema
+    from fer_cache import store as st
+    from fer_cache.datasets import VideoItem
+    from fer_cache.labels import CANONICAL_LABELS
+
+    rng = np.random.default_rng(seed)
+    names = [CANONICAL_LABELS[i] for i in (0, 2, 3, 4, 5, 6)][:classes]
+    videos = [VideoItem(f"s{s}_c{c}_r{r}", f"s{s}/{c}_{r}.mp4", CANONICAL_LABELS.index(names[c]), names[c], str(s + 1))
+              for s in range(subjects) for c in range(classes) for r in range(per_class)]
+    encoder = {"family": "synthetic", "embed_dim": width, "num_heads": 16}
+    sampling, storage, grid = {"clips_per_video": clips, "spatial_views": 1}, {"dtype": "float16"}, [1, 1, tokens]
+    attrs = {"dataset": "synthetic", "label_names": list(CANONICAL_LABELS), "encoder": encoder, "sampling": sampling,
+             "storage": storage, "token_grid": grid, "fingerprint": schema.fingerprint(encoder, sampling, storage, grid)}
+    st.tune_for_writing()
+    group = st.create_store(path, st.Layout(len(videos), clips, 1, tokens, width, 4), videos, attrs)
+    directions = rng.standard_normal((classes, width)).astype(np.float32)
+    for row, video in enumerate(videos):
+        values = rng.standard_normal((clips, 1, tokens, width), dtype=np.float32)
+        values += signal * directions[names.index(video.label_name)]
+        st.write_video(group, row, values, np.zeros((clips, 4), np.int32), 64)
     return path

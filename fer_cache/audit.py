@@ -86,6 +86,7 @@ def verify_store(location: str, on_video: Progress | None = None) -> VerifyRepor
     errors = schema.read_strings(group["videos/error"])
     dtype = schema.storage_dtype(group)
     missing = set(schema.done_rows_missing_tokens(group, location, np.flatnonzero(status == schema.DONE)) or [])
+    arrays = schema.TokenArrays(group)
     for i, video_id in enumerate(ids):
         if on_video is not None:
             on_video(i + 1, len(ids))
@@ -100,7 +101,7 @@ def verify_store(location: str, on_video: Progress | None = None) -> VerifyRepor
                                    "written); rerun extract on this store to re-encode it")
             continue
         try:
-            stored, scale = schema.read_stored(group, i, video_id, location)
+            stored, scale = schema.read_stored(arrays, i, video_id, location)
         except schema.StoreFormatError as exc:
             report.problems.append(f"video {video_id}: tokens unreadable ({exc.__cause__.__class__.__name__}); "
                                    "rerun extract after deleting its chunk")

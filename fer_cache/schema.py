@@ -83,6 +83,14 @@ def check_schema(group: zarr.Group, location: str) -> None:
         raise StoreFormatError(f"{location}: missing '{missing[0]}'; not a complete fer-cache store")
 
 
+class TokenArrays:
+    """The token arrays of a store, opened once (each group lookup reads metadata from the store)."""
+
+    def __init__(self, group: zarr.Group):
+        self.tokens = group["tokens"]
+        self.scales = group["tokens_scale"] if "tokens_scale" in group else None
+
+
 def read_strings(array) -> list[str]:
     """A string column as plain Python str (zarr's StringDType breaks scikit-learn)."""
     return [str(s) for s in array[:].tolist()]
@@ -114,13 +122,13 @@ def decode_tokens(stored: np.ndarray, dtype: str, scale: np.ndarray | None = Non
     return stored.astype(np.float32)
 
 
-def read_stored(group: zarr.Group, row: int, video_id: str, location: str, selection: tuple = ()) \
+def read_stored(arrays: "TokenArrays", row: int, video_id: str, location: str, selection: tuple = ()) \
         -> tuple[np.ndarray, np.ndarray | None]:
     """One video's stored token values (and int8 scales), all of them or `selection` within [K, S]; a chunk that
     does not decode names the video and says how to repair it."""
     try:
-        stored = group["tokens"][(row, *selection)]
-        scale = group["tokens_scale"][(row, *selection)] if "tokens_scale" in group else None
+        stored = arrays.tokens[(row, *selection)]
+        scale = arrays.scales[(row, *selection)] if arrays.scales is not None else None
     except Exception as exc:  # noqa: BLE001 - any codec failure means a damaged chunk; re-raised with its video
         raise StoreFormatError(f"{location}: the tokens of video {video_id} do not decode ({type(exc).__name__}); "
                                "delete its chunk and rerun `fer-cache extract` on this store to re-encode it") from exc
@@ -189,4 +197,4 @@ def reuse_freed_memory() -> None:
     libc = ctypes.CDLL(name)
     if hasattr(libc, "mallopt"):
         libc.mallopt(-4, 0)  # M_MMAP_MAX: serve large blocks from the heap
-        libc.mallopt(-1, 2**30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of freed heap for reuse
+        libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: keep up to 2 GiB of freed heap for reuse

@@ -27,7 +27,7 @@ class Layout:
     width: int
     frames_per_clip: int
     dtype: str = "float16"
-    compressor: str = "zstd"
+    compressor: str = "none"
     shard_by_video: bool = True
 
 

@@ -90,6 +90,8 @@ PrecisionOpt = Annotated[str, typer.Option(help="auto (float32 on the CPU, bfloa
                                                 "or float16 (CUDA, with a gradient scaler, as the reference)")]
 Schedule = Annotated[str, typer.Option(help="all-folds (every fold from one read of each clip) or per-fold")]
 Overwrite = Annotated[bool, typer.Option(help="replace the run files of an existing run directory")]
+ValCurve = Annotated[bool, typer.Option(help="with several candidates, score the validation split after every epoch "
+                                             "(training curves), not only after the last")]
 
 
 def probe_settings(recipe: str, **values) -> "ProbeConfig":  # noqa: F821 - imported lazily (torch)
@@ -122,14 +124,14 @@ def cv(store: Store, recipe: Recipe = "paper", probe: ProbeKind = "attentive", o
        wd_schedule: WdSchedule = None, head: HeadKind = "linear", num_heads: NumHeads = None, proj: Proj = None,
        train_clips: TrainClips = None, test_clips: TestClips = "all", allow_incomplete: Incomplete = False,
        memory_mb: MemoryMb = 2048.0, precision: PrecisionOpt = "auto", schedule: Schedule = "all-folds",
-       overwrite: Overwrite = False):
+       val_curve: ValCurve = False, overwrite: Overwrite = False):
     """Subject-independent cross-validation of a probe on one store."""
     from fer_probe.cv import run_cv
 
     cfg = probe_settings(recipe, probe=probe, epochs=epochs, seed=seed, device=device, batch_size=batch_size, lr=lr,
                          wd=wd, wd_schedule=wd_schedule, head=head, num_heads=num_heads, use_proj=proj,
                          train_clips=train_clips, test_clips=test_clips, memory_mb=memory_mb, precision=precision,
-                         schedule=schedule)
+                         schedule=schedule, val_curve=val_curve)
     bar, update = epoch_progress()
     with bar:
         result = run_cv(store, out, cfg, n_folds=fold_count(folds), folds_file=folds_file,

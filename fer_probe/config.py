@@ -68,6 +68,7 @@ class ProbeConfig:
     # scaler on CUDA, as the reference code trains; bfloat16 on a CPU feeds bfloat16 tokens (faster with AMX)
     precision: Precision = "auto"
     schedule: Schedule = "all-folds"  # all folds' probes from one read of each clip, or fold after fold
+    val_curve: bool = False  # score the inner validation videos after every epoch, not only after the last
     overridden: tuple[str, ...] = field(default=(), compare=False)  # fields set apart from the recipe
 
     def __post_init__(self):

@@ -98,35 +98,54 @@ class CrossAttentionBlock(nn.Module):
         return self.finish(query, y)
 
 
-def attend_many(blocks: list[CrossAttentionBlock], queries: list[torch.Tensor], x: torch.Tensor) -> list[torch.Tensor]:
-    """Exact cross-attention of several probes over the same raw tokens x [B, N, D] -> per probe [B, Q, D].
+def pool(x: torch.Tensor, u: torch.Tensor, eps: float) -> torch.Tensor:
+    """The re-associated attention pooling: raw tokens x [B, N, D], the stacked key columns of several probes
+    u [M, D] -> sum over tokens of softmax(x_hat . u) x_hat per column [B, M, D]. It reads the tokens twice (once for
+    the scores and token means, once for the pooled sums), and twice more in the backward pass, however large M is.
 
-    The tokens are traversed a fixed number of times however many probes there are: one matmul gives every probe's
-    scores and the token means, one batched matmul every probe's pooled sums (and the same two in the backward pass).
     Tokens may be bfloat16 (the fast CPU path): only the matmuls that read them run in their dtype; statistics,
-    softmax and everything on the query side stay in float32, so no weight is ever cast.
-    """
+    softmax and everything on the query side stay in float32, so no weight is ever cast."""
     B, N, D = x.shape
-    eps = {block.norm1.eps for block in blocks}
-    if len(eps) != 1:
-        raise FerProbeError("probes trained together must share the LayerNorm eps")
-    columns = [block.key_columns(query) for block, query in zip(blocks, queries)]  # P x [Qh, D]
-    widths = [c.shape[0] for c in columns]
-    u = torch.cat(columns)  # [M, D]
     M = u.shape[0]
     stats = torch.promote_types(x.dtype, torch.float32)
     # E[x^2] - mu^2 from a norm: cheap passes instead of var_mean's slow one on the CPU. Encoder tokens come out of a
     # LayerNorm, so their mean is small against their spread and the difference keeps its precision.
     with_mean = torch.cat([u, u.new_full((1, D), 1.0 / D)])  # [M + 1, D]
     both = (x.reshape(B * N, D) @ with_mean.to(x.dtype).T).view(B, N, M + 1)  # [B, N, M + 1]
-    raw, mu = both[..., :-1], both[..., -1:].to(stats)  # [B, N, M], [B, N, 1]
+    raw, mu = both.split([M, 1], dim=-1)  # [B, N, M], [B, N, 1]
+    mu = mu.to(stats)
     norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True).to(stats)  # [B, N, 1]
-    rstd = torch.rsqrt((norm.square() / D - mu.square()).clamp_min(0) + eps.pop())  # [B, N, 1]
+    rstd = torch.rsqrt((norm.square() / D - mu.square()).clamp_min(0) + eps)  # [B, N, 1]
     scores = (raw.to(stats) - mu * u.sum(-1)) * rstd  # [B, N, M] = x_hat . u
     weights = scores.softmax(dim=1) * rstd  # [B, N, M]
     pooled = (weights.to(x.dtype).transpose(1, 2) @ x).to(stats)  # [B, M, D]
-    pooled = pooled - (weights * mu).sum(1).unsqueeze(-1)  # [B, M, D] = sum a x_hat
-    parts = pooled.split(widths, dim=1)  # P x [B, Qh, D]
+    return pooled - (weights * mu).sum(1).unsqueeze(-1)  # [B, M, D] = sum a x_hat
+
+
+def attend_many(blocks: list[CrossAttentionBlock], queries: list[torch.Tensor], x: torch.Tensor,
+                rows: list[list[int]] | None = None) -> list[torch.Tensor]:
+    """Exact cross-attention of several probes over the same raw tokens x [B, N, D] -> per probe [B_p, Q, D].
+
+    All probes' score columns are stacked, so the tokens are traversed a fixed number of times however many probes
+    there are. rows (per probe, the batch elements it needs, ascending) limits each probe to its own videos: every
+    element is then pooled with the columns of just the probes that use it, so no work is spent on the others."""
+    eps = {block.norm1.eps for block in blocks}
+    if len(eps) != 1:
+        raise FerProbeError("probes trained together must share the LayerNorm eps")
+    eps = eps.pop()
+    columns = [block.key_columns(query) for block, query in zip(blocks, queries)]  # P x [Qh, D]
+    if rows is None:
+        parts = pool(x, torch.cat(columns), eps).split([c.shape[0] for c in columns], dim=1)  # P x [B, Qh, D]
+    else:
+        pieces: list[list[torch.Tensor]] = [[] for _ in blocks]
+        for b in range(x.shape[0]):
+            users = [p for p, mine in enumerate(rows) if b in mine]
+            if not users:
+                continue
+            pooled = pool(x[b:b + 1], torch.cat([columns[p] for p in users]), eps)[0]  # [M_b, D]
+            for p, part in zip(users, pooled.split([columns[p].shape[0] for p in users])):
+                pieces[p].append(part)  # [Qh, D]
+        parts = [torch.stack(p) if p else columns[i].new_zeros((0, *columns[i].shape)) for i, p in enumerate(pieces)]
     return [block.attention_output(part, query.shape[1]) for block, query, part in zip(blocks, queries, parts)]
 
 
@@ -216,6 +235,14 @@ class AttentiveProbe(nn.Module):
             self.mlp_head = classification_head(dim, num_classes, head)
         self.fast = True
 
+    def reset_parameters(self) -> None:
+        """The reference initialisation of the pooler and PyTorch's default for the head (a probe built on the meta
+        device skips the default initialisation that this replaces anyway)."""
+        reference_init(self.pooler)
+        for module in (self.linear if self.head_kind == "linear" else self.mlp_head).modules():
+            if isinstance(module, nn.Linear):
+                module.reset_parameters()
+
     @property
     def shares_token_pass(self) -> bool:
         """Single cross-attention probes on the fast path can pool in one pass with other such probes."""
@@ -257,18 +284,21 @@ class PooledProbe(nn.Module):
         return self.net(self.pooled(features))  # [B, C]
 
 
-def forward_many(models: list[nn.Module], x: torch.Tensor) -> list[torch.Tensor]:
-    """Logits of several probes on the same inputs [B, ...] -> P x [B, C]; attentive probes share one token pass."""
+def forward_many(models: list[nn.Module], x: torch.Tensor, rows: list[list[int]] | None = None) \
+        -> list[torch.Tensor]:
+    """Logits of several probes on the same inputs [B, ...] -> P x [B_p, C], each on its rows of the batch (all rows
+    by default); attentive probes share one pass over the tokens."""
     shared = [i for i, m in enumerate(models) if m.shares_token_pass]
     out: list[torch.Tensor | None] = [None] * len(models)
     if shared:
         blocks = [models[i].pooler.cross_attention_block for i in shared]
         queries = [models[i].pooler.query_tokens for i in shared]
-        for i, block, query, y in zip(shared, blocks, queries, attend_many(blocks, queries, x)):
-            out[i] = models[i].classify(block.finish(query, y).mean(dim=1))  # [B, C]
+        subsets = [rows[i] for i in shared] if rows is not None else None
+        for i, block, query, y in zip(shared, blocks, queries, attend_many(blocks, queries, x, subsets)):
+            out[i] = models[i].classify(block.finish(query, y).mean(dim=1))  # [B_p, C]
     for i, model in enumerate(models):
         if out[i] is None:
-            out[i] = model(x)
+            out[i] = model(x if rows is None else x[rows[i]])
     return out
 
 

@@ -10,6 +10,7 @@ trains fold after fold, each on batches of exactly its own videos, as the refere
 Axes: P candidates, B videos in a batch, C classes.
 """
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,17 +62,30 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}]
 
 
+def fresh_probe(cfg: ProbeConfig, width: int, num_classes: int, seed: int, device: torch.device) -> nn.Module:
+    """A probe with its initial weights for this seed. Attentive probes are built on the meta device and initialised
+    once: PyTorch's default initialisation of 20M parameters, replaced right after, would cost as much again."""
+    torch.manual_seed(seed)
+    kwargs = dict(num_heads=cfg.num_heads, num_queries=cfg.num_queries, head=cfg.head, use_proj=cfg.use_proj)
+    if cfg.probe not in ("attentive", "attentive-deep"):
+        return build_probe(cfg.probe, width, num_classes, **kwargs).to(device)
+    with torch.device("meta"):
+        model = build_probe(cfg.probe, width, num_classes, **kwargs)
+    model = model.to_empty(device=device)
+    model.reset_parameters()
+    return model
+
+
 def make_candidates(cfg: ProbeConfig, source: TokenSource, num_classes: int, plan: FoldPlan,
                     device: torch.device) -> list[Candidate]:
+    """Every (lr, wd) candidate of a fold starts from the same weights: only lr and wd differ."""
+    first = fresh_probe(cfg, source.reader.width, num_classes, plan.seed, device)
+    if source.kind == "pooled":
+        first.fit_standardisation(source.pooled[plan.train].reshape(-1, source.reader.width).to(device))
     out = []
     for lr in cfg.lrs:
         for wd in cfg.weight_decays:
-            torch.manual_seed(plan.seed)  # every candidate of a fold starts from the same weights: only lr/wd differ
-            model = build_probe(cfg.probe, source.reader.width, num_classes, num_heads=cfg.num_heads,
-                                num_queries=cfg.num_queries, head=cfg.head, use_proj=cfg.use_proj)
-            if source.kind == "pooled":
-                model.fit_standardisation(source.pooled[plan.train].reshape(-1, source.reader.width))
-            model = model.to(device)
+            model = first if not out else copy.deepcopy(first)
             optimizer = torch.optim.AdamW(parameter_groups(model, wd), lr=lr, fused=True)  # 5x faster on the CPU
             out.append(Candidate(plan.fold, f"lr{lr:.0e}_wd{wd:g}", lr, wd, model, optimizer))
     return out
@@ -93,17 +107,18 @@ class StepRunner:
         self.meters = np.zeros((len(candidates), 3))  # loss sum, correct, samples
 
     def __call__(self, batch: Batch, progress: float) -> None:
-        rows = self.member[:, batch.videos]  # [P, B]
-        active = np.flatnonzero(rows.any(axis=1))
+        member = self.member[:, batch.videos]  # [P, B]
+        active = np.flatnonzero(member.any(axis=1))
+        rows = [np.flatnonzero(member[p]).tolist() for p in active]  # each candidate's videos in the batch
         x = batch.inputs.to(self.device, non_blocking=True)
         y = self.targets[batch.videos].to(self.device)
         models = [self.candidates[p].model.train() for p in active]
+        every = all(len(mine) == len(batch.videos) for mine in rows)  # then one batched pass serves every candidate
         with autocast_for(self.device, self.dtype):
-            logits = forward_many(models, x)  # P' x [B, C]
+            logits = forward_many(models, x, None if every else rows)  # P' x [B_p, C]
         losses = []
-        for p, lg in zip(active, logits):
-            mask = torch.from_numpy(rows[p]).to(self.device)
-            lg, target = lg.float()[mask], y[mask]
+        for p, mine, lg in zip(active, rows, logits):
+            lg, target = lg.float(), y[mine]
             losses.append(F.cross_entropy(lg, target))
             with torch.no_grad():
                 self.meters[p] += (losses[-1].item() * len(target), (lg.argmax(1) == target).sum().item(), len(target))
@@ -142,8 +157,9 @@ class StepRunner:
 
 def train_plans(source: TokenSource, plans: list[FoldPlan], targets: np.ndarray, cfg: ProbeConfig,
                 num_classes: int, sampling_seed: int, on_epoch: Callable[[int], None] | None = None) -> Training:
-    """Train every candidate of every plan in one pass per epoch over the union of their training videos;
-    the candidates of a plan with validation videos are scored there after each epoch (train_log.csv)."""
+    """Train every candidate of every plan in one pass per epoch over the union of their training videos; the
+    candidates of a plan with validation videos are scored there after the last epoch (after every epoch with
+    val_curve), and every epoch's mean loss and accuracy go to the log (train_log.csv)."""
     device = resolve_device(cfg.device)
     training = Training([make_candidates(cfg, source, num_classes, plan, device) for plan in plans])
     flat = [c for group in training.candidates for c in group]
@@ -164,9 +180,10 @@ def train_plans(source: TokenSource, plans: list[FoldPlan], targets: np.ndarray,
             step += 1
             step_runner(batch, step / total_steps)
         means = step_runner.epoch_means()
-        val = validate(source, plans, training.candidates, targets, cfg)
+        last = epoch == cfg.epochs - 1
+        val = validate(source, plans, training.candidates, targets, cfg) if last or cfg.val_curve else {}
         for p, candidate in enumerate(flat):
-            candidate.val_uar = val.get(p)
+            candidate.val_uar = val.get(p, candidate.val_uar)
             training.log.append({"epoch": epoch + 1, "fold": candidate.fold, "head": candidate.name,
                                  "train_loss": float(means[p, 0]), "train_accuracy": float(means[p, 1]),
                                  "val_uar_pbv": val.get(p)})

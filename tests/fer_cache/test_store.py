@@ -30,7 +30,7 @@ def test_storage_dtypes_round_trip(tmp_path, dtype, tolerance):
     group = new_store(tmp_path, dtype=dtype)
     values = tokens()
     st.write_video(group, 1, values, np.zeros((2, 4), np.int32), 40)
-    stored, scale = schema.read_stored(group, 1, "v1", "s")
+    stored, scale = schema.read_stored(schema.TokenArrays(group), 1, "v1", "s")
     back = schema.decode_tokens(stored, dtype, scale)
     assert np.abs(back - values).max() <= tolerance * np.abs(values).max()
     assert group["videos/status"][:].tolist() == [schema.PENDING, schema.DONE, schema.PENDING]
