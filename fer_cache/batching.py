@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from fer_cache import schema
 from fer_cache.staging import Download, Downloader, Uploader
 from fer_cache.video import normalise
 from fer_cache.writer import Failure, Finished, Writer
@@ -114,8 +115,8 @@ class BatchEncoder:
         for (index, position), row, ok in zip(inflight.slots, tokens, finite):
             entry = self.videos_in_work[index]
             K, S = entry.decoded.clips.shape[:2]
-            if entry.tokens.size == 0:
-                entry.tokens = np.empty((K, S, *row.shape), dtype=row.dtype)  # [K, S, N, D]
+            if entry.tokens.size == 0:  # page-aligned: the writer can send it to disk past the page cache
+                entry.tokens = schema.aligned_empty((K, S, *row.shape), row.dtype)  # [K, S, N, D]
             entry.tokens[position // S, position % S] = row
             entry.finite &= bool(ok)
             entry.filled += 1

@@ -248,7 +248,7 @@ def encode_all(model, group, dataset: VideoClips, request: ExtractRequest, devic
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None,
                         worker_init_fn=quiet_worker if workers else None)
     out_dtype = torch.float16 if schema.storage_dtype(group) == "float16" else torch.float32
-    writer = Writer(group)
+    writer = Writer(group, location=request.out)
     writer.start()
     encoder = BatchEncoder(model, writer, batch_size=request.batch_size, device=device, out_dtype=out_dtype,
                            on_advance=on_advance)

@@ -122,12 +122,19 @@ def write_column(group: zarr.Group, name: str, values: list, dtype, chunks: tupl
         array[:] = np.array(values, dtype=np.dtypes.StringDType() if dtype is str else dtype)
 
 
-def write_video(group: zarr.Group, index: int, tokens: np.ndarray, frame_index: np.ndarray, n_frames: int) -> None:
-    """Write one video's tokens [K, S, N, D] and clip indices, then (last) mark it done."""
+def write_video(group: zarr.Group, index: int, tokens: np.ndarray, frame_index: np.ndarray, n_frames: int,
+                location: str | None = None) -> None:
+    """Write one video's tokens [K, S, N, D] and clip indices, then (last) mark it done. With the store's location,
+    whole shards go straight to their files (schema.write_shard)."""
     stored, scale = schema.encode_tokens(tokens, schema.storage_dtype(group))
-    group["tokens"][index] = stored
-    if scale is not None:
-        group["tokens_scale"][index] = scale
+    for name, values in (("tokens", stored), ("tokens_scale", scale)):
+        if values is None:
+            continue
+        array = group[name]
+        if location is not None and schema.writes_whole_shards(array, location):
+            schema.write_shard(array, location, name, index, values)
+        else:
+            array[index] = values
     group["clips/frame_index"][index] = frame_index
     group["videos/n_frames"][index] = n_frames
     group["videos/error"][index] = ""

@@ -54,9 +54,10 @@ def fault_after() -> tuple[int, signal.Signals] | None:
 class Writer(threading.Thread):
     """Commits Finished and Failure records in order; a write error stops it and is raised by put() or close()."""
 
-    def __init__(self, group: zarr.Group, depth: int = 8):
+    def __init__(self, group: zarr.Group, depth: int = 8, location: str | None = None):
         super().__init__(daemon=True, name="fer-cache-writer")
         self.group, self.jobs, self.error = group, queue.Queue(maxsize=depth), None
+        self.location = location  # a local store's path: whole shards are then written straight to their files
         self.committed = 0
         self.fault = fault_after()
 
@@ -76,7 +77,7 @@ class Writer(threading.Thread):
             st.mark_failed(self.group, job.index, f"the encoder produced {nonfinite_count(job.tokens)} non-finite "
                            "token values (NaN/inf); check the checkpoint, or store bfloat16 if float16 overflowed")
         else:
-            st.write_video(self.group, job.index, job.tokens, job.frame_index, job.n_frames)
+            st.write_video(self.group, job.index, job.tokens, job.frame_index, job.n_frames, self.location)
         self.committed += 1
         if self.fault is not None and self.committed == self.fault[0]:
             os.kill(os.getpid(), self.fault[1])
