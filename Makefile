@@ -10,7 +10,7 @@ PROBE ?= attentive
 RUN ?= runs/$(notdir $(basename $(STORE)))-$(PROBE)
 EXTRACT_ARGS ?=
 
-.PHONY: install test demo extract probe bench lint clean
+.PHONY: install test demo extract probe bench bench-gpu lint clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,7 +39,12 @@ bench: install
 	$(PY) benchmarks/bench_encoder.py --preset tiny
 	$(PY) benchmarks/bench_extract.py
 	$(PY) benchmarks/bench_store.py
+	$(PY) benchmarks/bench_pipeline.py
 	$(PY) benchmarks/bench_probe.py
+
+# On a fresh CUDA machine with torch (no .venv): the missing libraries come from .whl/ (scripts/gpu_wheels.sh).
+bench-gpu:
+	bash scripts/bench_gpu.sh
 
 lint: install
 	$(VENV)/bin/ruff check fer_cache fer_probe tests benchmarks scripts

@@ -2,6 +2,7 @@
 store written by fer_cache's own writer."""
 
 import csv
+import os
 import platform
 import resource
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(os.environ.get("FER_BENCH_RESULTS", Path(__file__).parent / "results"))  # tests write elsewhere
 
 
 def sync(device: torch.device) -> None:

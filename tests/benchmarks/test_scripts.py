@@ -1,0 +1,31 @@
+"""The benchmark scripts run: the GPU one at toy sizes on the CPU (it cannot be run on a GPU here), the pipeline one
+on a small store. Their figures are not checked here; benchmarks/results holds the measured ones."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(tmp_path, *args):
+    env = dict(os.environ, FER_BENCH_RESULTS=str(tmp_path), PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=300, env=env,
+                          cwd=ROOT)
+
+
+def test_bench_gpu_runs_every_step_at_toy_sizes(tmp_path):
+    result = run(tmp_path, ROOT / "benchmarks" / "bench_gpu.py", "--smoke")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for line in ("matmul:", "encoder eager", "encoder compiled", "fer-cache extract, steady state", "ratios:",
+                 "fidelity vjepa2-hf", "fer-probe cv", "bench-gpu finished"):
+        assert line in result.stdout, line
+    assert (tmp_path / "gpu.csv").is_file()
+
+
+def test_bench_pipeline_reports_clips_per_second(tmp_path):
+    result = run(tmp_path, ROOT / "benchmarks" / "bench_pipeline.py", "--videos", "8", "--clips", "2", "--tokens",
+                 "512", "--width", "256", "--size", "32")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().splitlines()[-1].startswith("pipeline: ")
