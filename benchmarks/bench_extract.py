@@ -19,7 +19,7 @@ from common import append_row, machine
 
 from fer_cache.config import load_config
 from fer_cache.datasets.synthetic import write_video
-from fer_cache.extract import run_extraction
+from fer_cache.extract import ExtractRequest, run_extraction
 from fer_cache.video import decode_video
 
 CONFIG = """\
@@ -72,8 +72,9 @@ def main() -> None:
     frames = sum(len(decode_video(p, resize)) for p in paths)
     floor = time.perf_counter() - started
     started = time.perf_counter()
-    summary = run_extraction(config, "bench", args.encoder, str(folder / "bench.zarr"), device=args.device,
-                             batch_size=args.batch_size, workers=args.workers, overwrite=True)
+    request = ExtractRequest(dataset="bench", encoder=args.encoder, out=str(folder / "bench.zarr"),
+                             device=args.device, batch_size=args.batch_size, workers=args.workers, overwrite=True)
+    summary = run_extraction(config, request)
     extract_s = time.perf_counter() - started
     device = torch.device("cuda" if torch.cuda.is_available() and args.device != "cpu" else "cpu")
     print(f"{len(paths)} videos, {frames} frames, on {machine(device)}")

@@ -45,7 +45,7 @@ def run(store: Path, videos: int, args) -> float:
     """Seconds to push `videos` decoded videos through the pipeline into a fresh store."""
     items = [VideoItem(f"v{i}", f"v{i}.mp4", 0, "neutral", "1") for i in range(videos)]
     layout = st.Layout(videos, args.clips, 1, args.tokens, args.width, args.frames)
-    group = st.create_store(store, layout, items, {"fingerprint": "stand-in", "label_names": ["neutral"]})
+    group = st.create_store(store, layout, items, attrs={"fingerprint": "stand-in", "label_names": ["neutral"]})
     clips = torch.zeros((args.clips, 1, args.frames, args.size, args.size, 3), dtype=torch.uint8)  # decode excluded
     frame_index = np.zeros((args.clips, args.frames), dtype=np.int32)
     encoder_model = StandInEncoder(args.batch, args.tokens, args.width, args.rate)

@@ -99,7 +99,7 @@ def needed_reads(store: Path, cfg: ProbeConfig, out: Path) -> int:
             union = set()
             for f, fold in enumerate(folds):
                 train_idx, _ = fold_indices(reader.subjects, fold, reader.ids)
-                union |= set(inner_split(reader.subjects, targets, train_idx, cfg.seed + f)[1].tolist())
+                union |= set(inner_split(reader.subjects, targets, train_idx, seed=cfg.seed + f)[1].tolist())
             val = len(union) * clips
     return cfg.epochs * (videos + val) + videos * clips
 
@@ -127,8 +127,8 @@ def main() -> None:
           f"{args.width}] float16 ({clip_mb:.1f} MB per clip) on {machine(device)}")
     print(f"read every clip once: {read_s * 1e3:.1f} ms per clip ({clip_mb / read_s:.0f} MB/s)")
     speeds = probe_speeds(store, device, args.width)
-    print(f"fast attentive probe:            train {speeds['fast_train']:7.2f} clips/s, eval {speeds['fast_eval']:7.2f}")
-    print(f"straightforward cross-attention: train {speeds['slow_train']:7.2f} clips/s, eval {speeds['slow_eval']:7.2f}")
+    for name, kind in (("fast attentive probe:           ", "fast"), ("straightforward cross-attention:", "slow")):
+        print(f"{name} train {speeds[kind + '_train']:7.2f} clips/s, eval {speeds[kind + '_eval']:7.2f}")
     row = {"machine": machine(device), "tokens": args.tokens, "width": args.width,
            "read_ms_per_clip": round(read_s * 1e3, 2)} | {f"{k}_clips_per_s": round(v, 2) for k, v in speeds.items()}
     row |= paper_scale(store, folder, args, read_s)

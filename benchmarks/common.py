@@ -71,17 +71,18 @@ def synthetic_store(path: Path, *, subjects: int, classes: int, per_class: int, 
 
     rng = np.random.default_rng(seed)
     names = [CANONICAL_LABELS[i] for i in (0, 2, 3, 4, 5, 6)][:classes]
-    videos = [VideoItem(f"s{s}_c{c}_r{r}", f"s{s}/{c}_{r}.mp4", CANONICAL_LABELS.index(names[c]), names[c], str(s + 1))
-              for s in range(subjects) for c in range(classes) for r in range(per_class)]
+    videos = [VideoItem(f"s{s}_c{c}_r{r}", f"s{s}/{c}_{r}.mp4", CANONICAL_LABELS.index(names[c]), names[c],
+                        str(s + 1)) for s in range(subjects) for c in range(classes) for r in range(per_class)]
     encoder = {"family": "synthetic", "embed_dim": width, "num_heads": 16}
     sampling, storage, grid = {"clips_per_video": clips, "spatial_views": 1}, {"dtype": "float16"}, [1, 1, tokens]
     attrs = {"dataset": "synthetic", "label_names": list(CANONICAL_LABELS), "encoder": encoder, "sampling": sampling,
-             "storage": storage, "token_grid": grid, "fingerprint": schema.fingerprint(encoder, sampling, storage, grid)}
+             "storage": storage, "token_grid": grid,
+             "fingerprint": schema.fingerprint(encoder, sampling, storage, token_grid=grid)}
     st.tune_for_writing()
-    group = st.create_store(path, st.Layout(len(videos), clips, 1, tokens, width, 4), videos, attrs)
+    group = st.create_store(path, st.Layout(len(videos), clips, 1, tokens, width, 4), videos, attrs=attrs)
     directions = rng.standard_normal((classes, width)).astype(np.float32)
     for row, video in enumerate(videos):
         values = rng.standard_normal((clips, 1, tokens, width), dtype=np.float32)
         values += signal * directions[names.index(video.label_name)]
-        st.write_video(group, row, values, np.zeros((clips, 4), np.int32), 64)
+        st.write_video(group, row, values, frame_index=np.zeros((clips, 4), np.int32), n_frames=64)
     return path

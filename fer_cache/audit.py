@@ -101,7 +101,7 @@ def verify_store(location: str, on_video: Progress | None = None) -> VerifyRepor
                                    "written); rerun extract on this store to re-encode it")
             continue
         try:
-            stored, scale = schema.read_stored(arrays, i, video_id, location)
+            stored, scale = schema.read_stored(arrays, i, video_id, location=location)
         except schema.StoreFormatError as exc:
             report.problems.append(f"video {video_id}: tokens unreadable ({exc.__cause__.__class__.__name__}); "
                                    "rerun extract after deleting its chunk")
@@ -120,7 +120,7 @@ def check_attrs(group) -> list[str]:
     missing = [k for k in needed if k not in attrs]
     if missing:
         return [f"attributes missing: {', '.join(missing)}"]
-    expected = schema.fingerprint(attrs["encoder"], attrs["sampling"], attrs["storage"], attrs["token_grid"])
+    expected = schema.fingerprint(attrs["encoder"], attrs["sampling"], attrs["storage"], token_grid=attrs["token_grid"])
     problems = []
     if expected != attrs["fingerprint"]:
         problems.append(f"attribute fingerprint {attrs['fingerprint']} does not match the encoder/sampling/storage "

@@ -15,7 +15,8 @@ from rich.table import Table
 from fer_cache import __version__
 from fer_cache.errors import FerCacheError, StoreMismatchError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Encode face videos once into a Zarr cache.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,  # plain help: no <bool> columns
+                  help="Encode face videos once into a Zarr cache.")
 console = Console()
 errors = Console(stderr=True)
 
@@ -63,7 +64,7 @@ def counted(bar: Progress, description: str):
 
 @app.command()
 @user_errors
-def scan(dataset: Annotated[str, typer.Option(help="dataset name in the config file")],
+def scan(*, dataset: Annotated[str, typer.Option(help="dataset name in the config file")],
          config: ConfigOpt = Path("data.yaml"),
          decode: Annotated[bool, typer.Option(help="decode every video to count its frames")] = False,
          as_json: Annotated[bool, typer.Option("--json", help="print JSON: videos with label names, and errors")]
@@ -75,11 +76,11 @@ def scan(dataset: Annotated[str, typer.Option(help="dataset name in the config f
 
     with progress_bar(stderr=True) as bar:
         report = scan_with_frames(load_config(config).dataset(dataset), decode, counted(bar, "decoding"))
-    print_scan(report, dataset, config, decode, as_json)
+    print_scan(report, dataset, config, decode=decode, as_json=as_json)
     raise typer.Exit(3 if report["errors"] else 0)
 
 
-def print_scan(report: dict, dataset: str, config: Path, decode: bool, as_json: bool) -> None:
+def print_scan(report: dict, dataset: str, config: Path, *, decode: bool, as_json: bool) -> None:
     if report["skipped"]:
         errors.print(f"{report['skipped']} videos left out by the dataset's filters in {config}")
     if as_json:
@@ -100,7 +101,7 @@ def print_scan(report: dict, dataset: str, config: Path, decode: bool, as_json: 
 
 @app.command()
 @user_errors
-def extract(dataset: Annotated[str, typer.Option(help="dataset name in the config file")],
+def extract(*, dataset: Annotated[str, typer.Option(help="dataset name in the config file")],
             encoder: Annotated[str, typer.Option(help="encoder name in the config file")],
             out: Annotated[str, typer.Option(help="store path (STORE.zarr) or fsspec URL")],
             config: ConfigOpt = Path("data.yaml"),
@@ -210,7 +211,7 @@ def export_h5(store: Store, out: Annotated[Path, typer.Argument(help="the HDF5 f
 
 @app.command("demo-data")
 @user_errors
-def demo_data(out_dir: Annotated[Path, typer.Argument(help="folder for the synthetic videos")],
+def demo_data(out_dir: Annotated[Path, typer.Argument(help="folder for the synthetic videos")], *,
               actors: Annotated[int, typer.Option(min=2)] = 12,
               repetitions: Annotated[int, typer.Option(min=1)] = 2, seed: int = 0):
     """Generate the synthetic face-video dataset used by `make demo` (RAVDESS naming)."""

@@ -151,7 +151,7 @@ def expand_path(value, base: Path, where: str) -> Path:
     return path if path.is_absolute() else (base / path)
 
 
-def _check_keys(entry, allowed: set[str], where: str, source: str) -> None:
+def _check_keys(entry, allowed: set[str], where: str, *, source: str) -> None:
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: expected a mapping of keys, got {entry!r}")
     for key in entry:
@@ -161,7 +161,7 @@ def _check_keys(entry, allowed: set[str], where: str, source: str) -> None:
                               f"{', '.join(sorted(allowed))}")
 
 
-def _typed(value, kind, key: str, where: str):
+def _typed(value, kind, key: str, *, where: str):
     if value is None:
         return None
     if kind is bool:
@@ -185,10 +185,10 @@ def _as_list(value, key: str, where: str) -> list:
     return value
 
 
-def _dataset(name: str, entry, base: Path, source: str, line: int) -> DatasetConfig:
+def _dataset(name: str, entry, base: Path, *, source: str, line: int) -> DatasetConfig:
     where = f"{source} line {line} (datasets.{name})"
     _check_keys(entry, {"adapter", "root", "manifest", "modality", "vocal_channel", "labels", "source"},
-                f"datasets.{name}", source)
+                f"datasets.{name}", source=source)
     adapter = entry.get("adapter")
     if adapter not in ADAPTERS:
         raise ConfigError(f"{where}: 'adapter' must be one of {', '.join(ADAPTERS)}, got {adapter!r}")
@@ -228,10 +228,10 @@ _ENCODER_TYPES = {"family": str, "checkpoint_key": str, "arch": str, "embed_dim"
                   "frames_per_clip": int, "uniform_power": bool}
 
 
-def _encoder(name: str, entry, base: Path, source: str, line: int) -> EncoderConfig:
+def _encoder(name: str, entry, base: Path, *, source: str, line: int) -> EncoderConfig:
     where = f"{source} line {line} (encoders.{name})"
-    _check_keys(entry, set(_ENCODER_TYPES) | {"checkpoint"}, f"encoders.{name}", source)
-    values = {key: _typed(entry[key], kind, key, where) for key, kind in _ENCODER_TYPES.items() if key in entry}
+    _check_keys(entry, set(_ENCODER_TYPES) | {"checkpoint"}, f"encoders.{name}", source=source)
+    values = {key: _typed(entry[key], kind, key, where=where) for key, kind in _ENCODER_TYPES.items() if key in entry}
     from fer_cache.encoders import FAMILIES  # torch import deferred to here
     if values.get("family", "vjepa") not in FAMILIES:
         raise ConfigError(f"{where}: 'family' must be one of {', '.join(FAMILIES)}, got {values['family']!r}")
@@ -247,8 +247,9 @@ _EXTRACTION_TYPES = {"frames_per_clip": int, "frame_step": int, "clips_per_video
 
 def _extraction(entry, source: str, line: int) -> ExtractionConfig:
     where = f"{source} line {line} (extraction)"
-    _check_keys(entry, set(_EXTRACTION_TYPES), "extraction", source)
-    values = {key: _typed(entry[key], kind, key, where) for key, kind in _EXTRACTION_TYPES.items() if key in entry}
+    _check_keys(entry, set(_EXTRACTION_TYPES), "extraction", source=source)
+    values = {key: _typed(entry[key], kind, key, where=where) for key, kind in _EXTRACTION_TYPES.items()
+              if key in entry}
     cfg = ExtractionConfig(**{k: v for k, v in values.items() if v is not None})
     return check_extraction(cfg, where)
 
@@ -279,7 +280,7 @@ def load_config(path: str | Path = "data.yaml") -> Config:
                           "(see the README)")
     source = str(path)
     data = parse_yaml(path.read_text(), source)
-    _check_keys(data, {"datasets", "encoders", "extraction"}, "top level", source)
+    _check_keys(data, {"datasets", "encoders", "extraction"}, "top level", source=source)
     base = path.resolve().parent
     datasets, encoders = {}, {}
     for section, builder, out in (("datasets", _dataset, datasets), ("encoders", _encoder, encoders)):
@@ -288,6 +289,6 @@ def load_config(path: str | Path = "data.yaml") -> Config:
             raise ConfigError(f"{source} line {data.lines.get(section, '?')}: '{section}' must be a mapping of "
                               "names to entries")
         for name, entry in entries.items():
-            out[name] = builder(str(name), entry, base, source, getattr(entries, "lines", {}).get(name, 0))
+            out[name] = builder(str(name), entry, base, source=source, line=getattr(entries, "lines", {}).get(name, 0))
     extraction = _extraction(data.get("extraction") or {}, source, data.lines.get("extraction", 0))
     return Config(path=path, datasets=datasets, encoders=encoders, extraction=extraction)

@@ -116,7 +116,7 @@ class StopFlag:
             signal.signal(sig, handler)
 
 
-def prepare_store(request: ExtractRequest, layout: st.Layout, scan: ScanResult, attrs: dict,
+def prepare_store(request: ExtractRequest, layout: st.Layout, scan: ScanResult, *, attrs: dict,
                   info: DistInfo) -> tuple:
     """Rank 0 creates the store, or reconciles an existing one with the dataset (growing it); the others open it
     once it is ready. Returns (group, Reconciled)."""
@@ -126,13 +126,13 @@ def prepare_store(request: ExtractRequest, layout: st.Layout, scan: ScanResult, 
     if info.rank == 0:
         if exists and not request.overwrite:
             group = open_for_writing(out)
-            reconciled = st.reconcile(group, out, attrs, scan.videos)
+            reconciled = st.reconcile(group, out, attrs, videos=scan.videos)
         else:
             if not schema.is_url(out) and Path(out).exists() and not st.is_replaceable(Path(out)):
                 raise FerCacheError(f"{out} exists and is not a fer-cache store; choose another output (nothing was "
                                     "changed there)")
             try:
-                group = st.create_store(out, layout, scan.videos, attrs)
+                group = st.create_store(out, layout, scan.videos, attrs=attrs)
             except OSError as exc:
                 raise FerCacheError(f"cannot write the store at {out}: {exc.strerror or exc}; choose a writable "
                                     "output") from exc
@@ -157,13 +157,13 @@ def _url_exists(url: str) -> bool:
     return fs.exists(f"{path.rstrip('/')}/zarr.json")
 
 
-def store_attrs(dataset: str, scan: ScanResult, encoder, sampling: Sampling, dtype: str, compressor: str) -> dict:
+def store_attrs(dataset: str, scan: ScanResult, encoder, *, sampling: Sampling, dtype: str, compressor: str) -> dict:
     encoder_attrs = describe_encoder(encoder)
     storage = {"dtype": dtype, "compressor": compressor}
     token_grid = list(encoder.cfg.token_grid)
     return {"dataset": dataset, "label_names": list(scan.label_names), "encoder": encoder_attrs,
             "sampling": sampling.as_attrs(), "token_grid": token_grid, "storage": storage,
-            "fingerprint": schema.fingerprint(encoder_attrs, sampling.as_attrs(), storage, token_grid),
+            "fingerprint": schema.fingerprint(encoder_attrs, sampling.as_attrs(), storage, token_grid=token_grid),
             "software": st.software_versions()}
 
 
@@ -190,7 +190,8 @@ def run_extraction(config: Config, request: ExtractRequest, *, on_start: Callabl
     if sampling.resize < sampling.crop and not sampling.face_crop:
         raise FerCacheError(f"{config.path}: extraction resize {sampling.resize} is smaller than the encoder's "
                             f"{sampling.crop} px input; set resize to at least {sampling.crop}")
-    attrs = store_attrs(request.dataset, scan, model, sampling, extraction.dtype, extraction.compressor)
+    attrs = store_attrs(request.dataset, scan, model, sampling=sampling, dtype=extraction.dtype,
+                        compressor=extraction.compressor)
     attrs["created_by"] = {  # the resolved request that made the store (not part of the fingerprint)
         "data_yaml": str(config.path.resolve()), "dataset_entry": {k: str(v) for k, v in asdict(dataset_cfg).items()},
         "encoder_entry": {k: str(v) for k, v in asdict(encoder_cfg).items()}, "extraction": asdict(extraction),
@@ -200,7 +201,7 @@ def run_extraction(config: Config, request: ExtractRequest, *, on_start: Callabl
     st.tune_for_writing()
     lock = st.StoreLock(request.out) if info.rank == 0 else nullcontext()
     with lock, StopFlag() as stop:
-        group, reconciled = prepare_store(request, layout, scan, attrs, info)
+        group, reconciled = prepare_store(request, layout, scan, attrs=attrs, info=info)
         status = group["videos/status"][:]
         rows = reconciled.rows
         todo = [(row, v.path) for row, v in zip(rows, scan.videos) if status[row] != schema.DONE]
@@ -208,9 +209,11 @@ def run_extraction(config: Config, request: ExtractRequest, *, on_start: Callabl
             on_start(len(rows), len(todo))
         forward, compile_note = compile_for(model, device, request.compile)
         encoded, clips = encode_all(forward, group, VideoClips(dataset_cfg.root, todo[info.rank::info.world],
-                                                               sampling), request, device, stop, on_advance)
+                                                               sampling), request=request, device=device, stop=stop,
+                                   on_advance=on_advance)
         barrier(info)
-    summary = summarise(request.out, group, rows, scan, encoded, clips, time.perf_counter() - started, stop.raised)
+    summary = summarise(request.out, group, rows, scan=scan, encoded=encoded, clips=clips,
+                        seconds=time.perf_counter() - started, stopped=stop.raised)
     summary.notes += [n for n in (forward.fallback or compile_note, *reconciliation_notes(reconciled)) if n]
     return summary
 
@@ -226,7 +229,7 @@ def reconciliation_notes(reconciled: st.Reconciled) -> list[str]:
     return notes
 
 
-def summarise(out: str, group, rows: list[int], scan: ScanResult, encoded: int, clips: int, seconds: float,
+def summarise(out: str, group, rows: list[int], *, scan: ScanResult, encoded: int, clips: int, seconds: float,
               stopped: bool) -> ExtractSummary:
     """The outcome for the videos this run was asked for (a store may hold more)."""
     status = group["videos/status"][:]
@@ -239,7 +242,7 @@ def summarise(out: str, group, rows: list[int], scan: ScanResult, encoded: int, 
                           stopped=stopped)
 
 
-def encode_all(model, group, dataset: VideoClips, request: ExtractRequest, device: torch.device, stop: StopFlag,
+def encode_all(model, group, dataset: VideoClips, *, request: ExtractRequest, device: torch.device, stop: StopFlag,
                on_advance) -> tuple[int, int]:
     """Decode workers feed the batch encoder; a writer thread commits finished videos. Returns (videos, clips)."""
     if not len(dataset):

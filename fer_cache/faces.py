@@ -46,7 +46,7 @@ def faces_in(detector, frame: np.ndarray) -> list[tuple[float, float, float]]:
     return [((y + h / 2) / scale, (x + w / 2) / scale, max(w, h) / scale) for x, y, w, h in found]
 
 
-def clip_box(faces: list[tuple[float, float, float]], height: int, width: int, margin: float) -> Box:
+def clip_box(faces: list[tuple[float, float, float]], height: int, width: int, *, margin: float) -> Box:
     """The median face of a clip (the largest per frame), squared, grown by margin on each side, kept in the frame."""
     centre_y, centre_x, side = np.median(np.array(faces), axis=0)
     size = int(round(min(side * (1 + 2 * margin), height, width)))
@@ -55,7 +55,7 @@ def clip_box(faces: list[tuple[float, float, float]], height: int, width: int, m
     return Box(top, left, size)
 
 
-def face_boxes(detector, frames: np.ndarray, indices: np.ndarray, margin: float) -> list[Box]:
+def face_boxes(detector, frames: np.ndarray, indices: np.ndarray, *, margin: float) -> list[Box]:
     """One box per clip (indices [K, T] into frames [F, H, W, 3]); a clip where no frame shows a face takes the
     box of the whole video's faces; a video without any face is a decode failure, never a silent full frame."""
     H, W = frames.shape[1:3]
@@ -69,10 +69,10 @@ def face_boxes(detector, frames: np.ndarray, indices: np.ndarray, margin: float)
     if not everything:
         raise DecodeError(f"face_crop: no face found in the {searched_frames} frames searched; extract this dataset "
                           "without face_crop, or leave the video out")
-    return [clip_box(faces or everything, H, W, margin) for faces in per_clip]
+    return [clip_box(faces or everything, H, W, margin=margin) for faces in per_clip]
 
 
-def crop_clips(frames: np.ndarray, indices: np.ndarray, boxes: list[Box], crop: int) -> np.ndarray:
+def crop_clips(frames: np.ndarray, indices: np.ndarray, boxes: list[Box], *, crop: int) -> np.ndarray:
     """Frames [F, H, W, 3], clip indices [K, T], one box per clip -> clips [K, 1, T, crop, crop, 3] uint8."""
     import cv2
     K, T = indices.shape

@@ -34,7 +34,7 @@ def canonical_json(value) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def fingerprint(encoder: dict, sampling: dict, storage: dict, token_grid: list[int]) -> str:
+def fingerprint(encoder: dict, sampling: dict, storage: dict, *, token_grid: list[int]) -> str:
     """What makes two extractions interchangeable: sha256 of the canonical JSON of these four attributes."""
     payload = {"encoder": encoder, "sampling": sampling, "storage": storage, "token_grid": list(token_grid)}
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
@@ -122,14 +122,14 @@ def decode_tokens(stored: np.ndarray, dtype: str, scale: np.ndarray | None = Non
     return stored.astype(np.float32)
 
 
-def read_stored(arrays: "TokenArrays", row: int, video_id: str, location: str, selection: tuple = ()) \
+def read_stored(arrays: "TokenArrays", row: int, video_id: str, *, location: str, selection: tuple = ()) \
         -> tuple[np.ndarray, np.ndarray | None]:
     """One video's stored token values (and int8 scales), all of them or `selection` within [K, S]; a chunk that
     does not decode names the video and says how to repair it."""
     try:
         stored = arrays.tokens[(row, *selection)]
         scale = arrays.scales[(row, *selection)] if arrays.scales is not None else None
-    except Exception as exc:  # noqa: BLE001 - any codec failure means a damaged chunk; re-raised with its video
+    except Exception as exc:
         raise StoreFormatError(f"{location}: the tokens of video {video_id} do not decode ({type(exc).__name__}); "
                                "delete its chunk and rerun `fer-cache extract` on this store to re-encode it") from exc
     return stored, scale
@@ -218,7 +218,7 @@ def writes_whole_shards(array, location: str) -> bool:
             and array.metadata.chunk_key_encoding.separator == "/")
 
 
-def write_shard(array, location: str, name: str, row: int, values: np.ndarray) -> None:
+def write_shard(array, location: str, name: str, *, row: int, values: np.ndarray) -> None:
     """One video's values [K, S, ...] as a complete shard file, written atomically, byte for byte what zarr's
     sharding codec reads: the inner chunks in C order, then the index of (offset, length) pairs and its crc32c.
     Writing through zarr's codec pipeline instead costs 3-6x as long (benchmarks/bench_pipeline.py)."""

@@ -18,6 +18,7 @@ import zarr.codecs
 from fer_cache import schema
 from fer_cache.errors import StoreError, StoreMismatchError
 
+
 @dataclass(frozen=True)
 class Layout:
     videos: int
@@ -66,25 +67,25 @@ def tune_for_writing() -> None:
     schema.reuse_freed_memory()
 
 
-def create_store(store: str | Path, layout: Layout, videos: list, attrs: dict) -> zarr.Group:
+def create_store(store: str | Path, layout: Layout, videos: list, *, attrs: dict) -> zarr.Group:
     """A new, all-pending store for `videos` (VideoItem-like: id, path, label, subject).
 
     A local store is built beside its destination and renamed into place, so an interrupted creation never leaves
     a half-made store behind (nor removes the old one before the new one is complete)."""
     if schema.is_url(store):
-        return _fill_store(zarr.open_group(str(store), mode="w"), layout, videos, attrs)
+        return _fill_store(zarr.open_group(str(store), mode="w"), layout, videos, attrs=attrs)
     final = Path(store)
     partial = final.with_name(final.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)  # left by an interrupted creation
-    _fill_store(zarr.open_group(str(partial), mode="w"), layout, videos, attrs)
+    _fill_store(zarr.open_group(str(partial), mode="w"), layout, videos, attrs=attrs)
     if final.exists():
         shutil.rmtree(final)
     partial.rename(final)
     return zarr.open_group(str(final), mode="r+")
 
 
-def _fill_store(group: zarr.Group, layout: Layout, videos: list, attrs: dict) -> zarr.Group:
+def _fill_store(group: zarr.Group, layout: Layout, videos: list, *, attrs: dict) -> zarr.Group:
     V, K, S, N, D, F = layout.videos, layout.clips, layout.views, layout.tokens, layout.width, layout.frames_per_clip
     compressors = compressors_for(layout.compressor)
     token_chunks = (1, 1, 1, N, D)
@@ -100,12 +101,12 @@ def _fill_store(group: zarr.Group, layout: Layout, videos: list, attrs: dict) ->
                            attributes={"axes": ["video", "clip", "view", "token"],
                                        "meaning": "value = int8 x scale, scale = max|token| / 127"})
     whole = (max(V, 1),)
-    write_column(group, "videos/id", [v.id for v in videos], str, whole)
-    write_column(group, "videos/path", [v.path for v in videos], str, whole)
-    write_column(group, "videos/label", [v.label for v in videos], "int16", whole)
-    write_column(group, "videos/subject", [v.subject for v in videos], str, whole)
+    write_column(group, "videos/id", [v.id for v in videos], dtype=str, chunks=whole)
+    write_column(group, "videos/path", [v.path for v in videos], dtype=str, chunks=whole)
+    write_column(group, "videos/label", [v.label for v in videos], dtype="int16", chunks=whole)
+    write_column(group, "videos/subject", [v.subject for v in videos], dtype=str, chunks=whole)
     if any(getattr(v, "split", "") for v in videos):  # official split membership (e.g. "test:3"), where known
-        write_column(group, "videos/split", [v.split for v in videos], str, whole)
+        write_column(group, "videos/split", [v.split for v in videos], dtype=str, chunks=whole)
     group.create_array("videos/n_frames", shape=(V,), chunks=(1,), dtype="int32", fill_value=0)
     group.create_array("videos/status", shape=(V,), chunks=(1,), dtype="uint8", fill_value=schema.PENDING)
     group.create_array("videos/error", shape=(V,), chunks=(1,), dtype=str, fill_value="")
@@ -115,14 +116,14 @@ def _fill_store(group: zarr.Group, layout: Layout, videos: list, attrs: dict) ->
     return group
 
 
-def write_column(group: zarr.Group, name: str, values: list, dtype, chunks: tuple[int]) -> None:
+def write_column(group: zarr.Group, name: str, values: list, *, dtype, chunks: tuple[int]) -> None:
     array = group.create_array(name, shape=(len(values),), chunks=chunks, dtype=dtype,
                                fill_value="" if dtype is str else 0)
     if values:
         array[:] = np.array(values, dtype=np.dtypes.StringDType() if dtype is str else dtype)
 
 
-def write_video(group: zarr.Group, index: int, tokens: np.ndarray, frame_index: np.ndarray, n_frames: int,
+def write_video(group: zarr.Group, index: int, tokens: np.ndarray, *, frame_index: np.ndarray, n_frames: int,
                 location: str | None = None) -> None:
     """Write one video's tokens [K, S, N, D] and clip indices, then (last) mark it done. With the store's location,
     whole shards go straight to their files (schema.write_shard)."""
@@ -132,7 +133,7 @@ def write_video(group: zarr.Group, index: int, tokens: np.ndarray, frame_index: 
             continue
         array = group[name]
         if location is not None and schema.writes_whole_shards(array, location):
-            schema.write_shard(array, location, name, index, values)
+            schema.write_shard(array, location, name, row=index, values=values)
         else:
             array[index] = values
     group["clips/frame_index"][index] = frame_index
@@ -198,7 +199,7 @@ class Reconciled:
     repaired: int = 0  # done videos whose token chunks were gone: set back to pending, to be re-encoded
 
 
-def reconcile(group: zarr.Group, location: str, attrs: dict, videos: list) -> Reconciled:
+def reconcile(group: zarr.Group, location: str, attrs: dict, *, videos: list) -> Reconciled:
     """Make an existing store ready for this extraction: same fingerprint and label vocabulary (else refuse, naming
     what differs), new videos appended (encoded ones are kept), metadata updated, lost chunks queued again."""
     schema.check_schema(group, location)

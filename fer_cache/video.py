@@ -146,7 +146,7 @@ def count_frames(path: str | Path) -> int:
     return len(iter_frames(path, lambda frame: None))
 
 
-def clip_frame_indices(n_frames: int, frames_per_clip: int, frame_step: int, clips_per_video: int) -> np.ndarray:
+def clip_frame_indices(n_frames: int, frames_per_clip: int, frame_step: int, *, clips_per_video: int) -> np.ndarray:
     """Decoded-frame indices of every clip -> [K, T]; clips spread evenly, short videos padded with the last frame."""
     span = (frames_per_clip - 1) * frame_step + 1
     if n_frames >= span:
@@ -157,7 +157,7 @@ def clip_frame_indices(n_frames: int, frames_per_clip: int, frame_step: int, cli
     return np.minimum(starts[:, None] + offsets[None, :], n_frames - 1).astype(np.int32)  # [K, T]
 
 
-def spatial_crops(height: int, width: int, crop: int, views: int) -> list[tuple[int, int]]:
+def spatial_crops(height: int, width: int, crop: int, *, views: int) -> list[tuple[int, int]]:
     """Top-left corners of 1 centre crop or 3 crops along the long side."""
     top_centre, left_centre = (height - crop) // 2, (width - crop) // 2
     if views == 1:
@@ -171,16 +171,17 @@ def cut_clips(frames: np.ndarray, sampling: Sampling, detector=None) -> tuple[np
     """Decoded frames [F, H, W, 3] -> clips [K, S, T, crop, crop, 3] uint8 and their frame indices [K, T]; with
     face_crop, one face box per clip (detector: fer_cache.faces.load_detector())."""
     F, H, W, _ = frames.shape
-    indices = clip_frame_indices(F, sampling.frames_per_clip, sampling.frame_step, sampling.clips_per_video)
+    indices = clip_frame_indices(F, sampling.frames_per_clip, sampling.frame_step,
+                                 clips_per_video=sampling.clips_per_video)
     if sampling.face_crop:
         from fer_cache.faces import crop_clips, face_boxes
-        boxes = face_boxes(detector, frames, indices, sampling.face_margin)
-        return crop_clips(frames, indices, boxes, sampling.crop), indices
+        boxes = face_boxes(detector, frames, indices, margin=sampling.face_margin)
+        return crop_clips(frames, indices, boxes, crop=sampling.crop), indices
     if min(H, W) < sampling.crop:
         raise DecodeError(f"frames of {W}x{H} are smaller than the {sampling.crop} px crop")
     picked = frames[indices]  # [K, T, H, W, 3]
     views = [picked[:, :, top:top + sampling.crop, left:left + sampling.crop]
-             for top, left in spatial_crops(H, W, sampling.crop, sampling.spatial_views)]
+             for top, left in spatial_crops(H, W, sampling.crop, views=sampling.spatial_views)]
     return np.stack(views, axis=1), indices  # [K, S, T, crop, crop, 3], [K, T]
 
 

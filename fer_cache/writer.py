@@ -77,7 +77,8 @@ class Writer(threading.Thread):
             st.mark_failed(self.group, job.index, f"the encoder produced {nonfinite_count(job.tokens)} non-finite "
                            "token values (NaN/inf); check the checkpoint, or store bfloat16 if float16 overflowed")
         else:
-            st.write_video(self.group, job.index, job.tokens, job.frame_index, job.n_frames, self.location)
+            st.write_video(self.group, job.index, job.tokens, frame_index=job.frame_index, n_frames=job.n_frames,
+                           location=self.location)
         self.committed += 1
         if self.fault is not None and self.committed == self.fault[0]:
             os.kill(os.getpid(), self.fault[1])

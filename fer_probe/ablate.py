@@ -25,7 +25,8 @@ def variants(base: ProbeConfig) -> dict[str, ProbeConfig]:
         "linear": with_settings(base, probe="linear"),
         "attentive-proj" if not base.use_proj else "attentive-no-proj": with_settings(base, use_proj=not base.use_proj),
         "attentive-test-one-clip": with_settings(base, test_clips="one"),
-        f"attentive-train-{other_clips}-clips": with_settings(base, train_clips=other_clips),
+        f"attentive-train-{'one-clip' if other_clips == 'one' else 'all-clips'}": with_settings(base,
+                                                                                               train_clips=other_clips),
     }
 
 
@@ -97,13 +98,13 @@ def run_ablation(store: str, out: str | Path, base: ProbeConfig, *, n_folds: int
         ids_b, _, pred_b = video_predictions(results[b], vote_b)
         order = {v: i for i, v in enumerate(ids_b)}
         pred_b = pred_b[[order[v] for v in ids_a]]  # the same videos in the same order
-        test = paired_bootstrap(labels, pred_a, pred_b, uar, seed=base.seed)
+        test = paired_bootstrap(labels, pred_a, pred_b, metric=uar, seed=base.seed)
         rows.append({"comparison": question, "a": f"{a} ({vote_a.upper()})", "b": f"{b} ({vote_b.upper()})",
                      "uar_a": uar(labels, pred_a), "uar_b": uar(labels, pred_b), **test,
                      "distinguishable": test["p_value"] < 0.05})
     summary = {"variants": variant_rows(results, configs, base), "comparisons": rows}
     (out / "ablation.json").write_text(json.dumps(summary, indent=1))
-    write_ablation_md(out, store, base, n_folds, rows)
+    write_ablation_md(out, store, base, n_folds=n_folds, rows=rows)
     from fer_probe.plots import ablation_png
     ablation_png(summary, out / "ablation.png", f"ablations on {Path(store).name} (recipe {base.recipe})",
                  chance=1 / len(results["attentive"].class_names))
@@ -131,7 +132,7 @@ def variant_rows(results: dict[str, RunResult], configs: dict[str, ProbeConfig],
     return out
 
 
-def write_ablation_md(out: Path, store: str, base: ProbeConfig, n_folds: int, rows: list[dict]) -> None:
+def write_ablation_md(out: Path, store: str, base: ProbeConfig, *, n_folds: int, rows: list[dict]) -> None:
     lines = ["# Ablations", "", f"Store `{store}`, recipe **{base.recipe}**, {n_folds} subject-independent folds "
              f"shared by every variant, {base.epochs} epochs, seed {base.seed}. Each variant changes one setting of "
              "the baseline. UAR over all test videos pooled across folds (so the baseline differs slightly from cv's "

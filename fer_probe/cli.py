@@ -13,7 +13,8 @@ from rich.table import Table
 from fer_probe import __version__
 from fer_probe.errors import FerProbeError, IncompleteStoreError, NoSubjectsError, RunDirectoryError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train and evaluate probes on cached tokens.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,  # plain help: no <bool> columns
+                  help="Train and evaluate probes on cached tokens.")
 console = Console()
 errors = Console(stderr=True)
 
@@ -116,7 +117,7 @@ def epoch_progress():
 
 @app.command()
 @user_errors
-def cv(store: Store, recipe: Recipe = "paper", probe: ProbeKind = "attentive", out: Out = Path("runs/cv"),
+def cv(store: Store, *, recipe: Recipe = "paper", probe: ProbeKind = "attentive", out: Out = Path("runs/cv"),
        folds: Annotated[str, typer.Option(help="number of subject folds, or official (the dataset's own folds, "
                                                 "by clip: DFEW, FERV39k, MAFW)")] = "5", epochs: Epochs = None,
        seed: Seed = 0, folds_file: Annotated[Path | None, typer.Option(help="reuse a folds.json")] = None,
@@ -141,7 +142,7 @@ def cv(store: Store, recipe: Recipe = "paper", probe: ProbeKind = "attentive", o
 
 @app.command()
 @user_errors
-def cross(train: Annotated[str, typer.Option(help="store to train on (all its videos)")],
+def cross(*, train: Annotated[str, typer.Option(help="store to train on (all its videos)")],
           test: Annotated[str, typer.Option(help="store to test on (every video)")], recipe: Recipe = "paper",
           probe: ProbeKind = "attentive", out: Out = Path("runs/cross"),
           policy: Annotated[str, typer.Option(help="shared: score only test videos of classes the probe knows, "
@@ -161,7 +162,7 @@ def cross(train: Annotated[str, typer.Option(help="store to train on (all its vi
                          train_clips=train_clips, test_clips=test_clips, memory_mb=memory_mb, precision=precision)
     bar, update = epoch_progress()
     with bar:
-        result = run_cross(train, test, out, cfg, policy=policy, calm_as_neutral=calm_as_neutral,
+        result = run_cross(train, test, out, cfg=cfg, policy=policy, calm_as_neutral=calm_as_neutral,
                            allow_incomplete=allow_incomplete, overwrite=overwrite, on_progress=update)
     print_run(result, f"{probe} probe trained on {train}, tested on {test} ({policy})")
 
@@ -178,7 +179,7 @@ def report(run: Annotated[Path, typer.Argument(help="a run directory of fer-prob
 
 @app.command("embed-plot")
 @user_errors
-def embed_plot(store: Store, out: Annotated[Path, typer.Option(help="PNG file")] = Path("embeddings.png"),
+def embed_plot(store: Store, *, out: Annotated[Path, typer.Option(help="PNG file")] = Path("embeddings.png"),
                method: Annotated[str, typer.Option(help="pca or tsne")] = "pca",
                classes: Annotated[str | None, typer.Option(help="comma-separated class names")] = None,
                color_by: Annotated[str, typer.Option(help="class or subject")] = "class",
@@ -195,7 +196,7 @@ def embed_plot(store: Store, out: Annotated[Path, typer.Option(help="PNG file")]
 
 @app.command()
 @user_errors
-def ablate(store: Store, out: Out = Path("runs/ablate"), recipe: Recipe = "paper",
+def ablate(store: Store, *, out: Out = Path("runs/ablate"), recipe: Recipe = "paper",
            folds: Annotated[int, typer.Option(help="number of subject folds")] = 5, epochs: Epochs = None,
            seed: Seed = 0, device: Device = "auto", batch_size: BatchSize = None, num_heads: NumHeads = None,
            versus: Annotated[str | None, typer.Option(help="a store of the same videos extracted otherwise (e.g. "

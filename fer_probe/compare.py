@@ -26,7 +26,7 @@ def interval(metric: dict, cross: bool) -> str:
     return f"{metric['mean']:.3f}{spread} [{metric['ci95'][0]:.3f}, {metric['ci95'][1]:.3f}]"
 
 
-def summary_row(run: Path, config: dict, metrics: dict, rows: list[dict]) -> dict:
+def summary_row(run: Path, config: dict, metrics: dict, *, rows: list[dict]) -> dict:
     probe, attrs = config.get("probe", {}), config.get("store_attrs", {})
     encoder = attrs.get("encoder", {})
     cross = config.get("command") == "cross"
@@ -51,7 +51,7 @@ def paired_line(a: tuple, b: tuple, seed: int = 0) -> str | None:
     labels = np.array([classes.index(r["label"]) for r in rows_a])
     pred_a = np.array([classes.index(r["pred_pbv"]) for r in rows_a])
     pred_b = np.array([classes.index(by_id_b[r["video_id"]]["pred_pbv"]) for r in rows_a])
-    test = paired_bootstrap(labels, pred_a, pred_b, uar, seed=seed)
+    test = paired_bootstrap(labels, pred_a, pred_b, metric=uar, seed=seed)
     verdict = "distinguishable" if test["p_value"] < 0.05 else "not distinguishable"
     return (f"{name_a} - {name_b}: UAR (PBV) {test['difference']:+.3f} [{test['ci95'][0]:+.3f}, "
             f"{test['ci95'][1]:+.3f}], paired bootstrap p = {test['p_value']:.3f} over {len(labels)} videos "
@@ -66,7 +66,7 @@ def compare_runs(runs: list[Path], out: Path | None = None) -> Comparison:
     loaded = []
     for run in runs:
         config, metrics, rows, classes = read_run(Path(run))
-        table.rows.append(summary_row(Path(run), config, metrics, rows))
+        table.rows.append(summary_row(Path(run), config, metrics, rows=rows))
         loaded.append((Path(run).name, rows, classes))
     for a, b in combinations(loaded, 2):
         line = paired_line(a, b)

@@ -51,7 +51,7 @@ def check_same_encoder(a: CacheReader, b: CacheReader) -> None:
                            f"{a.fingerprint[:12]} vs {b.fingerprint[:12]}); extract both with the same encoder")
 
 
-def map_labels(a: CacheReader, b: CacheReader, policy: str, calm_as_neutral: bool) -> LabelMapping:
+def map_labels(a: CacheReader, b: CacheReader, policy: str, *, calm_as_neutral: bool) -> LabelMapping:
     if policy not in POLICIES:
         raise MappingError(f"policy must be shared or strict, got '{policy}'")
     train_classes = canonical_order(list(dict.fromkeys(canonical(a.label_names[i], calm_as_neutral)
@@ -74,7 +74,7 @@ def map_labels(a: CacheReader, b: CacheReader, policy: str, calm_as_neutral: boo
     return LabelMapping(train_classes, space, scored, labels, mask, summary)
 
 
-def run_cross(train_store: str, test_store: str, out: str | Path, cfg: ProbeConfig, *, policy: str = "shared",
+def run_cross(train_store: str, test_store: str, out: str | Path, *, cfg: ProbeConfig, policy: str = "shared",
               calm_as_neutral: bool = False, allow_incomplete: bool = False, overwrite: bool = False,
               on_progress: Callable[[str, int, int], None] | None = None) -> RunResult:
     """Train on all of A (one probe; several candidates are chosen on an inner split of A), test on every video
@@ -87,7 +87,7 @@ def run_cross(train_store: str, test_store: str, out: str | Path, cfg: ProbeConf
     with source_a.reader as a, source_b.reader as b:
         check_same_encoder(a, b)
         cfg, notes = fit_to_store(cfg, a)
-        mapping = map_labels(a, b, policy, calm_as_neutral)
+        mapping = map_labels(a, b, policy, calm_as_neutral=calm_as_neutral)
         names_a = [canonical(a.label_names[i], calm_as_neutral) for i in a.labels]
         targets = np.array([mapping.train_classes.index(n) for n in names_a], dtype=np.int64)
         outputs.write_config(out, {"command": "cross", "train_store": str(train_store), "test_store": str(test_store),
@@ -95,13 +95,14 @@ def run_cross(train_store: str, test_store: str, out: str | Path, cfg: ProbeConf
                                    "protocol": PROTOCOL, "store_attrs": a.attrs}, cfg)
         everything = np.arange(len(a))
         if len(cfg.lrs) * len(cfg.weight_decays) > 1:
-            inner, val = inner_split(a.subjects, targets, everything, cfg.seed)
+            inner, val = inner_split(a.subjects, targets, everything, seed=cfg.seed)
             plan = FoldPlan(0, inner, val, cfg.seed)
         else:
             plan = FoldPlan(0, everything, np.array([], dtype=np.int64), cfg.seed)
-        training = train_folds(source_a, [plan], targets, cfg, len(mapping.train_classes), on_progress)
+        training = train_folds(source_a, [plan], targets, cfg=cfg, num_classes=len(mapping.train_classes),
+                               on_progress=on_progress)
         chosen, table = select(training.candidates[0])
-        posteriors = [p[0] for p in video_posteriors(source_b, [chosen.model], mapping.scored, cfg,
+        posteriors = [p[0] for p in video_posteriors(source_b, [chosen.model], mapping.scored, cfg=cfg,
                                                      class_mask=mapping.class_mask)]
         columns = [mapping.space.index(name) for name in mapping.train_classes]
         padded = []
@@ -111,10 +112,11 @@ def run_cross(train_store: str, test_store: str, out: str | Path, cfg: ProbeConf
             padded.append(placed)
         fold = FoldPredictions(0, [b.ids[i] for i in mapping.scored], [b.subjects[i] for i in mapping.scored],
                                mapping.labels, padded)
-        outputs.write_weights(out / "weights" / "all.safetensors", chosen, cfg, mapping.train_classes, a.width)
+        outputs.write_weights(out / "weights" / "all.safetensors", chosen, cfg, class_names=mapping.train_classes,
+                              width=a.width)
     metrics = summarise([fold], seed=cfg.seed)
     warnings = [w for w in [collapse_warning(fold, mapping.space, "the probe")] if w]
-    outputs.write_results(out, [fold], metrics, mapping.space, [{"fold": 0, "heads": table}],
+    outputs.write_results(out, [fold], metrics, class_names=mapping.space, head_tables=[{"fold": 0, "heads": table}],
                           mapping=mapping.summary)
     outputs.write_train_log(out, training.log)
     outputs.write_warnings(out, warnings)

@@ -66,7 +66,7 @@ def fit_to_store(cfg: ProbeConfig, reader: CacheReader) -> tuple[ProbeConfig, li
     return cfg.with_num_heads(heads), [note]
 
 
-def train_folds(source: TokenSource, plans: list[FoldPlan], targets: np.ndarray, cfg: ProbeConfig,
+def train_folds(source: TokenSource, plans: list[FoldPlan], targets: np.ndarray, *, cfg: ProbeConfig,
                 num_classes: int, on_progress: Progress | None) -> Training:
     """All plans in one pass per epoch, or (schedule per-fold) one plan after another."""
     def progress(label: str):
@@ -74,17 +74,18 @@ def train_folds(source: TokenSource, plans: list[FoldPlan], targets: np.ndarray,
 
     if cfg.schedule == "all-folds" or len(plans) == 1:
         label = f"{len(plans)} folds" if len(plans) > 1 else "training"
-        return train_plans(source, plans, targets, cfg, num_classes, cfg.seed, progress(label))
+        return train_plans(source, plans, targets, cfg=cfg, num_classes=num_classes, sampling_seed=cfg.seed,
+                           on_epoch=progress(label))
     merged = Training([])
     for plan in plans:
-        part = train_plans(source, [plan], targets, cfg, num_classes, plan.seed,
-                           progress(f"fold {plan.fold + 1}/{len(plans)}"))
+        part = train_plans(source, [plan], targets, cfg=cfg, num_classes=num_classes, sampling_seed=plan.seed,
+                           on_epoch=progress(f"fold {plan.fold + 1}/{len(plans)}"))
         merged.candidates += part.candidates
         merged.log += part.log
     return merged
 
 
-def fold_plans(folds: list[Fold], reader: CacheReader, targets: np.ndarray, cfg: ProbeConfig) \
+def fold_plans(folds: list[Fold], reader: CacheReader, targets: np.ndarray, *, cfg: ProbeConfig) \
         -> tuple[list[FoldPlan], list[np.ndarray]]:
     plans, tests = [], []
     subjects = reader.subjects
@@ -94,7 +95,7 @@ def fold_plans(folds: list[Fold], reader: CacheReader, targets: np.ndarray, cfg:
         if len(train_idx) == 0 or len(test_idx) == 0:
             raise FerProbeError(f"fold {f} has no training or no test videos; check the folds")
         if several:
-            inner, val = inner_split(subjects, targets, train_idx, cfg.seed + f)
+            inner, val = inner_split(subjects, targets, train_idx, seed=cfg.seed + f)
             plans.append(FoldPlan(f, inner, val, cfg.seed + f))
         else:
             plans.append(FoldPlan(f, train_idx, np.array([], dtype=np.int64), cfg.seed + f))
@@ -111,14 +112,14 @@ def collapse_warning(fold: FoldPredictions, class_names: list[str], where: str) 
     return None
 
 
-def choose_folds(reader: CacheReader, targets: np.ndarray, n_folds: int | str, folds_file: str | Path | None,
+def choose_folds(reader: CacheReader, targets: np.ndarray, n_folds: int | str, *, folds_file: str | Path | None,
                  seed: int) -> list[Fold]:
     """A folds file, the dataset's official folds (n_folds "official"), or seeded subject folds."""
     if folds_file is not None:
         return load_folds(Path(folds_file), reader.subjects, reader.ids)
     if n_folds == "official":
         return official_folds(reader.ids, reader.splits)
-    return make_folds(reader.subjects, targets, int(n_folds), seed)
+    return make_folds(reader.subjects, targets, int(n_folds), seed=seed)
 
 
 def run_cv(store: str, out: str | Path, cfg: ProbeConfig, *, n_folds: int | str = 5,
@@ -132,7 +133,7 @@ def run_cv(store: str, out: str | Path, cfg: ProbeConfig, *, n_folds: int | str 
         cfg, notes = fit_to_store(cfg, reader)
         class_names = canonical_order([reader.label_names[i] for i in reader.active_classes()])
         targets = np.array([class_names.index(reader.label_names[i]) for i in reader.labels], dtype=np.int64)
-        folds = choose_folds(reader, targets, n_folds, folds_file, cfg.seed)
+        folds = choose_folds(reader, targets, n_folds, folds_file=folds_file, seed=cfg.seed)
         kind = "official" if folds[0].by_video else "subject"
         outputs.write_config(out, {"command": "cv", "store": str(store), "fingerprint": reader.fingerprint,
                                    "n_folds": len(folds), "folds": kind,
@@ -141,25 +142,26 @@ def run_cv(store: str, out: str | Path, cfg: ProbeConfig, *, n_folds: int | str 
                                    "unlabelled_videos": reader.unlabelled, "classes": class_names,
                                    "notes": notes, "store_attrs": reader.attrs, "protocol": PROTOCOL}, cfg)
         outputs.write_folds(out, folds, cfg.seed)
-        plans, tests = fold_plans(folds, reader, targets, cfg)
-        training = train_folds(source, plans, targets, cfg, len(class_names), on_progress)
+        plans, tests = fold_plans(folds, reader, targets, cfg=cfg)
+        training = train_folds(source, plans, targets, cfg=cfg, num_classes=len(class_names), on_progress=on_progress)
         result = RunResult(out, {}, class_names, cfg, excluded=reader.excluded, unlabelled=reader.unlabelled,
                            notes=notes)
         tables = []
         for f, (candidates, test_idx) in enumerate(zip(training.candidates, tests)):
             chosen, table = select(candidates)
-            posteriors = [p[0] for p in video_posteriors(source, [chosen.model], test_idx.tolist(), cfg)]
+            posteriors = [p[0] for p in video_posteriors(source, [chosen.model], test_idx.tolist(), cfg=cfg)]
             fold = FoldPredictions(f, [reader.ids[i] for i in test_idx], [reader.subjects[i] for i in test_idx],
                                    targets[test_idx], posteriors)
             result.folds.append(fold)
             result.selected.append(chosen.name)
             tables.append({"fold": f, "heads": table})
-            outputs.write_weights(out / "weights" / f"fold{f}.safetensors", chosen, cfg, class_names, reader.width)
+            outputs.write_weights(out / "weights" / f"fold{f}.safetensors", chosen, cfg, class_names=class_names,
+                                  width=reader.width)
             warning = collapse_warning(fold, class_names, f"fold {f}")
             if warning:
                 result.warnings.append(warning)
     result.metrics = summarise(result.folds, seed=cfg.seed)
-    outputs.write_results(out, result.folds, result.metrics, class_names, tables)
+    outputs.write_results(out, result.folds, result.metrics, class_names=class_names, head_tables=tables)
     outputs.write_train_log(out, training.log)
     outputs.write_warnings(out, result.warnings)
     return result

@@ -42,7 +42,7 @@ def official_folds(ids: list[str], splits: list[str] | None) -> list[Fold]:
     raise FoldsError(f"official splits must be test:1..test:k or train/test, found {', '.join(values[:5])}")
 
 
-def make_folds(subjects: list[str], labels: np.ndarray, n_folds: int, seed: int) -> list[Fold]:
+def make_folds(subjects: list[str], labels: np.ndarray, n_folds: int, *, seed: int) -> list[Fold]:
     """StratifiedGroupKFold over subjects; no subject is ever in both train and test."""
     unique = sorted(set(subjects), key=_subject_key)
     if "" in unique:
@@ -108,7 +108,7 @@ def load_folds(path: Path, subjects: list[str], ids: list[str] | None = None) ->
     known = set(subjects)
     for i, fold in enumerate(folds):
         if fold.by_video:
-            check_video_fold(path, i, fold, set(ids or []))
+            check_video_fold(path, i, fold, known=set(ids or []))
             continue
         leaked = sorted(set(fold.test_subjects) & set(fold.train_subjects))
         if leaked:
@@ -125,7 +125,7 @@ def load_folds(path: Path, subjects: list[str], ids: list[str] | None = None) ->
     return folds
 
 
-def check_video_fold(path: Path, i: int, fold: Fold, known: set[str]) -> None:
+def check_video_fold(path: Path, i: int, fold: Fold, *, known: set[str]) -> None:
     leaked = sorted(set(fold.test_videos) & set(fold.train_videos))
     if leaked:
         raise FoldsError(f"{path}: fold {i} has video(s) {', '.join(leaked[:5])} in both train and test")
@@ -135,7 +135,7 @@ def check_video_fold(path: Path, i: int, fold: Fold, known: set[str]) -> None:
                          "was the file made for another dataset?")
 
 
-def inner_split(subjects: list[str], labels: np.ndarray, indices: np.ndarray, seed: int,
+def inner_split(subjects: list[str], labels: np.ndarray, indices: np.ndarray, *, seed: int,
                 fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
     """A subject-disjoint validation split of a training fold, for choosing among heads (never the test fold).
     Videos without a subject id (in-the-wild datasets) are each their own group: a split by clip."""

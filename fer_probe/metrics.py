@@ -45,7 +45,7 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.nd
     return matrix
 
 
-def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, metric, n_boot: int = 1000, seed: int = 0,
+def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, metric, *, n_boot: int = 1000, seed: int = 0,
                  groups: np.ndarray | None = None) -> list[float]:
     """95% percentile interval of `metric` over videos resampled with replacement; `groups` [M] names the video
     of each row when rows are clips, so that a video's clips are resampled together."""
@@ -63,7 +63,7 @@ def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, metric, n_boot: int = 1
     return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
 
 
-def paired_bootstrap(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, metric, n_boot: int = 1000,
+def paired_bootstrap(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, *, metric, n_boot: int = 1000,
                      seed: int = 0) -> dict:
     """Difference metric(a) - metric(b) on the same videos: its 95% interval and a two-sided p-value."""
     y_true, pred_a, pred_b = map(np.asarray, (y_true, pred_a, pred_b))
@@ -121,9 +121,9 @@ def summarise(folds: list[FoldPredictions], n_boot: int = 1000, seed: int = 0) -
         metric = uar if kind == "uar" else war
         values = [s[key] for s in per_fold]
         if level == "clip":
-            ci = bootstrap_ci(clip_true, clip_pred, metric, n_boot, seed, groups=clip_video)
+            ci = bootstrap_ci(clip_true, clip_pred, metric, n_boot=n_boot, seed=seed, groups=clip_video)
         else:
-            ci = bootstrap_ci(labels, pooled[level], metric, n_boot, seed)
+            ci = bootstrap_ci(labels, pooled[level], metric, n_boot=n_boot, seed=seed)
         out[key] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "ci95": ci,
                     "per_fold": [float(v) for v in values]}
     return out

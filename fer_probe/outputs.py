@@ -80,7 +80,7 @@ def write_folds(out: Path, folds: list[Fold], seed: int) -> None:
     save_folds(folds, out / "folds.json", seed)
 
 
-def write_weights(path: Path, candidate, cfg, class_names: list[str], width: int) -> None:
+def write_weights(path: Path, candidate, cfg, *, class_names: list[str], width: int) -> None:
     """The chosen probe's weights; its configuration in the metadata, so that it can be rebuilt alone."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in candidate.model.state_dict().items()}
@@ -94,7 +94,7 @@ def write_weights(path: Path, candidate, cfg, class_names: list[str], width: int
     os.chmod(path, 0o666 & ~umask)  # safetensors writes 0600; weights are ordinary results
 
 
-def write_results(out: Path, folds: list[FoldPredictions], metrics: dict, class_names: list[str],
+def write_results(out: Path, folds: list[FoldPredictions], metrics: dict, *, class_names: list[str],
                   head_tables: list[dict], mapping: dict | None = None) -> None:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     (out / "heads.json").write_text(json.dumps(head_tables, indent=1))

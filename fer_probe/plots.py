@@ -38,7 +38,7 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def confusion_png(matrix: np.ndarray, class_names: list[str], path: Path, title: str) -> Path:
+def confusion_png(matrix: np.ndarray, class_names: list[str], path: Path, *, title: str) -> Path:
     """Rows normalised by true class (recall on the diagonal), counts in brackets; a class with no test videos
     gets a blank row marked 'no test videos' instead of zeros."""
     plt = _pyplot()
@@ -90,7 +90,7 @@ def curves_png(log: list[dict], path: Path, title: str) -> Path:
     return _save(fig, path)
 
 
-def ablation_png(summary: dict, path: Path, title: str, chance: float) -> Path:
+def ablation_png(summary: dict, path: Path, title: str, *, chance: float) -> Path:
     """Left: UAR (PBV) of every variant with its 95% bootstrap interval; right: paired differences A - B."""
     plt = _pyplot()
     variants, comparisons = summary["variants"], summary["comparisons"]
@@ -100,10 +100,9 @@ def ablation_png(summary: dict, path: Path, title: str, chance: float) -> Path:
     low = values - np.array([v["ci95"][0] for v in variants])
     high = np.array([v["ci95"][1] for v in variants]) - values
     left.errorbar(values, ys, xerr=[low, high], fmt="o", capsize=3)
-    left.axvline(chance, color="grey", linestyle=":", label=f"chance {chance:.3f}")
+    left.axvline(chance, color="grey", linestyle=":")
     left.set_yticks(ys, [v["variant"] for v in variants])
-    left.set_xlabel("UAR (PBV), 95% interval over test videos")
-    left.legend(fontsize=7)
+    left.set_xlabel(f"UAR (PBV), 95% interval over test videos (dotted: chance {chance:.3f})")
     ys = np.arange(len(comparisons))[::-1]
     diffs = np.array([c["difference"] for c in comparisons])
     right.errorbar(diffs, ys, xerr=[diffs - np.array([c["ci95"][0] for c in comparisons]),
@@ -215,13 +214,13 @@ def embedding_plot(store: str, out: Path, *, method: str = "pca", classes: list[
                            label=group if marker == "o" or not (rows & ~held).any() else None)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(embedding_title(store, method, run, held_out, color_by), fontsize=8)
+    ax.set_title(embedding_title(store, method, run, held_out=held_out, color_by=color_by), fontsize=8)
     ax.legend(markerscale=1.5, fontsize=7, ncol=2 if len(groups) > 12 else 1, title=color_by)
     fig.tight_layout()
     return _save(fig, out)
 
 
-def embedding_title(store: str, method: str, run: Path | None, held_out: list[str], color_by: str) -> str:
+def embedding_title(store: str, method: str, run: Path | None, *, held_out: list[str], color_by: str) -> str:
     if run is None:
         return f"{Path(store).name}: mean-pooled encoder tokens per video, {method.upper()}, coloured by {color_by}"
     if held_out:
@@ -232,5 +231,6 @@ def embedding_title(store: str, method: str, run: Path | None, held_out: list[st
     except (OSError, ValueError):
         trained_on = ""
     if trained_on and Path(trained_on).resolve() == Path(store).resolve():
-        return f"{Path(store).name}: pooled by the probe of {run.name}, trained on all of these videos ({method.upper()})"
+        return (f"{Path(store).name}: pooled by the probe of {run.name}, trained on all of these videos "
+                f"({method.upper()})")
     return f"{Path(store).name}: pooled by the probe of {run.name}, trained on another store ({method.upper()})"

@@ -23,7 +23,7 @@ class ClipRef:
     view: int
 
 
-def prefetch(load: Callable, items: Iterable, pool: ThreadPoolExecutor, ahead: int = 2) -> Iterator:
+def prefetch(load: Callable, items: Iterable, pool: ThreadPoolExecutor, *, ahead: int = 2) -> Iterator:
     """load(item) for each item in order, up to `ahead` items loaded in the background ahead of the consumer."""
     pending: deque = deque()
     for item in items:
@@ -121,7 +121,8 @@ class CacheReader:
         """Stored values of video v (or `selection` within [K, S]) -> tokens in the compute dtype, checked finite.
         Casts and int8 dequantisation are one torch pass each (about twice as fast as numpy's)."""
         try:
-            stored, scale = schema.read_stored(self.arrays, int(self.rows[v]), self.ids[v], self.location, selection)
+            stored, scale = schema.read_stored(self.arrays, int(self.rows[v]), self.ids[v], location=self.location,
+                                               selection=selection)
         except schema.StoreFormatError as exc:
             raise StoreReadError(str(exc)) from exc
         if self.dtype == "bfloat16":
@@ -165,7 +166,7 @@ class CacheReader:
 
     def load_all(self, load: Callable, items: Iterable, ahead: int = 2) -> Iterator:
         """load(item) for each item, read ahead in background threads (the reader's one prefetch)."""
-        return prefetch(load, items, self._pool, ahead)
+        return prefetch(load, items, self._pool, ahead=ahead)
 
     def videos(self, indices: Iterable[int], ahead: int = 2) -> Iterator[torch.Tensor]:
         """Yield [K, S, N, D] for each video index, prefetching in background threads."""

@@ -59,7 +59,7 @@ def write_report(run: str | Path) -> list[Path]:
                  f"{probe.get('probe')} probe ({probe.get('recipe')}), UAR({vote.upper()}) "
                  f"{uar(labels, preds[vote]):.3f}\n{vote.upper()} confusion, rows normalised by true class")
         written.append(confusion_png(confusion(labels, preds[vote], len(classes)), classes,
-                                     run / f"confusion_{vote}.png", title))
+                                     run / f"confusion_{vote}.png", title=title))
     log = read_optional(run, "train_log.csv", [])
     if log:
         written.append(curves_png(log, run / "training_curves.png",
@@ -71,7 +71,7 @@ def write_report(run: str | Path) -> list[Path]:
     lines += recall_section(rows, classes)
     if not cross:
         lines += ["## Folds", ""] + fold_table(rows, classes, read_optional(run, "folds.json", {}),
-                                               read_optional(run, "heads.json", [])) + [""]
+                                               heads=read_optional(run, "heads.json", [])) + [""]
     lines += pbv_vs_mv(labels, preds, probe.get("seed", 0))
     if log:
         lines += ["## Training curves", "", "Mean training loss and accuracy per epoch (and inner-validation UAR "
@@ -123,7 +123,7 @@ def recall_section(rows: list[dict], classes: list[str]) -> list[str]:
 
 
 def pbv_vs_mv(labels: np.ndarray, preds: dict, seed: int) -> list[str]:
-    test = paired_bootstrap(labels, preds["pbv"], preds["mv"], uar, seed=seed)
+    test = paired_bootstrap(labels, preds["pbv"], preds["mv"], metric=uar, seed=seed)
     verdict = "distinguishable from" if test["p_value"] < 0.05 else "not distinguishable from"
     return ["## PBV against MV", "",
             f"UAR(PBV) - UAR(MV) = {test['difference']:+.3f}, 95% CI [{test['ci95'][0]:+.3f}, "

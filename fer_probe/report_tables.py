@@ -76,7 +76,7 @@ def paper_table(config: dict) -> list[str]:
     return lines + ["", "`*` marks settings where this run differs from the paper's code."]
 
 
-def fold_table(rows: list[dict], classes: list[str], folds: dict, heads: list[dict]) -> list[str]:
+def fold_table(rows: list[dict], classes: list[str], folds: dict, *, heads: list[dict]) -> list[str]:
     """Per fold: its test subjects, test videos per class, UAR (PBV) and the chosen candidate."""
     entries = folds.get("folds", [])
     lines = ["| fold | test subjects | test videos per class | UAR (PBV) | chosen head |", "|---|---|---|---|---|"]

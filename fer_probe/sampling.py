@@ -33,7 +33,7 @@ class TokenSource:
             return n_videos * self.reader.clips * self.reader.views
         return n_videos
 
-    def epoch(self, videos: np.ndarray, rng: np.random.Generator, batch_size: int, all_clips: bool) \
+    def epoch(self, videos: np.ndarray, rng: np.random.Generator, batch_size: int, *, all_clips: bool) \
             -> Iterator[Batch]:
         """One epoch of batches over `videos` in a random order: one random clip/view per video, or every clip of
         one random view concatenated along the tokens. The draws depend only on rng, never on token values."""
@@ -42,7 +42,7 @@ class TokenSource:
         views = rng.integers(0, self.reader.views, size=len(order))
         chunks = [slice(i, i + batch_size) for i in range(0, len(order), batch_size)]
         if self.kind == "pooled":
-            yield from self._pooled_epoch(order, views, chunks, rng, batch_size, all_clips)
+            yield from self._pooled_epoch(order, views, chunks, rng=rng, batch_size=batch_size, all_clips=all_clips)
             return
         if all_clips:
             def load(c: slice) -> torch.Tensor:
@@ -55,7 +55,7 @@ class TokenSource:
         for c, inputs in zip(chunks, self.reader.load_all(load, chunks)):
             yield Batch(inputs, order[c])
 
-    def _pooled_epoch(self, order, views, chunks, rng, batch_size: int, all_clips: bool) -> Iterator[Batch]:
+    def _pooled_epoch(self, order, views, chunks, *, rng, batch_size: int, all_clips: bool) -> Iterator[Batch]:
         if all_clips:
             for c in chunks:
                 yield Batch(self.pooled[order[c], :, views[c]].mean(dim=1), order[c])  # [B, D]

@@ -15,7 +15,7 @@ CHUNK = 16  # probe passes per forward call when a video has many clip views
 
 
 @torch.inference_mode()
-def video_posteriors(source: TokenSource, models: list[nn.Module], videos: list[int], cfg: ProbeConfig,
+def video_posteriors(source: TokenSource, models: list[nn.Module], videos: list[int], *, cfg: ProbeConfig,
                      wanted: list[list[int]] | None = None,
                      class_mask: np.ndarray | None = None) -> list[dict[int, np.ndarray]]:
     """Per video, {model index: posteriors [M, C]} for the wanted models (all by default). class_mask [C] limits the

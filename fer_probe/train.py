@@ -62,7 +62,7 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}]
 
 
-def fresh_probe(cfg: ProbeConfig, width: int, num_classes: int, seed: int, device: torch.device) -> nn.Module:
+def fresh_probe(cfg: ProbeConfig, width: int, num_classes: int, *, seed: int, device: torch.device) -> nn.Module:
     """A probe with its initial weights for this seed. Attentive probes are built on the meta device and initialised
     once: PyTorch's default initialisation of 20M parameters, replaced right after, would cost as much again."""
     torch.manual_seed(seed)
@@ -76,10 +76,10 @@ def fresh_probe(cfg: ProbeConfig, width: int, num_classes: int, seed: int, devic
     return model
 
 
-def make_candidates(cfg: ProbeConfig, source: TokenSource, num_classes: int, plan: FoldPlan,
+def make_candidates(cfg: ProbeConfig, source: TokenSource, num_classes: int, *, plan: FoldPlan,
                     device: torch.device) -> list[Candidate]:
     """Every (lr, wd) candidate of a fold starts from the same weights: only lr and wd differ."""
-    first = fresh_probe(cfg, source.reader.width, num_classes, plan.seed, device)
+    first = fresh_probe(cfg, source.reader.width, num_classes, seed=plan.seed, device=device)
     if source.kind == "pooled":
         first.fit_standardisation(source.pooled[plan.train].reshape(-1, source.reader.width).to(device))
     out = []
@@ -99,7 +99,7 @@ def cosine(start: float, end: float, progress: float) -> float:
 class StepRunner:
     """One optimisation step of every candidate that has training videos in the batch."""
 
-    def __init__(self, candidates: list[Candidate], member: np.ndarray, targets: np.ndarray, cfg: ProbeConfig):
+    def __init__(self, candidates: list[Candidate], member: np.ndarray, targets: np.ndarray, *, cfg: ProbeConfig):
         self.candidates, self.member, self.cfg = candidates, member, cfg  # member [P, V] bool
         self.device, self.dtype = resolve_device(cfg.device), cfg.compute_dtype()
         self.targets = torch.from_numpy(targets)
@@ -155,13 +155,13 @@ class StepRunner:
         return means
 
 
-def train_plans(source: TokenSource, plans: list[FoldPlan], targets: np.ndarray, cfg: ProbeConfig,
+def train_plans(source: TokenSource, plans: list[FoldPlan], targets: np.ndarray, *, cfg: ProbeConfig,
                 num_classes: int, sampling_seed: int, on_epoch: Callable[[int], None] | None = None) -> Training:
     """Train every candidate of every plan in one pass per epoch over the union of their training videos; the
     candidates of a plan with validation videos are scored there after the last epoch (after every epoch with
     val_curve), and every epoch's mean loss and accuracy go to the log (train_log.csv)."""
     device = resolve_device(cfg.device)
-    training = Training([make_candidates(cfg, source, num_classes, plan, device) for plan in plans])
+    training = Training([make_candidates(cfg, source, num_classes, plan=plan, device=device) for plan in plans])
     flat = [c for group in training.candidates for c in group]
     member = np.zeros((len(flat), len(source.reader)), dtype=bool)  # [P, V]
     owner = [i for i, group in enumerate(training.candidates) for _ in group]
@@ -172,16 +172,16 @@ def train_plans(source: TokenSource, plans: list[FoldPlan], targets: np.ndarray,
     share = np.mean([len(plan.train) for plan in plans]) / len(union)  # a fold's expected part of a batch
     batch_size = max(1, round(cfg.batch_size / share))
     total_steps = cfg.epochs * math.ceil(source.samples_per_epoch(len(union), all_clips) / batch_size)
-    step_runner = StepRunner(flat, member, targets, cfg)
+    step_runner = StepRunner(flat, member, targets, cfg=cfg)
     step = 0
     for epoch in range(cfg.epochs):
         rng = np.random.default_rng([sampling_seed, epoch])
-        for batch in source.epoch(union, rng, batch_size, all_clips):
+        for batch in source.epoch(union, rng, batch_size, all_clips=all_clips):
             step += 1
             step_runner(batch, step / total_steps)
         means = step_runner.epoch_means()
         last = epoch == cfg.epochs - 1
-        val = validate(source, plans, training.candidates, targets, cfg) if last or cfg.val_curve else {}
+        val = validate(source, plans, training.candidates, targets=targets, cfg=cfg) if last or cfg.val_curve else {}
         for p, candidate in enumerate(flat):
             candidate.val_uar = val.get(p, candidate.val_uar)
             training.log.append({"epoch": epoch + 1, "fold": candidate.fold, "head": candidate.name,
@@ -192,7 +192,7 @@ def train_plans(source: TokenSource, plans: list[FoldPlan], targets: np.ndarray,
     return training
 
 
-def validate(source: TokenSource, plans: list[FoldPlan], candidates: list[list[Candidate]], targets: np.ndarray,
+def validate(source: TokenSource, plans: list[FoldPlan], candidates: list[list[Candidate]], *, targets: np.ndarray,
              cfg: ProbeConfig) -> dict[int, float]:
     """Inner-validation UAR (PBV) of the candidates of plans that have validation videos, keyed by flat index;
     each validation video is read once for every plan that holds it."""
@@ -205,7 +205,7 @@ def validate(source: TokenSource, plans: list[FoldPlan], candidates: list[list[C
     if not wanted:
         return {}
     videos = sorted(wanted)
-    posteriors = dict(zip(videos, video_posteriors(source, [c.model for c in flat], videos, cfg,
+    posteriors = dict(zip(videos, video_posteriors(source, [c.model for c in flat], videos, cfg=cfg,
                                                    wanted=[wanted[v] for v in videos])))
     scores = {}
     for i, plan in enumerate(plans):

@@ -59,12 +59,12 @@ def scan(cfg: DatasetConfig) -> ScanResult:
     train = fold_sets([p for p in files if "train" in p.relative_to(splits).as_posix().lower()], "train", cfg)
     entries = [e for fold in range(1, 6) for e in read_split(test[fold], fold, "test")]
     train_sets = {fold: {e.clip for e in read_split(train[fold], fold, "train")} for fold in range(1, 6)}
-    check_complements(entries, train_sets, result, "DFEW")
+    check_complements(entries, train_sets, result, name="DFEW")
     if (cfg.source or "frames") == "frames":
-        folder = first_existing(cfg.root / "Clip", FRAME_FOLDERS, "face-crop frame folders", cfg)
+        folder = first_existing(cfg.root / "Clip", FRAME_FOLDERS, "face-crop frame folders", cfg=cfg)
         base = folder.relative_to(cfg.root).as_posix()
-        entries_to_videos(entries, lambda clip: f"{base}/{clip}", cfg.root, result)
+        entries_to_videos(entries, lambda clip: f"{base}/{clip}", cfg.root, result=result)
     else:
-        base = first_existing(cfg.root / "Clip", ("original",), "original videos", cfg).relative_to(cfg.root)
-        entries_to_videos(entries, lambda clip: f"{base.as_posix()}/{clip}.mp4", cfg.root, result)
+        base = first_existing(cfg.root / "Clip", ("original",), "original videos", cfg=cfg).relative_to(cfg.root)
+        entries_to_videos(entries, lambda clip: f"{base.as_posix()}/{clip}.mp4", cfg.root, result=result)
     return result

@@ -31,12 +31,12 @@ def scan(cfg: DatasetConfig) -> ScanResult:
     result = ScanResult(label_names=CANONICAL_LABELS)
     setups = cfg.root / "4_setups" / "All_scenes"
     files = {split: setups / f"{split}_All.csv" for split in ("train", "test")}
-    for split, path in files.items():
+    for path in files.values():
         if not path.is_file():
             raise DatasetError(f"dataset '{cfg.name}': {path} not found; point `root` at the folder that holds "
                                "2_ClipsforFaceCrop/ and 4_setups/")
     if not (cfg.root / FRAMES).is_dir():
         raise DatasetError(f"dataset '{cfg.name}': no {FRAMES} folder under {cfg.root}")
     entries = read_split(files["train"], "train") + read_split(files["test"], "test")
-    entries_to_videos(entries, lambda key: f"{FRAMES}/{key}", cfg.root, result)
+    entries_to_videos(entries, lambda key: f"{FRAMES}/{key}", cfg.root, result=result)
     return result

@@ -37,7 +37,7 @@ def read_split(path, split: str) -> list[Entry]:
 
 def scan(cfg: DatasetConfig) -> ScanResult:
     result = ScanResult(label_names=CANONICAL_LABELS)
-    top = first_existing(cfg.root, SPLIT_FOLDERS, "split folder", cfg)
+    top = first_existing(cfg.root, SPLIT_FOLDERS, "split folder", cfg=cfg)
     sets = top / "single" / "no_caption"
     entries, train = [], {}
     for fold in range(1, 6):
@@ -48,12 +48,13 @@ def scan(cfg: DatasetConfig) -> ScanResult:
                                    "split files live in single/no_caption/set_1..set_5")
         entries += read_split(folder / "test.txt", f"test:{fold}")
         train[fold] = {e.clip for e in read_split(folder / "train.txt", "train")}
-    check_complements(entries, train, result, "MAFW")
+    check_complements(entries, train, result, name="MAFW")
     if (cfg.source or "frames") == "frames":
-        base = first_existing(cfg.root / "data", ("frames",), "frame folders (data/frames)", cfg)
-        entries_to_videos(entries, lambda clip: f"{base.relative_to(cfg.root).as_posix()}/{clip}", cfg.root, result)
+        base = first_existing(cfg.root / "data", ("frames",), "frame folders (data/frames)", cfg=cfg)
+        entries_to_videos(entries, lambda clip: f"{base.relative_to(cfg.root).as_posix()}/{clip}", cfg.root,
+                          result=result)
     else:
-        base = first_existing(cfg.root / "data", ("clips",), "clips (data/clips)", cfg)
+        base = first_existing(cfg.root / "data", ("clips",), "clips (data/clips)", cfg=cfg)
         entries_to_videos(entries, lambda clip: f"{base.relative_to(cfg.root).as_posix()}/{clip}.mp4", cfg.root,
-                          result)
+                          result=result)
     return result

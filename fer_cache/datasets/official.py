@@ -41,7 +41,7 @@ def last_number(name: str) -> int | None:
     return int(numbers[-1]) if numbers else None
 
 
-def first_existing(root: Path, candidates: tuple[str, ...], what: str, cfg: DatasetConfig) -> Path:
+def first_existing(root: Path, candidates: tuple[str, ...], what: str, *, cfg: DatasetConfig) -> Path:
     for candidate in candidates:
         if (root / candidate).is_dir():
             return root / candidate
@@ -56,7 +56,7 @@ def canonical_or_error(name: str, where: str) -> str:
     return label
 
 
-def entries_to_videos(entries: list[Entry], clip_path, root: Path, result: ScanResult) -> None:
+def entries_to_videos(entries: list[Entry], clip_path, root: Path, *, result: ScanResult) -> None:
     """Videos for split entries in official order; clip_path(clip) -> the path (file or frame folder) relative to
     the root. A clip listed twice with different labels, or missing on disk, is an error."""
     labels: dict[str, Entry] = {}
@@ -90,7 +90,7 @@ def fold_sets(files: list[Path], kind: str, cfg: DatasetConfig) -> dict[int, Pat
     return by_fold
 
 
-def check_complements(entries: list[Entry], train: dict[int, set[str]], result: ScanResult, name: str) -> None:
+def check_complements(entries: list[Entry], train: dict[int, set[str]], result: ScanResult, *, name: str) -> None:
     """Each fold's training set must be every other clip: report clips where the released files disagree."""
     everything = {e.clip for e in entries}
     for fold, clips in sorted(train.items()):

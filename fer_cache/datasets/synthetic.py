@@ -36,7 +36,7 @@ def actor_style(actor: int, seed: int) -> dict:
     )
 
 
-def head_offset(motion: str, a: float, t: float, rng: np.random.Generator) -> tuple[float, float, float]:
+def head_offset(motion: str, a: float, t: float, *, rng: np.random.Generator) -> tuple[float, float, float]:
     """(dx, dy, tilt) in face units for a motion kind at intensity a and time t in [0, 1]."""
     if motion == "nod":
         return 0.0, 0.05 * a * np.sin(2 * np.pi * 2 * t), 0.0
@@ -51,11 +51,11 @@ def head_offset(motion: str, a: float, t: float, rng: np.random.Generator) -> tu
     return 0.0, 0.0, 0.0
 
 
-def draw_face(size: int, style: dict, emotion: str, a: float, t: float, rng: np.random.Generator) -> np.ndarray:
+def draw_face(size: int, style: dict, emotion: str, *, a: float, t: float, rng: np.random.Generator) -> np.ndarray:
     """One RGB frame [size, size, 3] uint8 of a face at expression intensity a in [0, 1]."""
     e = EXPRESSIONS[emotion]
     yy, xx = np.mgrid[0:size, 0:size] / size  # [H, W] in face units
-    dx, dy, tilt = head_offset(e["motion"], a, t, rng)
+    dx, dy, tilt = head_offset(e["motion"], a, t, rng=rng)
     cx, cy = style["cx"] + dx, style["cy"] + dy
     # rotate coordinates around the head centre for a tilt
     u = (xx - cx) * np.cos(tilt) + (yy - cy) * np.sin(tilt)
@@ -107,7 +107,7 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = 30) -> None:
             container.mux(packet)
 
 
-def generate_demo_dataset(out_dir: str | Path, actors: int = 12, repetitions: int = 2, n_frames: int = 48,
+def generate_demo_dataset(out_dir: str | Path, actors: int = 12, repetitions: int = 2, *, n_frames: int = 48,
                           size: int = 128, seed: int = 0, progress=None) -> list[Path]:
     """Write actors x 6 emotions x repetitions RAVDESS-named mp4 files under out_dir/Actor_XX/."""
     out_dir = Path(out_dir)
@@ -124,7 +124,7 @@ def generate_demo_dataset(out_dir: str | Path, actors: int = 12, repetitions: in
             t = i / max(n_frames - 1, 1)
             a = float(np.clip((t - onset) / 0.3, 0.0, 1.0))
             a = a * a * (3 - 2 * a)  # smoothstep onset of the expression
-            frames.append(draw_face(size, style, emotion, a, t, rng))
+            frames.append(draw_face(size, style, emotion, a=a, t=t, rng=rng))
         folder = out_dir / f"Actor_{actor:02d}"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"02-01-{code:02d}-01-01-{rep:02d}-{actor:02d}.mp4"

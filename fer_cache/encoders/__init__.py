@@ -62,7 +62,7 @@ def load_encoder(spec: EncoderConfig, *, device: str | torch.device | None = Non
         model = VideoViT(cfg, identity)
         init_weights(model)
     if state is not None:
-        check_family(spec.family, state, cfg, str(path))
+        check_family(spec.family, state, cfg, source=str(path))
         load_state_strict(model, state, str(path))
     model.eval().requires_grad_(False)
     return model.to(device) if device is not None else model

@@ -145,7 +145,7 @@ def load_state_strict(model: VideoViT, state: dict[str, torch.Tensor], source: s
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
 
 
-def check_family(family: str, state: dict[str, torch.Tensor], cfg, source: str) -> None:
+def check_family(family: str, state: dict[str, torch.Tensor], cfg, *, source: str) -> None:
     """A V-JEPA 1 checkpoint carries its fixed position table; a V-JEPA 2 one (rotary positions) does not. Without
     this check a V-JEPA 2 checkpoint loads as V-JEPA 1 and gives tokens far off."""
     if family == "vjepa" and "pos_embed" not in state:

@@ -11,7 +11,6 @@ import zarr
 from typer.testing import CliRunner
 
 from fer_cache import schema
-from fer_cache import store as st
 from fer_cache.cli import app
 from fer_cache.config import load_config
 from fer_cache.extract import ExtractRequest, run_extraction
@@ -47,7 +46,7 @@ def test_schema_one_layout_field_by_field(reference_store):
                                       "crop", "mean", "std"}
     assert attrs["storage"] == {"dtype": "float16", "compressor": "none"}
     assert attrs["fingerprint"] == schema.fingerprint(attrs["encoder"], attrs["sampling"], attrs["storage"],
-                                                  attrs["token_grid"])
+                                                  token_grid=attrs["token_grid"])
     assert (group["videos/status"][:] == schema.DONE).all()
     assert (group["videos/n_frames"][:] == 24).all()
     assert (group["clips/frame_index"][0] == [[0, 2, 4, 6], [17, 19, 21, 23]]).all()

@@ -22,7 +22,7 @@ def reference_faces(frame):
 @pytest.mark.parametrize("clip", ["1001_DFA_ANG_XX", "1001_DFA_HAP_XX", "1001_DFA_SAD_XX"])
 def test_the_face_is_inside_every_crop(clip):
     frames = decode_video(CREMA_D / f"{clip}.flv", 768, shrink_only=True)  # 480x360: kept as it is
-    indices = clip_frame_indices(len(frames), 16, 4, 8)
+    indices = clip_frame_indices(len(frames), 16, 4, clips_per_video=8)
     boxes = face_boxes(load_detector(), frames, indices, margin=0.25)
     assert len(boxes) == 8
     for clip_indices, box in zip(indices, boxes):

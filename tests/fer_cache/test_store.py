@@ -18,7 +18,7 @@ def videos(n, start=0):
 
 def new_store(tmp_path, n=3, **layout):
     shape = dict(videos=n, clips=2, views=1, tokens=5, width=8, frames_per_clip=4) | layout
-    return st.create_store(tmp_path / "s.zarr", st.Layout(**shape), videos(n), ATTRS)
+    return st.create_store(tmp_path / "s.zarr", st.Layout(**shape), videos(n), attrs=ATTRS)
 
 
 def tokens(seed=0):
@@ -29,15 +29,15 @@ def tokens(seed=0):
 def test_storage_dtypes_round_trip(tmp_path, dtype, tolerance):
     group = new_store(tmp_path, dtype=dtype)
     values = tokens()
-    st.write_video(group, 1, values, np.zeros((2, 4), np.int32), 40)
-    stored, scale = schema.read_stored(schema.TokenArrays(group), 1, "v1", "s")
+    st.write_video(group, 1, values, frame_index=np.zeros((2, 4), np.int32), n_frames=40)
+    stored, scale = schema.read_stored(schema.TokenArrays(group), 1, "v1", location="s")
     back = schema.decode_tokens(stored, dtype, scale)
     assert np.abs(back - values).max() <= tolerance * np.abs(values).max()
     assert group["videos/status"][:].tolist() == [schema.PENDING, schema.DONE, schema.PENDING]
 
 
 def test_layout_chunks_one_clip_view_each(tmp_path):
-    group = st.create_store(tmp_path / "s.zarr", st.Layout(2, 3, 3, 4, 6, 5), videos(2), ATTRS)
+    group = st.create_store(tmp_path / "s.zarr", st.Layout(2, 3, 3, 4, 6, 5), videos(2), attrs=ATTRS)
     assert group["tokens"].chunks == (1, 1, 1, 4, 6) and group["tokens"].shards == (1, 3, 3, 4, 6)
     assert group["clips/frame_index"].chunks == (1, 3, 5)
     for name in ("videos/status", "videos/error", "videos/n_frames"):
@@ -46,9 +46,10 @@ def test_layout_chunks_one_clip_view_each(tmp_path):
 
 
 def test_fingerprint_is_canonical_and_its_changes_are_named():
-    a = schema.fingerprint({"x": 1, "y": [1, 2]}, {"s": 1}, {"dtype": "float16"}, [1, 2, 3])
-    b = schema.fingerprint({"y": [1, 2], "x": 1}, {"s": 1}, {"dtype": "float16"}, [1, 2, 3])
-    assert a == b and a != schema.fingerprint({"x": 2, "y": [1, 2]}, {"s": 1}, {"dtype": "float16"}, [1, 2, 3])
+    a = schema.fingerprint({"x": 1, "y": [1, 2]}, {"s": 1}, {"dtype": "float16"}, token_grid=[1, 2, 3])
+    b = schema.fingerprint({"y": [1, 2], "x": 1}, {"s": 1}, {"dtype": "float16"}, token_grid=[1, 2, 3])
+    assert a == b
+    assert a != schema.fingerprint({"x": 2, "y": [1, 2]}, {"s": 1}, {"dtype": "float16"}, token_grid=[1, 2, 3])
     old = {"encoder": {"resolution": 384}, "sampling": {"clips_per_video": 4}, "storage": {}, "token_grid": [8, 24, 24]}
     new = {"encoder": {"resolution": 384}, "sampling": {"clips_per_video": 8}, "storage": {}, "token_grid": [8, 24, 24]}
     assert schema.fingerprint_changes(old, new) == ["sampling.clips_per_video 4 -> 8"]
@@ -58,9 +59,9 @@ def test_a_store_of_another_extraction_is_refused_naming_what_differs(tmp_path):
     group = new_store(tmp_path)
     changed = ATTRS | {"fingerprint": "g", "sampling": {"k": 4}}
     with pytest.raises(StoreMismatchError, match=r"extracted differently \(sampling.k 2 -> 4\)"):
-        st.reconcile(group, "s", changed, videos(3))
+        st.reconcile(group, "s", changed, videos=videos(3))
     with pytest.raises(StoreMismatchError, match="classes"):
-        st.reconcile(group, "s", ATTRS | {"label_names": ["a", "b"]}, videos(3))
+        st.reconcile(group, "s", ATTRS | {"label_names": ["a", "b"]}, videos=videos(3))
     with pytest.raises(schema.StoreFormatError, match="no such store"):
         schema.open_store(tmp_path / "missing.zarr")
     plain = zarr.open_group(str(tmp_path / "plain.zarr"), mode="w")
@@ -71,11 +72,11 @@ def test_a_store_of_another_extraction_is_refused_naming_what_differs(tmp_path):
 def test_a_grown_dataset_appends_and_keeps_every_encoded_video(tmp_path):
     group = new_store(tmp_path, n=3)
     for row in range(3):
-        st.write_video(group, row, tokens(row), np.full((2, 4), row, np.int32), 40)
+        st.write_video(group, row, tokens(row), frame_index=np.full((2, 4), row, np.int32), n_frames=40)
     before = group["tokens"][:]
     grown = videos(1, start=7) + videos(3)[::-1] + videos(2, start=3)  # another order, three new videos
     location = str(tmp_path / "s.zarr")
-    result = st.reconcile(group, location, ATTRS, grown)
+    result = st.reconcile(group, location, ATTRS, videos=grown)
     assert (result.added, result.repaired) == (3, 0)
     assert schema.read_strings(group["videos/id"]) == ["v0", "v1", "v2", "v7", "v3", "v4"]
     assert result.rows == [3, 2, 1, 0, 4, 5]
@@ -83,18 +84,18 @@ def test_a_grown_dataset_appends_and_keeps_every_encoded_video(tmp_path):
     assert np.array_equal(group["tokens"][:3], before)
     assert group["tokens"].shape[0] == group["videos/label"].shape[0] == group["clips/frame_index"].shape[0] == 6
     assert group["videos/label"][:].tolist()[3:] == [7 % 3, 0, 1]
-    again = st.reconcile(group, location, ATTRS, grown)
+    again = st.reconcile(group, location, ATTRS, videos=grown)
     assert again.added == 0 and again.rows == result.rows
 
 
 def test_metadata_follows_the_dataset_and_lost_chunks_are_queued_again(tmp_path):
     group = new_store(tmp_path, n=3)
     for row in range(3):
-        st.write_video(group, row, tokens(row), np.zeros((2, 4), np.int32), 40)
+        st.write_video(group, row, tokens(row), frame_index=np.zeros((2, 4), np.int32), n_frames=40)
     relabelled = videos(3)
     relabelled[1] = VideoItem("v1", "a/v1.mp4", 2, "c", "9")
     next(p for p in (tmp_path / "s.zarr" / "tokens" / "c" / "2").rglob("*") if p.is_file()).unlink()
-    result = st.reconcile(group, str(tmp_path / "s.zarr"), ATTRS, relabelled)
+    result = st.reconcile(group, str(tmp_path / "s.zarr"), ATTRS, videos=relabelled)
     assert (result.relabelled, result.repaired) == (1, 1)
     assert group["videos/label"][1] == 2 and schema.read_strings(group["videos/subject"])[1] == "9"
     assert group["videos/status"][:].tolist() == [schema.DONE, schema.DONE, schema.PENDING]
@@ -142,9 +143,10 @@ def test_shards_written_directly_are_what_zarr_writes(tmp_path, dtype, views):
     stores = {}
     for how in ("zarr", "direct"):
         location = tmp_path / f"{how}.zarr"
-        group = st.create_store(location, st.Layout(2, 2, views, 5, 8, 4, dtype=dtype), videos(2), ATTRS)
+        group = st.create_store(location, st.Layout(2, 2, views, 5, 8, 4, dtype=dtype), videos(2), attrs=ATTRS)
         values = np.random.default_rng(0).standard_normal((2, views, 5, 8)).astype(np.float32)
-        st.write_video(group, 1, values, np.zeros((2, 4), np.int32), 40, None if how == "zarr" else str(location))
+        st.write_video(group, 1, values, frame_index=np.zeros((2, 4), np.int32), n_frames=40,
+                       location=None if how == "zarr" else str(location))
         stores[how] = (location, group)
     (zarr_path, zarr_group), (direct_path, direct_group) = stores["zarr"], stores["direct"]
     assert schema.writes_whole_shards(direct_group["tokens"], str(direct_path))

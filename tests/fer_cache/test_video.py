@@ -30,18 +30,18 @@ def test_clip_indices_spread_evenly():
 
 def test_clip_exactly_one_span_shorter_and_one_frame():
     span = (16 - 1) * 4 + 1
-    exact = clip_frame_indices(span, 16, 4, 8)
+    exact = clip_frame_indices(span, 16, 4, clips_per_video=8)
     assert (exact == np.arange(0, span, 4)).all()  # every clip is the one possible clip
-    short = clip_frame_indices(30, 16, 4, 2)
+    short = clip_frame_indices(30, 16, 4, clips_per_video=2)
     assert short[0, -1] == 29 and (short[0, 8:] == 29).all()  # padded with the last frame
-    one = clip_frame_indices(1, 16, 4, 3)
+    one = clip_frame_indices(1, 16, 4, clips_per_video=3)
     assert (one == 0).all()
 
 
 def test_spatial_views_along_the_long_side():
-    assert spatial_crops(64, 100, 64, 3) == [(0, 0), (0, 18), (0, 36)]
-    assert spatial_crops(100, 64, 64, 3) == [(0, 0), (18, 0), (36, 0)]
-    assert spatial_crops(64, 100, 64, 1) == [(0, 18)]
+    assert spatial_crops(64, 100, 64, views=3) == [(0, 0), (0, 18), (0, 36)]
+    assert spatial_crops(100, 64, 64, views=3) == [(0, 0), (18, 0), (36, 0)]
+    assert spatial_crops(64, 100, 64, views=1) == [(0, 18)]
 
 
 @pytest.mark.parametrize("emotion,frames", sorted(CREMA_D_FRAMES.items()))

@@ -83,13 +83,13 @@ def test_cross_dataset_strict_scores_every_video_and_shared_renormalises(tmp_pat
     train = write_planted_store(tmp_path / "a.zarr", classes=4, seed=0)
     test = write_planted_store(tmp_path / "b.zarr", classes=4, seed=0, n_subjects=3,
                                label_names=["neutral", "happy", "sad", "surprised"])
-    strict = run_cross(str(train), str(test), tmp_path / "strict", FAST, policy="strict")
+    strict = run_cross(str(train), str(test), tmp_path / "strict", cfg=FAST, policy="strict")
     rows = read_predictions(tmp_path / "strict")
     assert len(rows) == len(CacheReader(test)) == 24
     surprised = [r for r in rows if r["label"] == "surprised"]
     assert surprised and all(r["pred_pbv"] != "surprised" for r in surprised)  # counted as errors
     assert strict.metrics["war_pbv"]["mean"] <= 0.75 + 1e-9
-    shared = run_cross(str(train), str(test), tmp_path / "shared", FAST, policy="shared")
+    shared = run_cross(str(train), str(test), tmp_path / "shared", cfg=FAST, policy="shared")
     rows = read_predictions(tmp_path / "shared")
     assert len(rows) == 18 and all(float(r["p_angry"]) == 0 for r in rows)
     assert shared.metrics["uar_pbv"]["mean"] > 0.9
@@ -100,9 +100,9 @@ def test_cross_dataset_strict_scores_every_video_and_shared_renormalises(tmp_pat
 def test_calm_as_neutral_is_explicit(tmp_path):
     train = write_planted_store(tmp_path / "a.zarr", classes=3, label_names=["neutral", "happy", "sad"])
     test = write_planted_store(tmp_path / "b.zarr", classes=3, n_subjects=2, label_names=["calm", "happy", "sad"])
-    plain = run_cross(str(train), str(test), tmp_path / "plain", FAST, policy="strict")
+    plain = run_cross(str(train), str(test), tmp_path / "plain", cfg=FAST, policy="strict")
     assert "calm" in plain.class_names
-    mapped = run_cross(str(train), str(test), tmp_path / "mapped", FAST, policy="strict", calm_as_neutral=True)
+    mapped = run_cross(str(train), str(test), tmp_path / "mapped", cfg=FAST, policy="strict", calm_as_neutral=True)
     assert "calm" not in mapped.class_names
     assert mapped.metrics["uar_pbv"]["mean"] > plain.metrics["uar_pbv"]["mean"]
 
@@ -123,7 +123,7 @@ def test_unlabelled_videos_are_left_out_and_counted(tmp_path):
 def test_user_mistakes_are_one_line_errors(tmp_path, planted_store):
     other = write_planted_store(tmp_path / "other.zarr", encoder_name="another-encoder")
     with pytest.raises(FerProbeError, match="different encoders"):
-        run_cross(str(planted_store), str(other), tmp_path / "x", FAST)
+        run_cross(str(planted_store), str(other), tmp_path / "x", cfg=FAST)
     incomplete = write_planted_store(tmp_path / "inc.zarr", status=[1] * 60 + [0, 0, 2, 2])
     with pytest.raises(StoreReadError, match="2 pending and 2 failed"):
         CacheReader(incomplete)

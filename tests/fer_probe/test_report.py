@@ -53,7 +53,7 @@ def test_cross_dataset_report_has_no_cross_validation_text(tmp_path):
     train = write_planted_store(tmp_path / "a.zarr", classes=4, seed=0)
     test = write_planted_store(tmp_path / "b.zarr", classes=4, seed=0, n_subjects=3,
                                label_names=["neutral", "happy", "sad", "surprised"])
-    run_cross(str(train), str(test), tmp_path / "x", QUICK, policy="strict", calm_as_neutral=False)
+    run_cross(str(train), str(test), tmp_path / "x", cfg=QUICK, policy="strict", calm_as_neutral=False)
     assert runner.invoke(app, ["report", str(tmp_path / "x")]).exit_code == 0
     text = (tmp_path / "x" / "report.md").read_text()
     assert "± 0.000" not in text and "per fold" not in text and "StratifiedGroupKFold" not in text
@@ -73,7 +73,7 @@ def test_ablation_table_and_figure(tmp_path, planted_store):
         assert 0 <= r["p_value"] <= 1
     names = [v["variant"] for v in summary["variants"]]
     assert names == ["attentive", "linear", "attentive-no-proj", "attentive-test-one-clip",
-                     "attentive-train-one-clips"]
+                     "attentive-train-one-clip"]
     assert all(v["ci95"][0] <= v["uar_pbv"] <= v["ci95"][1] for v in summary["variants"])
     folds = {(tmp_path / "ab" / v / "folds.json").read_text() for v in names}
     assert len(folds) == 1  # every variant on the same folds

@@ -30,7 +30,7 @@ def test_schedules_follow_vjepa():
         p.grad = torch.ones_like(p)
     for schedule, expected_wd in (("cosine", cosine(0.01, 1e-6, 0.5)), ("constant", 0.01)):
         cfg = ProbeConfig(wd_schedule=schedule, device="cpu")
-        StepRunner([candidate], np.ones((1, 1), bool), np.zeros(1, np.int64), cfg).update(candidate, 0.5)
+        StepRunner([candidate], np.ones((1, 1), bool), np.zeros(1, np.int64), cfg=cfg).update(candidate, 0.5)
         decay, other = optimizer.param_groups
         assert math.isclose(decay["lr"], 5e-4) and math.isclose(other["lr"], 5e-4)
         assert math.isclose(decay["weight_decay"], expected_wd) and other["weight_decay"] == 0.0

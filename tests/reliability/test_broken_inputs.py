@@ -7,7 +7,6 @@ import zarr
 from typer.testing import CliRunner
 
 from fer_cache import schema
-from fer_cache import store as st
 from fer_cache.cli import app
 from tests.conftest import write_config
 from tests.reliability.inputs import build_catalogue

@@ -9,7 +9,6 @@ import zarr
 from typer.testing import CliRunner
 
 from fer_cache import schema
-from fer_cache import store as st
 from fer_cache.cli import app
 from fer_probe.cli import app as probe_app
 from fer_probe.errors import StoreReadError
