@@ -276,7 +276,7 @@ def load_config(path: str | Path = "data.yaml") -> Config:
     """Read and check a data.yaml; relative paths in it are relative to the file."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}; pass --config PATH or create data.yaml "
+        raise ConfigError(f"config file not found: {path}; name another config file or create data.yaml "
                           "(see the README)")
     source = str(path)
     data = parse_yaml(path.read_text(), source)

@@ -13,7 +13,7 @@ def resolve_device(device: str, local_rank: int) -> torch.device:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
         if not torch.cuda.is_available():
-            raise FerCacheError("--device cuda was asked for, but no CUDA GPU is visible; use --device cpu")
+            raise FerCacheError("device cuda was asked for, but no CUDA GPU is visible; use the CPU")
         return torch.device("cuda", local_rank)
     return torch.device(device)
 
