@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from bench_extract import make_videos
-from common import append_row, machine, sync
+from common import append_row, machine, timed
 
 FIXTURES = Path(__file__).parent.parent / "tests" / "fixtures" / "encoders"
 EMOTIONS = (1, 3, 4, 5)  # neutral, happy, sad, angry: labels for the short cv
@@ -29,14 +29,7 @@ def matmul_rate(device: torch.device, size: int) -> float:
     """Measured bf16 TFLOP/s of a square matmul: the yardstick of the encoder's share (MFU)."""
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     a, b = torch.randn(size, size, device=device, dtype=dtype), torch.randn(size, size, device=device, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    sync(device)
-    started, iters = time.perf_counter(), 20
-    for _ in range(iters):
-        a @ b
-    sync(device)
-    return 2 * size**3 * iters / (time.perf_counter() - started) / 1e12
+    return 2 * size**3 / timed(lambda: a @ b, device, warmup=3, iters=20) / 1e12
 
 
 def encoder_speed(model, forward, batch: int, device: torch.device, iters: int) -> float:
@@ -47,14 +40,7 @@ def encoder_speed(model, forward, batch: int, device: torch.device, iters: int) 
     def step():
         with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=device.type == "cuda"):
             forward(video)
-    for _ in range(2):
-        step()
-    sync(device)
-    started = time.perf_counter()
-    for _ in range(iters):
-        step()
-    sync(device)
-    return batch * iters / (time.perf_counter() - started)
+    return batch / timed(step, device, warmup=2, iters=iters)
 
 
 def encoder_section(args, device: torch.device, rate: float) -> dict:

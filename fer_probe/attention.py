@@ -18,6 +18,9 @@ from fer_probe.errors import FerProbeError
 
 
 class MLP(nn.Module):
+    """V-JEPA's two-layer GELU MLP; written again here (as in fer_cache.encoders.vit) because fer_probe never
+    imports the encoder code."""
+
     def __init__(self, dim: int, hidden: int):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)

@@ -24,7 +24,8 @@ HINTS = {IncompleteStoreError: "--allow-incomplete leaves them out", RunDirector
 
 
 def user_errors(command):
-    """Library errors are the user's to fix: print their one line (and the flag that helps) and exit 1."""
+    """Library errors are the user's to fix: print their one line (and the flag that helps) and exit 1. (fer-cache's
+    CLI has its own: the packages share no module but the store schema.)"""
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
