@@ -105,20 +105,21 @@ def extract(*, dataset: Annotated[str, typer.Option(help="dataset name in the co
             encoder: Annotated[str, typer.Option(help="encoder name in the config file")],
             out: Annotated[str, typer.Option(help="store path (STORE.zarr) or fsspec URL")],
             config: ConfigOpt = Path("data.yaml"),
-            device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
-            batch_size: Annotated[int, typer.Option(min=1, help="clips per encoder batch")] = 8,
-            workers: Annotated[int, typer.Option(min=0, help="decode worker processes")] = 2,
+            device: Annotated[str | None, typer.Option(help="auto, cpu or cuda [auto]")] = None,
+            batch_size: Annotated[int | None, typer.Option(min=1, help="clips per encoder batch [8]")] = None,
+            workers: Annotated[int | None, typer.Option(min=0, help="decode worker processes [2]")] = None,
             limit: Annotated[int | None, typer.Option(min=1, help="only the first N videos")] = None,
             overwrite: Annotated[bool, typer.Option(help="replace a store of another extraction")] = False,
-            compile_encoder: Annotated[str, typer.Option("--compile", help="auto (compiled on CUDA, eager on the "
-                                                         "CPU), on or off")] = "auto"):
+            compile_encoder: Annotated[str | None, typer.Option("--compile", help="auto (compiled on CUDA, eager on "
+                                                                "the CPU), on or off [auto]")] = None):
     """Encode every clip of a dataset once into a schema-1 Zarr store; resumes a partial store and appends the
     videos a grown dataset adds. Exits 3 with failed videos, 130 after a clean stop on Ctrl-C."""
     from fer_cache.config import load_config
     from fer_cache.extract import ExtractRequest, run_extraction
 
-    request = ExtractRequest(dataset=dataset, encoder=encoder, out=out, device=device, batch_size=batch_size,
-                             workers=workers, limit=limit, overwrite=overwrite, compile=compile_encoder)
+    given = dict(device=device, batch_size=batch_size, workers=workers, compile=compile_encoder)
+    request = ExtractRequest(dataset=dataset, encoder=encoder, out=out, limit=limit, overwrite=overwrite,
+                             **{k: v for k, v in given.items() if v is not None})  # defaults: ExtractRequest's
     with progress_bar() as bar:
         progress = ExtractProgress(bar)
         summary = run_extraction(load_config(config), request, on_start=progress.start, on_advance=progress.advance)

@@ -2,7 +2,7 @@
 
 import os
 import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -47,11 +47,6 @@ class EncoderConfig:
     uniform_power: bool = True
     line: int = 0
     config_file: str = "data.yaml"
-
-    def build_kwargs(self) -> dict:
-        """The keyword arguments of fer_cache.encoders.build_encoder (DESIGN section 8)."""
-        skip = {"name", "line", "config_file"}
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
     def with_frames(self, frames_per_clip: int) -> "EncoderConfig":
         return replace(self, frames_per_clip=frames_per_clip)

@@ -71,26 +71,30 @@ Recipe = Annotated[str, typer.Option(help=RECIPE_HELP)]
 ProbeKind = Annotated[str, typer.Option("--probe", help="attentive, attentive-deep, linear or mlp")]
 Out = Annotated[Path, typer.Option(help="run directory (refused if not empty, unless --overwrite)")]
 Epochs = Annotated[int | None, typer.Option(min=1, help="training epochs [recipe: 20]")]
-Seed = Annotated[int, typer.Option(help="seed for folds, sampling and initialisation")]
-Device = Annotated[str, typer.Option(help="auto, cpu or cuda")]
+Seed = Annotated[int | None, typer.Option(help="seed for folds, sampling and initialisation [0]")]
+Device = Annotated[str | None, typer.Option(help="auto, cpu or cuda [auto]")]
 BatchSize = Annotated[int | None, typer.Option(min=1, help="videos per training step [recipe]")]
 Lr = Annotated[str | None, typer.Option("--lr", help="learning rate(s), comma-separated; several train as "
                                                      "candidates chosen on an inner validation split [1e-3]")]
 Wd = Annotated[str | None, typer.Option("--wd", help="weight decay(s), comma-separated, as --lr [0.01]")]
 WdSchedule = Annotated[str | None, typer.Option(help="cosine (to 1e-6, as V-JEPA) or constant [recipe]")]
-HeadKind = Annotated[str, typer.Option("--head", help="classification head: linear (V-JEPA) or mlp (3 layers)")]
+HeadKind = Annotated[str | None, typer.Option("--head", help="classification head: linear (V-JEPA) or mlp (3 "
+                                                                "layers) [linear]")]
 NumHeads = Annotated[int | None, typer.Option(min=1, help="attention heads of the probe [the store's encoder "
                                                           "heads]")]
 Proj = Annotated[bool | None, typer.Option("--proj/--no-proj", help="apply the cross-attention's output "
                                                                     "projection [paper: yes, vjepa and fast: no]")]
 TrainClips = Annotated[str | None, typer.Option(help="all (every clip of a view concatenated, as the paper) or "
                                                      "one (a random clip per video and epoch) [recipe]")]
-TestClips = Annotated[str, typer.Option(help="all clips and views of a test video, or one")]
+TestClips = Annotated[str | None, typer.Option(help="all clips and views of a test video, or one [all]")]
 Incomplete = Annotated[bool, typer.Option(help="leave out pending/failed videos instead of refusing")]
-MemoryMb = Annotated[float, typer.Option(help="keep decoded tokens in memory if the store fits (MB); 0 streams")]
-PrecisionOpt = Annotated[str, typer.Option(help="auto (float32 on the CPU, bfloat16 on CUDA), float32, bfloat16, "
-                                                "or float16 (CUDA, with a gradient scaler, as the reference)")]
-Schedule = Annotated[str, typer.Option(help="all-folds (every fold from one read of each clip) or per-fold")]
+MemoryMb = Annotated[float | None, typer.Option(help="keep decoded tokens in memory if the store fits (MB); 0 "
+                                                    "streams [2048]")]
+PrecisionOpt = Annotated[str | None, typer.Option(help="auto (float32 on the CPU, bfloat16 on CUDA), float32, "
+                                                       "bfloat16, or float16 (CUDA, with a gradient scaler, as the "
+                                                       "reference) [auto]")]
+Schedule = Annotated[str | None, typer.Option(help="all-folds (every fold from one read of each clip) or per-fold "
+                                                  "[all-folds]")]
 Overwrite = Annotated[bool, typer.Option(help="replace the run files of an existing run directory")]
 ValCurve = Annotated[bool, typer.Option(help="with several candidates, score the validation split after every epoch "
                                              "(training curves), not only after the last")]
@@ -121,11 +125,11 @@ def epoch_progress():
 def cv(store: Store, *, recipe: Recipe = "paper", probe: ProbeKind = "attentive", out: Out = Path("runs/cv"),
        folds: Annotated[str, typer.Option(help="number of subject folds, or official (the dataset's own folds, "
                                                 "by clip: DFEW, FERV39k, MAFW)")] = "5", epochs: Epochs = None,
-       seed: Seed = 0, folds_file: Annotated[Path | None, typer.Option(help="reuse a folds.json")] = None,
-       device: Device = "auto", batch_size: BatchSize = None, lr: Lr = None, wd: Wd = None,
-       wd_schedule: WdSchedule = None, head: HeadKind = "linear", num_heads: NumHeads = None, proj: Proj = None,
-       train_clips: TrainClips = None, test_clips: TestClips = "all", allow_incomplete: Incomplete = False,
-       memory_mb: MemoryMb = 2048.0, precision: PrecisionOpt = "auto", schedule: Schedule = "all-folds",
+       seed: Seed = None, folds_file: Annotated[Path | None, typer.Option(help="reuse a folds.json")] = None,
+       device: Device = None, batch_size: BatchSize = None, lr: Lr = None, wd: Wd = None,
+       wd_schedule: WdSchedule = None, head: HeadKind = None, num_heads: NumHeads = None, proj: Proj = None,
+       train_clips: TrainClips = None, test_clips: TestClips = None, allow_incomplete: Incomplete = False,
+       memory_mb: MemoryMb = None, precision: PrecisionOpt = None, schedule: Schedule = None,
        val_curve: ValCurve = False, overwrite: Overwrite = False):
     """Subject-independent cross-validation of a probe on one store."""
     from fer_probe.cv import run_cv
@@ -150,11 +154,11 @@ def cross(*, train: Annotated[str, typer.Option(help="store to train on (all its
                                                    "posteriors renormalised over them; strict: score every test "
                                                    "video, unknown classes count as errors")] = "shared",
           calm_as_neutral: Annotated[bool, typer.Option(help="treat RAVDESS calm as neutral")] = False,
-          epochs: Epochs = None, seed: Seed = 0, device: Device = "auto", batch_size: BatchSize = None,
-          lr: Lr = None, wd: Wd = None, wd_schedule: WdSchedule = None, head: HeadKind = "linear",
+          epochs: Epochs = None, seed: Seed = None, device: Device = None, batch_size: BatchSize = None,
+          lr: Lr = None, wd: Wd = None, wd_schedule: WdSchedule = None, head: HeadKind = None,
           num_heads: NumHeads = None, proj: Proj = None, train_clips: TrainClips = None,
-          test_clips: TestClips = "all", allow_incomplete: Incomplete = False, memory_mb: MemoryMb = 2048.0,
-          precision: PrecisionOpt = "auto", overwrite: Overwrite = False):
+          test_clips: TestClips = None, allow_incomplete: Incomplete = False, memory_mb: MemoryMb = None,
+          precision: PrecisionOpt = None, overwrite: Overwrite = False):
     """Train on all of one store, test on every video of another, mapping labels by name."""
     from fer_probe.cross import run_cross
 
@@ -199,7 +203,7 @@ def embed_plot(store: Store, *, out: Annotated[Path, typer.Option(help="PNG file
 @user_errors
 def ablate(store: Store, *, out: Out = Path("runs/ablate"), recipe: Recipe = "paper",
            folds: Annotated[int, typer.Option(help="number of subject folds")] = 5, epochs: Epochs = None,
-           seed: Seed = 0, device: Device = "auto", batch_size: BatchSize = None, num_heads: NumHeads = None,
+           seed: Seed = None, device: Device = None, batch_size: BatchSize = None, num_heads: NumHeads = None,
            versus: Annotated[str | None, typer.Option(help="a store of the same videos extracted otherwise (e.g. "
                                                            "face-cropped vs full frame): its baseline is compared "
                                                            "too")] = None,
@@ -208,7 +212,7 @@ def ablate(store: Store, *, out: Out = Path("runs/ablate"), recipe: Recipe = "pa
     from fer_probe.ablate import run_ablation
 
     cfg = probe_settings(recipe, epochs=epochs, seed=seed, device=device, batch_size=batch_size,
-                         num_heads=num_heads, lr=None, wd=None, memory_mb=2048.0)
+                         num_heads=num_heads, lr=None, wd=None, memory_mb=None)
     bar, update = epoch_progress()
     with bar:
         summary = run_ablation(store, out, cfg, n_folds=folds, allow_incomplete=allow_incomplete,

@@ -39,7 +39,7 @@ extraction: {frames_per_clip: 16, frame_step: 4, clips_per_video: 8, spatial_vie
     assert cfg.extraction.spatial_views == 3 and cfg.extraction.dtype == "int8"
     # an encoder's frames_per_clip overrides the extraction default
     assert cfg.extraction_for(cfg.encoders["tiny"]).frames_per_clip == 8
-    assert cfg.encoders["tiny"].build_kwargs()["family"] == "vjepa2"
+    assert cfg.encoders["tiny"].family == "vjepa2"
 
 
 CASES = [

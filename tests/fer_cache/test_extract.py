@@ -210,6 +210,9 @@ def test_scan_json_reports_decoded_frames_and_errors(tmp_path, demo_small):
     assert payload["errors"] == [] and CREMA_D.is_dir()
     demo = json.loads(runner.invoke(app, ["scan", "--dataset", "demo", "--config", str(config), "--json"]).stdout)
     assert len(demo["videos"]) == 24 and "n_frames" not in demo["videos"][0]
+    table = " ".join(runner.invoke(app, ["scan", "--dataset", "demo", "--config", str(config)]).stdout.split())
+    assert "videos per class: neutral 4, happy 4, sad 4, angry 4, fearful 4, disgust 4" in table
+    assert "videos per subject: 1 6, 2 6, 3 6, 4 6" in table
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "int8"])

@@ -1,5 +1,6 @@
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
@@ -66,7 +67,10 @@ def test_run_directory_agrees_with_scikit_learn_and_is_deterministic(tmp_path, p
     config = json.loads((tmp_path / "a" / "config.json").read_text())
     assert config["probe"]["epochs"] == 8 and config["fingerprint"] and config["probe"]["recipe"] == "fast"
     assert config["probe"]["num_heads"] == 4 and config["probe"]["overridden"] == ["epochs"]
-    assert (tmp_path / "a" / "weights" / "fold0.safetensors").is_file()
+    weights = tmp_path / "a" / "weights" / "fold0.safetensors"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert weights.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not safetensors' 0600
 
 
 def test_several_heads_are_chosen_on_validation_never_on_test(tmp_path, planted_store):

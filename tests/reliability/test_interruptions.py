@@ -51,12 +51,12 @@ def test_sigkill_at_chosen_points_then_resume(tmp_path, demo_small, reference_st
     assert not store.with_name(store.name + ".partial").exists()
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_sigterm_stops_after_the_current_write(tmp_path, demo_small, reference_store, seed):
+@pytest.mark.parametrize("seed,sig", [(0, "TERM"), (1, "INT")])
+def test_sigterm_or_ctrl_c_stops_after_the_current_write(tmp_path, demo_small, reference_store, seed, sig):
     point = int(np.random.default_rng(seed + 10).integers(1, VIDEOS - 4))
     config = write_config(tmp_path, demo_small)
     store = tmp_path / "stopped.zarr"
-    code, output = extract_process(config, store, fault=f"{point}:TERM", workers="1")
+    code, output = extract_process(config, store, fault=f"{point}:{sig}", workers="1")
     assert code == 130, output
     assert "Traceback" not in output and "rerun the same command to resume" in output
     assert point <= done(store) < VIDEOS
