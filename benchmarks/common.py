@@ -38,9 +38,10 @@ def machine(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
 
 
-def peak_rss_gb() -> float:
-    """Peak resident memory of this process so far (Linux reports kB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+def peak_rss_gb(children: bool = False) -> float:
+    """Peak resident memory of this process (or of the largest child process that ended) so far, in GB."""
+    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
+    return resource.getrusage(who).ru_maxrss / 1e6  # Linux reports kB
 
 
 def append_row(name: str, row: dict) -> Path:
