@@ -53,10 +53,14 @@ def throughput(probe: AttentiveProbe, clips: torch.Tensor, train: bool, repeats:
     return repeats * len(clips) / (time.perf_counter() - started)
 
 
-def read_time(store: Path, warm: bool = True) -> float:
-    """Seconds to read one clip view from the store into float32, every clip once, from the page cache (a first pass
-    warms it) or, with warm=False, from wherever it is."""
-    with CacheReader(store) as reader:
+def read_time(store: Path, device: torch.device, warm: bool = True, direct: bool = True) -> float:
+    """Seconds to read one clip view from the store as cv does on this device (float32 on the CPU, the stored float16
+    for CUDA), every clip once, from the page cache (a first pass warms it) or, with warm=False, from wherever it is;
+    direct=False reads through zarr's codec pipeline instead of straight from the shard files."""
+    cuda = device.type == "cuda"
+    with CacheReader(store, dtype=torch.bfloat16 if cuda else torch.float32, pin_memory=cuda) as reader:
+        if not direct:
+            reader.arrays.direct = None
         refs = [ClipRef(v, k, 0) for v in range(len(reader)) for k in range(reader.clips)]
         for ref in refs if warm else ():
             reader.clip(ref)
@@ -97,14 +101,14 @@ def timed_cv(store: Path, out: Path, settings: dict) -> float:
     return float(done.stdout.strip().splitlines()[-1])
 
 
-def cold_read_time(store: Path) -> float | None:
+def cold_read_time(store: Path, device: torch.device) -> float | None:
     """Seconds to read one clip from disk (the page cache dropped first; needs root), or None."""
     try:
         subprocess.run(["sync"], check=True)
         Path("/proc/sys/vm/drop_caches").write_text("1")
     except OSError:
         return None
-    return read_time(store, warm=False)
+    return read_time(store, device, warm=False)
 
 
 def needed_reads(store: Path, cfg: ProbeConfig, out: Path) -> int:
@@ -148,16 +152,18 @@ def main() -> None:
     if not store.exists():
         synthetic_store(store, subjects=args.subjects, classes=4, per_class=args.videos_per_class, clips=args.clips,
                         tokens=args.tokens, width=args.width)
-    read_s = read_time(store)
+    read_s, zarr_s = read_time(store, device), read_time(store, device, direct=False)
     clip_mb = args.tokens * args.width * 2 / 1e6
     print(f"store: {args.subjects * 4 * args.videos_per_class} videos x {args.clips} clips of [{args.tokens}, "
           f"{args.width}] float16 ({clip_mb:.1f} MB per clip) on {machine(device)}")
-    print(f"read every clip once: {read_s * 1e3:.1f} ms per clip ({clip_mb / read_s:.0f} MB/s)")
+    print(f"read every clip once: {read_s * 1e3:.1f} ms per clip ({clip_mb / read_s:.0f} MB/s) straight from the "
+          f"shard files; {zarr_s * 1e3:.1f} ms through zarr's codec pipeline ({zarr_s / read_s:.1f}x)")
     speeds = probe_speeds(store, device, args.width)
     for name, kind in (("fast attentive probe:           ", "fast"), ("straightforward cross-attention:", "slow")):
         print(f"{name} train {speeds[kind + '_train']:7.2f} clips/s, eval {speeds[kind + '_eval']:7.2f}")
     row = {"machine": machine(device), "tokens": args.tokens, "width": args.width,
-           "read_ms_per_clip": round(read_s * 1e3, 2)} | {f"{k}_clips_per_s": round(v, 2) for k, v in speeds.items()}
+           "read_ms_per_clip": round(read_s * 1e3, 2), "zarr_read_ms_per_clip": round(zarr_s * 1e3, 2)}
+    row |= {f"{k}_clips_per_s": round(v, 2) for k, v in speeds.items()}
     row |= paper_scale(store, folder, args, read_s)
     row["peak_rss_gb"] = round(max(peak_rss_gb(), peak_rss_gb(children=True)), 2)
     print(f"peak resident memory of a cv run: {peak_rss_gb(children=True):.1f} GB (the store is {store_gb(store):.2f} "
@@ -190,7 +196,7 @@ def paper_scale(store: Path, folder: Path, args, read_s: float) -> dict:
         videos, clips = len(reader), reader.clips
     per_clip = one / (args.epochs * videos + videos * clips)  # one candidate per fold, every clip read once a pass
     projected = per_clip * RAVDESS["videos"] * RAVDESS["clips"] * (RAVDESS["epochs"] + 1)
-    cold = cold_read_time(store)
+    cold = cold_read_time(store, torch.device(args.device))
     clips_read = RAVDESS["videos"] * RAVDESS["clips"] * (RAVDESS["epochs"] + 1)
     print(f"one candidate per fold: {one:.1f} s, {per_clip * 1e3:.1f} ms per clip read; projected whole RAVDESS "
           f"paper protocol (2,880 videos, 5 folds, 20 epochs, all 8 clips, then every clip tested): "

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fer_cache import schema
+from fer_cache import shards
 from fer_cache.staging import Download, Downloader, Uploader
 from fer_cache.video import normalise
 from fer_cache.writer import Failure, Finished, Writer
@@ -116,7 +116,7 @@ class BatchEncoder:
             entry = self.videos_in_work[index]
             K, S = entry.decoded.clips.shape[:2]
             if entry.tokens.size == 0:  # page-aligned: the writer can send it to disk past the page cache
-                entry.tokens = schema.aligned_empty((K, S, *row.shape), row.dtype)  # [K, S, N, D]
+                entry.tokens = shards.aligned_empty((K, S, *row.shape), row.dtype)  # [K, S, N, D]
             entry.tokens[position // S, position % S] = row
             entry.finite &= bool(ok)
             entry.filled += 1

@@ -84,11 +84,16 @@ def check_schema(group: zarr.Group, location: str) -> None:
 
 
 class TokenArrays:
-    """The token arrays of a store, opened once (each group lookup reads metadata from the store)."""
+    """The token arrays of a store, opened once (each group lookup reads metadata from the store); with the store's
+    location, token reads of the default layout go straight to the shard files (fer_cache.shards)."""
 
-    def __init__(self, group: zarr.Group):
+    def __init__(self, group: zarr.Group, location: str | None = None):
+        from fer_cache.shards import ShardReader  # shards builds on this module
+
         self.tokens = group["tokens"]
         self.scales = group["tokens_scale"] if "tokens_scale" in group else None
+        direct = location is not None and ShardReader.applies(self.tokens, location)
+        self.direct = ShardReader(self.tokens, location) if direct else None
 
 
 def read_strings(array) -> list[str]:
@@ -127,7 +132,9 @@ def read_stored(arrays: "TokenArrays", row: int, video_id: str, *, location: str
     """One video's stored token values (and int8 scales), all of them or `selection` within [K, S]; a chunk that
     does not decode names the video and says how to repair it."""
     try:
-        stored = arrays.tokens[(row, *selection)]
+        stored = arrays.direct.read(row, selection) if arrays.direct is not None else None
+        if stored is None:
+            stored = arrays.tokens[(row, *selection)]
         scale = arrays.scales[(row, *selection)] if arrays.scales is not None else None
     except Exception as exc:
         raise StoreFormatError(f"{location}: the tokens of video {video_id} do not decode ({type(exc).__name__}); "
@@ -198,85 +205,3 @@ def reuse_freed_memory() -> None:
     if hasattr(libc, "mallopt"):
         libc.mallopt(-4, 0)  # M_MMAP_MAX: serve large blocks from the heap
         libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: keep up to 2 GiB of freed heap for reuse
-
-
-def writes_whole_shards(array, location: str) -> bool:
-    """Whether one video's values can be written as one shard file directly: a local store, one shard per video,
-    uncompressed little-endian chunks, the index at the end with its crc32c (what fer_cache creates by default)."""
-    from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec
-    from zarr.codecs.sharding import ShardingCodecIndexLocation
-
-    codecs = array.metadata.codecs
-    if is_url(location) or len(codecs) != 1 or not isinstance(codecs[0], ShardingCodec):
-        return False
-    sharding = codecs[0]
-    little = BytesCodec(endian="little")
-    plain = (little,) if array.dtype.itemsize > 1 else (BytesCodec(endian=None), little)
-    return (array.shards == (1, *array.shape[1:]) and len(sharding.codecs) == 1 and sharding.codecs[0] in plain
-            and tuple(sharding.index_codecs) == (little, Crc32cCodec())
-            and sharding.index_location == ShardingCodecIndexLocation.end
-            and array.metadata.chunk_key_encoding.separator == "/")
-
-
-def write_shard(array, location: str, name: str, *, row: int, values: np.ndarray) -> None:
-    """One video's values [K, S, ...] as a complete shard file, written atomically, byte for byte what zarr's
-    sharding codec reads: the inner chunks in C order, then the index of (offset, length) pairs and its crc32c.
-    Writing through zarr's codec pipeline instead costs 3-6x as long (benchmarks/bench_pipeline.py)."""
-    import os
-
-    import google_crc32c
-
-    values = np.ascontiguousarray(values, dtype=array.dtype.newbyteorder("<"))
-    inner = tuple(s // c for s, c in zip(array.shards, array.chunks))  # chunks per shard, e.g. (1, K, S, 1, 1)
-    count = int(np.prod(inner))
-    chunk_bytes = values.nbytes // count
-    index = np.empty((count, 2), dtype="<u8")
-    index[:, 0] = np.arange(count, dtype=np.uint64) * chunk_bytes
-    index[:, 1] = chunk_bytes
-    index_bytes = index.tobytes()
-    checksum = np.array([google_crc32c.value(index_bytes)], dtype="<u4").tobytes()
-    path = Path(location) / name / "c" / str(row) / Path(*(["0"] * (array.ndim - 1)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + f".{os.getpid()}.partial")
-    data = memoryview(values.reshape(-1)).cast("B")
-    if not write_direct(partial, data):
-        with open(partial, "wb") as f:
-            f.write(data)
-    with open(partial, "ab") as f:
-        f.write(index_bytes + checksum)
-    os.replace(partial, path)
-
-
-PAGE = 4096
-
-
-def aligned_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
-    """An uninitialised array whose data starts on a page boundary, so that a shard can go to disk with O_DIRECT."""
-    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    raw = np.empty(nbytes + PAGE, dtype=np.uint8)
-    offset = (-raw.ctypes.data) % PAGE
-    return raw[offset:offset + nbytes].view(dtype).reshape(shape)
-
-
-def write_direct(path: Path, data: memoryview) -> bool:
-    """Write page-aligned data past the page cache (O_DIRECT): on the project's machine 4x the rate of a buffered
-    write, whose cost is allocating and copying into cache pages. False where it does not apply (unaligned data,
-    file systems without O_DIRECT): the caller then writes normally."""
-    import os
-    flag = getattr(os, "O_DIRECT", 0)
-    address = np.frombuffer(data, dtype=np.uint8).ctypes.data if len(data) else 0
-    if not flag or address % PAGE or len(data) % PAGE:
-        return False
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | flag, 0o644)
-    except OSError:
-        return False
-    try:
-        written = 0
-        while written < len(data):
-            written += os.write(fd, data[written:])
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-    return True

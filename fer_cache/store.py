@@ -15,7 +15,7 @@ import numpy as np
 import zarr
 import zarr.codecs
 
-from fer_cache import schema
+from fer_cache import schema, shards
 from fer_cache.errors import StoreError, StoreMismatchError
 
 
@@ -132,8 +132,8 @@ def write_video(group: zarr.Group, index: int, tokens: np.ndarray, *, frame_inde
         if values is None:
             continue
         array = group[name]
-        if location is not None and schema.writes_whole_shards(array, location):
-            schema.write_shard(array, location, name, row=index, values=values)
+        if location is not None and shards.writes_whole_shards(array, location):
+            shards.write_shard(array, location, name, row=index, values=values)
         else:
             array[index] = values
     group["clips/frame_index"][index] = frame_index

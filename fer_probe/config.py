@@ -158,3 +158,10 @@ def autocast_for(device: torch.device, dtype: torch.dtype):
     if device.type != "cuda" or dtype == torch.float32:
         return nullcontext()
     return torch.autocast("cuda", dtype=dtype)
+
+
+def to_compute(x: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Inputs onto the device: tokens that travel in their stored half precision (CUDA) are cast there to the compute
+    dtype; float32 inputs (CPU tokens, pooled features) go as they are."""
+    x = x.to(device, non_blocking=True)
+    return x.to(dtype) if x.dtype in (torch.float16, torch.bfloat16) else x

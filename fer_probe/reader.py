@@ -49,8 +49,8 @@ class CacheReader:
     def __init__(self, location: str | Path, *, allow_incomplete: bool = False, memory_budget_mb: float = 0,
                  dtype: torch.dtype = torch.float32, pin_memory: bool = False):
         self.location = str(location)
-        self.compute_dtype = dtype  # tokens come out as float32, or bfloat16/float16 for the fast paths
-        self.pin_memory = pin_memory  # CUDA: page-locked tensors, copied with non_blocking=True
+        self.compute_dtype = dtype  # the dtype the probes compute in: float32, or bfloat16/float16 for the fast paths
+        self.pin_memory = pin_memory  # CUDA: page-locked batches, copied with non_blocking=True
         try:
             self.group = schema.open_store(self.location)
         except schema.StoreFormatError as exc:
@@ -58,9 +58,13 @@ class CacheReader:
         self.attrs = dict(self.group.attrs)
         self.label_names: list[str] = list(self.attrs.get("label_names", []))
         self.fingerprint: str = self.attrs.get("fingerprint", "")
-        self.arrays = schema.TokenArrays(self.group)
+        self.arrays = schema.TokenArrays(self.group, self.location)
         self.tokens = self.arrays.tokens
         self.dtype = schema.storage_dtype(self.group)
+        # CUDA (pin_memory) gets float16/bfloat16 tokens as stored, half the bytes to copy, cast on the device by the
+        # consumer; the CPU gets them in the compute dtype
+        stored_float = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(self.dtype)
+        self.transfer_dtype = stored_float if pin_memory and stored_float is not None else dtype
         schema.reuse_freed_memory()  # clips are ~12 MB: reuse freed buffers instead of faulting in fresh pages
         status = self.group["videos/status"][:]
         usable = status == schema.DONE
@@ -125,16 +129,19 @@ class CacheReader:
                                                selection=selection)
         except schema.StoreFormatError as exc:
             raise StoreReadError(str(exc)) from exc
+        dtype = self.transfer_dtype
         if self.dtype == "bfloat16":
-            values = torch.from_numpy(stored.view(np.int16)).view(torch.bfloat16).to(self.compute_dtype)
+            values = torch.from_numpy(stored.view(np.int16)).view(torch.bfloat16).to(dtype)
         elif self.dtype == "int8":  # int8 x scale in the compute dtype, in one pass
-            values = torch.from_numpy(stored) * torch.from_numpy(scale).to(self.compute_dtype)[..., None]
+            values = torch.from_numpy(stored) * torch.from_numpy(scale).to(dtype)[..., None]
+        elif dtype == torch.bfloat16:  # float16 -> bfloat16 through float32: the same values, 3x faster in torch
+            values = torch.from_numpy(stored).float().to(dtype)
         else:
-            values = torch.from_numpy(stored).to(self.compute_dtype)
+            values = torch.from_numpy(stored).to(dtype)
         if not finite(values):
             raise StoreReadError(f"{self.location}: video {self.ids[v]} has non-finite tokens; run "
                                  "`fer-cache verify` and re-extract it")
-        return values.pin_memory() if self.pin_memory else values
+        return values
 
     def video(self, v: int) -> torch.Tensor:
         """All clips and views of one video -> [K, S, N, D] (one shard read)."""
@@ -156,11 +163,11 @@ class CacheReader:
 
     def preload(self) -> bool:
         """Keep every decoded video in memory when the whole store fits the budget (read once, reuse per epoch)."""
-        itemsize = torch.finfo(self.compute_dtype).bits // 8
+        itemsize = torch.finfo(self.transfer_dtype).bits // 8
         needed = len(self) * self.clips * self.views * self.num_tokens * self.width * itemsize
         if needed > self.memory_budget or self._memory:
             return bool(self._memory)
-        for v, values in enumerate(self.videos(range(len(self)))):
+        for v, values in enumerate(self.load_all(self.video, range(len(self)))):  # kept unpinned
             self._memory[v] = values
         return True
 
@@ -169,13 +176,17 @@ class CacheReader:
         return prefetch(load, items, self._pool, ahead=ahead)
 
     def videos(self, indices: Iterable[int], ahead: int = 2) -> Iterator[torch.Tensor]:
-        """Yield [K, S, N, D] for each video index, prefetching in background threads."""
-        return self.load_all(self.video, indices, ahead)
+        """Yield [K, S, N, D] for each video index, prefetching (and pinning, for CUDA) in background threads."""
+        return self.load_all(lambda v: self.pinned(self.video(v)), indices, ahead)
+
+    def pinned(self, values: torch.Tensor) -> torch.Tensor:
+        """Page-locked for CUDA (an asynchronous copy to the device); unchanged on the CPU."""
+        return values.pin_memory() if self.pin_memory else values
 
     def mean_pooled(self) -> np.ndarray:
         """Token-mean of every clip view -> [V, K, S, D], computed in one streaming pass."""
         out = np.empty((len(self), self.clips, self.views, self.width), dtype=np.float32)
-        for v, values in enumerate(self.videos(range(len(self)))):
+        for v, values in enumerate(self.load_all(self.video, range(len(self)))):  # on the CPU: never pinned
             out[v] = values.float().mean(dim=2).numpy()
         return out
 

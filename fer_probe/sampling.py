@@ -47,13 +47,20 @@ class TokenSource:
         if all_clips:
             def load(c: slice) -> torch.Tensor:
                 views_k = [self.reader.view(int(v), int(s)) for v, s in zip(order[c], views[c])]  # B x [K, N, D]
-                return torch.stack([x.reshape(-1, x.shape[-1]) for x in views_k])  # [B, K*N, D]
+                return self._stacked([x.reshape(-1, x.shape[-1]) for x in views_k])  # [B, K*N, D]
         else:
             def load(c: slice) -> torch.Tensor:
                 refs = [ClipRef(int(v), int(k), int(s)) for v, k, s in zip(order[c], clips[c], views[c])]
-                return torch.stack([self.reader.clip(r) for r in refs])  # [B, N, D]
+                return self._stacked([self.reader.clip(r) for r in refs])  # [B, N, D]
         for c, inputs in zip(chunks, self.reader.load_all(load, chunks)):
             yield Batch(inputs, order[c])
+
+    def _stacked(self, values: list[torch.Tensor]) -> torch.Tensor:
+        """One batch [B, ...], stacked straight into page-locked memory for CUDA (in the prefetch thread)."""
+        if not self.reader.pin_memory:
+            return torch.stack(values)
+        return torch.stack(values, out=torch.empty((len(values), *values[0].shape), dtype=values[0].dtype,
+                                                   pin_memory=True))
 
     def _pooled_epoch(self, order, views, chunks, *, rng, batch_size: int, all_clips: bool) -> Iterator[Batch]:
         if all_clips:

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from fer_probe.config import ProbeConfig, autocast_for, resolve_device
+from fer_probe.config import ProbeConfig, autocast_for, resolve_device, to_compute
 from fer_probe.probes import forward_many
 from fer_probe.sampling import TokenSource
 
@@ -28,7 +28,7 @@ def video_posteriors(source: TokenSource, models: list[nn.Module], videos: list[
     inputs = source.test_inputs(videos, cfg.train_clips == "all", cfg.test_clips == "one")
     for i, values in enumerate(inputs):
         needed = wanted[i] if wanted is not None else list(range(len(models)))
-        x = values.to(device, non_blocking=True)
+        x = to_compute(values, device, dtype)
         parts: list[list[torch.Tensor]] = [[] for _ in needed]
         for chunk in x.split(CHUNK):
             with autocast_for(device, dtype):

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fer_probe.config import ProbeConfig, autocast_for, resolve_device
+from fer_probe.config import ProbeConfig, autocast_for, resolve_device, to_compute
 from fer_probe.metrics import uar
 from fer_probe.probes import build_probe, forward_many
 from fer_probe.sampling import Batch, TokenSource
@@ -104,24 +104,30 @@ class StepRunner:
         self.device, self.dtype = resolve_device(cfg.device), cfg.compute_dtype()
         self.targets = torch.from_numpy(targets)
         self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
-        self.meters = np.zeros((len(candidates), 3))  # loss sum, correct, samples
+        # loss sums and correct counts stay on the device (no synchronisation per step); samples are known here
+        self.sums = torch.zeros(len(candidates), 2, device=self.device)  # [P, 2]
+        self.samples = np.zeros(len(candidates))  # [P]
 
     def __call__(self, batch: Batch, progress: float) -> None:
         member = self.member[:, batch.videos]  # [P, B]
         active = np.flatnonzero(member.any(axis=1))
         rows = [np.flatnonzero(member[p]).tolist() for p in active]  # each candidate's videos in the batch
-        x = batch.inputs.to(self.device, non_blocking=True)
+        x = to_compute(batch.inputs, self.device, self.dtype)
         y = self.targets[batch.videos].to(self.device)
         models = [self.candidates[p].model.train() for p in active]
         every = all(len(mine) == len(batch.videos) for mine in rows)  # then one batched pass serves every candidate
         with autocast_for(self.device, self.dtype):
             logits = forward_many(models, x, None if every else rows)  # P' x [B_p, C]
-        losses = []
-        for p, mine, lg in zip(active, rows, logits):
+        losses, correct = [], []
+        for mine, lg in zip(rows, logits):
             lg, target = lg.float(), y[mine]
             losses.append(F.cross_entropy(lg, target))
-            with torch.no_grad():
-                self.meters[p] += (losses[-1].item() * len(target), (lg.argmax(1) == target).sum().item(), len(target))
+            correct.append((lg.detach().argmax(1) == target).sum())
+        counts = torch.tensor([len(mine) for mine in rows], dtype=torch.float32)
+        with torch.no_grad():
+            sums = torch.stack([torch.stack(losses).detach() * counts.to(self.device), torch.stack(correct).float()], 1)
+            self.sums.index_add_(0, torch.from_numpy(active).to(self.device), sums)  # [P', 2] into [P, 2]
+        self.samples[active] += counts.numpy()
         for p in active:
             self.candidates[p].optimizer.zero_grad(set_to_none=True)
         total = torch.stack(losses).sum()
@@ -149,9 +155,9 @@ class StepRunner:
 
     def epoch_means(self) -> np.ndarray:
         """Mean training loss and accuracy per candidate since the last call -> [P, 2]."""
-        counts = np.maximum(self.meters[:, 2:], 1)
-        means = self.meters[:, :2] / counts
-        self.meters[:] = 0
+        means = self.sums.cpu().numpy() / np.maximum(self.samples, 1)[:, None]
+        self.sums.zero_()
+        self.samples[:] = 0
         return means
 
 

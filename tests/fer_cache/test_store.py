@@ -135,26 +135,3 @@ def test_lock_refuses_a_second_writer_and_is_removed_after(tmp_path):
     assert not (tmp_path / "s.zarr.lock").exists()
     with st.StoreLock(tmp_path / "s.zarr"):  # released after use
         pass
-
-
-@pytest.mark.parametrize("dtype,views", [("float16", 1), ("int8", 3)])
-def test_shards_written_directly_are_what_zarr_writes(tmp_path, dtype, views):
-    """The fast shard writer (straight to the file, O_DIRECT where it can) against zarr's own codec pipeline."""
-    stores = {}
-    for how in ("zarr", "direct"):
-        location = tmp_path / f"{how}.zarr"
-        group = st.create_store(location, st.Layout(2, 2, views, 5, 8, 4, dtype=dtype), videos(2), attrs=ATTRS)
-        values = np.random.default_rng(0).standard_normal((2, views, 5, 8)).astype(np.float32)
-        st.write_video(group, 1, values, frame_index=np.zeros((2, 4), np.int32), n_frames=40,
-                       location=None if how == "zarr" else str(location))
-        stores[how] = (location, group)
-    (zarr_path, zarr_group), (direct_path, direct_group) = stores["zarr"], stores["direct"]
-    assert schema.writes_whole_shards(direct_group["tokens"], str(direct_path))
-    for name in ("tokens", "tokens_scale") if dtype == "int8" else ("tokens",):
-        shard = next(p for p in (zarr_path / name / "c" / "1").rglob("*") if p.is_file()).relative_to(zarr_path)
-        if views == 1:  # one clip view a clip: zarr's (Morton) chunk order is C order, so the files are identical
-            assert (direct_path / shard).read_bytes() == (zarr_path / shard).read_bytes(), name
-        assert np.array_equal(direct_group[name][1], zarr_group[name][1])
-        assert np.array_equal(direct_group[name][1, 1, views - 1], zarr_group[name][1, 1, views - 1])  # one chunk
-    aligned = schema.aligned_empty((3, 4096), np.float16)
-    assert aligned.ctypes.data % 4096 == 0 and aligned.shape == (3, 4096)

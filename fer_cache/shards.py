@@ -1,0 +1,170 @@
+"""One video's tokens as one shard file, read and written straight from and to disk (the layout fer_cache creates
+by default: one shard per video, one inner chunk per clip view, uncompressed little-endian chunks, the index of
+(offset, length) pairs at the end with its crc32c). Byte for byte what zarr's sharding codec writes and reads
+(tests/fer_cache/test_shards.py); going through zarr's codec pipeline instead costs 3-6x as long to write
+(benchmarks/bench_pipeline.py) and several times as long to read a clip (benchmarks/bench_probe.py). Other layouts
+go through zarr.
+"""
+
+import os
+from pathlib import Path
+
+import google_crc32c
+import numpy as np
+
+from fer_cache.schema import is_url
+
+PAGE = 4096
+EMPTY = 2**64 - 1  # an index entry of a chunk that was never written
+
+
+def writes_whole_shards(array, location: str) -> bool:
+    """Whether one video's values can be written as one shard file directly: a local store, one shard per video,
+    uncompressed little-endian chunks, the index at the end with its crc32c (what fer_cache creates by default)."""
+    from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec
+    from zarr.codecs.sharding import ShardingCodecIndexLocation
+
+    codecs = array.metadata.codecs
+    if is_url(location) or len(codecs) != 1 or not isinstance(codecs[0], ShardingCodec):
+        return False
+    sharding = codecs[0]
+    little = BytesCodec(endian="little")
+    plain = (little,) if array.dtype.itemsize > 1 else (BytesCodec(endian=None), little)
+    return (array.shards == (1, *array.shape[1:]) and len(sharding.codecs) == 1 and sharding.codecs[0] in plain
+            and tuple(sharding.index_codecs) == (little, Crc32cCodec())
+            and sharding.index_location == ShardingCodecIndexLocation.end
+            and array.metadata.chunk_key_encoding.separator == "/")
+
+def write_shard(array, location: str, name: str, *, row: int, values: np.ndarray) -> None:
+    """One video's values [K, S, ...] as a complete shard file, written atomically, byte for byte what zarr's
+    sharding codec reads: the inner chunks in C order, then the index of (offset, length) pairs and its crc32c.
+    Writing through zarr's codec pipeline instead costs 3-6x as long (benchmarks/bench_pipeline.py)."""
+
+    values = np.ascontiguousarray(values, dtype=array.dtype.newbyteorder("<"))
+    inner = tuple(s // c for s, c in zip(array.shards, array.chunks))  # chunks per shard, e.g. (1, K, S, 1, 1)
+    count = int(np.prod(inner))
+    chunk_bytes = values.nbytes // count
+    index = np.empty((count, 2), dtype="<u8")
+    index[:, 0] = np.arange(count, dtype=np.uint64) * chunk_bytes
+    index[:, 1] = chunk_bytes
+    index_bytes = index.tobytes()
+    checksum = np.array([google_crc32c.value(index_bytes)], dtype="<u4").tobytes()
+    path = Path(location) / name / "c" / str(row) / Path(*(["0"] * (array.ndim - 1)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + f".{os.getpid()}.partial")
+    data = memoryview(values.reshape(-1)).cast("B")
+    if not write_direct(partial, data):
+        with open(partial, "wb") as f:
+            f.write(data)
+    with open(partial, "ab") as f:
+        f.write(index_bytes + checksum)
+    os.replace(partial, path)
+
+PAGE = 4096
+
+def aligned_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """An uninitialised array whose data starts on a page boundary, so that a shard can go to disk with O_DIRECT."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.empty(nbytes + PAGE, dtype=np.uint8)
+    offset = (-raw.ctypes.data) % PAGE
+    return raw[offset:offset + nbytes].view(dtype).reshape(shape)
+
+def write_direct(path: Path, data: memoryview) -> bool:
+    """Write page-aligned data past the page cache (O_DIRECT): on the project's machine 4x the rate of a buffered
+    write, whose cost is allocating and copying into cache pages. False where it does not apply (unaligned data,
+    file systems without O_DIRECT): the caller then writes normally."""
+
+    flag = getattr(os, "O_DIRECT", 0)
+    address = np.frombuffer(data, dtype=np.uint8).ctypes.data if len(data) else 0
+    if not flag or address % PAGE or len(data) % PAGE:
+        return False
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | flag, 0o644)
+    except OSError:
+        return False
+    try:
+        written = 0
+        while written < len(data):
+            written += os.write(fd, data[written:])
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+class ShardReader:
+    """Clip views of one array straight from the videos' shard files: one read of the small index, then one read
+    per clip view into the output array, no intermediate copies. Only for the layout write_shard writes (inner
+    chunks of one clip view, in any order); read() returns None where zarr must answer instead (a missing file or
+    an unwritten chunk, which zarr reads as the fill value) and raises ValueError for a damaged shard."""
+
+    def __init__(self, array, location: str):
+        self.folder = Path(location) / array.path / "c"
+        self.clips, self.views = array.shape[1:3]
+        self.value_shape = tuple(array.shape[3:])  # [N, D]
+        self.dtype = np.dtype(array.dtype).newbyteorder("<")
+        self.chunk_bytes = int(np.prod(self.value_shape)) * self.dtype.itemsize
+        self.depth = array.ndim - 1
+
+    @staticmethod
+    def applies(array, location: str) -> bool:
+        """The default layout, with one clip view per inner chunk."""
+        return writes_whole_shards(array, location) and tuple(array.chunks) == (1, 1, 1, *array.shape[3:])
+
+    def read(self, row: int, selection: tuple = ()) -> np.ndarray | None:
+        """Values of video `row`: all [K, S, ...] (selection ()), one clip view (k, s) -> [...], or one view of
+        every clip (slice(None), s) -> [K, ...]; None for selections or shards that zarr must read."""
+        wanted = self._wanted(selection)
+        if wanted is None:
+            return None
+        path = self.folder / str(row) / Path(*(["0"] * self.depth))
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            entries = self._index(fd, path)
+            out = np.empty((len(wanted), *self.value_shape), dtype=self.dtype)
+            for i, chunk in enumerate(wanted):
+                offset, length = (int(v) for v in entries[chunk])
+                if offset == EMPTY and length == EMPTY:
+                    return None
+                if length != self.chunk_bytes:
+                    raise ValueError(f"{path}: chunk {chunk} holds {length} bytes, not {self.chunk_bytes}")
+                if os.preadv(fd, [memoryview(out[i]).cast("B")], offset) != length:
+                    raise ValueError(f"{path}: chunk {chunk} is cut short")
+        finally:
+            os.close(fd)
+        if selection == ():
+            return out.reshape(self.clips, self.views, *self.value_shape)  # [K, S, ...]
+        return out if selection[0] == slice(None) else out[0]  # [K, ...] or [...]
+
+    def _wanted(self, selection: tuple) -> list[int] | None:
+        """Inner chunk numbers (k * S + s) of a selection, in output order."""
+        if selection == ():
+            return list(range(self.clips * self.views))
+        if len(selection) != 2 or not isinstance(selection[1], (int, np.integer)):
+            return None
+        clip, view = int(selection[0]) if isinstance(selection[0], np.integer) else selection[0], int(selection[1])
+        if not 0 <= view < self.views:
+            return None  # negative or out-of-range indices: zarr's rules
+        if isinstance(clip, int):
+            return [clip * self.views + view] if 0 <= clip < self.clips else None
+        if clip == slice(None):
+            return [k * self.views + view for k in range(self.clips)]
+        return None
+
+    def _index(self, fd: int, path: Path) -> np.ndarray:
+        """The shard's (offset, length) pairs [K*S, 2], checked against their crc32c and the file's size."""
+        count = self.clips * self.views
+        size = os.fstat(fd).st_size
+        index_bytes = 16 * count + 4
+        raw = os.pread(fd, index_bytes, size - index_bytes) if size >= index_bytes else b""
+        if len(raw) != index_bytes or google_crc32c.value(raw[:-4]) != int.from_bytes(raw[-4:], "little"):
+            raise ValueError(f"{path}: the shard index does not match its checksum")
+        entries = np.frombuffer(raw[:-4], dtype="<u8").reshape(count, 2)
+        written = entries[:, 0] != EMPTY
+        if np.any(entries[written, 0] + entries[written, 1] > size - index_bytes):
+            raise ValueError(f"{path}: the shard index points past the end of the file")
+        return entries

@@ -1,0 +1,96 @@
+"""The direct shard writer and reader against zarr's own sharding codec."""
+
+import numpy as np
+import pytest
+
+from fer_cache import schema, shards
+from fer_cache import store as st
+from fer_cache.datasets import VideoItem
+
+ATTRS = {"fingerprint": "f", "label_names": ["a", "b", "c"], "encoder": {"embed_dim": 8}, "sampling": {"k": 2},
+         "storage": {"dtype": "float16"}, "token_grid": [1, 1, 5]}
+
+
+def videos(n):
+    return [VideoItem(f"v{i}", f"a/v{i}.mp4", i % 3, "x", str(i % 2 + 1)) for i in range(n)]
+
+
+def written_store(path, *, dtype="float16", views=1, direct=True, compressor="none"):
+    """Two videos of 3 clips x `views` views of [5, 8], video 1 written (straight to its shard, or through zarr)."""
+    group = st.create_store(path, st.Layout(2, 3, views, 5, 8, 4, dtype=dtype, compressor=compressor), videos(2),
+                            attrs=ATTRS)
+    values = np.random.default_rng(0).standard_normal((3, views, 5, 8)).astype(np.float32)
+    st.write_video(group, 1, values, frame_index=np.zeros((3, 4), np.int32), n_frames=40,
+                   location=str(path) if direct else None)
+    return group
+
+
+@pytest.mark.parametrize("dtype,views", [("float16", 1), ("int8", 3)])
+def test_shards_written_directly_are_what_zarr_writes(tmp_path, dtype, views):
+    """The fast shard writer (straight to the file, O_DIRECT where it can) against zarr's own codec pipeline."""
+    stores = {}
+    for how in ("zarr", "direct"):
+        location = tmp_path / f"{how}.zarr"
+        group = st.create_store(location, st.Layout(2, 2, views, 5, 8, 4, dtype=dtype), videos(2), attrs=ATTRS)
+        values = np.random.default_rng(0).standard_normal((2, views, 5, 8)).astype(np.float32)
+        st.write_video(group, 1, values, frame_index=np.zeros((2, 4), np.int32), n_frames=40,
+                       location=None if how == "zarr" else str(location))
+        stores[how] = (location, group)
+    (zarr_path, zarr_group), (direct_path, direct_group) = stores["zarr"], stores["direct"]
+    assert shards.writes_whole_shards(direct_group["tokens"], str(direct_path))
+    for name in ("tokens", "tokens_scale") if dtype == "int8" else ("tokens",):
+        shard = next(p for p in (zarr_path / name / "c" / "1").rglob("*") if p.is_file()).relative_to(zarr_path)
+        if views == 1:  # one clip view a clip: zarr's (Morton) chunk order is C order, so the files are identical
+            assert (direct_path / shard).read_bytes() == (zarr_path / shard).read_bytes(), name
+        assert np.array_equal(direct_group[name][1], zarr_group[name][1])
+        assert np.array_equal(direct_group[name][1, 1, views - 1], zarr_group[name][1, 1, views - 1])  # one chunk
+    aligned = shards.aligned_empty((3, 4096), np.float16)
+    assert aligned.ctypes.data % 4096 == 0 and aligned.shape == (3, 4096)
+
+
+SELECTIONS = [(), (0, 0), (2, 0), (slice(None), 0), (np.int64(1), np.int64(0))]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "int8"])
+@pytest.mark.parametrize("direct,views", [(True, 1), (False, 1), (False, 3), (True, 3)])
+def test_direct_reads_equal_zarr(tmp_path, dtype, direct, views):
+    """Every selection the reader makes, from shards written by write_shard and by zarr itself (which orders the
+    inner chunks differently when a clip has several views)."""
+    location = tmp_path / "s.zarr"
+    group = written_store(location, dtype=dtype, views=views, direct=direct)
+    arrays = schema.TokenArrays(group, str(location))
+    assert arrays.direct is not None
+    for selection in SELECTIONS + ([(1, views - 1), (slice(None), views - 1)] if views > 1 else []):
+        fast = arrays.direct.read(1, selection)
+        assert fast is not None and fast.dtype == group["tokens"].dtype
+        assert np.array_equal(fast, group["tokens"][(1, *selection)]), selection
+
+
+def test_unwritten_videos_and_other_layouts_fall_back_to_zarr(tmp_path):
+    location = tmp_path / "s.zarr"
+    group = written_store(location)
+    arrays = schema.TokenArrays(group, str(location))
+    assert arrays.direct.read(0, ()) is None  # no shard file: zarr answers (the fill value)
+    assert arrays.direct.read(1, (slice(0, 2), 0)) is None  # selections it does not take
+    assert arrays.direct.read(1, (0, -1)) is None and arrays.direct.read(1, (-1, 0)) is None
+    assert schema.TokenArrays(group).direct is None  # no location given
+    compressed = tmp_path / "z.zarr"
+    zgroup = written_store(compressed, compressor="zstd")
+    assert schema.TokenArrays(zgroup, str(compressed)).direct is None
+    stored, _ = schema.read_stored(schema.TokenArrays(zgroup, str(compressed)), 1, "v1", location=str(compressed))
+    assert np.array_equal(stored, zgroup["tokens"][1])
+
+
+@pytest.mark.parametrize("damage", ["index", "truncated"])
+def test_damaged_shards_name_the_video(tmp_path, damage):
+    location = tmp_path / "s.zarr"
+    group = written_store(location)
+    shard = next(p for p in (location / "tokens" / "c" / "1").rglob("*") if p.is_file())
+    data = bytearray(shard.read_bytes())
+    if damage == "index":
+        data[-10] ^= 0xFF  # an offset of the index no longer matches its checksum
+    else:
+        data = data[:100] + data[-(16 * 3 + 4):]  # chunks cut away, the index kept
+    shard.write_bytes(bytes(data))
+    with pytest.raises(schema.StoreFormatError, match="v1.*do not decode.*fer-cache extract"):
+        schema.read_stored(schema.TokenArrays(group, str(location)), 1, "v1", location=str(location), selection=(2, 0))
