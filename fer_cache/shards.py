@@ -141,18 +141,19 @@ class ShardReader:
         return out if selection[0] == slice(None) else out[0]  # [K, ...] or [...]
 
     def _wanted(self, selection: tuple) -> list[int] | None:
-        """Inner chunk numbers (k * S + s) of a selection, in output order."""
+        """Inner chunk numbers (k * S + s) of a selection, in output order; None for what zarr must resolve
+        (other slices, negative or out-of-range indices)."""
         if selection == ():
             return list(range(self.clips * self.views))
         if len(selection) != 2 or not isinstance(selection[1], (int, np.integer)):
             return None
-        clip, view = int(selection[0]) if isinstance(selection[0], np.integer) else selection[0], int(selection[1])
+        clip, view = selection
         if not 0 <= view < self.views:
-            return None  # negative or out-of-range indices: zarr's rules
-        if isinstance(clip, int):
-            return [clip * self.views + view] if 0 <= clip < self.clips else None
+            return None
         if clip == slice(None):
-            return [k * self.views + view for k in range(self.clips)]
+            return [k * self.views + int(view) for k in range(self.clips)]
+        if isinstance(clip, (int, np.integer)) and 0 <= clip < self.clips:
+            return [int(clip) * self.views + int(view)]
         return None
 
     def _index(self, fd: int, path: Path) -> np.ndarray:
