@@ -70,6 +70,23 @@ def encoder_section(args, device: torch.device, rate: float) -> dict:
     return results
 
 
+def families_section(args, device: torch.device, rate: float) -> None:
+    """Each family's model at its release size, eager bf16, against the FLOPs of its own clip (MFU per family)."""
+    from fer_cache.encoders.families import FAMILIES
+    from fer_cache.encoders.vit import VideoViT, ViTConfig
+    sizes = {"vjepa2.1": dict(embed_dim=1024, depth=24, num_heads=16, resolution=384, frames_per_clip=16),
+             "videomae": dict(embed_dim=1280, depth=32, num_heads=16, resolution=224, frames_per_clip=16)}
+    for name, dims in sizes.items():
+        if args.smoke:
+            dims = dims | {"embed_dim": 128, "depth": 4, "num_heads": 2, "resolution": 64, "frames_per_clip": 8}
+        architecture = {k: (16 if v == "pretraining" else v) for k, v in FAMILIES[name].architecture.items()}
+        model = VideoViT(ViTConfig(**architecture, uniform_power=None, **dims)).to(device).eval().requires_grad_(False)
+        clips = encoder_speed(model, model, args.batch, device, args.iters)
+        tflops = model.flops_per_clip() * clips / 1e12
+        print(f"family {name:10s}: {dims['embed_dim']} wide x {dims['depth']} at {dims['resolution']} px, {clips:7.1f} "
+              f"clips/s, {tflops:6.1f} TFLOP/s, {100 * tflops / rate:5.1f}% of the matmul rate (eager)")
+
+
 def write_dataset(root: Path, count: int, frames: int, width: int, height: int) -> None:
     """RAVDESS-named 720p videos: one actor each, four emotions, written in parallel."""
     with ProcessPoolExecutor() as pool:
@@ -121,9 +138,11 @@ def fidelity_section(device: torch.device) -> None:
 
     from fer_cache.encoders import build_encoder
     cases = [("vjepa", "vjepa1-tiny/checkpoint.pth.tar", "input"), ("vjepa2", "vjepa2-tiny/checkpoint.pt", "input"),
-             ("vjepa2-hf", "vjepa2-hf-tiny", "input_btchw")]
+             ("vjepa2-hf", "vjepa2-hf-tiny", "input_btchw"), ("vjepa2.1", "vjepa21-tiny/checkpoint.pt", "input"),
+             ("videomae", "videomae-tiny", "input_btchw")]
     for family, checkpoint, key in cases:
-        dims = {} if family == "vjepa2-hf" else {"num_heads": 4, "resolution": 64, "frames_per_clip": 8}
+        dims = {"num_heads": 4, "resolution": 64, "frames_per_clip": 8} if family in ("vjepa", "vjepa2") else {}
+        dims = {"checkpoint_key": "ema_encoder", "resolution": 96} if family == "vjepa2.1" else dims
         model = build_encoder(family=family, checkpoint=FIXTURES / checkpoint, device=device, **dims)
         reference = load_file(str(FIXTURES / checkpoint.split("/")[0] / "reference.safetensors"))
         video = reference[key].to(device)
@@ -167,6 +186,7 @@ def main() -> None:
     rate = matmul_rate(device, 8192 if not args.smoke else 512)
     print(f"{'bf16' if device.type == 'cuda' else 'float32'} matmul: {rate:.1f} TFLOP/s")
     encoder = encoder_section(args, device, rate)
+    families_section(args, device, rate)
     with tempfile.TemporaryDirectory(prefix="bench_gpu_") as tmp:
         steady, store = pipeline_section(args, device, Path(tmp))
         best = max(encoder.values())

@@ -180,6 +180,14 @@ def info(store: Store, as_json: Annotated[bool, typer.Option("--json", help="pri
     console.print(f"videos: {result.counts}", highlight=False)
     if result.quantisation_error is not None:
         console.print(f"{result.dtype} rounding error at most {result.quantisation_error:.3g} (first video)")
+    encoder = result.attrs.get("encoder") or {}
+    width = encoder.get("token_width", encoder.get("embed_dim"))
+    console.print(f"encoder: family {encoder.get('family')}, preset {encoder.get('arch') or 'none (dimensions given)'}"
+                  f", output {encoder.get('output', 'last')}, width {width}, "
+                  f"checkpoint {encoder.get('checkpoint') or 'none (random weights)'}"
+                  + (f" (key {encoder['checkpoint_key']})" if encoder.get("checkpoint_key") else ""), highlight=False)
+    if encoder.get("fine_tuned"):
+        console.print(f"[yellow]note:[/yellow] the encoder was {encoder['fine_tuned']}", highlight=False)
     for key in ("dataset", "label_names", "token_grid", "encoder", "sampling", "storage", "fingerprint"):
         console.print(f"{key}: {result.attrs.get(key)}", highlight=False)
 

@@ -1,17 +1,24 @@
-"""data.yaml -> frozen dataclasses. Defaults live here only; every mistake names its key and line."""
+"""data.yaml -> frozen dataclasses. Defaults live here only (an encoder entry's in `encoders/families.py`, beside the
+family table); every mistake names its key and line."""
+
+from __future__ import annotations
 
 import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from fer_cache.errors import ConfigError
 
+if TYPE_CHECKING:  # the encoder entry is built in _encoder, which imports torch only when data.yaml has encoders
+    from fer_cache.encoders.families import EncoderConfig
+
 ADAPTERS = ("ravdess", "crema_d", "manifest", "dfew", "ferv39k", "mafw")
 SOURCES = {"dfew": ("frames", "videos"), "mafw": ("frames", "videos"), "ferv39k": ("frames",)}  # official releases
-DTYPES = ("float16", "bfloat16", "int8")
+DTYPES = ("float16", "bfloat16", "int8", "float32")  # float32: twice the bytes, for checks against references
 COMPRESSORS = ("zstd", "blosc", "none")
 
 
@@ -27,29 +34,6 @@ class DatasetConfig:
     source: str | None = None  # dfew/mafw/ferv39k: face-crop `frames` (default) or original `videos`
     line: int = 0
     config_file: str = "data.yaml"  # the config file that defined it, for messages
-
-
-@dataclass(frozen=True)
-class EncoderConfig:
-    name: str
-    family: str = "vjepa"
-    checkpoint: Path | None = None
-    checkpoint_key: str = "target_encoder"
-    arch: str | None = None
-    embed_dim: int | None = None
-    depth: int | None = None
-    num_heads: int | None = None
-    mlp_ratio: float | None = None
-    patch_size: int | None = None  # None: from the checkpoint, else 16
-    tubelet_size: int | None = None  # None: from the checkpoint, else 2
-    resolution: int | None = None
-    frames_per_clip: int | None = None
-    uniform_power: bool = True
-    line: int = 0
-    config_file: str = "data.yaml"
-
-    def with_frames(self, frames_per_clip: int) -> "EncoderConfig":
-        return replace(self, frames_per_clip=frames_per_clip)
 
 
 @dataclass(frozen=True)
@@ -218,18 +202,20 @@ def _dataset(name: str, entry, base: Path, *, source: str, line: int) -> Dataset
                          vocal_channel=vocal, labels=labels, source=data_source, line=line, config_file=source)
 
 
-_ENCODER_TYPES = {"family": str, "checkpoint_key": str, "arch": str, "embed_dim": int, "depth": int,
-                  "num_heads": int, "mlp_ratio": float, "patch_size": int, "tubelet_size": int, "resolution": int,
-                  "frames_per_clip": int, "uniform_power": bool}
-
-
 def _encoder(name: str, entry, base: Path, *, source: str, line: int) -> EncoderConfig:
+    from fer_cache.encoders.families import ENCODER_SETTINGS, FAMILIES, EncoderConfig  # torch import deferred to here
+
     where = f"{source} line {line} (encoders.{name})"
-    _check_keys(entry, set(_ENCODER_TYPES) | {"checkpoint"}, f"encoders.{name}", source=source)
-    values = {key: _typed(entry[key], kind, key, where=where) for key, kind in _ENCODER_TYPES.items() if key in entry}
-    from fer_cache.encoders import FAMILIES  # torch import deferred to here
-    if values.get("family", "vjepa") not in FAMILIES:
+    _check_keys(entry, set(ENCODER_SETTINGS) | {"checkpoint"}, f"encoders.{name}", source=source)
+    values = {key: _typed(entry[key], kind, key, where=where) for key, kind in ENCODER_SETTINGS.items() if key in entry}
+    family = FAMILIES.get(values.get("family", "vjepa"))
+    if family is None:
         raise ConfigError(f"{where}: 'family' must be one of {', '.join(FAMILIES)}, got {values['family']!r}")
+    output = values.get("output")
+    if output is not None and output not in family.outputs:
+        line_of = getattr(entry, "lines", {}).get("output", line)
+        raise ConfigError(f"{source} line {line_of} (encoders.{name}): 'output' must be one of "
+                          f"{', '.join(family.outputs)} for family {family.name}, got {output!r}")
     checkpoint = entry.get("checkpoint")
     checkpoint = expand_path(checkpoint, base, where) if checkpoint is not None else None
     return EncoderConfig(name=name, checkpoint=checkpoint, line=line, config_file=source,

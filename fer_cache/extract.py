@@ -197,7 +197,7 @@ def run_extraction(config: Config, request: ExtractRequest, *, on_start: Callabl
         "encoder_entry": {k: str(v) for k, v in asdict(encoder_cfg).items()}, "extraction": asdict(extraction),
         "batch_size": request.batch_size, "device": str(device), "limit": request.limit, "argv": sys.argv}
     layout = st.Layout(len(scan.videos), sampling.clips_per_video, sampling.spatial_views, model.cfg.num_tokens,
-                       model.cfg.embed_dim, sampling.frames_per_clip, extraction.dtype, extraction.compressor)
+                       model.cfg.token_width, sampling.frames_per_clip, extraction.dtype, extraction.compressor)
     st.tune_for_writing()
     lock = st.StoreLock(request.out) if info.rank == 0 else nullcontext()
     with lock, StopFlag() as stop:

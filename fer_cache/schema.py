@@ -16,7 +16,8 @@ import zarr
 SCHEMA_VERSION = 1
 PENDING, DONE, FAILED = 0, 1, 2
 STATUS_NAMES = {PENDING: "pending", DONE: "done", FAILED: "failed"}
-STORED_DTYPES = {"float16": "float16", "bfloat16": "uint16", "int8": "int8"}  # bfloat16 kept as its raw bits
+STORED_DTYPES = {"float16": "float16", "bfloat16": "uint16", "int8": "int8",
+                 "float32": "float32"}  # bfloat16 kept as its raw bits
 REQUIRED_NODES = ("tokens", "videos/id", "videos/label", "videos/subject", "videos/status")
 FINGERPRINT_FIELDS = ("encoder", "sampling", "storage", "token_grid")
 
@@ -107,8 +108,8 @@ def storage_dtype(group: zarr.Group) -> str:
 
 def encode_tokens(tokens: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
     """float32 [..., N, D] -> stored values (and per-token scales for int8: value = int8 x scale)."""
-    if dtype == "float16":
-        return np.asarray(tokens, dtype=np.float16), None  # no copy when the encoder gave float16
+    if dtype in ("float16", "float32"):
+        return np.asarray(tokens, dtype=dtype), None  # no copy when the encoder gave that dtype
     if dtype == "bfloat16":
         bits = np.ascontiguousarray(tokens, dtype=np.float32).view(np.uint32)
         rounded = bits + 0x7FFF + ((bits >> 16) & 1)  # round to nearest even

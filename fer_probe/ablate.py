@@ -67,31 +67,47 @@ def prepare_ablation_dir(out: Path, overwrite: bool) -> None:
             shutil.rmtree(child)
 
 
+def versus_names(store: str, versus: list[str]) -> list[str]:
+    """One variant name per other store, from its file name (numbered where two share one)."""
+    names, seen = [], {Path(store).stem}
+    for other in versus:
+        stem, k = Path(other).stem, 2
+        name = stem
+        while name in seen:
+            name, k = f"{stem}-{k}", k + 1
+        seen.add(name)
+        names.append(f"attentive-on-{name}")
+    return names
+
+
 def run_ablation(store: str, out: str | Path, base: ProbeConfig, *, n_folds: int = 5, allow_incomplete: bool = False,
-                 overwrite: bool = False, versus: str | None = None,
+                 overwrite: bool = False, versus: list[str] | str | None = None, stores_only: bool = False,
                  on_progress: Callable[[str, int, int], None] | None = None) -> dict:
-    """Each variant is a full cross-validation run in out/<variant>, all on the first run's folds; `versus`, a store
-    of the same videos extracted otherwise (e.g. without face crops), adds the baseline on it. Returns
-    {"variants": pooled UAR with its interval per variant, "comparisons": paired tests}."""
+    """Each variant is a full cross-validation run in out/<variant>, all on the first run's folds. `versus`: stores
+    of the same videos extracted otherwise (another encoder, face crops); the recipe's probe trains on each, at its
+    store's width and heads, and is compared with the first store's by a paired bootstrap. `stores_only` leaves out
+    the one-store variants. Returns {"variants": pooled UAR with its interval per variant, "comparisons": ...}."""
     out = Path(out)
-    if versus is not None:
-        check_same_videos(store, versus, allow_incomplete)
+    versus = [versus] if isinstance(versus, str) else list(versus or [])
+    if stores_only and not versus:
+        raise FerProbeError("--stores-only compares stores: name at least one --versus store")
+    for other in versus:
+        check_same_videos(store, other, allow_incomplete)
     prepare_ablation_dir(out, overwrite)
-    configs = variants(base)
+    configs = {"attentive": base} if stores_only else variants(base)
     results, folds_file = {}, None
     stores = {name: store for name in configs}
-    if versus is not None:
-        configs["attentive-versus-store"], stores["attentive-versus-store"] = base, versus
+    for name, other in zip(versus_names(store, versus), versus):
+        configs[name], stores[name] = base, other
     for name, cfg in configs.items():
         progress = (lambda label, done, total, name=name: on_progress(f"{name} ({label})", done, total)) \
             if on_progress else None
         results[name] = run_cv(stores[name], out / name, cfg, n_folds=n_folds, folds_file=folds_file,
                                allow_incomplete=allow_incomplete, on_progress=progress)
         folds_file = folds_file or out / name / "folds.json"
-    questions = comparisons(list(configs)[:5])
-    if versus is not None:
-        questions.append((f"store ({Path(store).name} vs {Path(versus).name})", "attentive", "attentive-versus-store",
-                          "pbv", "pbv"))
+    questions = [] if stores_only else comparisons(list(configs)[:5])
+    for name, other in zip(versus_names(store, versus), versus):
+        questions.append((f"store ({Path(store).name} vs {Path(other).name})", "attentive", name, "pbv", "pbv"))
     rows = []
     for question, a, b, vote_a, vote_b in questions:
         ids_a, labels, pred_a = video_predictions(results[a], vote_a)
@@ -102,44 +118,72 @@ def run_ablation(store: str, out: str | Path, base: ProbeConfig, *, n_folds: int
         rows.append({"comparison": question, "a": f"{a} ({vote_a.upper()})", "b": f"{b} ({vote_b.upper()})",
                      "uar_a": uar(labels, pred_a), "uar_b": uar(labels, pred_b), **test,
                      "distinguishable": test["p_value"] < 0.05})
-    summary = {"variants": variant_rows(results, configs, base), "comparisons": rows}
+    summary = {"variants": variant_rows(results, configs, base, stores=stores), "comparisons": rows}
     (out / "ablation.json").write_text(json.dumps(summary, indent=1))
-    write_ablation_md(out, store, base, n_folds=n_folds, rows=rows)
+    write_ablation_md(out, [store, *versus], base, n_folds=n_folds, rows=rows)
     from fer_probe.plots import ablation_png
     ablation_png(summary, out / "ablation.png", f"ablations on {Path(store).name} (recipe {base.recipe})",
                  chance=1 / len(results["attentive"].class_names))
     return summary
 
 
+def store_label(store: str) -> str:
+    """A store's name and encoder, e.g. `ravdess-vjepa21.zarr: vjepa2.1 vit_large (hierarchical)`."""
+    import zarr
+
+    try:
+        encoder = dict(zarr.open_group(str(store), mode="r").attrs).get("encoder", {})
+    except (OSError, ValueError, KeyError):  # unreadable stores were refused already; the name alone then
+        return Path(store).name
+    output = f" ({encoder['output']})" if encoder.get("output", "last") != "last" else ""
+    return f"{Path(store).name}: {encoder.get('family')} {encoder.get('arch') or encoder.get('embed_dim')}{output}"
+
+
 def check_same_videos(store_a: str, store_b: str, allow_incomplete: bool) -> None:
+    """Store comparisons are paired over videos: both stores must hold the same videos with the same labels."""
     with CacheReader(store_a, allow_incomplete=allow_incomplete) as a, \
             CacheReader(store_b, allow_incomplete=allow_incomplete) as b:
-        same = sorted(zip(a.ids, a.subjects, a.labels.tolist())) == sorted(zip(b.ids, b.subjects, b.labels.tolist()))
-        if not same:
-            raise FerProbeError(f"{store_a} and {store_b} do not hold the same videos ({len(a)} vs {len(b)}, or other "
-                                "subjects or labels); compare stores extracted from one dataset")
+        rows_a = {v: (s, int(y)) for v, s, y in zip(a.ids, a.subjects, a.labels)}
+        rows_b = {v: (s, int(y)) for v, s, y in zip(b.ids, b.subjects, b.labels)}
+        only_a, only_b = sorted(set(rows_a) - set(rows_b)), sorted(set(rows_b) - set(rows_a))
+        differ = sorted(v for v in set(rows_a) & set(rows_b) if rows_a[v] != rows_b[v])
+        if only_a or only_b or differ:
+            what = (f"{len(only_a)} videos only in {store_a} (e.g. {only_a[0]})" if only_a else
+                    f"{len(only_b)} videos only in {store_b} (e.g. {only_b[0]})" if only_b else
+                    f"video {differ[0]} has subject/label {rows_a[differ[0]]} in one and {rows_b[differ[0]]} in the "
+                    f"other ({len(differ)} such)")
+            raise FerProbeError(f"{store_a} and {store_b} do not hold the same videos: {what}; compare stores "
+                                "extracted from one dataset")
 
 
-def variant_rows(results: dict[str, RunResult], configs: dict[str, ProbeConfig], base: ProbeConfig) -> list[dict]:
+def variant_rows(results: dict[str, RunResult], configs: dict[str, ProbeConfig], base: ProbeConfig, *,
+                 stores: dict[str, str]) -> list[dict]:
     """UAR (PBV) of each variant over all its test videos, with a bootstrap interval, and what it changes."""
     out = []
+    first = stores["attentive"]
     for name, result in results.items():
         _, labels, preds = video_predictions(result, "pbv")
         changed = {k: v for k, v in configs[name].as_dict().items()
                    if k != "overridden" and v != base.as_dict().get(k)}
+        if stores[name] != first:
+            changed["store"] = store_label(stores[name])
         out.append({"variant": name, "uar_pbv": uar(labels, preds),
                     "ci95": bootstrap_ci(labels, preds, uar, seed=base.seed), "changes": changed})
     return out
 
 
-def write_ablation_md(out: Path, store: str, base: ProbeConfig, *, n_folds: int, rows: list[dict]) -> None:
+def write_ablation_md(out: Path, stores: list[str], base: ProbeConfig, *, n_folds: int, rows: list[dict]) -> None:
+    store = stores[0]
     lines = ["# Ablations", "", f"Store `{store}`, recipe **{base.recipe}**, {n_folds} subject-independent folds "
              f"shared by every variant, {base.epochs} epochs, seed {base.seed}. Each variant changes one setting of "
              "the baseline. UAR over all test videos pooled across folds (so the baseline differs slightly from cv's "
              "mean of per-fold UARs); paired bootstrap over the same test videos (1000 resamples).", "",
-             "![UAR per variant with 95% intervals, and paired differences](ablation.png)", "",
-             "| comparison | A | B | UAR A | UAR B | A - B [95% CI] | p | distinguishable from noise |",
-             "|---|---|---|---|---|---|---|---|"]
+             "![UAR per variant with 95% intervals, and paired differences](ablation.png)", ""]
+    if len(stores) > 1:
+        lines += ["Stores compared (the same videos; each probe at its store's token width and heads, on the same "
+                  "folds):", "", *[f"- `{store_label(s)}`" for s in stores], ""]
+    lines += ["| comparison | A | B | UAR A | UAR B | A - B [95% CI] | p | distinguishable from noise |",
+              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['comparison']} | {r['a']} | {r['b']} | {r['uar_a']:.3f} | {r['uar_b']:.3f} | "
                      f"{r['difference']:+.3f} [{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}] | {r['p_value']:.3f} | "

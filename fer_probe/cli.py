@@ -204,11 +204,15 @@ def embed_plot(store: Store, *, out: Annotated[Path, typer.Option(help="PNG file
 def ablate(store: Store, *, out: Out = Path("runs/ablate"), recipe: Recipe = "paper",
            folds: Annotated[int, typer.Option(help="number of subject folds")] = 5, epochs: Epochs = None,
            seed: Seed = None, device: Device = None, batch_size: BatchSize = None, num_heads: NumHeads = None,
-           versus: Annotated[str | None, typer.Option(help="a store of the same videos extracted otherwise (e.g. "
-                                                           "face-cropped vs full frame): its baseline is compared "
-                                                           "too")] = None,
+           versus: Annotated[list[str] | None, typer.Option(
+               help="a store of the same videos extracted otherwise (another encoder, e.g. V-JEPA 2.1 or VideoMAE, "
+                    "or face crops); repeat for several: the recipe's probe trains on each, compared with STORE's")
+           ] = None,
+           stores_only: Annotated[bool, typer.Option(help="compare the stores only (skip the one-store variants)")
+                                  ] = False,
            allow_incomplete: Incomplete = False, overwrite: Overwrite = False):
-    """Probe type, proj, test clips, voting and training clips compared on the same folds, with paired bootstraps."""
+    """Probe type, proj, test clips, voting and training clips compared on the same folds, with paired bootstraps;
+    with --versus, stores of other encoders too (latent prediction vs pixel reconstruction in one command)."""
     from fer_probe.ablate import run_ablation
 
     cfg = probe_settings(recipe, epochs=epochs, seed=seed, device=device, batch_size=batch_size,
@@ -216,7 +220,7 @@ def ablate(store: Store, *, out: Out = Path("runs/ablate"), recipe: Recipe = "pa
     bar, update = epoch_progress()
     with bar:
         summary = run_ablation(store, out, cfg, n_folds=folds, allow_incomplete=allow_incomplete,
-                               overwrite=overwrite, versus=versus, on_progress=update)
+                               overwrite=overwrite, versus=versus, stores_only=stores_only, on_progress=update)
     print_ablation(summary["comparisons"])
     console.print(f"run directory: {out}")
 

@@ -154,9 +154,11 @@ def describe_data(config: dict, n_rows: int) -> list[str]:
                   "excluded",
                   f"- classes: {', '.join(config.get('classes', []))}"]
     arch = encoder.get("arch") or "custom"
-    lines += [f"- encoder: {encoder.get('family')} {arch}, width {encoder.get('embed_dim')}, "
+    output = f", {encoder['output']} output ({encoder.get('token_width')} wide tokens)" if "output" in encoder else ""
+    lines += [f"- encoder: {encoder.get('family')} {arch}, width {encoder.get('embed_dim')}{output}, "
               f"{encoder.get('num_heads')} heads, {encoder.get('resolution')} px, checkpoint "
-              f"{encoder.get('checkpoint') or 'random weights (seeded)'}",
+              f"{encoder.get('checkpoint') or 'random weights (seeded)'}"
+              + (f" (key {encoder['checkpoint_key']})" if encoder.get("checkpoint_key") else ""),
               f"- clips: {sampling.get('clips_per_video')} x {sampling.get('frames_per_clip')} frames at step "
               f"{sampling.get('frame_step')}, {sampling.get('spatial_views')} view(s), token grid "
               f"{attrs.get('token_grid')}",
@@ -166,6 +168,9 @@ def describe_data(config: dict, n_rows: int) -> list[str]:
               f"{probe.get('epochs')} epochs, batch {probe.get('batch_size')}, lr {probe.get('lrs')}, weight decay "
               f"{probe.get('weight_decays')} ({probe.get('wd_schedule')}), seed {probe.get('seed')}; training clips: "
               f"{probe.get('train_clips')}, test clips: {probe.get('test_clips')}, schedule {probe.get('schedule')}"]
+    if encoder.get("fine_tuned"):
+        lines.append(f"- **note: the encoder was {encoder['fine_tuned']}**; this is not a frozen self-supervised "
+                     "encoder's result")
     lines += [f"- {note}" for note in config.get("notes", [])]
     return lines + [""]
 

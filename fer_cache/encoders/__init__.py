@@ -1,27 +1,34 @@
-"""build_encoder: the one way to get a frozen V-JEPA encoder (DESIGN section 8)."""
+"""build_encoder: the one way to get a frozen video encoder (DESIGN section 8). Families: `families.py`."""
 
 import hashlib
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from fer_cache.config import EncoderConfig
 from fer_cache.encoders.checkpoint import (
-    check_family,
+    check_position_table,
     infer_dims,
     load_state_strict,
-    read_hf_directory,
     read_torch_checkpoint,
+    read_vjepa21_checkpoint,
     sha256_file,
 )
-from fer_cache.encoders.presets import PRESETS, list_presets
+from fer_cache.encoders.families import FAMILIES, EncoderConfig, Family, family_of_model_type, family_of_state
+from fer_cache.encoders.families import pretraining_grid as rope_pretraining_grid
+from fer_cache.encoders.hf import fine_tuning_note, read_hf_videomae, read_hf_vjepa2
+from fer_cache.encoders.presets import list_presets
 from fer_cache.encoders.vit import EncoderIdentity, VideoViT, ViTConfig
 from fer_cache.errors import CheckpointError, ConfigError
 
-FAMILIES = ("vjepa", "vjepa2", "vjepa2-hf")
 RANDOM_SEED = 0
+READERS = {  # a family's `reader` -> (path, checkpoint key) -> (config.json or None, state dict, settings it fixes)
+    "training_checkpoint": lambda path, key: (None, read_torch_checkpoint(path, key), {}),
+    "vjepa21_checkpoint": lambda path, key: (None, read_vjepa21_checkpoint(path, key), {}),
+    "hf_vjepa2": lambda path, key: read_hf_vjepa2(path),
+    "hf_videomae": lambda path, key: read_hf_videomae(path),
+}
 
 __all__ = ["build_encoder", "load_encoder", "EncoderIdentity", "VideoViT", "ViTConfig", "list_presets", "FAMILIES"]
 
@@ -30,7 +37,7 @@ def build_encoder(*, device: str | torch.device | None = None, seed: int = RANDO
                   checkpoint_sha256: str | None = None, **settings) -> VideoViT:
     """A frozen encoder from the keyword settings of an encoder entry in data.yaml (family, checkpoint,
     checkpoint_key, arch, embed_dim, depth, num_heads, mlp_ratio, patch_size, tubelet_size, resolution,
-    frames_per_clip, uniform_power); random seeded weights when checkpoint is None."""
+    frames_per_clip, uniform_power, output); random seeded weights when checkpoint is None."""
     known = {f.name for f in fields(EncoderConfig)} - {"name", "line", "config_file"}
     unknown = sorted(set(settings) - known)
     if unknown:
@@ -49,79 +56,111 @@ def load_encoder(spec: EncoderConfig, *, device: str | torch.device | None = Non
     preset of the same width and depth), the `arch` preset, a Hugging Face config.json, the explicit settings."""
     if spec.family not in FAMILIES:
         raise ConfigError(f"unknown encoder family '{spec.family}'; use one of: {', '.join(FAMILIES)}")
-    hf_config, state = read_weights(spec)
-    cfg, notes = resolve_config(spec, hf_config, infer_dims(state) if state is not None else {})
+    family = FAMILIES[spec.family]
+    if spec.output not in family.outputs:
+        raise ConfigError(f"output '{spec.output}' is not one of family {family.name}'s: {', '.join(family.outputs)}")
+    hf_config, state, fixed = read_weights(spec, family)
+    cfg, notes = resolve_config(spec, family, fixed=fixed,
+                                inferred=infer_dims(state, family) if state is not None else {})
     path = spec.checkpoint
     identity = EncoderIdentity(
         family=spec.family, arch=spec.arch, checkpoint=path.name if path is not None else None,
         checkpoint_sha256=checkpoint_sha256 or (fingerprint_checkpoint(path) if path is not None else None),
-        checkpoint_key=spec.checkpoint_key if spec.family != "vjepa2-hf" and path is not None else None,
-        notes=tuple(notes))
+        checkpoint_key=(spec.checkpoint_key or family.default_key) if family.layout == "file" and path else None,
+        notes=tuple(notes), fine_tuned=fine_tuning_note(spec.family, hf_config))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = VideoViT(cfg, identity)
         init_weights(model)
     if state is not None:
-        check_family(spec.family, state, cfg, source=str(path))
+        if spec.family == "vjepa":
+            check_position_table(state, cfg, source=str(path))
         load_state_strict(model, state, str(path))
     model.eval().requires_grad_(False)
     return model.to(device) if device is not None else model
 
 
-def read_weights(spec: EncoderConfig) -> tuple[dict | None, dict[str, torch.Tensor] | None]:
-    """(Hugging Face config.json or None, encoder state dict or None) of an entry's checkpoint."""
+def read_weights(spec: EncoderConfig, family: Family) -> tuple[dict | None, dict[str, torch.Tensor] | None, dict]:
+    """(config.json or None, encoder state dict or None, settings the checkpoint fixes) of an entry's checkpoint;
+    a checkpoint of another family is refused in one line that names the right one."""
+    kind = "a Hugging Face directory (config.json + model.safetensors)" if family.layout == "directory" else \
+        "a training checkpoint file"
     if spec.checkpoint is None:
-        if spec.family == "vjepa2-hf":
-            raise CheckpointError("family vjepa2-hf needs `checkpoint`: a Hugging Face V-JEPA 2 directory")
-        return None, None
+        if family.layout == "directory":
+            raise CheckpointError(f"family {family.name} needs `checkpoint`: {kind}")
+        return None, None, {}
     path = Path(spec.checkpoint)
-    if spec.family == "vjepa2-hf":
-        if not path.is_dir():
-            raise CheckpointError(f"{path}: family vjepa2-hf needs a Hugging Face directory "
-                                  "(config.json + model.safetensors)")
-        return read_hf_directory(path)
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a directory; for a Hugging Face V-JEPA 2 directory use family vjepa2-hf")
-    return None, read_torch_checkpoint(path, spec.checkpoint_key)
+    if path.is_dir() != (family.layout == "directory") and (path.is_dir() or path.is_file()):
+        if path.is_dir():
+            other = family_of_model_type(directory_model_type(path))
+            hint = f"; a {FAMILIES[other].title} directory: use family {other}" if other else \
+                "; for a Hugging Face directory use family vjepa2-hf or videomae"
+            raise CheckpointError(f"{path} is a directory, but family {family.name} reads {kind}{hint}")
+        raise CheckpointError(f"{path} is a file, but family {family.name} reads {kind}; for a training checkpoint "
+                              "use family vjepa, vjepa2 or vjepa2.1")
+    if family.layout == "directory":
+        other = family_of_model_type(directory_model_type(path))
+        if other not in (None, family.name):
+            raise CheckpointError(f"{path}: {FAMILIES[other].evidence}, not {family.title}; use family {other}")
+    hf_config, state, fixed = READERS[family.reader](path, spec.checkpoint_key or family.default_key)
+    if family.layout == "file":
+        other = family_of_state(state)
+        if other != family.name:
+            raise CheckpointError(f"{path}: {FAMILIES[other].evidence}; a {FAMILIES[other].title} checkpoint? "
+                                  f"use family {other}")
+    return hf_config, state, fixed
 
 
-def resolve_config(spec: EncoderConfig, hf_config: dict | None, inferred: dict) -> tuple[ViTConfig, list[str]]:
+def directory_model_type(path: Path) -> str | None:
+    """config.json's model_type, or None where there is none to read (the reader then explains)."""
+    import json
+
+    try:
+        return json.loads((path / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def resolve_config(spec: EncoderConfig, family: Family, *, fixed: dict, inferred: dict) -> tuple[ViTConfig, list[str]]:
     """Checkpoint shapes, then the preset, then HF config.json, then explicit settings: the later wins. Returns the
     config and notes on choices a reader of the store should know about."""
     values: dict = dict(inferred)
     if spec.arch is not None:
-        if spec.arch not in PRESETS:
-            raise ConfigError(f"unknown arch '{spec.arch}'; use one of: {', '.join(list_presets())}")
-        preset = PRESETS[spec.arch]
+        if spec.arch not in family.presets:
+            raise ConfigError(f"unknown arch '{spec.arch}' for family {family.name}; use one of: "
+                              f"{', '.join(sorted(family.presets))}")
+        preset = family.presets[spec.arch]
         values.update(embed_dim=preset.embed_dim, depth=preset.depth, num_heads=preset.num_heads,
                       mlp_ratio=preset.mlp_ratio)
-    if hf_config is not None:
-        hf = {"embed_dim": hf_config.get("hidden_size"), "depth": hf_config.get("num_hidden_layers"),
-              "num_heads": hf_config.get("num_attention_heads"), "mlp_ratio": hf_config.get("mlp_ratio"),
-              "patch_size": hf_config.get("patch_size"), "tubelet_size": hf_config.get("tubelet_size"),
-              "resolution": hf_config.get("crop_size") or hf_config.get("image_size"),
-              "frames_per_clip": hf_config.get("frames_per_clip"), "layernorm_eps": hf_config.get("layer_norm_eps")}
-        values.update({k: v for k, v in hf.items() if v is not None})
+    values.update(fixed)
     explicit = {f: getattr(spec, f) for f in ("embed_dim", "depth", "num_heads", "mlp_ratio", "patch_size",
                                               "tubelet_size", "resolution", "frames_per_clip")}
     values.update({k: v for k, v in explicit.items() if v is not None})
+    if "num_heads" not in values and family.head_dim and values.get("embed_dim", 0) % family.head_dim == 0:
+        values["num_heads"] = values["embed_dim"] // family.head_dim
     for key in ("embed_dim", "depth", "num_heads"):
         if key not in values:
-            raise ConfigError(f"encoder needs `arch` (one of {', '.join(list_presets())}) or an explicit `{key}`"
-                              + (" (the checkpoint's shapes do not say)" if inferred else ""))
+            raise ConfigError(f"encoder needs `arch` (one of {', '.join(sorted(family.presets))}) or an explicit "
+                              f"`{key}`" + (" (the checkpoint's shapes do not say)" if inferred else ""))
     if values["embed_dim"] % values["num_heads"]:
         raise ConfigError(f"embed_dim {values['embed_dim']} is not divisible by num_heads {values['num_heads']}")
-    cfg = ViTConfig(use_rope=spec.family != "vjepa", uniform_power=spec.uniform_power if spec.family == "vjepa"
-                    else None, **values)
+    settings = {"uniform_power": spec.uniform_power if family.uses_uniform_power else None, "output": spec.output}
+    settings |= {k: v for k, v in family.architecture.items() if k != "rope_grid"} | values
+    cfg = ViTConfig(**settings)
+    if family.architecture.get("rope_grid") == "pretraining":
+        cfg = replace(cfg, rope_grid=rope_pretraining_grid(cfg.patch_size, cfg.resolution))
     if cfg.resolution % cfg.patch_size or cfg.frames_per_clip % cfg.tubelet_size:
         raise ConfigError(f"resolution {cfg.resolution} must be a multiple of patch_size {cfg.patch_size} and "
                           f"frames_per_clip {cfg.frames_per_clip} of tubelet_size {cfg.tubelet_size}")
-    return cfg, head_notes(cfg)
+    if cfg.final_norm == "per_layer" and cfg.depth < 4:
+        raise ConfigError(f"depth {cfg.depth}: a {family.title} encoder has 4 hierarchical layers, so at least 4 "
+                          "blocks")
+    return cfg, head_notes(cfg, family)
 
 
-def head_notes(cfg: ViTConfig) -> list[str]:
+def head_notes(cfg: ViTConfig, family: Family) -> list[str]:
     """Heads cannot be read off the weights: a count that no preset of this width and depth uses is worth a note."""
-    for name, preset in PRESETS.items():
+    for name, preset in family.presets.items():
         if (preset.embed_dim, preset.depth) == (cfg.embed_dim, cfg.depth) and preset.num_heads != cfg.num_heads:
             return [f"num_heads {cfg.num_heads} differs from the {name} preset's {preset.num_heads} for width "
                     f"{cfg.embed_dim} and depth {cfg.depth}; the official checkpoints of that size use "
@@ -156,8 +195,14 @@ def fingerprint_checkpoint(path: Path) -> str:
 def describe_encoder(model: VideoViT) -> dict:
     """The encoder attributes written into a store (DESIGN section 4): what was really used."""
     cfg, identity = model.cfg, model.identity
-    return {"family": identity.family, "arch": identity.arch, "embed_dim": cfg.embed_dim, "depth": cfg.depth,
-            "num_heads": cfg.num_heads, "mlp_ratio": cfg.mlp_ratio, "patch_size": cfg.patch_size,
-            "tubelet_size": cfg.tubelet_size, "resolution": cfg.resolution, "frames_per_clip": cfg.frames_per_clip,
-            "uniform_power": cfg.uniform_power, "checkpoint": identity.checkpoint,
-            "checkpoint_sha256": identity.checkpoint_sha256, "checkpoint_key": identity.checkpoint_key}
+    described = {"family": identity.family, "arch": identity.arch, "embed_dim": cfg.embed_dim, "depth": cfg.depth,
+                 "num_heads": cfg.num_heads, "mlp_ratio": cfg.mlp_ratio, "patch_size": cfg.patch_size,
+                 "tubelet_size": cfg.tubelet_size, "resolution": cfg.resolution,
+                 "frames_per_clip": cfg.frames_per_clip, "uniform_power": cfg.uniform_power,
+                 "checkpoint": identity.checkpoint, "checkpoint_sha256": identity.checkpoint_sha256,
+                 "checkpoint_key": identity.checkpoint_key}
+    if len(FAMILIES[identity.family].outputs) > 1 or cfg.token_width != cfg.embed_dim:
+        described.update(output=cfg.output, token_width=cfg.token_width)
+    if identity.fine_tuned:
+        described["fine_tuned"] = identity.fine_tuned
+    return described

@@ -1,12 +1,11 @@
 """Reading official V-JEPA checkpoints into VideoViT: the only place that knows their key layouts."""
 
 import hashlib
-import json
 from pathlib import Path
 
 import torch
 
-from fer_cache.encoders.presets import PRESETS
+from fer_cache.encoders.families import Family
 from fer_cache.encoders.vit import VideoViT, sincos_3d
 from fer_cache.errors import CheckpointError
 
@@ -56,6 +55,14 @@ def unloadable_reason(path: Path, exc: Exception) -> str:
     return "is not a readable PyTorch checkpoint (damaged, truncated or another format); refusing to load it"
 
 
+def read_vjepa21_checkpoint(path: Path, checkpoint_key: str) -> dict[str, torch.Tensor]:
+    """A V-JEPA 2.1 checkpoint: V-JEPA 2's layout plus image-only weights that a video encoder does not use."""
+    state = read_torch_checkpoint(path, checkpoint_key)
+    for key in [k for k in state if k == "img_mod_embed" or k.startswith("patch_embed_img.")]:
+        del state[key]  # the image path (single frames); accepted, not needed for video
+    return state
+
+
 def strip_prefixes(key: str) -> str:
     changed = True
     while changed:
@@ -66,47 +73,9 @@ def strip_prefixes(key: str) -> str:
     return key
 
 
-def read_hf_directory(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    """config.json and the encoder weights of a Hugging Face V-JEPA 2 directory, mapped to our key names."""
-    from safetensors.torch import load_file
-
-    config_file, weights_file = path / "config.json", path / "model.safetensors"
-    for f in (config_file, weights_file):
-        if not f.is_file():
-            raise CheckpointError(f"{f} not found: a Hugging Face V-JEPA 2 directory holds config.json and "
-                                  "model.safetensors")
-    try:
-        config = json.loads(config_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{config_file}: not valid JSON ({exc})") from exc
-    try:
-        weights = load_file(str(weights_file))
-    except Exception as exc:
-        raise CheckpointError(f"{weights_file}: not a readable safetensors file ({str(exc)[:200]})") from exc
-    state: dict[str, torch.Tensor] = {}
-    for key, value in weights.items():
-        if not key.startswith("encoder."):
-            continue  # predictor and pooler weights are unused by a frozen encoder
-        key = key[len("encoder."):]
-        key = key.replace("embeddings.patch_embeddings.", "patch_embed.").replace("layer.", "blocks.", 1)
-        key = key.replace("layernorm.", "norm.")
-        state[key] = value
-    for i in range(int(config.get("num_hidden_layers", 0))):
-        parts = [state.pop(f"blocks.{i}.attention.{name}.{kind}", None) for kind in ("weight", "bias")
-                 for name in ("query", "key", "value")]
-        if any(p is None for p in parts):
-            raise CheckpointError(f"{weights_file}: missing attention query/key/value weights of layer {i}")
-        state[f"blocks.{i}.attn.qkv.weight"] = torch.cat(parts[:3], dim=0)
-        state[f"blocks.{i}.attn.qkv.bias"] = torch.cat(parts[3:], dim=0)
-        for kind in ("weight", "bias"):
-            if f"blocks.{i}.attention.proj.{kind}" in state:
-                state[f"blocks.{i}.attn.proj.{kind}"] = state.pop(f"blocks.{i}.attention.proj.{kind}")
-    return config, state
-
-
-def infer_dims(state: dict[str, torch.Tensor]) -> dict:
-    """Width, depth, MLP ratio, patch and tubelet read off the weights; heads from the preset of that width and
-    depth (the weights cannot tell how the width is split)."""
+def infer_dims(state: dict[str, torch.Tensor], family: Family) -> dict:
+    """Width, depth, MLP ratio, patch and tubelet read off the weights; heads from the family's preset of that
+    width and depth (the weights cannot tell how the width is split)."""
     dims: dict = {}
     patch = state.get("patch_embed.proj.weight")
     if patch is not None and patch.ndim == 5:
@@ -117,7 +86,7 @@ def infer_dims(state: dict[str, torch.Tensor]) -> dict:
     fc1 = state.get("blocks.0.mlp.fc1.weight")
     if fc1 is not None and "embed_dim" in dims:
         dims["mlp_ratio"] = fc1.shape[0] / dims["embed_dim"]
-    for preset in PRESETS.values():
+    for preset in family.presets.values():
         if (preset.embed_dim, preset.depth) == (dims.get("embed_dim"), dims.get("depth")):
             dims["num_heads"] = preset.num_heads
     return dims
@@ -145,15 +114,9 @@ def load_state_strict(model: VideoViT, state: dict[str, torch.Tensor], source: s
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
 
 
-def check_family(family: str, state: dict[str, torch.Tensor], cfg, *, source: str) -> None:
-    """A V-JEPA 1 checkpoint carries its fixed position table; a V-JEPA 2 one (rotary positions) does not. Without
-    this check a V-JEPA 2 checkpoint loads as V-JEPA 1 and gives tokens far off."""
-    if family == "vjepa" and "pos_embed" not in state:
-        raise CheckpointError(f"{source}: no 'pos_embed' in the weights, as in V-JEPA 2 checkpoints (rotary "
-                              "positions); a V-JEPA 2 checkpoint? use family vjepa2")
-    if family != "vjepa" and "pos_embed" in state:
-        raise CheckpointError(f"{source}: unexpected key 'pos_embed' (a V-JEPA 1 checkpoint? use family vjepa)")
-    if family == "vjepa" and state["pos_embed"].shape[1] != cfg.num_tokens:
+def check_position_table(state: dict[str, torch.Tensor], cfg, *, source: str) -> None:
+    """A V-JEPA 1 table is trained for one grid; a resolution or frame count that gives another grid is refused."""
+    if state["pos_embed"].shape[1] != cfg.num_tokens:
         trained = stored_grid(state["pos_embed"], cfg)
         where = f"trained at {trained[1]} px and {trained[0]} frames" if trained else "trained on another grid"
         raise CheckpointError(f"{source}: its position table has {state['pos_embed'].shape[1]} tokens ({where}), "

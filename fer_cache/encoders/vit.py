@@ -1,14 +1,22 @@
-"""A compact video ViT that covers V-JEPA 1 (fixed 3-D sin-cos position table) and V-JEPA 2 (3-D RoPE).
+"""A compact video ViT that covers V-JEPA 1 (fixed 3-D sin-cos position table), V-JEPA 2 (3-D RoPE), V-JEPA 2.1
+(interpolated 3-D RoPE, a video modality embedding, one LayerNorm per hierarchical layer) and VideoMAE (a fixed 1-D
+sin-cos table over the tokens, query/value biases only). Which family sets which switch: `families.py`.
 
 Axes: B clips, C=3 channels, T frames, H/W pixels, N tokens (T' x H' x W', row-major), D width, h heads.
 """
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+Positions = Literal["sincos3d", "rope", "sincos1d"]  # V-JEPA 1 table, V-JEPA 2/2.1 rotary, VideoMAE table
+FinalNorm = Literal["norm", "per_layer", "none"]  # one final LayerNorm, V-JEPA 2.1's norms_block, none (mean pooling)
+Output = Literal["last", "hierarchical"]
+HIERARCHICAL_LAYERS = {12: (2, 5, 8, 11), 24: (5, 11, 17, 23), 40: (9, 19, 29, 39), 48: (11, 23, 37, 47)}
 
 
 @dataclass(frozen=True)
@@ -21,10 +29,31 @@ class ViTConfig:
     tubelet_size: int = 2
     resolution: int = 224
     frames_per_clip: int = 16
-    use_rope: bool = False  # V-JEPA 2: rotary embedding in attention, no additive table
-    uniform_power: bool | None = True  # V-JEPA 1 sin-cos split of the width across t/h/w (None with rotary)
+    positions: Positions = "sincos3d"
+    rope_grid: int | None = None  # V-JEPA 2.1: rotary height/width positions rescaled to this pretraining grid
+    rope_interleaved: bool = False  # V-JEPA 2.1 pairs sin/cos with neighbouring channels; V-JEPA 2 repeats halves
+    uniform_power: bool | None = True  # V-JEPA 1 sin-cos split of the width across t/h/w (None otherwise)
     qkv_bias: bool = True
     layernorm_eps: float = 1e-6
+    modality_embed: bool = False  # V-JEPA 2.1: a learned video embedding added after the patch embedding
+    final_norm: FinalNorm = "norm"
+    output: Output = "last"
+
+    @property
+    def use_rope(self) -> bool:
+        return self.positions == "rope"
+
+    @property
+    def hierarchical_layers(self) -> tuple[int, ...]:
+        """The four blocks whose normed outputs V-JEPA 2.1 exposes (its table; evenly spaced for other depths)."""
+        if self.depth in HIERARCHICAL_LAYERS:
+            return HIERARCHICAL_LAYERS[self.depth]
+        step = self.depth // 4
+        return tuple(step * (i + 1) - 1 for i in range(4))
+
+    @property
+    def token_width(self) -> int:
+        return self.embed_dim * (4 if self.output == "hierarchical" else 1)
 
     @property
     def token_grid(self) -> tuple[int, int, int]:
@@ -57,13 +86,24 @@ def sincos_3d(dim: int, grid: tuple[int, int, int], uniform_power: bool) -> torc
     return torch.tensor(table[:, :dim], dtype=torch.float32).unsqueeze(0)  # [1, N, D] (follows the default device)
 
 
-def rotate(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """V-JEPA 2 rotary embedding of one axis: x [B, h, N, d], pos [N]. Matches the reference's layout quirk
-    (sin/cos repeated as two halves while the rotation pairs neighbouring channels)."""
+def sincos_tokens(dim: int, num_tokens: int) -> torch.Tensor:
+    """VideoMAE's fixed table: one sin-cos code per token index, sin on even and cos on odd channels -> [1, N, dim]."""
+    exponents = 2 * (np.arange(dim) // 2) / dim  # [dim]
+    angles = np.arange(num_tokens, dtype=np.float64)[:, None] / np.power(10000, exponents)[None, :]  # [N, dim]
+    angles[:, 0::2], angles[:, 1::2] = np.sin(angles[:, 0::2]), np.cos(angles[:, 1::2])
+    return torch.tensor(angles, dtype=torch.float32).unsqueeze(0)
+
+
+def rotate(x: torch.Tensor, pos: torch.Tensor, interleaved: bool = False) -> torch.Tensor:
+    """Rotary embedding of one axis: x [B, h, N, d], pos [N]. V-JEPA 2 has a layout quirk (sin/cos repeated as two
+    halves while the rotation pairs neighbouring channels); V-JEPA 2.1 repeats each angle for its channel pair."""
     d = x.shape[-1]
     omega = 1.0 / 10000 ** (torch.arange(d // 2, dtype=x.dtype, device=x.device) / (d / 2.0))  # [d/2]
     freq = pos[:, None].to(x.dtype) * omega[None, :]  # [N, d/2]
-    sin, cos = freq.sin().repeat(1, 2), freq.cos().repeat(1, 2)  # [N, d]
+    if interleaved:
+        sin, cos = freq.sin().repeat_interleave(2, dim=-1), freq.cos().repeat_interleave(2, dim=-1)  # [N, d]
+    else:
+        sin, cos = freq.sin().repeat(1, 2), freq.cos().repeat(1, 2)  # [N, d]
     pairs = x.unflatten(-1, (-1, 2))  # [B, h, N, d/2, 2]
     rotated = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)  # [B, h, N, d]
     return x * cos + rotated * sin
@@ -77,15 +117,21 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.embed_dim, 3 * cfg.embed_dim, bias=cfg.qkv_bias)
         self.proj = nn.Linear(cfg.embed_dim, cfg.embed_dim)
         self.use_rope = cfg.use_rope
+        self.rope_grid = cfg.rope_grid
+        self.rope_interleaved = cfg.rope_interleaved
         self.rope_dim = 2 * ((self.head_dim // 3) // 2)  # channels per axis (t, h, w)
 
     def apply_rope(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
         _, h, w = grid
         ids = torch.arange(x.shape[2], device=x.device)  # [N]
-        positions = (ids // (h * w), (ids % (h * w)) // w, ids % w)  # time, height, width
+        positions = [ids // (h * w), (ids % (h * w)) // w, ids % w]  # time, height, width
+        if self.rope_grid is not None:  # V-JEPA 2.1: height and width rescaled to the pretraining grid
+            for axis, size in ((1, h), (2, w)):
+                if size > 1:
+                    positions[axis] = positions[axis] * 1.0 * (self.rope_grid - 1) / (size - 1)
         parts, start = [], 0
         for pos in positions:
-            parts.append(rotate(x[..., start:start + self.rope_dim], pos))
+            parts.append(rotate(x[..., start:start + self.rope_dim], pos, self.rope_interleaved))
             start += self.rope_dim
         parts.append(x[..., start:])  # channels left unrotated when head_dim is not a multiple of 6
         return torch.cat(parts, dim=-1)
@@ -142,35 +188,55 @@ class EncoderIdentity:
     checkpoint_sha256: str | None = None
     checkpoint_key: str | None = None
     notes: tuple[str, ...] = ()  # e.g. heads that differ from the preset of that width
+    fine_tuned: str | None = None  # a label-supervised checkpoint (a fine-tuned VideoMAE), said in stores and reports
 
 
 class VideoViT(nn.Module):
-    """Frozen V-JEPA encoder: video [B, 3, T, H, W] (normalised) -> tokens [B, N, D] after the final norm."""
+    """Frozen video encoder: video [B, 3, T, H, W] (normalised) -> tokens [B, N, D] after the final norm
+    ([B, N, 4D] for V-JEPA 2.1's hierarchical output)."""
 
     def __init__(self, cfg: ViTConfig, identity: EncoderIdentity | None = None):
         super().__init__()
         self.cfg = cfg
         self.identity = identity or EncoderIdentity("vjepa2" if cfg.use_rope else "vjepa")
+        if cfg.final_norm == "per_layer" and cfg.depth < 4:
+            raise ValueError(f"a V-JEPA 2.1 encoder needs at least 4 blocks (4 hierarchical layers), got {cfg.depth}")
         self.patch_embed = PatchEmbed3D(cfg)
-        if cfg.use_rope:
+        if cfg.positions == "rope":
             self.pos_embed = None
         else:
-            self.register_buffer("pos_embed", sincos_3d(cfg.embed_dim, cfg.token_grid, cfg.uniform_power))
+            self.register_buffer("pos_embed", self.position_table(cfg.token_grid))
+        self.video_mod_embed = nn.Parameter(torch.zeros(1, 1, cfg.embed_dim)) if cfg.modality_embed else None
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
-        self.norm = nn.LayerNorm(cfg.embed_dim, eps=cfg.layernorm_eps)
+        self.norm = nn.LayerNorm(cfg.embed_dim, eps=cfg.layernorm_eps) if cfg.final_norm == "norm" else None
+        self.norms_block = None
+        if cfg.final_norm == "per_layer":
+            self.norms_block = nn.ModuleList(nn.LayerNorm(cfg.embed_dim, eps=cfg.layernorm_eps) for _ in range(4))
+
+    def position_table(self, grid: tuple[int, int, int]) -> torch.Tensor:
+        if self.cfg.positions == "sincos1d":
+            return sincos_tokens(self.cfg.embed_dim, grid[0] * grid[1] * grid[2])
+        return sincos_3d(self.cfg.embed_dim, grid, self.cfg.uniform_power)
 
     def forward_features(self, video: torch.Tensor) -> torch.Tensor:
         B, C, T, H, W = video.shape
         grid = (T // self.cfg.tubelet_size, H // self.cfg.patch_size, W // self.cfg.patch_size)
         x = self.patch_embed(video)  # [B, N, D]
         if self.pos_embed is not None:
-            pos = self.pos_embed
-            if grid != self.cfg.token_grid:
-                pos = sincos_3d(self.cfg.embed_dim, grid, self.cfg.uniform_power).to(x)
+            pos = self.pos_embed if grid == self.cfg.token_grid else self.position_table(grid).to(x)
             x = x + pos.to(x.dtype)
-        for block in self.blocks:
+        if self.video_mod_embed is not None:
+            x = x + self.video_mod_embed.to(x.dtype)
+        if self.norms_block is None:
+            for block in self.blocks:
+                x = block(x, grid)
+            return x if self.norm is None else self.norm(x)  # [B, N, D]
+        layers, outputs = self.cfg.hierarchical_layers, []
+        for i, block in enumerate(self.blocks):
             x = block(x, grid)
-        return self.norm(x)  # [B, N, D]
+            if i in layers and (self.cfg.output == "hierarchical" or i == layers[-1]):
+                outputs.append(self.norms_block[layers.index(i)](x))
+        return torch.cat(outputs, dim=-1)  # [B, N, D] (last) or [B, N, 4D] (hierarchical)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         return self.forward_features(video)

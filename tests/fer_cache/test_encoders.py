@@ -184,3 +184,113 @@ def test_a_json_file_is_not_a_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="is a JSON file, not a PyTorch checkpoint") as caught:
         build_encoder(checkpoint=path, **TINY)
     assert "weights_only" not in str(caught.value)
+
+
+V21 = ENCODER_FIXTURES / "vjepa21-tiny"
+VIDEOMAE = ENCODER_FIXTURES / "videomae-tiny"
+
+
+@pytest.mark.parametrize("output,key,width", [("last", "tokens", 128), ("hierarchical", "hierarchical", 512)])
+def test_reproduces_vjepa21_reference(output, key, width):
+    model = build_encoder(family="vjepa2.1", checkpoint=V21 / "checkpoint.pt", checkpoint_key="ema_encoder",
+                          resolution=96, frames_per_clip=8, output=output)  # heads: width / 64, as in every 2.1 ViT
+    reference = load_file(str(V21 / "reference.safetensors"))
+    with torch.inference_mode():
+        tokens = model(reference["input"])
+    assert tokens.shape == reference[key].shape == (2, 144, width)
+    assert (tokens - reference[key]).abs().max().item() < 1e-4
+    described = describe_encoder(model)
+    assert (described["output"], described["token_width"]) == (output, width)
+    assert described["checkpoint_key"] == "ema_encoder"
+
+
+def test_vjepa21_key_is_the_users_and_image_weights_are_accepted():
+    online = build_encoder(family="vjepa2.1", checkpoint=V21 / "checkpoint.pt", checkpoint_key="encoder",
+                           resolution=96, frames_per_clip=8)
+    reference = load_file(str(V21 / "reference.safetensors"))
+    with torch.inference_mode():
+        assert (online(reference["input"]) - reference["tokens"]).abs().max().item() > 1e-3  # not the frozen one
+    with pytest.raises(CheckpointError, match="no 'target_encoder' entry; set checkpoint_key to one of: ema_encoder"):
+        build_encoder(family="vjepa2.1", checkpoint=V21 / "checkpoint.pt")
+
+
+def test_vjepa21_presets_have_64_channel_heads():
+    from fer_cache.encoders.families import FAMILIES
+    presets = FAMILIES["vjepa2.1"].presets
+    assert (presets["vit_giant_xformers"].num_heads, presets["vit_gigantic_xformers"].num_heads) == (22, 26)
+    with torch.device("meta"):
+        model = build_encoder(family="vjepa2.1", arch="vit_large", resolution=384, frames_per_clip=16,
+                              output="hierarchical")
+        tokens = model(torch.empty(1, 3, 16, 384, 384))
+    assert tuple(tokens.shape) == (1, 4608, 4 * 1024) and model.cfg.hierarchical_layers == (5, 11, 17, 23)
+
+
+def test_reproduces_videomae_reference():
+    model = build_encoder(family="videomae", checkpoint=VIDEOMAE)  # size, frames, tubelet and eps from config.json
+    assert (model.cfg.embed_dim, model.cfg.resolution, model.cfg.frames_per_clip, model.cfg.layernorm_eps) == \
+        (96, 64, 8, 1e-12)
+    reference = load_file(str(VIDEOMAE / "reference.safetensors"))
+    with torch.inference_mode():
+        tokens = model(reference["input_btchw"].permute(0, 2, 1, 3, 4))  # HF [B, T, 3, H, W] -> [B, 3, T, H, W]
+    assert (tokens - reference["tokens"]).abs().max().item() < 1e-4
+
+
+def videomae_copy(tmp_path, edit_config=None, edit_weights=None):
+    import json
+    import shutil
+
+    from safetensors.torch import save_file
+    folder = tmp_path / "videomae"
+    shutil.copytree(VIDEOMAE, folder)
+    if edit_config:
+        config = json.loads((folder / "config.json").read_text())
+        edit_config(config)
+        (folder / "config.json").write_text(json.dumps(config))
+    if edit_weights:
+        weights = load_file(str(folder / "model.safetensors"))
+        edit_weights(weights)
+        save_file(weights, str(folder / "model.safetensors"))
+    return folder
+
+
+def test_videomae_legacy_config_and_fine_tuned_directories(tmp_path):
+    def legacy(config):
+        config["qkv_bias"] = config.pop("qv_bias")  # what the 2022 releases' config.json says
+    model = build_encoder(family="videomae", checkpoint=videomae_copy(tmp_path / "a", legacy))
+    reference = load_file(str(VIDEOMAE / "reference.safetensors"))
+    with torch.inference_mode():
+        tokens = model(reference["input_btchw"].permute(0, 2, 1, 3, 4))
+    assert (tokens - reference["tokens"]).abs().max().item() < 1e-4
+    assert "fine_tuned" not in describe_encoder(model)
+
+    def classifier(config):
+        config["architectures"] = ["VideoMAEForVideoClassification"]
+    tuned = build_encoder(family="videomae", checkpoint=videomae_copy(tmp_path / "b", classifier))
+    assert "fine-tuned with labels" in describe_encoder(tuned)["fine_tuned"]
+
+
+def test_videomae_strictness(tmp_path):
+    missing = videomae_copy(tmp_path / "a", edit_weights=lambda w: w.pop("videomae.encoder.layer.1.output.dense.bias"))
+    with pytest.raises(CheckpointError, match="missing key 'videomae.encoder.layer.1.output.dense.bias'"):
+        build_encoder(family="videomae", checkpoint=missing)
+    extra = videomae_copy(tmp_path / "b", edit_weights=lambda w: w.__setitem__("videomae.extra", torch.zeros(2)))
+    with pytest.raises(CheckpointError, match="unexpected key 'videomae.extra'"):
+        build_encoder(family="videomae", checkpoint=extra)
+    with pytest.raises(CheckpointError, match="needs `checkpoint`"):
+        build_encoder(family="videomae")
+
+
+@pytest.mark.parametrize("family,checkpoint,right", [
+    ("vjepa2", V21 / "checkpoint.pt", "vjepa2.1"),
+    ("vjepa", V21 / "checkpoint.pt", "vjepa2.1"),
+    ("vjepa2.1", ENCODER_FIXTURES / "vjepa2-tiny" / "checkpoint.pt", "vjepa2"),
+    ("vjepa2.1", ENCODER_FIXTURES / "vjepa1-tiny" / "checkpoint.pth.tar", "vjepa"),
+    ("vjepa2-hf", VIDEOMAE, "videomae"),
+    ("videomae", ENCODER_FIXTURES / "vjepa2-hf-tiny", "vjepa2-hf"),
+    ("vjepa2.1", VIDEOMAE, "videomae"),
+])
+def test_misdeclared_checkpoints_name_the_right_family(family, checkpoint, right):
+    with pytest.raises(CheckpointError, match=f"use family {right.replace('.', '[.]')}$") as caught:
+        build_encoder(family=family, checkpoint=checkpoint, checkpoint_key="ema_encoder" if "21" in str(checkpoint)
+                      else None, num_heads=4, resolution=64, frames_per_clip=8)
+    assert "\n" not in str(caught.value)

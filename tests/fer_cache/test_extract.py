@@ -229,3 +229,48 @@ def test_compact_dtypes_read_back_within_their_reported_error(tmp_path, demo_sma
         error = (compact.video(v) - reference.video(v)).abs().max().item()
         assert error <= info["quantisation_error"] * 1.5 + 2e-3  # plus float16 rounding of the reference
     assert runner.invoke(app, ["verify", str(store)]).exit_code == 0
+
+
+NEW_FAMILIES = """\
+  v21: {{family: vjepa2.1, checkpoint: {fixtures}/vjepa21-tiny/checkpoint.pt, checkpoint_key: ema_encoder,
+         resolution: 96, frames_per_clip: 8, output: hierarchical}}
+  mae: {{family: videomae, checkpoint: {fixtures}/videomae-tiny, frames_per_clip: 8}}
+"""
+
+
+@pytest.mark.parametrize("name,settings", [
+    ("v21", dict(family="vjepa2.1", checkpoint_key="ema_encoder", resolution=96, frames_per_clip=8,
+                 output="hierarchical")),
+    ("mae", dict(family="videomae", frames_per_clip=8)),
+])
+def test_new_families_extract_the_tokens_of_the_python_api(tmp_path, demo_small, name, settings):
+    """data.yaml entries of the fixture encoders through fer-cache extract into a float32 store: the stored tokens
+    are the Python API's tokens of the same clip (which test_encoders checks against the official references)."""
+    import torch
+
+    from fer_cache.encoders import build_encoder
+    from fer_cache.video import Sampling, cut_clips, decode_video, normalise
+    from tests.conftest import ENCODER_FIXTURES
+    text = write_config(tmp_path, demo_small).read_text().replace("encoders:\n", "encoders:\n" + NEW_FAMILIES.format(
+        fixtures=ENCODER_FIXTURES)).replace("dtype: float16", "dtype: float32")
+    (tmp_path / "data.yaml").write_text(text)
+    store = tmp_path / f"{name}.zarr"
+    result = runner.invoke(app, ["extract", "--dataset", "demo", "--encoder", name, "--out", str(store), "--config",
+                                 str(tmp_path / "data.yaml"), "--workers", "0", "--limit", "2"])
+    assert result.exit_code == 0, result.output
+    group = zarr.open_group(str(store), mode="r")
+    attrs = dict(group.attrs)
+    assert attrs["encoder"]["family"] == settings["family"] and attrs["storage"]["dtype"] == "float32"
+    sampling = Sampling(**{k: v for k, v in attrs["sampling"].items() if k not in ("mean", "std")})
+    frames = decode_video(demo_small / schema.read_strings(group["videos/path"])[0], sampling.resize)
+    clips, _ = cut_clips(frames, sampling)  # [K, S, T, h, w, 3]
+    folder = "vjepa21-tiny/checkpoint.pt" if name == "v21" else "videomae-tiny"
+    model = build_encoder(checkpoint=ENCODER_FIXTURES / folder, **settings)
+    with torch.inference_mode():
+        expected = model(normalise(clips[:, 0]))  # [K, N, D]
+    stored = group["tokens"][0, :, 0]
+    assert stored.shape == tuple(expected.shape) and stored.shape[-1] == attrs["encoder"].get("token_width",
+                                                                                             model.cfg.embed_dim)
+    assert np.abs(stored - expected.numpy()).max() < 1e-4
+    info = runner.invoke(app, ["info", str(store)])
+    assert f"family {settings['family']}" in info.output and f"output {settings.get('output', 'last')}" in info.output

@@ -107,3 +107,42 @@ def test_ablation_against_another_extraction_of_the_same_videos(tmp_path, plante
     other = write_planted_store(tmp_path / "other.zarr", n_subjects=4)
     with pytest.raises(FerProbeError, match="do not hold the same videos"):
         run_ablation(str(planted_store), tmp_path / "ab2", cfg, n_folds=2, versus=str(other))
+
+
+def test_ablation_of_three_encoders_made_by_the_fixtures(tmp_path, demo_small):
+    """The central claim as one command: V-JEPA 2, V-JEPA 2.1 (hierarchical) and VideoMAE stores of the same videos,
+    one probe each at its store's width and heads, paired against the first store, table and figure written."""
+    from fer_cache.cli import app as cache_app
+    from tests.conftest import ENCODER_FIXTURES, write_config
+    entries = (f"  v2: {{family: vjepa2, checkpoint: {ENCODER_FIXTURES}/vjepa2-tiny/checkpoint.pt, num_heads: 4, "
+               f"resolution: 64, frames_per_clip: 8}}\n"
+               f"  v21: {{family: vjepa2.1, checkpoint: {ENCODER_FIXTURES}/vjepa21-tiny/checkpoint.pt, "
+               f"checkpoint_key: ema_encoder, resolution: 64, frames_per_clip: 8, output: hierarchical}}\n"
+               f"  mae: {{family: videomae, checkpoint: {ENCODER_FIXTURES}/videomae-tiny, frames_per_clip: 8}}\n")
+    config = write_config(tmp_path, demo_small)
+    config.write_text(config.read_text().replace("encoders:\n", "encoders:\n" + entries))
+    stores = []
+    for name in ("v2", "v21", "mae"):
+        stores.append(str(tmp_path / f"demo-{name}.zarr"))
+        result = runner.invoke(cache_app, ["extract", "--dataset", "demo", "--encoder", name, "--out", stores[-1],
+                                           "--config", str(config), "--workers", "0"])
+        assert result.exit_code == 0, result.output
+    out = tmp_path / "claim"
+    result = runner.invoke(app, ["ablate", stores[0], "--versus", stores[1], "--versus", stores[2], "--stores-only",
+                                 "--recipe", "fast", "--epochs", "1", "--folds", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "ablation.json").read_text())
+    assert [r["comparison"] for r in summary["comparisons"]] == ["store (demo-v2.zarr vs demo-v21.zarr)",
+                                                                 "store (demo-v2.zarr vs demo-mae.zarr)"]
+    assert [v["variant"] for v in summary["variants"]] == ["attentive", "attentive-on-demo-v21",
+                                                           "attentive-on-demo-mae"]
+    assert (out / "ablation.png").stat().st_size > 0
+    text = (out / "ablation.md").read_text()
+    assert "demo-v21.zarr: vjepa2.1 128 (hierarchical)" in text
+    assert "videomae" in text and "demo-mae.zarr" in text
+    folds = {json.dumps(json.loads((out / name / "folds.json").read_text())) for name in
+             ("attentive", "attentive-on-demo-v21", "attentive-on-demo-mae")}
+    assert len(folds) == 1  # the same folds for every store
+    widths = [json.loads((out / name / "config.json").read_text())["store_attrs"]["encoder"].get("token_width", 96)
+              for name in ("attentive", "attentive-on-demo-v21")]
+    assert widths == [96, 512]
