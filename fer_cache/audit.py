@@ -22,6 +22,7 @@ class StoreInfo:
     bytes_per_clip: float
     dtype: str
     quantisation_error: float | None  # bound on the stored dtype's rounding error (bfloat16, int8), first video
+    padding: dict = field(default_factory=dict)  # done videos shorter than one clip span, and how many mostly padding
 
 
 def open_checked(location: str, mode: str = "r"):
@@ -50,8 +51,10 @@ def store_info(location: str) -> StoreInfo:
     done = max(counts["done"] * K * S, 1)
     dtype = schema.storage_dtype(group)
     total = store_bytes(group)
-    return StoreInfo(location, dict(group.attrs), tuple(tokens.shape), counts, total, total / done, dtype,
+    info = StoreInfo(location, dict(group.attrs), tuple(tokens.shape), counts, total, total / done, dtype,
                      quantisation_error(group, dtype, status))
+    info.padding = dict(zip(("shorter_than_a_clip", "mostly_padding", "clip_span"), schema.padded_videos(group)))
+    return info
 
 
 def quantisation_error(group, dtype: str, status: np.ndarray) -> float | None:

@@ -171,13 +171,17 @@ def info(store: Store, as_json: Annotated[bool, typer.Option("--json", help="pri
         result = store_info(store)
     payload = {"store": result.location, "shape": list(result.shape), "counts": result.counts,
                "dtype": result.dtype, "stored_bytes": result.stored_bytes, "bytes_per_clip": result.bytes_per_clip,
-               "quantisation_error": result.quantisation_error, "attrs": result.attrs}
+               "quantisation_error": result.quantisation_error, "padding": result.padding, "attrs": result.attrs}
     if as_json:
         print(json.dumps(payload, indent=1, default=str))
         return
     console.print(f"[bold]{store}[/bold] tokens {tuple(result.shape)} {result.dtype}, "
                   f"{result.stored_bytes / 1e6:.1f} MB stored, {result.bytes_per_clip / 1e3:.1f} kB per clip view")
     console.print(f"videos: {result.counts}", highlight=False)
+    from fer_cache.schema import padding_note
+    padding = padding_note(*result.padding.values()) if result.padding else None
+    if padding:
+        console.print(f"[yellow]note:[/yellow] {padding}", highlight=False)
     if result.quantisation_error is not None:
         console.print(f"{result.dtype} rounding error at most {result.quantisation_error:.3g} (first video)")
     encoder = result.attrs.get("encoder") or {}

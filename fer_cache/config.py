@@ -219,6 +219,7 @@ def _encoder(name: str, entry, base: Path, *, source: str, line: int) -> Encoder
     checkpoint = entry.get("checkpoint")
     checkpoint = expand_path(checkpoint, base, where) if checkpoint is not None else None
     return EncoderConfig(name=name, checkpoint=checkpoint, line=line, config_file=source,
+                         key_lines=dict(getattr(entry, "lines", {})),
                          **{k: v for k, v in values.items() if v is not None})
 
 

@@ -66,6 +66,9 @@ class ExtractRequest:
     compile: str = "auto"  # auto: compiled on CUDA, eager on the CPU; on; off
 
 
+WORKER_TIMEOUT = 600  # seconds a decode worker may take for one video before the run ends with an error
+
+
 class VideoClips(Dataset):
     """One item per video: decoded once, all clips and views cut from the same frames (runs in workers)."""
 
@@ -86,7 +89,13 @@ class VideoClips(Dataset):
             clips, frame_index = cut_clips(frames, self.sampling, self.detector)
         except DecodeError as exc:
             return DecodedVideo.failure(index, str(exc))
-        return DecodedVideo(index, torch.from_numpy(np.ascontiguousarray(clips)), frame_index, len(frames))
+        clips = torch.from_numpy(np.ascontiguousarray(clips))
+        if torch.utils.data.get_worker_info() is not None:
+            # Moved to shared memory here, not in the queue's feeder thread: a full /dev/shm or a file-size limit then
+            # fails this call, which the DataLoader reports to the parent, instead of a lost item and a parent that
+            # waits for it forever.
+            clips.share_memory_()
+        return DecodedVideo(index, clips, frame_index, len(frames))
 
 
 def quiet_worker(_: int) -> None:
@@ -215,7 +224,21 @@ def run_extraction(config: Config, request: ExtractRequest, *, on_start: Callabl
     summary = summarise(request.out, group, rows, scan=scan, encoded=encoded, clips=clips,
                         seconds=time.perf_counter() - started, stopped=stop.raised)
     summary.notes += [n for n in (forward.fallback or compile_note, *reconciliation_notes(reconciled)) if n]
+    summary.notes += frames_notes(config, encoder_cfg)
+    labels = {v.label_name for v in scan.videos}
+    if len(labels) < 2:
+        summary.notes.append(f"every video carries the label {', '.join(labels)}: fer-probe cv refuses a store of one "
+                             "class (a classifier needs at least 2)")
     return summary
+
+
+def frames_notes(config: Config, encoder_cfg) -> list[str]:
+    """An encoder entry's frames_per_clip wins over the extraction's: say so, or a reader thinks the other was used."""
+    entry, extraction = encoder_cfg.frames_per_clip, config.extraction.frames_per_clip
+    if entry is None or entry == extraction:
+        return []
+    return [f"frames_per_clip {entry} of encoder '{encoder_cfg.name}' ({config.path} line {encoder_cfg.line}) replaces "
+            f"the extraction's {extraction}: clips of {entry} frames"]
 
 
 def reconciliation_notes(reconciled: st.Reconciled) -> list[str]:
@@ -236,10 +259,11 @@ def summarise(out: str, group, rows: list[int], *, scan: ScanResult, encoded: in
     errors = schema.read_strings(group["videos/error"])
     ids = schema.read_strings(group["videos/id"])
     failed = [(ids[r], errors[r]) for r in rows if status[r] == schema.FAILED]
+    padding = schema.padding_note(*schema.padded_videos(group, rows))
     return ExtractSummary(store=out, total=len(rows), done=int(sum(status[r] == schema.DONE for r in rows)),
                           failed=failed, scan_errors=list(scan.errors), encoded_now=encoded, clips_now=clips,
                           seconds=seconds, pending=int(sum(status[r] == schema.PENDING for r in rows)),
-                          stopped=stopped)
+                          stopped=stopped, notes=[padding] if padding else [])
 
 
 def encode_all(model, group, dataset: VideoClips, *, request: ExtractRequest, device: torch.device, stop: StopFlag,
@@ -249,22 +273,36 @@ def encode_all(model, group, dataset: VideoClips, *, request: ExtractRequest, de
         return 0, 0
     workers = request.workers
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None,
-                        worker_init_fn=quiet_worker if workers else None)
+                        worker_init_fn=quiet_worker if workers else None, timeout=WORKER_TIMEOUT if workers else 0)
     out_dtype = torch.float16 if schema.storage_dtype(group) == "float16" else torch.float32
     writer = Writer(group, location=request.out)
     writer.start()
     encoder = BatchEncoder(model, writer, batch_size=request.batch_size, device=device, out_dtype=out_dtype,
                            on_advance=on_advance)
     try:
-        for decoded in loader:
-            if stop.raised:
-                break
-            encoder.add(decoded)
-            if stop.raised:
-                break
-        else:
-            encoder.flush()
+        try:
+            for decoded in loader:
+                if stop.raised:
+                    break
+                encoder.add(decoded)
+                if stop.raised:
+                    break
+            else:
+                encoder.flush()
+        except RuntimeError as exc:  # a decode worker that died, timed out or could not hand over its frames
+            if not workers or "DataLoader" not in str(exc):
+                raise
+            encoder.drain()  # what was encoded before stays written
+            raise FerCacheError(f"a decode worker could not hand over a video's frames ({worker_reason(exc)}); the "
+                                "videos written so far are kept: free space in /dev/shm or raise the file-size limit "
+                                "(ulimit -f), or rerun with --workers 0") from exc
         encoder.drain()
     finally:
         writer.close()
     return encoder.videos, encoder.clips
+
+
+def worker_reason(exc: RuntimeError) -> str:
+    """The last line of a worker's traceback that says what went wrong, e.g. `unable to resize file ...`."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[-1] if lines else "no reason given")[:200]

@@ -102,6 +102,28 @@ def read_strings(array) -> list[str]:
     return [str(s) for s in array[:].tolist()]
 
 
+def padded_videos(group: zarr.Group, rows=None) -> tuple[int, int, int]:
+    """(videos shorter than one clip span, of them mostly padding, the span) among done videos: such clips repeat
+    their last frame, which a reader of the results should know."""
+    sampling = dict(group.attrs).get("sampling", {})
+    frames, step = int(sampling.get("frames_per_clip", 1)), int(sampling.get("frame_step", 1))
+    span = (frames - 1) * step + 1
+    n_frames, status = group["videos/n_frames"][:], group["videos/status"][:]
+    if rows is not None:
+        n_frames, status = n_frames[rows], status[rows]
+    n_frames = n_frames[status == DONE]
+    short = (n_frames > 0) & (n_frames < span)
+    real = np.minimum(frames, -(-n_frames // step))  # distinct decoded frames in a clip
+    return int(short.sum()), int((short & (2 * real < frames)).sum()), span
+
+
+def padding_note(short: int, mostly: int, span: int) -> str | None:
+    if not short:
+        return None
+    return (f"{short} videos are shorter than one clip span ({span} frames): their clips repeat the last frame "
+            f"({mostly} of them mostly padding)")
+
+
 def storage_dtype(group: zarr.Group) -> str:
     return group["tokens"].attrs.get("storage_dtype", group.attrs.get("storage", {}).get("dtype", "float16"))
 

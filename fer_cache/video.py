@@ -33,7 +33,8 @@ class Sampling:
         """The sampling of an extraction entry for an encoder of this input resolution (resize defaults to it)."""
         return cls(frames_per_clip=extraction.frames_per_clip, frame_step=extraction.frame_step,
                    clips_per_video=extraction.clips_per_video, spatial_views=extraction.spatial_views,
-                   resize=extraction.resize or resolution, crop=resolution, face_crop=extraction.face_crop,
+                   resize=resolution if extraction.resize is None else extraction.resize, crop=resolution,
+                   face_crop=extraction.face_crop,
                    face_margin=extraction.face_margin)
 
     def as_attrs(self) -> dict:

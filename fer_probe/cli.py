@@ -34,7 +34,20 @@ def user_errors(command):
             hint = next((f" ({h})" for kind, h in HINTS.items() if isinstance(exc, kind)), "")
             errors.print(f"[red]error:[/red] {exc}{hint}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            errors.print(f"[yellow]stopped[/yellow] (Ctrl-C): {stopped_run(kwargs.get('out'))}", highlight=False,
+                         soft_wrap=True)
+            raise typer.Exit(130) from None
     return wrapper
+
+
+def stopped_run(out: Path | None) -> str:
+    """What a stopped command leaves: the files already in its output folder, and how to start again."""
+    if out is None or not Path(out).is_dir():
+        return "nothing was written"
+    kept = sorted(p.name for p in Path(out).iterdir())
+    return (f"the run in {out} is incomplete (kept: {', '.join(kept) or 'an empty folder'}; no metrics); rerun the "
+            "same command with --overwrite to start it again")
 
 
 def show_version(value: bool) -> None:
@@ -71,7 +84,8 @@ Recipe = Annotated[str, typer.Option(help=RECIPE_HELP)]
 ProbeKind = Annotated[str, typer.Option("--probe", help="attentive, attentive-deep, linear or mlp")]
 Out = Annotated[Path, typer.Option(help="run directory (refused if not empty, unless --overwrite)")]
 Epochs = Annotated[int | None, typer.Option(min=1, help="training epochs [recipe: 20]")]
-Seed = Annotated[int | None, typer.Option(help="seed for folds, sampling and initialisation [0]")]
+Seed = Annotated[int | None, typer.Option(min=0, max=2**32 - 1,
+                                          help="seed for folds, sampling and initialisation (0 to 2^32-1) [0]")]
 Device = Annotated[str | None, typer.Option(help="auto, cpu or cuda [auto]")]
 BatchSize = Annotated[int | None, typer.Option(min=1, help="videos per training step [recipe]")]
 Lr = Annotated[str | None, typer.Option("--lr", help="learning rate(s), comma-separated; several train as "
@@ -267,6 +281,8 @@ def print_comparison(table) -> None:
     for row in table.rows:
         view.add_row(*[str(row[c]) for c in table.columns])
     console.print(view, crop=False)
+    for note in table.notes:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
     for line in table.tests:
         console.print(line, highlight=False)
 

@@ -11,7 +11,8 @@ from fer_probe.errors import FerProbeError
 from fer_probe.metrics import paired_bootstrap, uar
 from fer_probe.report import read_run
 
-COLUMNS = ["run", "command", "recipe", "probe", "data", "encoder", "test videos", "UAR (PBV)", "WAR (PBV)"]
+COLUMNS = ["run", "command", "recipe", "probe", "data", "encoder", "test videos", "UAR (PBV)", "WAR (PBV)", "classes",
+           "chance UAR"]
 
 
 @dataclass
@@ -19,6 +20,7 @@ class Comparison:
     columns: list[str]
     rows: list[dict] = field(default_factory=list)
     tests: list[str] = field(default_factory=list)  # one line per pair of runs over the same videos
+    notes: list[str] = field(default_factory=list)  # what makes the runs' numbers not comparable
 
 
 def interval(metric: dict, cross: bool) -> str:
@@ -26,7 +28,7 @@ def interval(metric: dict, cross: bool) -> str:
     return f"{metric['mean']:.3f}{spread} [{metric['ci95'][0]:.3f}, {metric['ci95'][1]:.3f}]"
 
 
-def summary_row(run: Path, config: dict, metrics: dict, *, rows: list[dict]) -> dict:
+def summary_row(run: Path, config: dict, metrics: dict, *, rows: list[dict], classes: list[str]) -> dict:
     probe, attrs = config.get("probe", {}), config.get("store_attrs", {})
     encoder = attrs.get("encoder", {})
     cross = config.get("command") == "cross"
@@ -36,7 +38,8 @@ def summary_row(run: Path, config: dict, metrics: dict, *, rows: list[dict]) -> 
             "probe": probe.get("probe", "?"), "data": data,
             "encoder": f"{encoder.get('family')} {encoder.get('arch') or encoder.get('embed_dim')}",
             "test videos": len(rows), "UAR (PBV)": interval(metrics["uar_pbv"], cross),
-            "WAR (PBV)": interval(metrics["war_pbv"], cross)}
+            "WAR (PBV)": interval(metrics["war_pbv"], cross), "classes": len(classes),
+            "chance UAR": f"{1 / max(len(classes), 1):.3f}"}
 
 
 def paired_line(a: tuple, b: tuple, seed: int = 0) -> str | None:
@@ -66,8 +69,13 @@ def compare_runs(runs: list[Path], out: Path | None = None) -> Comparison:
     loaded = []
     for run in runs:
         config, metrics, rows, classes = read_run(Path(run))
-        table.rows.append(summary_row(Path(run), config, metrics, rows=rows))
+        table.rows.append(summary_row(Path(run), config, metrics, rows=rows, classes=classes))
         loaded.append((Path(run).name, rows, classes))
+    class_sets = {tuple(sorted(c)) for _, _, c in loaded}
+    if len(class_sets) > 1:
+        table.notes.append("the runs predict different class sets (" + "; ".join(
+            f"{name}: {len(c)} classes, {', '.join(c)}" for name, _, c in loaded) + "), so their chance levels "
+            "differ and their UARs are not directly comparable")
     for a, b in combinations(loaded, 2):
         line = paired_line(a, b)
         if line:
@@ -86,6 +94,8 @@ def write_comparison(table: Comparison, out: Path) -> None:
         writer.writerows(table.rows)
     lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
     lines += ["| " + " | ".join(str(r[c]) for c in table.columns) + " |" for r in table.rows]
+    if table.notes:
+        lines += [""] + [f"**Note:** {n}" for n in table.notes]
     if table.tests:
         lines += ["", "Paired tests (runs that scored the same videos):", ""] + [f"- {t}" for t in table.tests]
     base.with_suffix(".md").write_text("\n".join(lines) + "\n")

@@ -15,7 +15,15 @@ import numpy as np
 from fer_cache.labels import canonical_order
 from fer_probe import outputs
 from fer_probe.config import ProbeConfig
-from fer_probe.cv import PROTOCOL, RunResult, collapse_warning, fit_to_store, open_source, train_folds
+from fer_probe.cv import (
+    PROTOCOL,
+    RunResult,
+    collapse_warning,
+    fit_to_store,
+    open_source,
+    require_two_classes,
+    train_folds,
+)
 from fer_probe.errors import MappingError
 from fer_probe.folds import inner_split
 from fer_probe.metrics import FoldPredictions, summarise
@@ -81,11 +89,12 @@ def run_cross(train_store: str, test_store: str, out: str | Path, *, cfg: ProbeC
     of B through a label mapping by canonical name."""
     if policy not in POLICIES:
         raise MappingError(f"policy must be shared or strict, got '{policy}'")
-    out = outputs.prepare_run_dir(out, overwrite)
     source_a = open_source(train_store, cfg, allow_incomplete)
     source_b = open_source(test_store, cfg, allow_incomplete)
     with source_a.reader as a, source_b.reader as b:
         check_same_encoder(a, b)
+        require_two_classes(a, train_store)
+        out = outputs.prepare_run_dir(out, overwrite)
         cfg, notes = fit_to_store(cfg, a)
         mapping = map_labels(a, b, policy, calm_as_neutral=calm_as_neutral)
         names_a = [canonical(a.label_names[i], calm_as_neutral) for i in a.labels]
@@ -112,12 +121,15 @@ def run_cross(train_store: str, test_store: str, out: str | Path, *, cfg: ProbeC
             padded.append(placed)
         fold = FoldPredictions(0, [b.ids[i] for i in mapping.scored], [b.subjects[i] for i in mapping.scored],
                                mapping.labels, padded)
-        outputs.write_weights(out / "weights" / "all.safetensors", chosen, cfg, class_names=mapping.train_classes,
-                              width=a.width)
+        width = a.width
     metrics = summarise([fold], seed=cfg.seed)
     warnings = [w for w in [collapse_warning(fold, mapping.space, "the probe")] if w]
-    outputs.write_results(out, [fold], metrics, class_names=mapping.space, head_tables=[{"fold": 0, "heads": table}],
-                          mapping=mapping.summary)
-    outputs.write_train_log(out, training.log)
-    outputs.write_warnings(out, warnings)
+    with outputs.writing(out, "metrics.json, predictions.csv and train_log.csv"):  # the small results first
+        outputs.write_results(out, [fold], metrics, class_names=mapping.space,
+                              head_tables=[{"fold": 0, "heads": table}], mapping=mapping.summary)
+        outputs.write_train_log(out, training.log)
+        outputs.write_warnings(out, warnings)
+    with outputs.writing(out, "the probe weights", kept="metrics.json and predictions.csv are written"):
+        outputs.write_weights(out / "weights" / "all.safetensors", chosen, cfg, class_names=mapping.train_classes,
+                              width=width)
     return RunResult(out, metrics, mapping.space, cfg, [fold], [chosen.name], warnings=warnings, notes=notes)

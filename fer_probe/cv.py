@@ -122,14 +122,24 @@ def choose_folds(reader: CacheReader, targets: np.ndarray, n_folds: int | str, *
     return make_folds(reader.subjects, targets, int(n_folds), seed=seed)
 
 
+def require_two_classes(reader: CacheReader, store: str) -> None:
+    """One class makes every prediction right: a UAR of 1.000 that means nothing. Refused before any training."""
+    classes = [reader.label_names[i] for i in reader.active_classes()]
+    if len(classes) < 2:
+        found = f"only the class {classes[0]}" if classes else "no labelled video"
+        raise FerProbeError(f"{store}: {found} among its {len(reader)} videos; a classifier needs at least 2 "
+                            "classes (check the dataset's labels, or extract the other classes into this store)")
+
+
 def run_cv(store: str, out: str | Path, cfg: ProbeConfig, *, n_folds: int | str = 5,
            folds_file: str | Path | None = None,
            allow_incomplete: bool = False, overwrite: bool = False,
            on_progress: Progress | None = None) -> RunResult:
     """Cross-validate a probe on one store; writes the run directory (DESIGN section 5) and returns its metrics."""
-    out = outputs.prepare_run_dir(out, overwrite)
     source = open_source(store, cfg, allow_incomplete)
     with source.reader as reader:
+        require_two_classes(reader, store)
+        out = outputs.prepare_run_dir(out, overwrite)
         cfg, notes = fit_to_store(cfg, reader)
         class_names = canonical_order([reader.label_names[i] for i in reader.active_classes()])
         targets = np.array([class_names.index(reader.label_names[i]) for i in reader.labels], dtype=np.int64)
@@ -146,7 +156,7 @@ def run_cv(store: str, out: str | Path, cfg: ProbeConfig, *, n_folds: int | str 
         training = train_folds(source, plans, targets, cfg=cfg, num_classes=len(class_names), on_progress=on_progress)
         result = RunResult(out, {}, class_names, cfg, excluded=reader.excluded, unlabelled=reader.unlabelled,
                            notes=notes)
-        tables = []
+        tables, weights = [], []
         for f, (candidates, test_idx) in enumerate(zip(training.candidates, tests)):
             chosen, table = select(candidates)
             posteriors = [p[0] for p in video_posteriors(source, [chosen.model], test_idx.tolist(), cfg=cfg)]
@@ -155,15 +165,19 @@ def run_cv(store: str, out: str | Path, cfg: ProbeConfig, *, n_folds: int | str 
             result.folds.append(fold)
             result.selected.append(chosen.name)
             tables.append({"fold": f, "heads": table})
-            outputs.write_weights(out / "weights" / f"fold{f}.safetensors", chosen, cfg, class_names=class_names,
-                                  width=reader.width)
+            weights.append((out / "weights" / f"fold{f}.safetensors", chosen))
             warning = collapse_warning(fold, class_names, f"fold {f}")
             if warning:
                 result.warnings.append(warning)
+        width = reader.width
     result.metrics = summarise(result.folds, seed=cfg.seed)
-    outputs.write_results(out, result.folds, result.metrics, class_names=class_names, head_tables=tables)
-    outputs.write_train_log(out, training.log)
-    outputs.write_warnings(out, result.warnings)
+    with outputs.writing(out, "metrics.json, predictions.csv and train_log.csv"):  # the small results first
+        outputs.write_results(out, result.folds, result.metrics, class_names=class_names, head_tables=tables)
+        outputs.write_train_log(out, training.log)
+        outputs.write_warnings(out, result.warnings)
+    with outputs.writing(out, "the probe weights", kept="metrics.json and predictions.csv are written"):
+        for path, chosen in weights:
+            outputs.write_weights(path, chosen, cfg, class_names=class_names, width=width)
     return result
 
 

@@ -7,6 +7,7 @@ import os
 import platform
 import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,19 @@ def write_config(out: Path, run: dict, cfg) -> None:
 
 def write_folds(out: Path, folds: list[Fold], seed: int) -> None:
     save_folds(folds, out / "folds.json", seed)
+
+
+@contextmanager
+def writing(out: Path, what: str, *, kept: str = "no results were kept"):
+    """A full disk or a file-size limit while writing results: one line that says what was lost and what was kept."""
+    try:
+        yield
+    except Exception as exc:  # OSError, and safetensors' own error type for the same failures
+        if isinstance(exc, FerProbeError):
+            raise
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise FerProbeError(f"training finished but {what} could not be written to {out} ({reason}); {kept}; free "
+                            "space or raise the file-size limit, then rerun with --overwrite") from exc
 
 
 def write_weights(path: Path, candidate, cfg, *, class_names: list[str], width: int) -> None:

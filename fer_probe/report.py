@@ -13,6 +13,9 @@ from fer_probe.report_tables import fold_table, paper_table, words
 
 
 def read_run(run: Path) -> tuple[dict, dict, list[dict], list[str]]:
+    if (run / "config.json").is_file() and not (run / "metrics.json").is_file():
+        raise FerProbeError(f"{run}: the run is incomplete (it stopped before metrics.json was written); rerun its "
+                            "fer-probe command with --overwrite")
     for name in ("config.json", "metrics.json", "predictions.csv"):
         if not (run / name).is_file():
             raise FerProbeError(f"{run}: no {name}; pass a run directory written by fer-probe cv or cross")

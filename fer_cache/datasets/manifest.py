@@ -39,6 +39,7 @@ def scan(cfg: DatasetConfig) -> ScanResult:
     vocabulary = tuple(cfg.labels) if cfg.labels else CANONICAL_LABELS
     result = ScanResult(label_names=vocabulary)
     seen: dict[str, str] = {}
+    listed: dict[str, tuple[int, str]] = {}  # path -> (manifest line, label) of its first row
     for line, row in enumerate(rows, start=2):
         rel = row["path"]
         where = rel or f"{cfg.manifest.name} line {line}"
@@ -54,7 +55,26 @@ def scan(cfg: DatasetConfig) -> ScanResult:
         if not path.exists():
             result.errors.append((rel, f"listed in {cfg.manifest.name} line {line} but not found under the root"))
             continue
+        if not listed_once(result, rel, (line, label), listed=listed, manifest=cfg.manifest.name):
+            continue
         video_id = path.name if path.is_dir() else path.stem
         add_unique(result, VideoItem(id=video_id, path=rel, label=vocabulary.index(label), label_name=label,
                                      subject=row["subject"], split=row.get("split", "")), seen)
     return result
+
+
+def listed_once(result: ScanResult, rel: str, row: tuple[int, str], *, listed: dict[str, tuple[int, str]],
+                manifest: str) -> bool:
+    """A file listed twice is one video: a repeated row is reported and skipped, and so is a row that gives an
+    already listed file another label (the first row's label is kept, and the message says which)."""
+    key = str(rel).replace("\\", "/").strip("/")
+    if key not in listed:
+        listed[key] = row
+        return True
+    (first_line, first_label), (line, label) = listed[key], row
+    if first_label == label:
+        result.errors.append((rel, f"listed twice in {manifest} (lines {first_line} and {line}); remove one row"))
+        return False
+    result.errors.append((rel, f"listed with two labels in {manifest}: {first_label} (line {first_line}) and "
+                               f"{label} (line {line}); {first_label} is kept: delete the wrong row"))
+    return False

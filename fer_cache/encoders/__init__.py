@@ -143,15 +143,22 @@ def resolve_config(spec: EncoderConfig, family: Family, *, fixed: dict, inferred
             raise ConfigError(f"encoder needs `arch` (one of {', '.join(sorted(family.presets))}) or an explicit "
                               f"`{key}`" + (" (the checkpoint's shapes do not say)" if inferred else ""))
     if values["embed_dim"] % values["num_heads"]:
-        raise ConfigError(f"embed_dim {values['embed_dim']} is not divisible by num_heads {values['num_heads']}")
+        key = "num_heads" if spec.num_heads is not None or spec.embed_dim is None else "embed_dim"
+        raise ConfigError(f"{spec.where(key)}: embed_dim {values['embed_dim']} is not divisible by num_heads "
+                          f"{values['num_heads']}; give a head count that divides the width")
     settings = {"uniform_power": spec.uniform_power if family.uses_uniform_power else None, "output": spec.output}
     settings |= {k: v for k, v in family.architecture.items() if k != "rope_grid"} | values
     cfg = ViTConfig(**settings)
     if family.architecture.get("rope_grid") == "pretraining":
         cfg = replace(cfg, rope_grid=rope_pretraining_grid(cfg.patch_size, cfg.resolution))
-    if cfg.resolution % cfg.patch_size or cfg.frames_per_clip % cfg.tubelet_size:
-        raise ConfigError(f"resolution {cfg.resolution} must be a multiple of patch_size {cfg.patch_size} and "
-                          f"frames_per_clip {cfg.frames_per_clip} of tubelet_size {cfg.tubelet_size}")
+    if cfg.resolution % cfg.patch_size:
+        nearest = max(cfg.patch_size, cfg.resolution // cfg.patch_size * cfg.patch_size)
+        raise ConfigError(f"{spec.where('resolution')}: resolution {cfg.resolution} is not a multiple of patch_size "
+                          f"{cfg.patch_size}; use e.g. {nearest}")
+    if cfg.frames_per_clip % cfg.tubelet_size:
+        raise ConfigError(f"{spec.where('frames_per_clip')}: frames_per_clip {cfg.frames_per_clip} is not a multiple "
+                          f"of tubelet_size {cfg.tubelet_size}; use e.g. "
+                          f"{max(cfg.tubelet_size, cfg.frames_per_clip // cfg.tubelet_size * cfg.tubelet_size)}")
     if cfg.final_norm == "per_layer" and cfg.depth < 4:
         raise ConfigError(f"depth {cfg.depth}: a {family.title} encoder has 4 hierarchical layers, so at least 4 "
                           "blocks")

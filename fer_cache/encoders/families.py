@@ -4,7 +4,7 @@ A new family is one `Family` entry here plus its reader (a function that turns i
 This module imports no torch at module level, so config parsing can check family names cheaply.
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -32,13 +32,19 @@ class EncoderConfig:
     output: str = "last"  # V-JEPA 2.1: `hierarchical` stores four normed layer outputs side by side (4 x width)
     line: int = 0
     config_file: str = "data.yaml"
+    key_lines: dict[str, int] = field(default_factory=dict, compare=False)  # data.yaml line of each key
 
     def with_frames(self, frames_per_clip: int) -> "EncoderConfig":
         return replace(self, frames_per_clip=frames_per_clip)
 
-    def where(self, key: str | None = None) -> str:
-        """Where this entry was written, for messages (`data.yaml line 12 (encoders.tiny.num_heads)`)."""
-        return f"{self.config_file} line {self.line} (encoders.{self.name}{'.' + key if key else ''})"
+    def where(self, key: str) -> str:
+        """Where a setting was written, for messages: `data.yaml line 12 (encoders.tiny.num_heads)`; from the
+        Python API, the keyword."""
+        if not self.name:
+            return f"encoder setting {key}"
+        if key == "frames_per_clip" and key not in self.key_lines:
+            return f"{self.config_file} (extraction.frames_per_clip, used by encoders.{self.name})"
+        return f"{self.config_file} line {self.key_lines.get(key, self.line)} (encoders.{self.name}.{key})"
 
 
 ENCODER_SETTINGS = {"family": str, "checkpoint_key": str, "arch": str, "embed_dim": int, "depth": int,
