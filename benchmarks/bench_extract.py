@@ -18,9 +18,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import append_row, machine
 
 from fer_cache.config import load_config
-from fer_cache.datasets.synthetic import write_video
-from fer_cache.extract import ExtractRequest, run_extraction
-from fer_cache.video import decode_video
+from fer_cache.inputs.datasets.synthetic import write_video
+from fer_cache.extraction.pipeline import ExtractRequest, run_extraction
+from fer_cache.inputs.video import decode_video
 
 CONFIG = """\
 datasets:

@@ -107,7 +107,7 @@ def pipeline_section(args, device: torch.device, folder: Path) -> tuple[float, P
     """End-to-end clips/s in steady state: (clips of the long run - of the short) / (difference of their times),
     after a first run that pays the one-off costs (compiling the encoder, warming the caches)."""
     from fer_cache.config import load_config
-    from fer_cache.extract import ExtractRequest, run_extraction
+    from fer_cache.extraction.pipeline import ExtractRequest, run_extraction
     width, height = (1280, 720) if not args.smoke else (160, 120)
     encoder = "vith: {family: vjepa, arch: vit_huge, checkpoint: null, resolution: 384, frames_per_clip: 16}" \
         if not args.smoke else \

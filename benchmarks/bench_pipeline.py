@@ -20,11 +20,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from common import append_row, machine, peak_rss_gb
 
-from fer_cache import schema
-from fer_cache import store as st
-from fer_cache.batching import BatchEncoder, DecodedVideo
-from fer_cache.datasets import VideoItem
-from fer_cache.writer import Writer
+from fer_cache.store import schema
+from fer_cache.store import writing as st
+from fer_cache.extraction.batching import BatchEncoder, DecodedVideo
+from fer_cache.inputs.datasets import VideoItem
+from fer_cache.extraction.writer import Writer
 
 
 class StandInEncoder(torch.nn.Module):

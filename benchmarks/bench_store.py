@@ -19,7 +19,7 @@ import zarr
 sys.path.insert(0, str(Path(__file__).parent))
 from common import append_row, machine
 
-from fer_cache.store import compressors_for
+from fer_cache.store.writing import compressors_for
 
 CODECS = ["none", "zstd", "blosc", "blosc-lz4"]
 

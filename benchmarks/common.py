@@ -65,9 +65,9 @@ def append_row(name: str, row: dict) -> Path:
 def synthetic_store(path: Path, *, subjects: int, classes: int, per_class: int, clips: int, tokens: int, width: int,
                     signal: float = 0.3, seed: int = 0) -> Path:
     """A done store of random tokens with a class signal, written through fer_cache.store (float16, sharded)."""
-    from fer_cache import schema
-    from fer_cache import store as st
-    from fer_cache.datasets import VideoItem
+    from fer_cache.store import schema
+    from fer_cache.store import writing as st
+    from fer_cache.inputs.datasets import VideoItem
     from fer_cache.labels import CANONICAL_LABELS
 
     rng = np.random.default_rng(seed)

@@ -72,7 +72,7 @@ def scan(*, dataset: Annotated[str, typer.Option(help="dataset name in the confi
     """List what would be extracted: id, label, subject (and decoded frames); unusable files with reasons.
     Exits 3 when it lists errors."""
     from fer_cache.config import load_config
-    from fer_cache.scan import scan_with_frames
+    from fer_cache.inputs.scan import scan_with_frames
 
     with progress_bar(stderr=True) as bar:
         report = scan_with_frames(load_config(config).dataset(dataset), decode, counted(bar, "decoding"))
@@ -115,7 +115,7 @@ def extract(*, dataset: Annotated[str, typer.Option(help="dataset name in the co
     """Encode every clip of a dataset once into a schema-1 Zarr store; resumes a partial store and appends the
     videos a grown dataset adds. Exits 3 with failed videos, 130 after a clean stop on Ctrl-C."""
     from fer_cache.config import load_config
-    from fer_cache.extract import ExtractRequest, run_extraction
+    from fer_cache.extraction.pipeline import ExtractRequest, run_extraction
 
     given = dict(device=device, batch_size=batch_size, workers=workers, compile=compile_encoder)
     request = ExtractRequest(dataset=dataset, encoder=encoder, out=out, limit=limit, overwrite=overwrite,
@@ -165,7 +165,7 @@ def print_summary(summary) -> None:
 @user_errors
 def info(store: Store, as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False):
     """Attributes, counts by status, sizes and bytes per clip of a store."""
-    from fer_cache.audit import store_info
+    from fer_cache.store.audit import store_info
 
     with errors.status(f"reading {store}"):
         result = store_info(store)
@@ -178,7 +178,7 @@ def info(store: Store, as_json: Annotated[bool, typer.Option("--json", help="pri
     console.print(f"[bold]{store}[/bold] tokens {tuple(result.shape)} {result.dtype}, "
                   f"{result.stored_bytes / 1e6:.1f} MB stored, {result.bytes_per_clip / 1e3:.1f} kB per clip view")
     console.print(f"videos: {result.counts}", highlight=False)
-    from fer_cache.schema import padding_note
+    from fer_cache.store.schema import padding_note
     padding = padding_note(*result.padding.values()) if result.padding else None
     if padding:
         console.print(f"[yellow]note:[/yellow] {padding}", highlight=False)
@@ -200,7 +200,7 @@ def info(store: Store, as_json: Annotated[bool, typer.Option("--json", help="pri
 @user_errors
 def verify(store: Store):
     """Exit 0 only if every video is done and every value is finite; otherwise list what is wrong (exit 3)."""
-    from fer_cache.audit import verify_store
+    from fer_cache.store.audit import verify_store
 
     with progress_bar(stderr=True) as bar:
         report = verify_store(store, on_video=counted(bar, "videos checked"))
@@ -215,7 +215,7 @@ def verify(store: Store):
 @user_errors
 def export_h5(store: Store, out: Annotated[Path, typer.Argument(help="the HDF5 file to write")]):
     """Write the store's arrays and attributes into one HDF5 file."""
-    from fer_cache.audit import export_h5 as export
+    from fer_cache.store.audit import export_h5 as export
 
     with progress_bar(stderr=True) as bar:
         n = export(store, out, on_video=counted(bar, "videos exported"))
@@ -228,7 +228,7 @@ def demo_data(out_dir: Annotated[Path, typer.Argument(help="folder for the synth
               actors: Annotated[int, typer.Option(min=2)] = 12,
               repetitions: Annotated[int, typer.Option(min=1)] = 2, seed: int = 0):
     """Generate the synthetic face-video dataset used by `make demo` (RAVDESS naming)."""
-    from fer_cache.datasets.synthetic import DEMO_EMOTIONS, generate_demo_dataset
+    from fer_cache.inputs.datasets.synthetic import DEMO_EMOTIONS, generate_demo_dataset
 
     total = actors * len(DEMO_EMOTIONS) * repetitions
     with progress_bar() as bar:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fer_cache import schema
+from fer_cache.store import schema
 from fer_probe.errors import IncompleteStoreError, StoreReadError
 
 

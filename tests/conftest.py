@@ -28,7 +28,7 @@ extraction: {{frames_per_clip: 4, frame_step: 2, clips_per_video: 2, spatial_vie
 @pytest.fixture(scope="session")
 def demo_small(tmp_path_factory) -> Path:
     """4 actors x 6 emotions x 1 repetition of the synthetic faces, 24 frames each."""
-    from fer_cache.datasets.synthetic import generate_demo_dataset
+    from fer_cache.inputs.datasets.synthetic import generate_demo_dataset
 
     root = tmp_path_factory.mktemp("demo")
     generate_demo_dataset(root, actors=4, repetitions=1, n_frames=24, size=64)

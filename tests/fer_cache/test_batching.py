@@ -3,9 +3,9 @@
 import numpy as np
 import torch
 
-from fer_cache.batching import Advance, BatchEncoder, DecodedVideo
-from fer_cache.staging import finite_rows
-from fer_cache.writer import Failure, Finished
+from fer_cache.extraction.batching import Advance, BatchEncoder, DecodedVideo
+from fer_cache.extraction.staging import finite_rows
+from fer_cache.extraction.writer import Failure, Finished
 
 
 class Recorder:

@@ -1,7 +1,7 @@
 import pytest
 
 from fer_cache.config import DatasetConfig
-from fer_cache.datasets import RAVDESS_LABELS, crema_d, ravdess, scan_dataset
+from fer_cache.inputs.datasets import RAVDESS_LABELS, crema_d, ravdess, scan_dataset
 from fer_cache.labels import CANONICAL_LABELS
 
 

@@ -10,10 +10,10 @@ import pytest
 import zarr
 from typer.testing import CliRunner
 
-from fer_cache import schema
+from fer_cache.store import schema
 from fer_cache.cli import app
 from fer_cache.config import load_config
-from fer_cache.extract import ExtractRequest, run_extraction
+from fer_cache.extraction.pipeline import ExtractRequest, run_extraction
 from tests.conftest import BIN, extract_process, tree_digest, write_config
 
 runner = CliRunner()
@@ -249,7 +249,7 @@ def test_new_families_extract_the_tokens_of_the_python_api(tmp_path, demo_small,
     import torch
 
     from fer_cache.encoders import build_encoder
-    from fer_cache.video import Sampling, cut_clips, decode_video, normalise
+    from fer_cache.inputs.video import Sampling, cut_clips, decode_video, normalise
     from tests.conftest import ENCODER_FIXTURES
     text = write_config(tmp_path, demo_small).read_text().replace("encoders:\n", "encoders:\n" + NEW_FAMILIES.format(
         fixtures=ENCODER_FIXTURES)).replace("dtype: float16", "dtype: float32")

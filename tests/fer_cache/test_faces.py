@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 
 from fer_cache.cli import app
 from fer_cache.errors import DecodeError
-from fer_cache.faces import face_boxes, load_detector
-from fer_cache.video import Sampling, clip_frame_indices, cut_clips, decode_video
+from fer_cache.inputs.faces import face_boxes, load_detector
+from fer_cache.inputs.video import Sampling, clip_frame_indices, cut_clips, decode_video
 from tests.conftest import CREMA_D, write_config
 
 

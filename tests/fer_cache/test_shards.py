@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from fer_cache import schema, shards
-from fer_cache import store as st
-from fer_cache.datasets import VideoItem
+from fer_cache.store import schema, shards
+from fer_cache.store import writing as st
+from fer_cache.inputs.datasets import VideoItem
 
 ATTRS = {"fingerprint": "f", "label_names": ["a", "b", "c"], "encoder": {"embed_dim": 8}, "sampling": {"k": 2},
          "storage": {"dtype": "float16"}, "token_grid": [1, 1, 5]}

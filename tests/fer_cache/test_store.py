@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import zarr
 
-from fer_cache import schema
-from fer_cache import store as st
-from fer_cache.datasets import VideoItem
+from fer_cache.store import schema
+from fer_cache.store import writing as st
+from fer_cache.inputs.datasets import VideoItem
 from fer_cache.errors import StoreError, StoreMismatchError
-from fer_cache.writer import Failure, Finished, Writer
+from fer_cache.extraction.writer import Failure, Finished, Writer
 
 ATTRS = {"fingerprint": "f", "label_names": ["a", "b", "c"], "encoder": {"embed_dim": 8}, "sampling": {"k": 2},
          "storage": {"dtype": "float16"}, "token_grid": [1, 1, 5]}

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from fer_cache.datasets.synthetic import write_video
+from fer_cache.inputs.datasets.synthetic import write_video
 from fer_cache.errors import DecodeError
-from fer_cache.video import (
+from fer_cache.inputs.video import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     Sampling,

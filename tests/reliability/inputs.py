@@ -5,7 +5,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from fer_cache.datasets.synthetic import write_video
+from fer_cache.inputs.datasets.synthetic import write_video
 
 
 def encode(path: Path, codec: str, pix_fmt: str, frames: list[np.ndarray], fmt: str = "rgb24",

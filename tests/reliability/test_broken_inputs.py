@@ -6,7 +6,7 @@ import numpy as np
 import zarr
 from typer.testing import CliRunner
 
-from fer_cache import schema
+from fer_cache.store import schema
 from fer_cache.cli import app
 from tests.conftest import write_config
 from tests.reliability.inputs import build_catalogue

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import zarr
 
-from fer_cache import schema
-from fer_cache import store as st
+from fer_cache.store import schema
+from fer_cache.store import writing as st
 from tests.conftest import extract_process, write_config
 
 VIDEOS = 24  # the small demo set

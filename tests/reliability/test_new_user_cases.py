@@ -142,7 +142,7 @@ def test_resize_zero_is_refused(tmp_path, demo_small):
 
 
 def test_videos_shorter_than_a_clip_span_are_noted(tmp_path):
-    from fer_cache.datasets.synthetic import generate_demo_dataset
+    from fer_cache.inputs.datasets.synthetic import generate_demo_dataset
     root = tmp_path / "short"
     generate_demo_dataset(root, actors=1, repetitions=1, n_frames=5, size=64)
     config = write_config(tmp_path, root)

@@ -1,7 +1,7 @@
 """CREMA-D: AAAA_SSS_EEE_LL.flv (actor 1001-1091, sentence, emotion, level)."""
 
 from fer_cache.config import DatasetConfig
-from fer_cache.datasets import CANONICAL_LABELS, ScanResult, VideoItem, add_unique, candidate_files
+from fer_cache.inputs.datasets import CANONICAL_LABELS, ScanResult, VideoItem, add_unique, candidate_files
 
 EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fearful", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
 LABEL_NAMES = tuple(name for name in CANONICAL_LABELS if name in EMOTIONS.values())

@@ -15,7 +15,7 @@ import numpy as np
 import zarr
 import zarr.codecs
 
-from fer_cache import schema, shards
+from fer_cache.store import schema, shards
 from fer_cache.errors import StoreError, StoreMismatchError
 
 

@@ -9,8 +9,8 @@ import csv
 import io
 
 from fer_cache.config import DatasetConfig
-from fer_cache.datasets import CANONICAL_LABELS, ScanResult
-from fer_cache.datasets.official import (
+from fer_cache.inputs.datasets import CANONICAL_LABELS, ScanResult
+from fer_cache.inputs.datasets.official import (
     Entry,
     canonical_or_error,
     check_complements,

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from fer_cache.config import DatasetConfig
-from fer_cache.datasets import RAVDESS_LABELS, ScanResult, VideoItem, add_unique, candidate_files
+from fer_cache.inputs.datasets import RAVDESS_LABELS, ScanResult, VideoItem, add_unique, candidate_files
 
 LABEL_NAMES = RAVDESS_LABELS  # emotion codes 01..08 in this order
 VOCAL_CHANNELS = {1: "speech", 2: "song"}

@@ -89,7 +89,7 @@ class TokenArrays:
     location, token reads of the default layout go straight to the shard files (fer_cache.shards)."""
 
     def __init__(self, group: zarr.Group, location: str | None = None):
-        from fer_cache.shards import ShardReader  # shards builds on this module
+        from fer_cache.store.shards import ShardReader  # shards builds on this module
 
         self.tokens = group["tokens"]
         self.scales = group["tokens_scale"] if "tokens_scale" in group else None

@@ -12,7 +12,7 @@ from pathlib import Path
 import google_crc32c
 import numpy as np
 
-from fer_cache.schema import is_url
+from fer_cache.store.schema import is_url
 
 PAGE = 4096
 EMPTY = 2**64 - 1  # an index entry of a chunk that was never written

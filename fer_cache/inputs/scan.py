@@ -5,9 +5,9 @@ from collections import Counter
 from collections.abc import Callable
 
 from fer_cache.config import DatasetConfig
-from fer_cache.datasets import scan_dataset
+from fer_cache.inputs.datasets import scan_dataset
 from fer_cache.errors import DecodeError
-from fer_cache.video import count_frames
+from fer_cache.inputs.video import count_frames
 
 
 def scan_with_frames(cfg: DatasetConfig, decode: bool,

@@ -16,17 +16,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from fer_cache import schema
-from fer_cache import store as st
-from fer_cache.batching import Advance, BatchEncoder, DecodedVideo
-from fer_cache.compiling import compile_for
+from fer_cache.store import schema
+from fer_cache.store import writing as st
+from fer_cache.extraction.batching import Advance, BatchEncoder, DecodedVideo
+from fer_cache.extraction.compiling import compile_for
 from fer_cache.config import Config, check_extraction
-from fer_cache.datasets import ScanResult, scan_dataset
-from fer_cache.distributed import DistInfo, barrier, init_distributed, resolve_device
+from fer_cache.inputs.datasets import ScanResult, scan_dataset
+from fer_cache.extraction.distributed import DistInfo, barrier, init_distributed, resolve_device
 from fer_cache.encoders import describe_encoder, load_encoder
 from fer_cache.errors import DecodeError, FerCacheError
-from fer_cache.video import Sampling, cut_clips, decode_video
-from fer_cache.writer import Writer
+from fer_cache.inputs.video import Sampling, cut_clips, decode_video
+from fer_cache.extraction.writer import Writer
 
 INTERRUPTED = 130  # exit status after a clean stop on Ctrl-C or SIGTERM (128 + SIGINT)
 
@@ -82,7 +82,7 @@ class VideoClips(Dataset):
     def __getitem__(self, i: int) -> DecodedVideo:
         index, rel = self.jobs[i]
         if self.sampling.face_crop and self.detector is None:
-            from fer_cache.faces import load_detector
+            from fer_cache.inputs.faces import load_detector
             self.detector = load_detector()
         try:
             frames = decode_video(self.root / rel, *self.sampling.decode_side)  # [F, H, W, 3]
@@ -194,7 +194,7 @@ def run_extraction(config: Config, request: ExtractRequest, *, on_start: Callabl
     model = load_encoder(encoder_cfg.with_frames(extraction.frames_per_clip), device=device)
     sampling = Sampling.from_config(extraction, model.cfg.resolution)
     if sampling.face_crop:
-        from fer_cache.faces import load_detector
+        from fer_cache.inputs.faces import load_detector
         load_detector()  # a missing OpenCV is a one-line error now, not a failure per video
     if sampling.resize < sampling.crop and not sampling.face_crop:
         raise FerCacheError(f"{config.path}: extraction resize {sampling.resize} is smaller than the encoder's "

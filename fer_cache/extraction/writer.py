@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import zarr
 
-from fer_cache import store as st
+from fer_cache.store import writing as st
 from fer_cache.errors import StoreError
 
 

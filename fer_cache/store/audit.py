@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_cache import schema
+from fer_cache.store import schema
 from fer_cache.errors import StoreError
 
 Progress = Callable[[int, int], None]  # (videos done, videos in all)

@@ -42,7 +42,7 @@ class Sampling:
                  "clips_per_video": self.clips_per_video, "spatial_views": self.spatial_views,
                  "resize": self.resize, "crop": self.crop, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
         if self.face_crop:  # only then: stores without face crops keep their fingerprints
-            from fer_cache.faces import DETECTOR
+            from fer_cache.inputs.faces import DETECTOR
             attrs["face_crop"] = {"detector": DETECTOR, "margin": self.face_margin}
         return attrs
 
@@ -175,7 +175,7 @@ def cut_clips(frames: np.ndarray, sampling: Sampling, detector=None) -> tuple[np
     indices = clip_frame_indices(F, sampling.frames_per_clip, sampling.frame_step,
                                  clips_per_video=sampling.clips_per_video)
     if sampling.face_crop:
-        from fer_cache.faces import crop_clips, face_boxes
+        from fer_cache.inputs.faces import crop_clips, face_boxes
         boxes = face_boxes(detector, frames, indices, margin=sampling.face_margin)
         return crop_clips(frames, indices, boxes, crop=sampling.crop), indices
     if min(H, W) < sampling.crop:

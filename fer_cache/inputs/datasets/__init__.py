@@ -63,4 +63,4 @@ def scan_dataset(cfg: DatasetConfig) -> ScanResult:
     import importlib
     if cfg.adapter not in ADAPTER_MODULES:
         raise DatasetError(f"dataset '{cfg.name}': unknown adapter '{cfg.adapter}'")
-    return importlib.import_module(f"fer_cache.datasets.{ADAPTER_MODULES[cfg.adapter]}").scan(cfg)
+    return importlib.import_module(f"fer_cache.inputs.datasets.{ADAPTER_MODULES[cfg.adapter]}").scan(cfg)

@@ -7,8 +7,8 @@ surprise, contempt, anxiety, helplessness, disappointment.
 """
 
 from fer_cache.config import DatasetConfig
-from fer_cache.datasets import CANONICAL_LABELS, ScanResult
-from fer_cache.datasets.official import (
+from fer_cache.inputs.datasets import CANONICAL_LABELS, ScanResult
+from fer_cache.inputs.datasets.official import (
     Entry,
     canonical_or_error,
     check_complements,

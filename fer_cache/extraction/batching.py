@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fer_cache import shards
-from fer_cache.staging import Download, Downloader, Uploader
-from fer_cache.video import normalise
-from fer_cache.writer import Failure, Finished, Writer
+from fer_cache.store import shards
+from fer_cache.extraction.staging import Download, Downloader, Uploader
+from fer_cache.inputs.video import normalise
+from fer_cache.extraction.writer import Failure, Finished, Writer
 
 
 @dataclass
