@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import append_row, machine
 
 from fer_cache.config import load_config
-from fer_cache.inputs.datasets.synthetic import write_video
 from fer_cache.extraction.pipeline import ExtractRequest, run_extraction
+from fer_cache.inputs.datasets.synthetic import write_video
 from fer_cache.inputs.video import decode_video
 
 CONFIG = """\
@@ -48,6 +48,8 @@ def make_videos(root: Path, count: int, frames: int, width: int, height: int) ->
 
 
 def main() -> None:
+    from fer_cache.store import tune_process
+    tune_process()  # as the command-line tools do
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", default=None, help="a RAVDESS-named folder to measure instead")
     parser.add_argument("--count", type=int, default=6)

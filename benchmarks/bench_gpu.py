@@ -167,6 +167,8 @@ def probe_section(store: Path, device: torch.device, folder: Path, folds: int) -
 
 
 def main() -> None:
+    from fer_cache.store import tune_process
+    tune_process()  # as the command-line tools do
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="toy sizes on the CPU, to check the script")
     parser.add_argument("--batch", type=int, default=16)

@@ -20,11 +20,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from common import append_row, machine, peak_rss_gb
 
-from fer_cache.store import schema
-from fer_cache.store import writing as st
 from fer_cache.extraction.batching import BatchEncoder, DecodedVideo
-from fer_cache.inputs.datasets import VideoItem
 from fer_cache.extraction.writer import Writer
+from fer_cache.inputs.datasets import VideoItem
+from fer_cache.store import schema, tune_process
+from fer_cache.store import writing as st
 
 
 class StandInEncoder(torch.nn.Module):
@@ -44,13 +44,14 @@ class StandInEncoder(torch.nn.Module):
 def run(store: Path, videos: int, args) -> float:
     """Seconds to push `videos` decoded videos through the pipeline into a fresh store."""
     items = [VideoItem(f"v{i}", f"v{i}.mp4", 0, "neutral", "1") for i in range(videos)]
-    layout = st.Layout(videos, args.clips, 1, args.tokens, args.width, args.frames)
-    group = st.create_store(store, layout, items, attrs={"fingerprint": "stand-in", "label_names": ["neutral"]})
+    layout = schema.Layout(videos=videos, clips=args.clips, views=1, tokens=args.tokens, width=args.width,
+                           frames_per_clip=args.frames)
+    store = st.create_store(store, layout, items, attrs={"fingerprint": "stand-in", "label_names": ["neutral"]})
     clips = torch.zeros((args.clips, 1, args.frames, args.size, args.size, 3), dtype=torch.uint8)  # decode excluded
     frame_index = np.zeros((args.clips, args.frames), dtype=np.int32)
     encoder_model = StandInEncoder(args.batch, args.tokens, args.width, args.rate)
     started = time.perf_counter()
-    writer = Writer(group, location=str(store))
+    writer = Writer(store)
     writer.start()
     encoder = BatchEncoder(encoder_model, writer, batch_size=args.batch, device=torch.device("cpu"),
                            out_dtype=torch.float16, prepare=lambda video: video)  # normalising is the GPU's work
@@ -59,7 +60,7 @@ def run(store: Path, videos: int, args) -> float:
     encoder.flush()
     writer.close()
     seconds = time.perf_counter() - started
-    assert (group["videos/status"][:] == schema.DONE).all()
+    assert (store.group["videos/status"][:] == schema.DONE).all()
     return seconds
 
 
@@ -75,7 +76,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=384)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench_pipeline_"))
-    st.tune_for_writing()
+    tune_process()
     try:
         short = run(folder / "short.zarr", args.videos // 4, args)
         long = run(folder / "long.zarr", args.videos, args)

@@ -83,8 +83,10 @@ def probe_speeds(store: Path, device: torch.device, width: int) -> dict:
 
 CV_IN_A_PROCESS = """
 import sys, time
+from fer_cache.store import tune_process
 from fer_probe.config import ProbeConfig
 from fer_probe.cv import run_cv
+tune_process()  # as fer-probe does
 cfg = ProbeConfig.from_recipe("fast", **{settings})
 started = time.perf_counter()
 run_cv({store!r}, {out!r}, cfg, n_folds=5, overwrite=True)
@@ -136,6 +138,8 @@ def needed_reads(store: Path, cfg: ProbeConfig, out: Path) -> int:
 
 
 def main() -> None:
+    from fer_cache.store import tune_process
+    tune_process()  # as the command-line tools do
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subjects", type=int, default=10)
     parser.add_argument("--videos-per-class", type=int, default=1)

@@ -41,6 +41,8 @@ def tokens(args) -> np.ndarray:
 
 
 def main() -> None:
+    from fer_cache.store import tune_process
+    tune_process()  # as the command-line tools do
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=24)
     parser.add_argument("--tokens", type=int, default=4608)

@@ -65,10 +65,10 @@ def append_row(name: str, row: dict) -> Path:
 def synthetic_store(path: Path, *, subjects: int, classes: int, per_class: int, clips: int, tokens: int, width: int,
                     signal: float = 0.3, seed: int = 0) -> Path:
     """A done store of random tokens with a class signal, written through fer_cache.store (float16, sharded)."""
-    from fer_cache.store import schema
-    from fer_cache.store import writing as st
     from fer_cache.inputs.datasets import VideoItem
     from fer_cache.labels import CANONICAL_LABELS
+    from fer_cache.store import schema, tune_process
+    from fer_cache.store import writing as st
 
     rng = np.random.default_rng(seed)
     names = [CANONICAL_LABELS[i] for i in (0, 2, 3, 4, 5, 6)][:classes]
@@ -76,14 +76,14 @@ def synthetic_store(path: Path, *, subjects: int, classes: int, per_class: int, 
                         str(s + 1)) for s in range(subjects) for c in range(classes) for r in range(per_class)]
     encoder = {"family": "synthetic", "embed_dim": width, "num_heads": 16}
     sampling, storage, grid = {"clips_per_video": clips, "spatial_views": 1}, {"dtype": "float16"}, [1, 1, tokens]
-    attrs = {"dataset": "synthetic", "label_names": list(CANONICAL_LABELS), "encoder": encoder, "sampling": sampling,
-             "storage": storage, "token_grid": grid,
-             "fingerprint": schema.fingerprint(encoder, sampling, storage, token_grid=grid)}
-    st.tune_for_writing()
-    group = st.create_store(path, st.Layout(len(videos), clips, 1, tokens, width, 4), videos, attrs=attrs)
+    attrs = schema.store_attrs(dataset="synthetic", label_names=list(CANONICAL_LABELS), encoder=encoder,
+                               sampling=sampling, storage=storage, token_grid=grid)
+    tune_process()
+    layout = schema.Layout(videos=len(videos), clips=clips, views=1, tokens=tokens, width=width, frames_per_clip=4)
+    store = st.create_store(path, layout, videos, attrs=attrs)
     directions = rng.standard_normal((classes, width)).astype(np.float32)
     for row, video in enumerate(videos):
         values = rng.standard_normal((clips, 1, tokens, width), dtype=np.float32)
         values += signal * directions[names.index(video.label_name)]
-        st.write_video(group, row, values, frame_index=np.zeros((clips, 4), np.int32), n_frames=64)
+        st.write_video(store, row, values, frame_index=np.zeros((clips, 4), np.int32), n_frames=64)
     return path

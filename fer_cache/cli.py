@@ -48,6 +48,9 @@ def show_version(value: bool) -> None:
 def main_options(version: Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True,
                                                        help="print the version and exit")] = False):
     """Encode face videos once into a Zarr cache."""
+    from fer_cache.store import tune_process
+
+    tune_process()  # once per process, for every command
 
 
 def progress_bar(stderr: bool = False) -> Progress:

@@ -60,6 +60,9 @@ def show_version(value: bool) -> None:
 def main_options(version: Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True,
                                                        help="print the version and exit")] = False):
     """Train and evaluate probes on cached tokens."""
+    from fer_cache.store import tune_process
+
+    tune_process()  # once per process, for every command
 
 
 def floats(text: str | None, option: str) -> tuple[float, ...] | None:

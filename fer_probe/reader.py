@@ -1,4 +1,4 @@
-"""Read-only access to a schema-1 store through fer_cache.schema, the one owner of the format.
+"""Read-only access to a schema-1 store through fer_cache.store (its format and its `Store` handle).
 
 Axes: V videos, K clips, S views, N tokens, D width.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fer_cache.store import schema
+from fer_cache.store import Store, StoreFormatError, schema
 from fer_probe.errors import IncompleteStoreError, StoreReadError
 
 
@@ -52,20 +52,19 @@ class CacheReader:
         self.compute_dtype = dtype  # the dtype the probes compute in: float32, or bfloat16/float16 for the fast paths
         self.pin_memory = pin_memory  # CUDA: page-locked batches, copied with non_blocking=True
         try:
-            self.group = schema.open_store(self.location)
-        except schema.StoreFormatError as exc:
+            self.store = Store.open(self.location)
+        except StoreFormatError as exc:
             raise StoreReadError(str(exc)) from exc
-        self.attrs = dict(self.group.attrs)
+        self.group = self.store.group
+        self.attrs = self.store.attrs
         self.label_names: list[str] = list(self.attrs.get("label_names", []))
         self.fingerprint: str = self.attrs.get("fingerprint", "")
-        self.arrays = schema.TokenArrays(self.group, self.location)
-        self.tokens = self.arrays.tokens
-        self.dtype = schema.storage_dtype(self.group)
+        self.tokens = self.store.tokens
+        self.storage_dtype = self.store.dtype  # how tokens are stored: float16, bfloat16, int8 or float32
         # CUDA (pin_memory) gets float16/bfloat16 tokens as stored, half the bytes to copy, cast on the device by the
         # consumer; the CPU gets them in the compute dtype
-        stored_float = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(self.dtype)
+        stored_float = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(self.storage_dtype)
         self.transfer_dtype = stored_float if pin_memory and stored_float is not None else dtype
-        schema.reuse_freed_memory()  # clips are ~12 MB: reuse freed buffers instead of faulting in fresh pages
         status = self.group["videos/status"][:]
         usable = status == schema.DONE
         self.excluded = int((~usable).sum())
@@ -93,7 +92,7 @@ class CacheReader:
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fer-probe-read")
 
     def _check_chunks(self, done_rows: np.ndarray, ids: list[str]) -> None:
-        missing = schema.done_rows_missing_tokens(self.group, self.location, done_rows)
+        missing = self.store.lost_chunks(done_rows)
         if missing:
             names = ", ".join(ids[r] for r in missing[:5]) + (f" (+{len(missing) - 5} more)" if len(missing) > 5
                                                               else "")
@@ -125,14 +124,13 @@ class CacheReader:
         """Stored values of video v (or `selection` within [K, S]) -> tokens in the compute dtype, checked finite.
         Casts and int8 dequantisation are one torch pass each (about twice as fast as numpy's)."""
         try:
-            stored, scale = schema.read_stored(self.arrays, int(self.rows[v]), self.ids[v], location=self.location,
-                                               selection=selection)
-        except schema.StoreFormatError as exc:
+            stored, scale = self.store.read(int(self.rows[v]), self.ids[v], selection)
+        except StoreFormatError as exc:
             raise StoreReadError(str(exc)) from exc
         dtype = self.transfer_dtype
-        if self.dtype == "bfloat16":
+        if self.storage_dtype == "bfloat16":
             values = torch.from_numpy(stored.view(np.int16)).view(torch.bfloat16).to(dtype)
-        elif self.dtype == "int8":  # int8 x scale in the compute dtype, in one pass
+        elif self.storage_dtype == "int8":  # int8 x scale in the compute dtype, in one pass
             values = torch.from_numpy(stored) * torch.from_numpy(scale).to(dtype)[..., None]
         elif dtype == torch.bfloat16:  # float16 -> bfloat16 through float32: the same values, 3x faster in torch
             values = torch.from_numpy(stored).float().to(dtype)

@@ -38,7 +38,7 @@ def build_encoder(*, device: str | torch.device | None = None, seed: int = RANDO
     """A frozen encoder from the keyword settings of an encoder entry in data.yaml (family, checkpoint,
     checkpoint_key, arch, embed_dim, depth, num_heads, mlp_ratio, patch_size, tubelet_size, resolution,
     frames_per_clip, uniform_power, output); random seeded weights when checkpoint is None."""
-    known = {f.name for f in fields(EncoderConfig)} - {"name", "line", "config_file"}
+    known = {f.name for f in fields(EncoderConfig)} - {"name", "line", "config_file", "key_lines"}
     unknown = sorted(set(settings) - known)
     if unknown:
         raise ConfigError(f"unknown encoder setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")

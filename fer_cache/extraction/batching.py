@@ -11,10 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fer_cache.store import shards
 from fer_cache.extraction.staging import Download, Downloader, Uploader
-from fer_cache.inputs.video import normalise
 from fer_cache.extraction.writer import Failure, Finished, Writer
+from fer_cache.inputs.video import normalise
 
 
 @dataclass
@@ -116,7 +115,7 @@ class BatchEncoder:
             entry = self.videos_in_work[index]
             K, S = entry.decoded.clips.shape[:2]
             if entry.tokens.size == 0:  # page-aligned: the writer can send it to disk past the page cache
-                entry.tokens = shards.aligned_empty((K, S, *row.shape), row.dtype)  # [K, S, N, D]
+                entry.tokens = self.writer.buffer((K, S, *row.shape), row.dtype)  # [K, S, N, D]
             entry.tokens[position // S, position % S] = row
             entry.finite &= bool(ok)
             entry.filled += 1

@@ -11,10 +11,10 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
-import zarr
 
-from fer_cache.store import writing as st
 from fer_cache.errors import StoreError
+from fer_cache.store import Store
+from fer_cache.store import writing as st
 
 
 @dataclass
@@ -54,10 +54,9 @@ def fault_after() -> tuple[int, signal.Signals] | None:
 class Writer(threading.Thread):
     """Commits Finished and Failure records in order; a write error stops it and is raised by put() or close()."""
 
-    def __init__(self, group: zarr.Group, depth: int = 8, location: str | None = None):
+    def __init__(self, store: Store, depth: int = 8):
         super().__init__(daemon=True, name="fer-cache-writer")
-        self.group, self.jobs, self.error = group, queue.Queue(maxsize=depth), None
-        self.location = location  # a local store's path: whole shards are then written straight to their files
+        self.store, self.jobs, self.error = store, queue.Queue(maxsize=depth), None
         self.committed = 0
         self.fault = fault_after()
 
@@ -72,16 +71,20 @@ class Writer(threading.Thread):
 
     def commit(self, job: Finished | Failure) -> None:
         if isinstance(job, Failure):
-            st.mark_failed(self.group, job.index, job.reason)
+            st.mark_failed(self.store, job.index, job.reason)
         elif not job.finite:  # never commit NaN/inf as a done video
-            st.mark_failed(self.group, job.index, f"the encoder produced {nonfinite_count(job.tokens)} non-finite "
+            st.mark_failed(self.store, job.index, f"the encoder produced {nonfinite_count(job.tokens)} non-finite "
                            "token values (NaN/inf); check the checkpoint, or store bfloat16 if float16 overflowed")
         else:
-            st.write_video(self.group, job.index, job.tokens, frame_index=job.frame_index, n_frames=job.n_frames,
-                           location=self.location)
+            st.write_video(self.store, job.index, job.tokens, frame_index=job.frame_index, n_frames=job.n_frames)
         self.committed += 1
         if self.fault is not None and self.committed == self.fault[0]:
             os.kill(os.getpid(), self.fault[1])
+
+    @staticmethod
+    def buffer(shape: tuple[int, ...], dtype) -> np.ndarray:
+        """Memory for one video's tokens in the form the store writes fastest (page-aligned for O_DIRECT)."""
+        return st.video_buffer(shape, dtype)
 
     def failed(self) -> StoreError:
         return StoreError(f"writing the store failed: {type(self.error).__name__}: {self.error}")

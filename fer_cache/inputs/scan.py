@@ -5,8 +5,8 @@ from collections import Counter
 from collections.abc import Callable
 
 from fer_cache.config import DatasetConfig
-from fer_cache.inputs.datasets import scan_dataset
 from fer_cache.errors import DecodeError
+from fer_cache.inputs.datasets import scan_dataset
 from fer_cache.inputs.video import count_frames
 
 

@@ -10,31 +10,37 @@ from pathlib import Path
 import av
 import numpy as np
 
-from fer_cache.errors import DecodeError
+from fer_cache.errors import ConfigError, DecodeError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Sampling:
-    frames_per_clip: int = 16
-    frame_step: int = 4
-    clips_per_video: int = 8
-    spatial_views: int = 1
-    resize: int = 224  # short side after decoding
-    crop: int = 224  # square crop fed to the encoder
-    face_crop: bool = False  # crop one face box per clip (fer_cache.faces) instead of the centre
-    face_margin: float = 0.25  # the face box grows by this fraction of its side on each side
+    """How clips are cut, resolved for one encoder: built only by from_config (the defaults live in
+    config.ExtractionConfig)."""
+    frames_per_clip: int
+    frame_step: int
+    clips_per_video: int
+    spatial_views: int
+    resize: int  # short side after decoding
+    crop: int  # square crop fed to the encoder
+    face_crop: bool  # crop one face box per clip (fer_cache.inputs.faces) instead of the centre
+    face_margin: float  # the face box grows by this fraction of its side on each side
 
     @classmethod
-    def from_config(cls, extraction, resolution: int) -> "Sampling":
-        """The sampling of an extraction entry for an encoder of this input resolution (resize defaults to it)."""
+    def from_config(cls, extraction, resolution: int, *, where: str = "extraction") -> "Sampling":
+        """The sampling of an extraction entry for an encoder of this input resolution (resize defaults to it);
+        a resize below the crop (0 included) is refused, naming `where`."""
+        resize = resolution if extraction.resize is None else extraction.resize
+        if resize < resolution and not extraction.face_crop:
+            raise ConfigError(f"{where}: extraction resize {resize} is smaller than the encoder's {resolution} px "
+                              f"input; set resize to at least {resolution}")
         return cls(frames_per_clip=extraction.frames_per_clip, frame_step=extraction.frame_step,
                    clips_per_video=extraction.clips_per_video, spatial_views=extraction.spatial_views,
-                   resize=resolution if extraction.resize is None else extraction.resize, crop=resolution,
-                   face_crop=extraction.face_crop,
+                   resize=resize, crop=resolution, face_crop=extraction.face_crop,
                    face_margin=extraction.face_margin)
 
     def as_attrs(self) -> dict:

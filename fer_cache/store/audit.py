@@ -6,13 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_cache.store import schema
 from fer_cache.errors import StoreError
+from fer_cache.store import schema
+from fer_cache.store.handle import Store
 
 Progress = Callable[[int, int], None]  # (videos done, videos in all)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class StoreInfo:
     location: str
     attrs: dict
@@ -25,13 +26,6 @@ class StoreInfo:
     padding: dict = field(default_factory=dict)  # done videos shorter than one clip span, and how many mostly padding
 
 
-def open_checked(location: str, mode: str = "r"):
-    try:
-        return schema.open_store(location, mode=mode)
-    except schema.StoreFormatError as exc:
-        raise StoreError(str(exc)) from exc
-
-
 def store_bytes(group) -> int:
     total = 0
     for _, array in group.arrays():
@@ -42,7 +36,7 @@ def store_bytes(group) -> int:
 
 
 def store_info(location: str) -> StoreInfo:
-    group = open_checked(location)
+    group = Store.open(location).group
     tokens = group["tokens"]
     status = group["videos/status"][:]
     counts = {"videos": int(status.size)} | {name: int((status == code).sum())
@@ -51,10 +45,11 @@ def store_info(location: str) -> StoreInfo:
     done = max(counts["done"] * K * S, 1)
     dtype = schema.storage_dtype(group)
     total = store_bytes(group)
-    info = StoreInfo(location, dict(group.attrs), tuple(tokens.shape), counts, total, total / done, dtype,
-                     quantisation_error(group, dtype, status))
-    info.padding = dict(zip(("shorter_than_a_clip", "mostly_padding", "clip_span"), schema.padded_videos(group)))
-    return info
+    return StoreInfo(location=location, attrs=dict(group.attrs), shape=tuple(tokens.shape), counts=counts,
+                     stored_bytes=total, bytes_per_clip=total / done, dtype=dtype,
+                     quantisation_error=quantisation_error(group, dtype, status),
+                     padding=dict(zip(("shorter_than_a_clip", "mostly_padding", "clip_span"),
+                                      schema.padded_videos(group))))
 
 
 def quantisation_error(group, dtype: str, status: np.ndarray) -> float | None:
@@ -82,14 +77,12 @@ class VerifyReport:
 def verify_store(location: str, on_video: Progress | None = None) -> VerifyReport:
     """Every video done and every stored value present and finite; each problem named."""
     report = VerifyReport(location)
-    group = open_checked(location)
+    store = Store.open(location, direct=False)  # through zarr: a check independent of the fast shard reader
+    group = store.group
     report.problems += check_attrs(group)
-    ids = schema.read_strings(group["videos/id"])
+    ids, errors = store.strings("videos/id"), store.strings("videos/error")
     status = group["videos/status"][:]
-    errors = schema.read_strings(group["videos/error"])
-    dtype = schema.storage_dtype(group)
-    missing = set(schema.done_rows_missing_tokens(group, location, np.flatnonzero(status == schema.DONE)) or [])
-    arrays = schema.TokenArrays(group)
+    missing = set(store.lost_chunks(np.flatnonzero(status == schema.DONE)) or [])
     for i, video_id in enumerate(ids):
         if on_video is not None:
             on_video(i + 1, len(ids))
@@ -104,12 +97,12 @@ def verify_store(location: str, on_video: Progress | None = None) -> VerifyRepor
                                    "written); rerun extract on this store to re-encode it")
             continue
         try:
-            stored, scale = schema.read_stored(arrays, i, video_id, location=location)
+            stored, scale = store.read(i, video_id)
         except schema.StoreFormatError as exc:
             report.problems.append(f"video {video_id}: tokens unreadable ({exc.__cause__.__class__.__name__}); "
                                    "rerun extract after deleting its chunk")
             continue
-        decoded = schema.decode_tokens(stored, dtype, scale)
+        decoded = schema.decode_tokens(stored, store.dtype, scale)
         if not np.isfinite(decoded).all():
             bad = int((~np.isfinite(decoded)).sum())
             report.problems.append(f"video {video_id}: {bad} non-finite token values (NaN/inf)")
@@ -150,7 +143,7 @@ def export_h5(location: str, out: str | Path, on_video: Progress | None = None) 
         raise StoreError(f"{out} is a folder; name the HDF5 file to write, e.g. {out / 'tokens.h5'}")
     if not out.parent.is_dir():
         raise StoreError(f"cannot write {out}: the folder {out.parent} does not exist; create it first")
-    group = open_checked(location)
+    group = Store.open(location).group
     with h5py.File(out, "w") as f:
         for key, value in group.attrs.items():
             f.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value

@@ -1,17 +1,19 @@
-"""The one owner of the store format (DESIGN section 4, schema 1): version, status codes, token encodings, the
-fingerprint, opening and checking a store, and reading one video's tokens. numpy and zarr only, so that
-fer_probe can import it without pulling in the video or encoder code.
+"""The store format (DESIGN section 4, schema 1): version, status codes, axes, the arrays and their chunks, token
+encodings and the fingerprint. numpy and zarr only, as the whole store package, so that fer_probe can import it
+without pulling in the video or encoder code. Opening and reading a store: `handle.Store`.
 
 Axes: V videos, K clips per video, S spatial views, N tokens (T' x H' x W'), D width.
 """
 
 import hashlib
 import json
-import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import zarr
+
+from fer_cache.errors import StoreError
 
 SCHEMA_VERSION = 1
 PENDING, DONE, FAILED = 0, 1, 2
@@ -22,9 +24,9 @@ REQUIRED_NODES = ("tokens", "videos/id", "videos/label", "videos/subject", "vide
 FINGERPRINT_FIELDS = ("encoder", "sampling", "storage", "token_grid")
 
 
-class StoreFormatError(Exception):
+class StoreFormatError(StoreError):
     """A location that is not a schema-1 store, or a store whose contents are damaged; the message says what to do.
-    Each package turns it into its own error family at its boundary."""
+    fer-cache's CLI prints it as it prints any of its errors; fer_probe turns it into its own at its reader."""
 
 
 def is_url(location: str | Path) -> bool:
@@ -57,19 +59,65 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
     return changes
 
 
-def open_store(location: str | Path, mode: str = "r") -> zarr.Group:
-    """Open a schema-1 store (local path or fsspec URL) and check its version and required nodes."""
-    location = str(location)
-    if not is_url(location) and not Path(location).exists():
-        raise StoreFormatError(f"{location}: no such store; check the path or run `fer-cache extract` first")
-    try:
-        group = zarr.open_group(location, mode=mode)
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError,
-            json.JSONDecodeError, ValueError) as exc:
-        raise StoreFormatError(f"{location}: not a Zarr store written by fer-cache ({type(exc).__name__}); point "
-                               "at a STORE.zarr written by fer-cache extract") from exc
-    check_schema(group, location)
-    return group
+AXES = {"tokens": ["video", "clip", "view", "token", "width"], "tokens_scale": ["video", "clip", "view", "token"],
+        "clips/frame_index": ["video", "clip", "frame"]}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layout:
+    """The sizes of a new store: V videos, K clips, S views, N tokens of width D, F frames per clip."""
+    videos: int
+    clips: int
+    views: int
+    tokens: int
+    width: int
+    frames_per_clip: int
+    dtype: str = "float16"
+    compressor: str = "none"
+    shard_by_video: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArraySpec:
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    dtype: str
+    fill_value: object
+    shards: tuple[int, ...] | None = None
+    attributes: dict | None = None
+
+
+def array_specs(layout: Layout) -> dict[str, ArraySpec]:
+    """Every per-video array of a store: one (video, clip, view) per token chunk, one video per shard, one video per
+    chunk of the small columns (ranks that encode different videos never write the same chunk)."""
+    V, K, S, N, D, F = layout.videos, layout.clips, layout.views, layout.tokens, layout.width, layout.frames_per_clip
+    by_video = layout.shard_by_video
+    specs = {"tokens": ArraySpec(shape=(V, K, S, N, D), chunks=(1, 1, 1, N, D), shards=(1, K, S, N, D) if by_video
+                                 else None, dtype=STORED_DTYPES[layout.dtype], fill_value=0,
+                                 attributes={"axes": AXES["tokens"], "storage_dtype": layout.dtype})}
+    if layout.dtype == "int8":
+        specs["tokens_scale"] = ArraySpec(shape=(V, K, S, N), chunks=(1, 1, 1, N), shards=(1, K, S, N) if by_video
+                                          else None, dtype="float32", fill_value=0,
+                                          attributes={"axes": AXES["tokens_scale"],
+                                                      "meaning": "value = int8 x scale, scale = max|token| / 127"})
+    specs |= {"videos/n_frames": ArraySpec(shape=(V,), chunks=(1,), dtype="int32", fill_value=0),
+              "videos/status": ArraySpec(shape=(V,), chunks=(1,), dtype="uint8", fill_value=PENDING),
+              "videos/error": ArraySpec(shape=(V,), chunks=(1,), dtype="str", fill_value=""),
+              "clips/frame_index": ArraySpec(shape=(V, K, F), chunks=(1, K, F), dtype="int32", fill_value=-1,
+                                             attributes={"axes": AXES["clips/frame_index"]})}
+    return specs
+
+
+COLUMNS = {"videos/id": "str", "videos/path": "str", "videos/label": "int16", "videos/subject": "str",
+           "videos/split": "str"}  # one chunk each; split only where an adapter knows official splits
+
+
+def store_attrs(*, dataset: str, label_names: list[str], encoder: dict, sampling: dict, storage: dict,
+                token_grid: list[int]) -> dict:
+    """The group attributes of a store (section 4), its fingerprint among them."""
+    return {"dataset": dataset, "label_names": list(label_names), "encoder": encoder, "sampling": sampling,
+            "token_grid": list(token_grid), "storage": storage,
+            "fingerprint": fingerprint(encoder, sampling, storage, token_grid=token_grid)}
 
 
 def check_schema(group: zarr.Group, location: str) -> None:
@@ -82,19 +130,6 @@ def check_schema(group: zarr.Group, location: str) -> None:
     missing = [node for node in REQUIRED_NODES if node not in group]
     if missing:
         raise StoreFormatError(f"{location}: missing '{missing[0]}'; not a complete fer-cache store")
-
-
-class TokenArrays:
-    """The token arrays of a store, opened once (each group lookup reads metadata from the store); with the store's
-    location, token reads of the default layout go straight to the shard files (fer_cache.shards)."""
-
-    def __init__(self, group: zarr.Group, location: str | None = None):
-        from fer_cache.store.shards import ShardReader  # shards builds on this module
-
-        self.tokens = group["tokens"]
-        self.scales = group["tokens_scale"] if "tokens_scale" in group else None
-        direct = location is not None and ShardReader.applies(self.tokens, location)
-        self.direct = ShardReader(self.tokens, location) if direct else None
 
 
 def read_strings(array) -> list[str]:
@@ -148,83 +183,3 @@ def decode_tokens(stored: np.ndarray, dtype: str, scale: np.ndarray | None = Non
     if dtype == "int8":
         return stored.astype(np.float32) * scale[..., None]
     return stored.astype(np.float32)
-
-
-def read_stored(arrays: "TokenArrays", row: int, video_id: str, *, location: str, selection: tuple = ()) \
-        -> tuple[np.ndarray, np.ndarray | None]:
-    """One video's stored token values (and int8 scales), all of them or `selection` within [K, S]; a chunk that
-    does not decode names the video and says how to repair it."""
-    try:
-        stored = arrays.direct.read(row, selection) if arrays.direct is not None else None
-        if stored is None:
-            stored = arrays.tokens[(row, *selection)]
-        scale = arrays.scales[(row, *selection)] if arrays.scales is not None else None
-    except Exception as exc:
-        raise StoreFormatError(f"{location}: the tokens of video {video_id} do not decode ({type(exc).__name__}); "
-                               "delete its chunk and rerun `fer-cache extract` on this store to re-encode it") from exc
-    return stored, scale
-
-
-def chunk_counts(group: zarr.Group, location: str, array: str) -> dict[int, int] | None:
-    """Stored objects of a per-video array per video row, from one listing (None where it cannot be listed)."""
-    if not is_url(location):
-        base = Path(location) / array / "c"
-        if not base.is_dir():
-            return {}
-        counts = {}
-        for entry in os.scandir(base):
-            if entry.name.isdigit():
-                counts[int(entry.name)] = sum(len(files) for _, _, files in os.walk(entry.path))
-        return counts
-    from zarr.core.sync import sync
-
-    async def listing() -> dict[int, int]:
-        counts: dict[int, int] = {}
-        async for key in group.store.list_prefix(f"{array}/c/"):
-            row = int(key.split("/")[2])
-            counts[row] = counts.get(row, 0) + 1
-        return counts
-    try:
-        return sync(listing())
-    except (NotImplementedError, OSError):  # a store that cannot list keys skips this one check
-        return None
-
-
-def expected_chunks(array) -> int:
-    """Objects a finished video has in a per-video array: one shard, or one chunk per (clip, view)."""
-    if array.shards is not None:
-        return 1
-    return int(np.prod(array.shape[1:3]))
-
-
-def done_rows_missing_tokens(group: zarr.Group, location: str, rows: np.ndarray) -> list[int] | None:
-    """Rows among `rows` (done videos) whose token chunks (or int8 scales) are not all in the store: they would
-    read back as zeros. None where the store cannot be listed."""
-    missing: set[int] = set()
-    for name in ("tokens", "tokens_scale"):
-        if name not in group:
-            continue
-        counts = chunk_counts(group, location, name)
-        if counts is None:
-            return None
-        needed = expected_chunks(group[name])
-        missing |= {int(r) for r in rows if counts.get(int(r), 0) < needed}
-    return sorted(missing)
-
-
-def reuse_freed_memory() -> None:
-    """Token chunks are ~12 MB. glibc serves such blocks with fresh mmap pages and returns them on free, so every
-    chunk read or written pays page faults for all its bytes; keeping freed memory for reuse made sharded writes
-    3-4x and reads about 2x faster on the project's machine (benchmarks/bench_store.py). Linux glibc only."""
-    import ctypes
-    import ctypes.util
-    import sys
-    if not sys.platform.startswith("linux"):
-        return
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    libc = ctypes.CDLL(name)
-    if hasattr(libc, "mallopt"):
-        libc.mallopt(-4, 0)  # M_MMAP_MAX: serve large blocks from the heap
-        libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: keep up to 2 GiB of freed heap for reuse

@@ -1,5 +1,5 @@
-"""Writing the schema-1 Zarr store (DESIGN section 4): create or grow it, write one video, commit its status, and
-lock it against a second writer. The format itself (versions, codes, encodings) belongs to fer_cache.schema.
+"""Writing a store (DESIGN section 4): create or grow it, prepare it for an extraction, write one video, commit its
+status, and lock it against a second writer. The format itself (arrays, codes, encodings) is `schema`'s.
 
 Axes: V videos, K clips per video, S spatial views, N tokens (T' x H' x W'), D width, F frames per clip.
 """
@@ -7,7 +7,7 @@ Axes: V videos, K clips per video, S spatial views, N tokens (T' x H' x W'), D w
 import json
 import os
 import shutil
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,21 +15,10 @@ import numpy as np
 import zarr
 import zarr.codecs
 
-from fer_cache.store import schema, shards
 from fer_cache.errors import StoreError, StoreMismatchError
-
-
-@dataclass(frozen=True)
-class Layout:
-    videos: int
-    clips: int
-    views: int
-    tokens: int
-    width: int
-    frames_per_clip: int
-    dtype: str = "float16"
-    compressor: str = "none"
-    shard_by_video: bool = True
+from fer_cache.store import schema, shards
+from fer_cache.store.handle import Store
+from fer_cache.store.schema import Layout
 
 
 def compressors_for(name: str):
@@ -38,15 +27,6 @@ def compressors_for(name: str):
     if name == "blosc":
         return (zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle=zarr.codecs.BloscShuffle.bitshuffle),)
     return None
-
-
-def software_versions() -> dict:
-    import av
-    import torch
-
-    from fer_cache import __version__
-    return {"fer_cache": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
-            "zarr": zarr.__version__, "av": av.__version__, "numpy": np.__version__}
 
 
 def is_replaceable(path: Path) -> bool:
@@ -60,58 +40,38 @@ def is_replaceable(path: Path) -> bool:
         return False
 
 
-def tune_for_writing() -> None:
-    """Write every chunk without first testing whether it holds only fill values (tokens never do; the test is a
-    full pass over each chunk), and reuse freed memory for the chunks' buffers (schema.reuse_freed_memory)."""
-    zarr.config.set({"array.write_empty_chunks": True})
-    schema.reuse_freed_memory()
-
-
-def create_store(store: str | Path, layout: Layout, videos: list, *, attrs: dict) -> zarr.Group:
-    """A new, all-pending store for `videos` (VideoItem-like: id, path, label, subject).
+def create_store(location: str | Path, layout: Layout, videos: list, *, attrs: dict) -> Store:
+    """A new, all-pending store for `videos` (VideoItem-like: id, path, label, subject[, split]).
 
     A local store is built beside its destination and renamed into place, so an interrupted creation never leaves
     a half-made store behind (nor removes the old one before the new one is complete)."""
-    if schema.is_url(store):
-        return _fill_store(zarr.open_group(str(store), mode="w"), layout, videos, attrs=attrs)
-    final = Path(store)
+    if schema.is_url(location):
+        return Store(fill_store(zarr.open_group(str(location), mode="w"), layout, videos, attrs=attrs), location)
+    final = Path(location)
     partial = final.with_name(final.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)  # left by an interrupted creation
-    _fill_store(zarr.open_group(str(partial), mode="w"), layout, videos, attrs=attrs)
+    fill_store(zarr.open_group(str(partial), mode="w"), layout, videos, attrs=attrs)
     if final.exists():
         shutil.rmtree(final)
     partial.rename(final)
-    return zarr.open_group(str(final), mode="r+")
+    return Store(zarr.open_group(str(final), mode="r+"), final)
 
 
-def _fill_store(group: zarr.Group, layout: Layout, videos: list, *, attrs: dict) -> zarr.Group:
-    V, K, S, N, D, F = layout.videos, layout.clips, layout.views, layout.tokens, layout.width, layout.frames_per_clip
+def fill_store(group: zarr.Group, layout: Layout, videos: list, *, attrs: dict) -> zarr.Group:
     compressors = compressors_for(layout.compressor)
-    token_chunks = (1, 1, 1, N, D)
-    shards = (1, K, S, N, D) if layout.shard_by_video else None
-    group.create_array("tokens", shape=(V, K, S, N, D), chunks=token_chunks, shards=shards,
-                       dtype=schema.STORED_DTYPES[layout.dtype], compressors=compressors, fill_value=0,
-                       attributes={"axes": ["video", "clip", "view", "token", "width"],
-                                   "storage_dtype": layout.dtype})
-    if layout.dtype == "int8":
-        group.create_array("tokens_scale", shape=(V, K, S, N), chunks=(1, 1, 1, N),
-                           shards=(1, K, S, N) if layout.shard_by_video else None, dtype="float32",
-                           compressors=compressors, fill_value=0,
-                           attributes={"axes": ["video", "clip", "view", "token"],
-                                       "meaning": "value = int8 x scale, scale = max|token| / 127"})
-    whole = (max(V, 1),)
-    write_column(group, "videos/id", [v.id for v in videos], dtype=str, chunks=whole)
-    write_column(group, "videos/path", [v.path for v in videos], dtype=str, chunks=whole)
-    write_column(group, "videos/label", [v.label for v in videos], dtype="int16", chunks=whole)
-    write_column(group, "videos/subject", [v.subject for v in videos], dtype=str, chunks=whole)
-    if any(getattr(v, "split", "") for v in videos):  # official split membership (e.g. "test:3"), where known
-        write_column(group, "videos/split", [v.split for v in videos], dtype=str, chunks=whole)
-    group.create_array("videos/n_frames", shape=(V,), chunks=(1,), dtype="int32", fill_value=0)
-    group.create_array("videos/status", shape=(V,), chunks=(1,), dtype="uint8", fill_value=schema.PENDING)
-    group.create_array("videos/error", shape=(V,), chunks=(1,), dtype=str, fill_value="")
-    group.create_array("clips/frame_index", shape=(V, K, F), chunks=(1, K, F), dtype="int32", fill_value=-1,
-                       attributes={"axes": ["video", "clip", "frame"]})
+    for name, spec in schema.array_specs(layout).items():
+        group.create_array(name, shape=spec.shape, chunks=spec.chunks, shards=spec.shards,
+                           dtype=str if spec.dtype == "str" else spec.dtype, fill_value=spec.fill_value,
+                           compressors=compressors if name.startswith("tokens") else "auto",
+                           attributes=spec.attributes)
+    whole = (max(layout.videos, 1),)
+    for name, dtype in schema.COLUMNS.items():
+        field = name.split("/")[1]
+        if name == "videos/split" and not any(getattr(v, "split", "") for v in videos):
+            continue  # official split membership (e.g. "test:3"), only where an adapter knows it
+        write_column(group, name, [getattr(v, field) for v in videos], dtype=str if dtype == "str" else dtype,
+                     chunks=whole)
     group.attrs.update(attrs | {"fer_cache_schema": schema.SCHEMA_VERSION})
     return group
 
@@ -123,28 +83,35 @@ def write_column(group: zarr.Group, name: str, values: list, *, dtype, chunks: t
         array[:] = np.array(values, dtype=np.dtypes.StringDType() if dtype is str else dtype)
 
 
-def write_video(group: zarr.Group, index: int, tokens: np.ndarray, *, frame_index: np.ndarray, n_frames: int,
-                location: str | None = None) -> None:
-    """Write one video's tokens [K, S, N, D] and clip indices, then (last) mark it done. With the store's location,
-    whole shards go straight to their files (schema.write_shard)."""
-    stored, scale = schema.encode_tokens(tokens, schema.storage_dtype(group))
+def write_video(store: Store, index: int, tokens: np.ndarray, *, frame_index: np.ndarray, n_frames: int) -> None:
+    """Write one video's tokens [K, S, N, D] and clip indices, then (last) mark it done. In the default layout of a
+    local store, whole shards go straight to their files (shards.write_shard)."""
+    group = store.group
+    if tuple(tokens.shape) != tuple(store.tokens.shape[1:]):  # a shard file would take any bytes: check here
+        raise StoreError(f"{store.location}: tokens of shape {tuple(tokens.shape)} for video row {index}, but the "
+                         f"store holds {tuple(store.tokens.shape[1:])} per video")
+    stored, scale = schema.encode_tokens(tokens, store.dtype)
     for name, values in (("tokens", stored), ("tokens_scale", scale)):
         if values is None:
             continue
-        array = group[name]
-        if location is not None and shards.writes_whole_shards(array, location):
-            shards.write_shard(array, location, name, row=index, values=values)
+        if store.whole_shards.get(name):
+            shards.write_shard(group[name], store.location, name, row=index, values=values)
         else:
-            array[index] = values
+            group[name][index] = values
     group["clips/frame_index"][index] = frame_index
     group["videos/n_frames"][index] = n_frames
     group["videos/error"][index] = ""
     group["videos/status"][index] = schema.DONE  # the commit point: only now is the video done
 
 
-def mark_failed(group: zarr.Group, index: int, reason: str) -> None:
-    group["videos/error"][index] = reason.replace("\n", " ")[:500]
-    group["videos/status"][index] = schema.FAILED
+def mark_failed(store: Store, index: int, reason: str) -> None:
+    store.group["videos/error"][index] = reason.replace("\n", " ")[:500]
+    store.group["videos/status"][index] = schema.FAILED
+
+
+def video_buffer(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """Memory for one video's tokens that can go to its shard file with O_DIRECT (page-aligned)."""
+    return shards.aligned_empty(shape, dtype)
 
 
 class StoreLock:
@@ -199,9 +166,10 @@ class Reconciled:
     repaired: int = 0  # done videos whose token chunks were gone: set back to pending, to be re-encoded
 
 
-def reconcile(group: zarr.Group, location: str, attrs: dict, *, videos: list) -> Reconciled:
+def reconcile(store: Store, attrs: dict, *, videos: list) -> Reconciled:
     """Make an existing store ready for this extraction: same fingerprint and label vocabulary (else refuse, naming
     what differs), new videos appended (encoded ones are kept), metadata updated, lost chunks queued again."""
+    group, location = store.group, store.location
     schema.check_schema(group, location)
     if group.attrs.get("fingerprint") != attrs["fingerprint"]:
         changes = schema.fingerprint_changes(dict(group.attrs), attrs) or ["the fingerprint attribute itself"]
@@ -211,7 +179,7 @@ def reconcile(group: zarr.Group, location: str, attrs: dict, *, videos: list) ->
         raise StoreMismatchError(f"{location}: its classes {group.attrs.get('label_names')} differ from the "
                                  f"dataset's {list(attrs['label_names'])}; replace it (overwrite) or choose another "
                                  "output")
-    ids = schema.read_strings(group["videos/id"])
+    ids = store.strings("videos/id")
     position = {video_id: row for row, video_id in enumerate(ids)}
     new = [v for v in videos if v.id not in position]
     if new or any(a.shape[0] != len(ids) for a in per_video_arrays(group)):
@@ -220,7 +188,7 @@ def reconcile(group: zarr.Group, location: str, attrs: dict, *, videos: list) ->
     result = Reconciled([position[v.id] for v in videos], added=len(new))
     result.relabelled = update_metadata(group, videos, result.rows)
     status = group["videos/status"][:]
-    lost = schema.done_rows_missing_tokens(group, location, np.flatnonzero(status == schema.DONE)) or []
+    lost = store.lost_chunks(np.flatnonzero(status == schema.DONE)) or []
     for row in lost:
         group["videos/status"][row] = schema.PENDING
     result.repaired = len(lost)
@@ -267,3 +235,36 @@ def update_metadata(group: zarr.Group, videos: list, rows: list[int]) -> int:
         for name, values in columns.items():
             group[f"videos/{name}"][:] = values
     return changed
+
+
+def prepare_for_extraction(location: str, layout: Layout, videos: list, *, attrs: dict, overwrite: bool,
+                           rank: int = 0, wait: Callable[[], None] = lambda: None) -> tuple[Store, Reconciled]:
+    """Rank 0 creates the store (replacing it with overwrite), or reconciles an existing one with the dataset
+    (growing it); the other ranks open it once it is ready (`wait` is the ranks' barrier)."""
+    exists = (Path(location) / "zarr.json").exists() if not schema.is_url(location) else url_exists(location)
+    reconciled = Reconciled(list(range(len(videos))))
+    if rank == 0:
+        if exists and not overwrite:
+            store = Store.open(location, mode="r+")
+            reconciled = reconcile(store, attrs, videos=videos)
+        else:
+            if not schema.is_url(location) and Path(location).exists() and not is_replaceable(Path(location)):
+                raise StoreError(f"{location} exists and is not a fer-cache store; choose another output (nothing "
+                                 "was changed there)")
+            try:
+                store = create_store(location, layout, videos, attrs=attrs)
+            except OSError as exc:
+                raise StoreError(f"cannot write the store at {location}: {exc.strerror or exc}; choose a writable "
+                                 "output") from exc
+    wait()
+    if rank != 0:
+        store = Store.open(location, mode="r+")
+        position = {video_id: row for row, video_id in enumerate(store.strings("videos/id"))}
+        reconciled = Reconciled([position[v.id] for v in videos])
+    return store, reconciled
+
+
+def url_exists(url: str) -> bool:
+    import fsspec
+    fs, path = fsspec.core.url_to_fs(url)
+    return fs.exists(f"{path.rstrip('/')}/zarr.json")

@@ -5,7 +5,7 @@ import torch
 
 from fer_cache.extraction.batching import Advance, BatchEncoder, DecodedVideo
 from fer_cache.extraction.staging import finite_rows
-from fer_cache.extraction.writer import Failure, Finished
+from fer_cache.extraction.writer import Failure, Finished, Writer
 
 
 class Recorder:
@@ -16,6 +16,8 @@ class Recorder:
 
     def put(self, job):
         self.jobs.append(job)
+
+    buffer = staticmethod(Writer.buffer)  # the batcher fills the buffers the writer hands out (page-aligned)
 
 
 class ClipEcho(torch.nn.Module):

@@ -10,10 +10,10 @@ import pytest
 import zarr
 from typer.testing import CliRunner
 
-from fer_cache.store import schema
 from fer_cache.cli import app
-from fer_cache.config import load_config
+from fer_cache.config import ExtractionConfig, load_config
 from fer_cache.extraction.pipeline import ExtractRequest, run_extraction
+from fer_cache.store import schema
 from tests.conftest import BIN, extract_process, tree_digest, write_config
 
 runner = CliRunner()
@@ -261,7 +261,8 @@ def test_new_families_extract_the_tokens_of_the_python_api(tmp_path, demo_small,
     group = zarr.open_group(str(store), mode="r")
     attrs = dict(group.attrs)
     assert attrs["encoder"]["family"] == settings["family"] and attrs["storage"]["dtype"] == "float32"
-    sampling = Sampling(**{k: v for k, v in attrs["sampling"].items() if k not in ("mean", "std")})
+    recorded = {k: v for k, v in attrs["sampling"].items() if k not in ("mean", "std", "crop")}
+    sampling = Sampling.from_config(ExtractionConfig(**recorded), attrs["sampling"]["crop"])
     frames = decode_video(demo_small / schema.read_strings(group["videos/path"])[0], sampling.resize)
     clips, _ = cut_clips(frames, sampling)  # [K, S, T, h, w, 3]
     folder = "vjepa21-tiny/checkpoint.pt" if name == "v21" else "videomae-tiny"

@@ -9,12 +9,12 @@ import pytest
 import zarr
 from typer.testing import CliRunner
 
-from fer_cache.store import schema
 from fer_cache.cli import app
 from fer_cache.config import DatasetConfig, load_config
-from fer_cache.inputs.datasets import scan_dataset
 from fer_cache.errors import ConfigError, DecodeError
+from fer_cache.inputs.datasets import scan_dataset
 from fer_cache.inputs.video import decode_video
+from fer_cache.store import schema
 from fer_probe.cli import app as probe_app
 
 runner = CliRunner()

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from fer_cache.store import schema, shards
-from fer_cache.store import writing as st
 from fer_cache.inputs.datasets import VideoItem
+from fer_cache.store import Store, schema, shards
+from fer_cache.store import writing as st
 
 ATTRS = {"fingerprint": "f", "label_names": ["a", "b", "c"], "encoder": {"embed_dim": 8}, "sampling": {"k": 2},
          "storage": {"dtype": "float16"}, "token_grid": [1, 1, 5]}
@@ -17,12 +17,13 @@ def videos(n):
 
 def written_store(path, *, dtype="float16", views=1, direct=True, compressor="none"):
     """Two videos of 3 clips x `views` views of [5, 8], video 1 written (straight to its shard, or through zarr)."""
-    group = st.create_store(path, st.Layout(2, 3, views, 5, 8, 4, dtype=dtype, compressor=compressor), videos(2),
-                            attrs=ATTRS)
+    layout = schema.Layout(videos=2, clips=3, views=views, tokens=5, width=8, frames_per_clip=4, dtype=dtype,
+                           compressor=compressor)
+    store = st.create_store(path, layout, videos(2), attrs=ATTRS)
     values = np.random.default_rng(0).standard_normal((3, views, 5, 8)).astype(np.float32)
-    st.write_video(group, 1, values, frame_index=np.zeros((3, 4), np.int32), n_frames=40,
-                   location=str(path) if direct else None)
-    return group
+    st.write_video(store if direct else Store(store.group, path, direct=False), 1, values,
+                   frame_index=np.zeros((3, 4), np.int32), n_frames=40)
+    return store.group
 
 
 @pytest.mark.parametrize("dtype,views", [("float16", 1), ("int8", 3)])
@@ -31,11 +32,12 @@ def test_shards_written_directly_are_what_zarr_writes(tmp_path, dtype, views):
     stores = {}
     for how in ("zarr", "direct"):
         location = tmp_path / f"{how}.zarr"
-        group = st.create_store(location, st.Layout(2, 2, views, 5, 8, 4, dtype=dtype), videos(2), attrs=ATTRS)
+        layout = schema.Layout(videos=2, clips=2, views=views, tokens=5, width=8, frames_per_clip=4, dtype=dtype)
+        store = st.create_store(location, layout, videos(2), attrs=ATTRS)
         values = np.random.default_rng(0).standard_normal((2, views, 5, 8)).astype(np.float32)
-        st.write_video(group, 1, values, frame_index=np.zeros((2, 4), np.int32), n_frames=40,
-                       location=None if how == "zarr" else str(location))
-        stores[how] = (location, group)
+        st.write_video(Store(store.group, location, direct=how == "direct"), 1, values,
+                       frame_index=np.zeros((2, 4), np.int32), n_frames=40)
+        stores[how] = (location, store.group)
     (zarr_path, zarr_group), (direct_path, direct_group) = stores["zarr"], stores["direct"]
     assert shards.writes_whole_shards(direct_group["tokens"], str(direct_path))
     for name in ("tokens", "tokens_scale") if dtype == "int8" else ("tokens",):
@@ -58,7 +60,7 @@ def test_direct_reads_equal_zarr(tmp_path, dtype, direct, views):
     inner chunks differently when a clip has several views)."""
     location = tmp_path / "s.zarr"
     group = written_store(location, dtype=dtype, views=views, direct=direct)
-    arrays = schema.TokenArrays(group, str(location))
+    arrays = Store(group, location)
     assert arrays.direct is not None
     for selection in SELECTIONS + ([(1, views - 1), (slice(None), views - 1)] if views > 1 else []):
         fast = arrays.direct.read(1, selection)
@@ -69,15 +71,15 @@ def test_direct_reads_equal_zarr(tmp_path, dtype, direct, views):
 def test_unwritten_videos_and_other_layouts_fall_back_to_zarr(tmp_path):
     location = tmp_path / "s.zarr"
     group = written_store(location)
-    arrays = schema.TokenArrays(group, str(location))
+    arrays = Store(group, location)
     assert arrays.direct.read(0, ()) is None  # no shard file: zarr answers (the fill value)
     assert arrays.direct.read(1, (slice(0, 2), 0)) is None  # selections it does not take
     assert arrays.direct.read(1, (0, -1)) is None and arrays.direct.read(1, (-1, 0)) is None
-    assert schema.TokenArrays(group).direct is None  # no location given
+    assert Store(group, location, direct=False).direct is None  # reads through zarr asked for
     compressed = tmp_path / "z.zarr"
     zgroup = written_store(compressed, compressor="zstd")
-    assert schema.TokenArrays(zgroup, str(compressed)).direct is None
-    stored, _ = schema.read_stored(schema.TokenArrays(zgroup, str(compressed)), 1, "v1", location=str(compressed))
+    assert Store(zgroup, compressed).direct is None
+    stored, _ = Store(zgroup, compressed).read(1, "v1")
     assert np.array_equal(stored, zgroup["tokens"][1])
 
 
@@ -93,4 +95,4 @@ def test_damaged_shards_name_the_video(tmp_path, damage):
         data = data[:100] + data[-(16 * 3 + 4):]  # chunks cut away, the index kept
     shard.write_bytes(bytes(data))
     with pytest.raises(schema.StoreFormatError, match="v1.*do not decode.*fer-cache extract"):
-        schema.read_stored(schema.TokenArrays(group, str(location)), 1, "v1", location=str(location), selection=(2, 0))
+        Store(group, location).read(1, "v1", (2, 0))

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from fer_cache.inputs.datasets.synthetic import write_video
+from fer_cache.config import ExtractionConfig
 from fer_cache.errors import DecodeError
+from fer_cache.inputs.datasets.synthetic import write_video
 from fer_cache.inputs.video import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -50,7 +51,8 @@ def test_real_crema_d_clips_decode_with_exact_counts(emotion, frames):
     assert count_frames(path) == frames
     decoded = decode_video(path, short_side=48)
     assert decoded.shape == (frames, 48, 64, 3) and decoded.dtype == np.uint8  # 480x360 scaled during decoding
-    clips, idx = cut_clips(decoded, Sampling(16, 4, 8, 3, 48, 48))
+    clips, idx = cut_clips(decoded, Sampling.from_config(
+        ExtractionConfig(frames_per_clip=16, frame_step=4, clips_per_video=8, spatial_views=3), 48))
     assert clips.shape == (8, 3, 16, 48, 48, 3)
     assert idx.max() == frames - 1
 
@@ -66,7 +68,8 @@ def test_generated_video_round_trip(tmp_path):
     assert decoded.shape[1] == 20
     brightness = decoded.reshape(7, -1).mean(axis=1)
     assert (np.diff(brightness) > 10).all()  # frames come back in order
-    clips, idx = cut_clips(decoded, Sampling(4, 2, 2, 1, 20, 20))
+    clips, idx = cut_clips(decoded, Sampling.from_config(
+        ExtractionConfig(frames_per_clip=4, frame_step=2, clips_per_video=2), 20))
     assert (idx == [[0, 2, 4, 6], [0, 2, 4, 6]]).all()
 
 

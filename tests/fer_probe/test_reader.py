@@ -7,8 +7,8 @@ from fer_probe.reader import CacheReader, ClipRef
 def test_direct_shard_reads_give_what_zarr_gives(reference_store):
     """The reader goes straight to the shard files of a store fer-cache wrote; zarr's own reads agree."""
     with CacheReader(reference_store) as fast, CacheReader(reference_store) as slow:
-        assert fast.arrays.direct is not None
-        slow.arrays.direct = None
+        assert fast.store.direct is not None
+        slow.store.direct = None
         for v in range(len(fast)):
             assert torch.equal(fast.video(v), slow.video(v))
             assert torch.equal(fast.clip(ClipRef(v, 1, 0)), slow.clip(ClipRef(v, 1, 0)))
@@ -17,7 +17,7 @@ def test_direct_shard_reads_give_what_zarr_gives(reference_store):
 
 def test_bfloat16_reads_round_stored_float16_as_a_direct_cast_would(reference_store):
     with CacheReader(reference_store, dtype=torch.bfloat16) as reader:
-        stored = reader.arrays.tokens[int(reader.rows[0])]  # float16 [K, S, N, D]
+        stored = reader.store.tokens[int(reader.rows[0])]  # float16 [K, S, N, D]
         assert torch.equal(reader.video(0), torch.from_numpy(stored).to(torch.bfloat16))
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import zarr
 from typer.testing import CliRunner
 
-from fer_cache.store import schema
 from fer_cache.cli import app
+from fer_cache.store import schema
 from tests.conftest import write_config
 from tests.reliability.inputs import build_catalogue
 

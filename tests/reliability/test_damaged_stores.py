@@ -8,8 +8,8 @@ import pytest
 import zarr
 from typer.testing import CliRunner
 
-from fer_cache.store import schema
 from fer_cache.cli import app
+from fer_cache.store import schema
 from fer_probe.cli import app as probe_app
 from fer_probe.errors import StoreReadError
 from fer_probe.reader import CacheReader

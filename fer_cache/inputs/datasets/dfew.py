@@ -9,6 +9,7 @@ import csv
 import io
 
 from fer_cache.config import DatasetConfig
+from fer_cache.errors import DatasetError
 from fer_cache.inputs.datasets import CANONICAL_LABELS, ScanResult
 from fer_cache.inputs.datasets.official import (
     Entry,
@@ -19,7 +20,6 @@ from fer_cache.inputs.datasets.official import (
     fold_sets,
     read_lines,
 )
-from fer_cache.errors import DatasetError
 
 CODES = ("happy", "sad", "neutral", "angry", "surprised", "disgust", "fearful")  # label 1..7
 FRAME_FOLDERS = ("clip_224x224", "jpg_256", "jpg_224", "clip_224x224_16f")  # release name, then known renames

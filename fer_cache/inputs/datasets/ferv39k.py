@@ -5,9 +5,9 @@ without header, lines `Scene/Emotion/id Emotion`. Ids repeat across folders, so 
 """
 
 from fer_cache.config import DatasetConfig
+from fer_cache.errors import DatasetError
 from fer_cache.inputs.datasets import CANONICAL_LABELS, ScanResult
 from fer_cache.inputs.datasets.official import Entry, canonical_or_error, entries_to_videos, read_lines
-from fer_cache.errors import DatasetError
 
 FRAMES = "2_ClipsforFaceCrop"
 

@@ -7,6 +7,7 @@ surprise, contempt, anxiety, helplessness, disappointment.
 """
 
 from fer_cache.config import DatasetConfig
+from fer_cache.errors import DatasetError
 from fer_cache.inputs.datasets import CANONICAL_LABELS, ScanResult
 from fer_cache.inputs.datasets.official import (
     Entry,
@@ -16,7 +17,6 @@ from fer_cache.inputs.datasets.official import (
     first_existing,
     read_lines,
 )
-from fer_cache.errors import DatasetError
 
 SPLIT_FOLDERS = ("Train & Test Set", "split")
 

@@ -8,8 +8,8 @@ A path may name a video file or a folder of frame images.
 import csv
 
 from fer_cache.config import DatasetConfig
-from fer_cache.inputs.datasets import CANONICAL_LABELS, ScanResult, VideoItem, add_unique
 from fer_cache.errors import DatasetError
+from fer_cache.inputs.datasets import CANONICAL_LABELS, ScanResult, VideoItem, add_unique
 from fer_cache.labels import canonical_label, unknown_label_message
 
 REQUIRED = ("path", "label", "subject")

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fer_cache.config import DatasetConfig
-from fer_cache.inputs.datasets import CANONICAL_LABELS, ScanResult, VideoItem, add_unique
 from fer_cache.errors import DatasetError
+from fer_cache.inputs.datasets import CANONICAL_LABELS, ScanResult, VideoItem, add_unique
 from fer_cache.labels import canonical_label, unknown_label_message
 
 

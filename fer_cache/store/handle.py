@@ -1,0 +1,108 @@
+"""One opened store: its Zarr group and where it lives, and the questions asked of it (is it a schema-1 store, what
+are one video's stored tokens, which done videos lost their chunks). Token reads of the default layout go straight
+to the shard files (`shards.ShardReader`); everything else goes through zarr.
+
+Axes: V videos, K clips per video, S spatial views, N tokens, D width.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from fer_cache.store import schema
+from fer_cache.store.schema import StoreFormatError
+from fer_cache.store.shards import ShardReader, writes_whole_shards
+
+
+class Store:
+    """A schema-1 store, opened once: `Store.open(location)`. With direct=False every read and write goes through
+    zarr (verify does, to check the fast path independently)."""
+
+    def __init__(self, group: zarr.Group, location: str | Path, *, direct: bool = True):
+        self.group, self.location = group, str(location)
+        self.tokens = group["tokens"]
+        self.scales = group["tokens_scale"] if "tokens_scale" in group else None
+        self.dtype = schema.storage_dtype(group)
+        local = direct and not schema.is_url(self.location)
+        self.direct = ShardReader(self.tokens, self.location) if local and ShardReader.applies(
+            self.tokens, self.location) else None
+        self.whole_shards = {name: local and writes_whole_shards(group[name], self.location)
+                             for name in ("tokens", "tokens_scale") if name in group}  # decided once, not per video
+
+    @classmethod
+    def open(cls, location: str | Path, mode: str = "r", *, direct: bool = True) -> "Store":
+        """Open a store (local path or fsspec URL), checking its version and required nodes."""
+        location = str(location)
+        if not schema.is_url(location) and not Path(location).exists():
+            raise StoreFormatError(f"{location}: no such store; check the path or run `fer-cache extract` first")
+        try:
+            group = zarr.open_group(location, mode=mode)
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError,
+                json.JSONDecodeError, ValueError) as exc:
+            raise StoreFormatError(f"{location}: not a Zarr store written by fer-cache ({type(exc).__name__}); "
+                                   "point at a STORE.zarr written by fer-cache extract") from exc
+        schema.check_schema(group, location)
+        return cls(group, location, direct=direct)
+
+    @property
+    def attrs(self) -> dict:
+        return dict(self.group.attrs)
+
+    def strings(self, name: str) -> list[str]:
+        return schema.read_strings(self.group[name])
+
+    def read(self, row: int, video_id: str, selection: tuple = ()) -> tuple[np.ndarray, np.ndarray | None]:
+        """One video's stored token values (and int8 scales), all [K, S, N, D] or `selection` within [K, S]; a chunk
+        that does not decode names the video and says how to repair it."""
+        try:
+            stored = self.direct.read(row, selection) if self.direct is not None else None
+            if stored is None:
+                stored = self.tokens[(row, *selection)]
+            scale = self.scales[(row, *selection)] if self.scales is not None else None
+        except Exception as exc:  # any decoding failure of a chunk means the same to the user
+            raise StoreFormatError(f"{self.location}: the tokens of video {video_id} do not decode "
+                                   f"({type(exc).__name__}); delete its chunk and rerun `fer-cache extract` on this "
+                                   "store to re-encode it") from exc
+        return stored, scale
+
+    def lost_chunks(self, rows: np.ndarray) -> list[int] | None:
+        """Rows among `rows` (done videos) whose token chunks (or int8 scales) are not all in the store: they would
+        read back as zeros. None where the store cannot be listed."""
+        missing: set[int] = set()
+        for name in ("tokens", "tokens_scale"):
+            if name not in self.group:
+                continue
+            counts = self.chunk_counts(name)
+            if counts is None:
+                return None
+            array = self.group[name]
+            needed = 1 if array.shards is not None else int(np.prod(array.shape[1:3]))  # a shard, or K x S chunks
+            missing |= {int(r) for r in rows if counts.get(int(r), 0) < needed}
+        return sorted(missing)
+
+    def chunk_counts(self, array: str) -> dict[int, int] | None:
+        """Stored objects of a per-video array per video row, from one listing (None where it cannot be listed)."""
+        if not schema.is_url(self.location):
+            base = Path(self.location) / array / "c"
+            if not base.is_dir():
+                return {}
+            counts = {}
+            for entry in os.scandir(base):
+                if entry.name.isdigit():
+                    counts[int(entry.name)] = sum(len(files) for _, _, files in os.walk(entry.path))
+            return counts
+        from zarr.core.sync import sync
+
+        async def listing() -> dict[int, int]:
+            counts: dict[int, int] = {}
+            async for key in self.group.store.list_prefix(f"{array}/c/"):
+                row = int(key.split("/")[2])
+                counts[row] = counts.get(row, 0) + 1
+            return counts
+        try:
+            return sync(listing())
+        except (NotImplementedError, OSError):  # a store that cannot list keys skips this one check
+            return None
