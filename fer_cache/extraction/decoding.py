@@ -52,7 +52,6 @@ def quiet_worker(_: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-
 def worker_reason(exc: RuntimeError) -> str:
     """The last line of a worker's traceback that says what went wrong, e.g. `unable to resize file ...`."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]

@@ -49,8 +49,6 @@ class ExtractRequest:
     compile: Compile = "auto"  # auto: compiled on CUDA, eager on the CPU; on; off
 
 
-
-
 def run_extraction(config: Config, request: ExtractRequest, *, on_start: Callable[[int, int], None] | None = None,
                    on_advance: Callable[[Advance], None] | None = None) -> ExtractSummary:
     """Encode every pending video of the dataset into the store; resumable, safe to interrupt, multi-rank aware."""
