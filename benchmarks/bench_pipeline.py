@@ -24,7 +24,7 @@ from fer_cache.extraction.batching import BatchEncoder, DecodedVideo
 from fer_cache.extraction.writer import Writer
 from fer_cache.inputs.datasets import VideoItem
 from fer_cache.store import schema, tune_process
-from fer_cache.store import writing as st
+from fer_cache.store import writing
 
 
 class StandInEncoder(torch.nn.Module):
@@ -46,7 +46,7 @@ def run(store: Path, videos: int, args) -> float:
     items = [VideoItem(f"v{i}", f"v{i}.mp4", 0, "neutral", "1") for i in range(videos)]
     layout = schema.Layout(videos=videos, clips=args.clips, views=1, tokens=args.tokens, width=args.width,
                            frames_per_clip=args.frames)
-    store = st.create_store(store, layout, items, attrs={"fingerprint": "stand-in", "label_names": ["neutral"]})
+    store = writing.create_store(store, layout, items, attrs={"fingerprint": "stand-in", "label_names": ["neutral"]})
     clips = torch.zeros((args.clips, 1, args.frames, args.size, args.size, 3), dtype=torch.uint8)  # decode excluded
     frame_index = np.zeros((args.clips, args.frames), dtype=np.int32)
     encoder_model = StandInEncoder(args.batch, args.tokens, args.width, args.rate)

@@ -68,7 +68,7 @@ def synthetic_store(path: Path, *, subjects: int, classes: int, per_class: int, 
     from fer_cache.inputs.datasets import VideoItem
     from fer_cache.labels import CANONICAL_LABELS
     from fer_cache.store import schema, tune_process
-    from fer_cache.store import writing as st
+    from fer_cache.store import writing
 
     rng = np.random.default_rng(seed)
     names = [CANONICAL_LABELS[i] for i in (0, 2, 3, 4, 5, 6)][:classes]
@@ -80,10 +80,10 @@ def synthetic_store(path: Path, *, subjects: int, classes: int, per_class: int, 
                                sampling=sampling, storage=storage, token_grid=grid)
     tune_process()
     layout = schema.Layout(videos=len(videos), clips=clips, views=1, tokens=tokens, width=width, frames_per_clip=4)
-    store = st.create_store(path, layout, videos, attrs=attrs)
+    store = writing.create_store(path, layout, videos, attrs=attrs)
     directions = rng.standard_normal((classes, width)).astype(np.float32)
     for row, video in enumerate(videos):
         values = rng.standard_normal((clips, 1, tokens, width), dtype=np.float32)
         values += signal * directions[names.index(video.label_name)]
-        st.write_video(store, row, values, frame_index=np.zeros((clips, 4), np.int32), n_frames=64)
+        writing.write_video(store, row, values, frame_index=np.zeros((clips, 4), np.int32), n_frames=64)
     return path

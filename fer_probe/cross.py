@@ -16,7 +16,6 @@ from fer_cache.labels import canonical_order
 from fer_probe import outputs
 from fer_probe.config import ProbeConfig
 from fer_probe.cv import (
-    PROTOCOL,
     RunResult,
     collapse_warning,
     fit_to_store,
@@ -28,6 +27,8 @@ from fer_probe.errors import MappingError
 from fer_probe.folds import inner_split
 from fer_probe.metrics import FoldPredictions, summarise
 from fer_probe.reader import CacheReader
+
+PROTOCOL = " ".join(__doc__.split("\n\n", 1)[1].split())  # the policies above, copied into the run's config
 from fer_probe.scoring import video_posteriors
 from fer_probe.train import FoldPlan, select
 

@@ -178,7 +178,7 @@ def load_reference_classifier(state_dict: dict, num_heads: int = 16, use_proj: b
         raise FerProbeError(f"not a V-JEPA AttentiveClassifier state dict: missing {exc}") from exc
     depth = 1 + len({k.split(".")[2] for k in state if k.startswith("pooler.blocks.")})
     if depth > 1:
-        raise FerProbeError("reference classifiers with self-attention blocks after the cross-attention "
+        raise FerProbeError("reference classifiers with self-attention blocks before the cross-attention "
                             "(depth > 1) are not supported")
     probe = AttentiveProbe(dim, num_classes, num_heads=num_heads, num_queries=num_queries, depth=1,
                            mlp_ratio=hidden / dim, use_proj=use_proj)

@@ -166,16 +166,24 @@ def describe_data(config: dict, n_rows: int) -> list[str]:
               f"{sampling.get('frame_step')}, {sampling.get('spatial_views')} view(s), token grid "
               f"{attrs.get('token_grid')}",
               f"- probe: {probe.get('probe')}, recipe **{probe.get('recipe')}** (overridden: "
-              f"{', '.join(probe.get('overridden') or []) or 'nothing'}), head {probe.get('head')}, "
-              f"{probe.get('num_heads')} attention heads, proj applied: {words(probe.get('use_proj'))}, "
+              f"{', '.join(probe.get('overridden') or []) or 'nothing'}), {probe_settings(probe)}"
               f"{probe.get('epochs')} epochs, batch {probe.get('batch_size')}, lr {probe.get('lrs')}, weight decay "
               f"{probe.get('weight_decays')} ({probe.get('wd_schedule')}), seed {probe.get('seed')}; training clips: "
-              f"{probe.get('train_clips')}, test clips: {probe.get('test_clips')}, schedule {probe.get('schedule')}"]
+              f"{probe.get('train_clips')}, test clips: {probe.get('test_clips')}"
+              + (f", schedule {probe.get('schedule')}" if config.get("command") != "cross" else "")]
     if encoder.get("fine_tuned"):
         lines.append(f"- **note: the encoder was {encoder['fine_tuned']}**; this is not a frozen self-supervised "
                      "encoder's result")
     lines += [f"- {note}" for note in config.get("notes", [])]
     return lines + [""]
+
+
+def probe_settings(probe: dict) -> str:
+    """The settings that apply to this kind of probe (a linear probe has no attention heads and no proj)."""
+    if str(probe.get("probe", "")).startswith("attentive"):
+        return (f"head {probe.get('head')}, {probe.get('num_heads')} attention heads, proj applied: "
+                f"{words(probe.get('use_proj'))}, ")
+    return "standardised mean-pooled tokens, "
 
 
 def describe_protocol(config: dict, run: Path) -> list[str]:

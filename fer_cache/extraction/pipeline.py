@@ -28,7 +28,7 @@ from fer_cache.extraction.writer import Writer
 from fer_cache.inputs.datasets import scan_dataset
 from fer_cache.inputs.video import Sampling
 from fer_cache.store import Store, schema
-from fer_cache.store import writing as st
+from fer_cache.store import writing
 
 Device = Literal["auto", "cpu", "cuda"]
 Compile = Literal["auto", "on", "off"]
@@ -79,9 +79,9 @@ def run_extraction(config: Config, request: ExtractRequest, *, on_start: Callabl
                            tokens=model.cfg.num_tokens, width=model.cfg.token_width,
                            frames_per_clip=sampling.frames_per_clip, dtype=extraction.dtype,
                            compressor=extraction.compressor)
-    lock = st.StoreLock(request.out) if info.rank == 0 else nullcontext()
+    lock = writing.StoreLock(request.out) if info.rank == 0 else nullcontext()
     with lock, StopFlag() as stop:
-        store, reconciled = st.prepare_for_extraction(request.out, layout, videos, attrs=attrs,
+        store, reconciled = writing.prepare_for_extraction(request.out, layout, videos, attrs=attrs,
                                                       overwrite=request.overwrite, rank=info.rank,
                                                       wait=lambda: barrier(info))
         status = store.group["videos/status"][:]

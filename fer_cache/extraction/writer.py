@@ -14,7 +14,7 @@ import numpy as np
 
 from fer_cache.errors import StoreError
 from fer_cache.store import Store
-from fer_cache.store import writing as st
+from fer_cache.store import writing
 
 
 @dataclass
@@ -71,12 +71,12 @@ class Writer(threading.Thread):
 
     def commit(self, job: Finished | Failure) -> None:
         if isinstance(job, Failure):
-            st.mark_failed(self.store, job.index, job.reason)
+            writing.mark_failed(self.store, job.index, job.reason)
         elif not job.finite:  # never commit NaN/inf as a done video
-            st.mark_failed(self.store, job.index, f"the encoder produced {nonfinite_count(job.tokens)} non-finite "
+            writing.mark_failed(self.store, job.index, f"the encoder produced {nonfinite_count(job.tokens)} non-finite "
                            "token values (NaN/inf); check the checkpoint, or store bfloat16 if float16 overflowed")
         else:
-            st.write_video(self.store, job.index, job.tokens, frame_index=job.frame_index, n_frames=job.n_frames)
+            writing.write_video(self.store, job.index, job.tokens, frame_index=job.frame_index, n_frames=job.n_frames)
         self.committed += 1
         if self.fault is not None and self.committed == self.fault[0]:
             os.kill(os.getpid(), self.fault[1])
@@ -84,7 +84,7 @@ class Writer(threading.Thread):
     @staticmethod
     def buffer(shape: tuple[int, ...], dtype) -> np.ndarray:
         """Memory for one video's tokens in the form the store writes fastest (page-aligned for O_DIRECT)."""
-        return st.video_buffer(shape, dtype)
+        return writing.video_buffer(shape, dtype)
 
     def failed(self) -> StoreError:
         return StoreError(f"writing the store failed: {type(self.error).__name__}: {self.error}")

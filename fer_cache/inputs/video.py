@@ -83,7 +83,7 @@ def frame_files(folder: Path) -> list[Path]:
     return [path for _, path in numbered]
 
 
-def iter_images(folder: Path, convert) -> list:
+def read_images(folder: Path, convert) -> list:
     """Decode every image of a frame folder once, like the frames of a video; an unreadable image fails the video."""
     files = frame_files(folder)
     if not files:
@@ -99,12 +99,12 @@ def iter_images(folder: Path, convert) -> list:
     return out
 
 
-def iter_frames(path: str | Path, convert) -> list:
+def read_frames(path: str | Path, convert) -> list:
     """Decode the first video stream once (or every image of a frame folder), applying `convert` to each
     av.VideoFrame; every way a file can be broken becomes a DecodeError with a one-line reason."""
     path = Path(path)
     if path.is_dir():
-        return iter_images(path, convert)
+        return read_images(path, convert)
     if not path.is_file():
         raise DecodeError(f"file not found: {path}")
     if path.stat().st_size == 0:
@@ -145,12 +145,12 @@ def decode_video(path: str | Path, short_side: int | None, shrink_only: bool = F
         width, height = size[0]
         return frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA")
 
-    return np.stack(iter_frames(path, convert))  # [F, H, W, 3]
+    return np.stack(read_frames(path, convert))  # [F, H, W, 3]
 
 
 def count_frames(path: str | Path) -> int:
     """Frames actually decoded (containers lie about their counts); no scaling, no conversion."""
-    return len(iter_frames(path, lambda frame: None))
+    return len(read_frames(path, lambda frame: None))
 
 
 def clip_frame_indices(n_frames: int, frames_per_clip: int, frame_step: int, *, clips_per_video: int) -> np.ndarray:

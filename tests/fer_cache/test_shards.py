@@ -5,7 +5,7 @@ import pytest
 
 from fer_cache.inputs.datasets import VideoItem
 from fer_cache.store import Store, schema, shards
-from fer_cache.store import writing as st
+from fer_cache.store import writing
 
 ATTRS = {"fingerprint": "f", "label_names": ["a", "b", "c"], "encoder": {"embed_dim": 8}, "sampling": {"k": 2},
          "storage": {"dtype": "float16"}, "token_grid": [1, 1, 5]}
@@ -19,9 +19,9 @@ def written_store(path, *, dtype="float16", views=1, direct=True, compressor="no
     """Two videos of 3 clips x `views` views of [5, 8], video 1 written (straight to its shard, or through zarr)."""
     layout = schema.Layout(videos=2, clips=3, views=views, tokens=5, width=8, frames_per_clip=4, dtype=dtype,
                            compressor=compressor)
-    store = st.create_store(path, layout, videos(2), attrs=ATTRS)
+    store = writing.create_store(path, layout, videos(2), attrs=ATTRS)
     values = np.random.default_rng(0).standard_normal((3, views, 5, 8)).astype(np.float32)
-    st.write_video(store if direct else Store(store.group, path, direct=False), 1, values,
+    writing.write_video(store if direct else Store(store.group, path, direct=False), 1, values,
                    frame_index=np.zeros((3, 4), np.int32), n_frames=40)
     return store.group
 
@@ -33,9 +33,9 @@ def test_shards_written_directly_are_what_zarr_writes(tmp_path, dtype, views):
     for how in ("zarr", "direct"):
         location = tmp_path / f"{how}.zarr"
         layout = schema.Layout(videos=2, clips=2, views=views, tokens=5, width=8, frames_per_clip=4, dtype=dtype)
-        store = st.create_store(location, layout, videos(2), attrs=ATTRS)
+        store = writing.create_store(location, layout, videos(2), attrs=ATTRS)
         values = np.random.default_rng(0).standard_normal((2, views, 5, 8)).astype(np.float32)
-        st.write_video(Store(store.group, location, direct=how == "direct"), 1, values,
+        writing.write_video(Store(store.group, location, direct=how == "direct"), 1, values,
                        frame_index=np.zeros((2, 4), np.int32), n_frames=40)
         stores[how] = (location, store.group)
     (zarr_path, zarr_group), (direct_path, direct_group) = stores["zarr"], stores["direct"]

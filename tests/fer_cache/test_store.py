@@ -6,7 +6,7 @@ from fer_cache.errors import StoreError, StoreMismatchError
 from fer_cache.extraction.writer import Failure, Finished, Writer
 from fer_cache.inputs.datasets import VideoItem
 from fer_cache.store import Store, schema
-from fer_cache.store import writing as st
+from fer_cache.store import writing
 
 ATTRS = {"fingerprint": "f", "label_names": ["a", "b", "c"], "encoder": {"embed_dim": 8}, "sampling": {"k": 2},
          "storage": {"dtype": "float16"}, "token_grid": [1, 1, 5]}
@@ -18,7 +18,7 @@ def videos(n, start=0):
 
 def new_store(tmp_path, n=3, **layout):
     shape = dict(videos=n, clips=2, views=1, tokens=5, width=8, frames_per_clip=4) | layout
-    return st.create_store(tmp_path / "s.zarr", schema.Layout(**shape), videos(n), attrs=ATTRS)
+    return writing.create_store(tmp_path / "s.zarr", schema.Layout(**shape), videos(n), attrs=ATTRS)
 
 
 def tokens(seed=0):
@@ -30,7 +30,7 @@ def test_storage_dtypes_round_trip(tmp_path, dtype, tolerance):
     store = new_store(tmp_path, dtype=dtype)
     group = store.group
     values = tokens()
-    st.write_video(store, 1, values, frame_index=np.zeros((2, 4), np.int32), n_frames=40)
+    writing.write_video(store, 1, values, frame_index=np.zeros((2, 4), np.int32), n_frames=40)
     stored, scale = store.read(1, "v1")
     back = schema.decode_tokens(stored, dtype, scale)
     assert np.abs(back - values).max() <= tolerance * np.abs(values).max()
@@ -39,7 +39,7 @@ def test_storage_dtypes_round_trip(tmp_path, dtype, tolerance):
 
 def test_layout_chunks_one_clip_view_each(tmp_path):
     layout = schema.Layout(videos=2, clips=3, views=3, tokens=4, width=6, frames_per_clip=5)
-    group = st.create_store(tmp_path / "s.zarr", layout, videos(2), attrs=ATTRS).group
+    group = writing.create_store(tmp_path / "s.zarr", layout, videos(2), attrs=ATTRS).group
     assert group["tokens"].chunks == (1, 1, 1, 4, 6) and group["tokens"].shards == (1, 3, 3, 4, 6)
     assert group["clips/frame_index"].chunks == (1, 3, 5)
     for name in ("videos/status", "videos/error", "videos/n_frames"):
@@ -61,9 +61,9 @@ def test_a_store_of_another_extraction_is_refused_naming_what_differs(tmp_path):
     store = new_store(tmp_path)
     changed = ATTRS | {"fingerprint": "g", "sampling": {"k": 4}}
     with pytest.raises(StoreMismatchError, match=r"extracted differently \(sampling.k 2 -> 4\)"):
-        st.reconcile(store, changed, videos=videos(3))
+        writing.reconcile(store, changed, videos=videos(3))
     with pytest.raises(StoreMismatchError, match="classes"):
-        st.reconcile(store, ATTRS | {"label_names": ["a", "b"]}, videos=videos(3))
+        writing.reconcile(store, ATTRS | {"label_names": ["a", "b"]}, videos=videos(3))
     with pytest.raises(schema.StoreFormatError, match="no such store"):
         Store.open(tmp_path / "missing.zarr")
     plain = zarr.open_group(str(tmp_path / "plain.zarr"), mode="w")
@@ -75,10 +75,10 @@ def test_a_grown_dataset_appends_and_keeps_every_encoded_video(tmp_path):
     store = new_store(tmp_path, n=3)
     group = store.group
     for row in range(3):
-        st.write_video(store, row, tokens(row), frame_index=np.full((2, 4), row, np.int32), n_frames=40)
+        writing.write_video(store, row, tokens(row), frame_index=np.full((2, 4), row, np.int32), n_frames=40)
     before = group["tokens"][:]
     grown = videos(1, start=7) + videos(3)[::-1] + videos(2, start=3)  # another order, three new videos
-    result = st.reconcile(store, ATTRS, videos=grown)
+    result = writing.reconcile(store, ATTRS, videos=grown)
     assert (result.added, result.repaired) == (3, 0)
     assert schema.read_strings(group["videos/id"]) == ["v0", "v1", "v2", "v7", "v3", "v4"]
     assert result.rows == [3, 2, 1, 0, 4, 5]
@@ -86,7 +86,7 @@ def test_a_grown_dataset_appends_and_keeps_every_encoded_video(tmp_path):
     assert np.array_equal(group["tokens"][:3], before)
     assert group["tokens"].shape[0] == group["videos/label"].shape[0] == group["clips/frame_index"].shape[0] == 6
     assert group["videos/label"][:].tolist()[3:] == [7 % 3, 0, 1]
-    again = st.reconcile(store, ATTRS, videos=grown)
+    again = writing.reconcile(store, ATTRS, videos=grown)
     assert again.added == 0 and again.rows == result.rows
 
 
@@ -94,11 +94,11 @@ def test_metadata_follows_the_dataset_and_lost_chunks_are_queued_again(tmp_path)
     store = new_store(tmp_path, n=3)
     group = store.group
     for row in range(3):
-        st.write_video(store, row, tokens(row), frame_index=np.zeros((2, 4), np.int32), n_frames=40)
+        writing.write_video(store, row, tokens(row), frame_index=np.zeros((2, 4), np.int32), n_frames=40)
     relabelled = videos(3)
     relabelled[1] = VideoItem("v1", "a/v1.mp4", 2, "c", "9")
     next(p for p in (tmp_path / "s.zarr" / "tokens" / "c" / "2").rglob("*") if p.is_file()).unlink()
-    result = st.reconcile(store, ATTRS, videos=relabelled)
+    result = writing.reconcile(store, ATTRS, videos=relabelled)
     assert (result.relabelled, result.repaired) == (1, 1)
     assert group["videos/label"][1] == 2 and schema.read_strings(group["videos/subject"])[1] == "9"
     assert group["videos/status"][:].tolist() == [schema.DONE, schema.DONE, schema.PENDING]
@@ -130,11 +130,11 @@ def test_a_failed_write_is_raised_as_a_store_error(tmp_path):
 
 
 def test_lock_refuses_a_second_writer_and_is_removed_after(tmp_path):
-    with st.StoreLock(tmp_path / "s.zarr"):
+    with writing.StoreLock(tmp_path / "s.zarr"):
         assert (tmp_path / "s.zarr.lock").is_file()
         with pytest.raises(StoreError, match="another extraction"):
-            with st.StoreLock(tmp_path / "s.zarr"):
+            with writing.StoreLock(tmp_path / "s.zarr"):
                 pass
     assert not (tmp_path / "s.zarr.lock").exists()
-    with st.StoreLock(tmp_path / "s.zarr"):  # released after use
+    with writing.StoreLock(tmp_path / "s.zarr"):  # released after use
         pass

@@ -10,7 +10,7 @@ import pytest
 import zarr
 
 from fer_cache.store import schema
-from fer_cache.store import writing as st
+from fer_cache.store import writing
 from tests.conftest import extract_process, write_config
 
 VIDEOS = 24  # the small demo set
@@ -68,7 +68,7 @@ def test_sigterm_or_ctrl_c_stops_after_the_current_write(tmp_path, demo_small, r
 def test_a_held_store_turns_a_second_extraction_away(tmp_path, demo_small, reference_store):
     config = write_config(tmp_path, demo_small)
     store = tmp_path / "double.zarr"
-    with st.StoreLock(store):
+    with writing.StoreLock(store):
         code, output = extract_process(config, store)
     assert code == 1 and "another extraction" in output and not store.exists()
     code, output = extract_process(config, store)
