@@ -23,8 +23,7 @@ from common import append_row, machine, peak_rss_gb
 from fer_cache.extraction.batching import BatchEncoder, DecodedVideo
 from fer_cache.extraction.writer import Writer
 from fer_cache.inputs.datasets import VideoItem
-from fer_cache.store import schema, tune_process
-from fer_cache.store import writing
+from fer_cache.store import schema, tune_process, writing
 
 
 class StandInEncoder(torch.nn.Module):

@@ -67,8 +67,7 @@ def synthetic_store(path: Path, *, subjects: int, classes: int, per_class: int, 
     """A done store of random tokens with a class signal, written through fer_cache.store (float16, sharded)."""
     from fer_cache.inputs.datasets import VideoItem
     from fer_cache.labels import CANONICAL_LABELS
-    from fer_cache.store import schema, tune_process
-    from fer_cache.store import writing
+    from fer_cache.store import schema, tune_process, writing
 
     rng = np.random.default_rng(seed)
     names = [CANONICAL_LABELS[i] for i in (0, 2, 3, 4, 5, 6)][:classes]

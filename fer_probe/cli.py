@@ -12,6 +12,21 @@ from rich.table import Table
 
 from fer_probe import __version__
 from fer_probe.errors import FerProbeError, IncompleteStoreError, NoSubjectsError, RunDirectoryError
+from fer_probe.options import (
+    BatchSize,
+    Device,
+    Epochs,
+    Incomplete,
+    NumHeads,
+    Out,
+    Overwrite,
+    Recipe,
+    Seed,
+    Store,
+    default_of,
+    probe_options,
+    probe_settings,
+)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,  # plain help: no <bool> columns
                   help="Train and evaluate probes on cached tokens.")
@@ -65,64 +80,10 @@ def main_options(version: Annotated[bool, typer.Option("--version", callback=sho
     tune_process()  # once per process, for every command
 
 
-def floats(text: str | None, option: str) -> tuple[float, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError as exc:
-        raise FerProbeError(f"{option} takes comma-separated numbers such as 1e-3,3e-4; got '{text}'") from exc
-
-
 def fold_count(text: str) -> int | str:
     if text == "official" or text.isdigit():
         return text if text == "official" else int(text)
     raise FerProbeError(f"--folds takes a number of subject folds or 'official', got '{text}'")
-
-
-RECIPE_HELP = "paper (the paper's code: proj applied, batch 4, all clips), vjepa (upstream V-JEPA 1: proj not " \
-              "applied) or fast (one clip per epoch, batch 8); the options below override single values"
-Store = Annotated[str, typer.Argument(help="a store (STORE.zarr) written by fer-cache extract")]
-Recipe = Annotated[str, typer.Option(help=RECIPE_HELP)]
-ProbeKind = Annotated[str, typer.Option("--probe", help="attentive, attentive-deep, linear or mlp")]
-Out = Annotated[Path, typer.Option(help="run directory (refused if not empty, unless --overwrite)")]
-Epochs = Annotated[int | None, typer.Option(min=1, help="training epochs [recipe: 20]")]
-Seed = Annotated[int | None, typer.Option(min=0, max=2**32 - 1,
-                                          help="seed for folds, sampling and initialisation (0 to 2^32-1) [0]")]
-Device = Annotated[str | None, typer.Option(help="auto, cpu or cuda [auto]")]
-BatchSize = Annotated[int | None, typer.Option(min=1, help="videos per training step [recipe]")]
-Lr = Annotated[str | None, typer.Option("--lr", help="learning rate(s), comma-separated; several train as "
-                                                     "candidates chosen on an inner validation split [1e-3]")]
-Wd = Annotated[str | None, typer.Option("--wd", help="weight decay(s), comma-separated, as --lr [0.01]")]
-WdSchedule = Annotated[str | None, typer.Option(help="cosine (to 1e-6, as V-JEPA) or constant [recipe]")]
-HeadKind = Annotated[str | None, typer.Option("--head", help="classification head: linear (V-JEPA) or mlp (3 "
-                                                                "layers) [linear]")]
-NumHeads = Annotated[int | None, typer.Option(min=1, help="attention heads of the probe [the store's encoder "
-                                                          "heads]")]
-Proj = Annotated[bool | None, typer.Option("--proj/--no-proj", help="apply the cross-attention's output "
-                                                                    "projection [paper: yes, vjepa and fast: no]")]
-TrainClips = Annotated[str | None, typer.Option(help="all (every clip of a view concatenated, as the paper) or "
-                                                     "one (a random clip per video and epoch) [recipe]")]
-TestClips = Annotated[str | None, typer.Option(help="all clips and views of a test video, or one [all]")]
-Incomplete = Annotated[bool, typer.Option(help="leave out pending/failed videos instead of refusing")]
-MemoryMb = Annotated[float | None, typer.Option(help="keep decoded tokens in memory if the store fits (MB); 0 "
-                                                    "streams [2048]")]
-PrecisionOpt = Annotated[str | None, typer.Option(help="auto (float32 on the CPU, bfloat16 on CUDA), float32, "
-                                                       "bfloat16, or float16 (CUDA, with a gradient scaler, as the "
-                                                       "reference) [auto]")]
-Schedule = Annotated[str | None, typer.Option(help="all-folds (every fold from one read of each clip) or per-fold "
-                                                  "[all-folds]")]
-Overwrite = Annotated[bool, typer.Option(help="replace the run files of an existing run directory")]
-ValCurve = Annotated[bool, typer.Option(help="with several candidates, score the validation split after every epoch "
-                                             "(training curves), not only after the last")]
-
-
-def probe_settings(recipe: str, **values) -> "ProbeConfig":  # noqa: F821 - imported lazily (torch)
-    from fer_probe.config import ProbeConfig
-
-    values["lrs"], values["weight_decays"] = floats(values.pop("lr"), "--lr"), floats(values.pop("wd"), "--wd")
-    values["memory_budget_mb"] = values.pop("memory_mb")
-    return ProbeConfig.from_recipe(recipe, **values)
 
 
 def epoch_progress():
@@ -139,22 +100,22 @@ def epoch_progress():
 
 @app.command()
 @user_errors
-def cv(store: Store, *, recipe: Recipe = "paper", probe: ProbeKind = "attentive", out: Out = Path("runs/cv"),
+@probe_options
+def cv(store: Store, *, cfg, recipe: str, probe: str, allow_incomplete: bool, overwrite: bool,
+       out: Out = Path("runs/cv"),
        folds: Annotated[str, typer.Option(help="number of subject folds, or official (the dataset's own folds, "
-                                                "by clip: DFEW, FERV39k, MAFW)")] = "5", epochs: Epochs = None,
-       seed: Seed = None, folds_file: Annotated[Path | None, typer.Option(help="reuse a folds.json")] = None,
-       device: Device = None, batch_size: BatchSize = None, lr: Lr = None, wd: Wd = None,
-       wd_schedule: WdSchedule = None, head: HeadKind = None, num_heads: NumHeads = None, proj: Proj = None,
-       train_clips: TrainClips = None, test_clips: TestClips = None, allow_incomplete: Incomplete = False,
-       memory_mb: MemoryMb = None, precision: PrecisionOpt = None, schedule: Schedule = None,
-       val_curve: ValCurve = False, overwrite: Overwrite = False):
+                                                "by clip: DFEW, FERV39k, MAFW)")] = "5",
+       folds_file: Annotated[Path | None, typer.Option(help="reuse a folds.json")] = None,
+       schedule: Annotated[str | None, typer.Option(help="all-folds (every fold from one read of each clip) or "
+                                                         f"per-fold [{default_of('schedule')}]")] = None,
+       val_curve: Annotated[bool, typer.Option(help="with several candidates, score the validation split after "
+                                                    "every epoch (training curves), not only after the last")] = False):
     """Subject-independent cross-validation of a probe on one store."""
+    from dataclasses import replace
+
     from fer_probe.cv import run_cv
 
-    cfg = probe_settings(recipe, probe=probe, epochs=epochs, seed=seed, device=device, batch_size=batch_size, lr=lr,
-                         wd=wd, wd_schedule=wd_schedule, head=head, num_heads=num_heads, use_proj=proj,
-                         train_clips=train_clips, test_clips=test_clips, memory_mb=memory_mb, precision=precision,
-                         schedule=schedule, val_curve=val_curve)
+    cfg = replace(cfg, schedule=schedule or cfg.schedule, val_curve=val_curve)
     bar, update = epoch_progress()
     with bar:
         result = run_cv(store, out, cfg, n_folds=fold_count(folds), folds_file=folds_file,
@@ -164,24 +125,17 @@ def cv(store: Store, *, recipe: Recipe = "paper", probe: ProbeKind = "attentive"
 
 @app.command()
 @user_errors
-def cross(*, train: Annotated[str, typer.Option(help="store to train on (all its videos)")],
-          test: Annotated[str, typer.Option(help="store to test on (every video)")], recipe: Recipe = "paper",
-          probe: ProbeKind = "attentive", out: Out = Path("runs/cross"),
+@probe_options
+def cross(*, cfg, probe: str, allow_incomplete: bool, overwrite: bool,
+          train: Annotated[str, typer.Option(help="store to train on (all its videos)")],
+          test: Annotated[str, typer.Option(help="store to test on (every video)")], out: Out = Path("runs/cross"),
           policy: Annotated[str, typer.Option(help="shared: score only test videos of classes the probe knows, "
                                                    "posteriors renormalised over them; strict: score every test "
                                                    "video, unknown classes count as errors")] = "shared",
-          calm_as_neutral: Annotated[bool, typer.Option(help="treat RAVDESS calm as neutral")] = False,
-          epochs: Epochs = None, seed: Seed = None, device: Device = None, batch_size: BatchSize = None,
-          lr: Lr = None, wd: Wd = None, wd_schedule: WdSchedule = None, head: HeadKind = None,
-          num_heads: NumHeads = None, proj: Proj = None, train_clips: TrainClips = None,
-          test_clips: TestClips = None, allow_incomplete: Incomplete = False, memory_mb: MemoryMb = None,
-          precision: PrecisionOpt = None, overwrite: Overwrite = False):
+          calm_as_neutral: Annotated[bool, typer.Option(help="treat RAVDESS calm as neutral")] = False):
     """Train on all of one store, test on every video of another, mapping labels by name."""
     from fer_probe.cross import run_cross
 
-    cfg = probe_settings(recipe, probe=probe, epochs=epochs, seed=seed, device=device, batch_size=batch_size, lr=lr,
-                         wd=wd, wd_schedule=wd_schedule, head=head, num_heads=num_heads, use_proj=proj,
-                         train_clips=train_clips, test_clips=test_clips, memory_mb=memory_mb, precision=precision)
     bar, update = epoch_progress()
     with bar:
         result = run_cross(train, test, out, cfg=cfg, policy=policy, calm_as_neutral=calm_as_neutral,

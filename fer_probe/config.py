@@ -1,26 +1,27 @@
-"""What decides a probe run: recipes (named sets of defaults), the resolved ProbeConfig, device and precision.
+"""What decides a probe run: recipes (complete configurations, by name), the resolved ProbeConfig, and the attention
+heads from the store. torch-free, so that the command line shows the recipes' values in its help.
 
 A recipe fixes every training choice at once; individual options override single values of it. The resolved
 config, with the recipe's name and the names of the overridden fields, is written into every run directory.
 """
 
 import math
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Literal, get_args
-
-import torch
+from typing import TYPE_CHECKING, Literal, get_args
 
 from fer_probe.errors import FerProbeError
-from fer_probe.probes import HEAD_TYPES, PROBE_TYPES
+from fer_probe.registry import PROBES
+
+if TYPE_CHECKING:
+    import torch
 
 RecipeName = Literal["paper", "vjepa", "fast"]
+Head = Literal["linear", "mlp"]
 ClipMode = Literal["one", "all"]
 Precision = Literal["auto", "float32", "bfloat16", "float16"]
 WeightDecaySchedule = Literal["cosine", "constant"]
 Schedule = Literal["all-folds", "per-fold"]
-
-# Each recipe is complete: every field it names has the value that recipe trains with.
+# The recipes' values: each is complete (every field a recipe decides), and nothing else holds these values.
 RECIPES: dict[str, dict] = {
     # the paper's code (a fork of V-JEPA 1's frozen evaluation): proj applied, batch 4, all 8 clips concatenated
     "paper": {"use_proj": True, "batch_size": 4, "train_clips": "all", "epochs": 20, "lrs": (1e-3,),
@@ -32,7 +33,7 @@ RECIPES: dict[str, dict] = {
     "fast": {"use_proj": False, "batch_size": 8, "train_clips": "one", "epochs": 20, "lrs": (1e-3,),
              "weight_decays": (0.01,), "wd_schedule": "constant", "final_weight_decay": 1e-6},
 }
-RECIPE_FIELDS = tuple(dict.fromkeys(k for values in RECIPES.values() for k in values))
+RECIPE_FIELDS = tuple(RECIPES["paper"])  # what a recipe decides; every other field has one default for all
 
 
 def _check_choice(value, kind, name: str) -> None:
@@ -40,25 +41,26 @@ def _check_choice(value, kind, name: str) -> None:
         raise FerProbeError(f"{name} must be one of {', '.join(get_args(kind))}, got '{value}'")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ProbeConfig:
-    """Everything that decides a probe run; written into RUN/config.json. Defaults are the paper recipe's."""
+    """Everything that decides a probe run; written into RUN/config.json. A recipe field left None takes the
+    recipe's value, and a given one that differs from it is recorded in `overridden`: `recipe` never lies."""
     recipe: RecipeName = "paper"
-    probe: str = "attentive"
-    epochs: int = 20
-    batch_size: int = 4
-    lrs: tuple[float, ...] = (1e-3,)
-    weight_decays: tuple[float, ...] = (0.01,)
-    wd_schedule: WeightDecaySchedule = "cosine"  # cosine: from each weight decay to final_weight_decay
-    final_weight_decay: float = 1e-6
-    head: str = "linear"  # linear (as V-JEPA) or mlp (3 layers)
-    num_heads: int | None = None  # attention heads; None: the store's encoder heads (resolve_num_heads)
-    num_queries: int = 1
-    use_proj: bool = True  # apply the cross-attention's output projection (the paper's fork) or not (V-JEPA 1)
+    use_proj: bool | None = None  # apply the cross-attention's output projection (the paper's fork) or not (V-JEPA 1)
+    batch_size: int | None = None
     # all: every clip of one random view concatenated along the tokens, as the paper trains (test: all views, or
     # one view with test_clips one); one: a random clip/view per video per epoch (the pooled baselines, held in
     # memory, see every clip view); test: every clip and view, or only the middle clip's first view
-    train_clips: ClipMode = "all"
+    train_clips: ClipMode | None = None
+    epochs: int | None = None
+    lrs: tuple[float, ...] | None = None
+    weight_decays: tuple[float, ...] | None = None
+    wd_schedule: WeightDecaySchedule | None = None  # cosine: from each weight decay to final_weight_decay
+    final_weight_decay: float | None = None
+    probe: str = "attentive"  # a name in fer_probe.registry.PROBES
+    head: Head = "linear"  # linear (as V-JEPA) or mlp (3 layers)
+    num_heads: int | None = None  # attention heads; None: the store's encoder heads (resolve_num_heads)
+    num_queries: int = 1
     test_clips: ClipMode = "all"
     grad_clip: float = 1.0
     seed: int = 0
@@ -73,10 +75,15 @@ class ProbeConfig:
 
     def __post_init__(self):
         _check_choice(self.recipe, RecipeName, "recipe")
-        if self.probe not in PROBE_TYPES:
-            raise FerProbeError(f"probe must be one of {', '.join(PROBE_TYPES)}, got '{self.probe}'")
-        if self.head not in HEAD_TYPES:
-            raise FerProbeError(f"head must be one of {', '.join(HEAD_TYPES)}, got '{self.head}'")
+        recipe = RECIPES[self.recipe]
+        given = {k: getattr(self, k) for k in RECIPE_FIELDS if getattr(self, k) is not None}
+        for key in RECIPE_FIELDS:
+            object.__setattr__(self, key, given.get(key, recipe[key]))
+        if not self.overridden:
+            object.__setattr__(self, "overridden", tuple(k for k, v in given.items() if v != recipe[k]))
+        if self.probe not in PROBES:
+            raise FerProbeError(f"probe must be one of {', '.join(PROBES)}, got '{self.probe}'")
+        _check_choice(self.head, Head, "head")
         _check_choice(self.train_clips, ClipMode, "train_clips")
         _check_choice(self.test_clips, ClipMode, "test_clips")
         _check_choice(self.precision, Precision, "precision")
@@ -97,14 +104,11 @@ class ProbeConfig:
         """The recipe's values, then every override that is not None; the overridden recipe fields are recorded."""
         if recipe not in RECIPES:
             raise FerProbeError(f"recipe must be one of {', '.join(RECIPES)}, got '{recipe}'")
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} - {"recipe", "overridden"}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise FerProbeError(f"unknown probe setting(s): {', '.join(unknown)}")
-        given = {k: v for k, v in overrides.items() if v is not None}
-        base = RECIPES[recipe]
-        changed = tuple(k for k in RECIPE_FIELDS if k in given and (k not in base or given[k] != base[k]))
-        return cls(recipe=recipe, **(base | given), overridden=changed)
+        return cls(recipe=recipe, **{k: v for k, v in overrides.items() if v is not None})
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -112,27 +116,25 @@ class ProbeConfig:
     def with_num_heads(self, num_heads: int) -> "ProbeConfig":
         return replace(self, num_heads=num_heads)
 
-    def compute_dtype(self) -> torch.dtype:
-        """The dtype tokens are fed in: bfloat16 for the CPU bfloat16 path and for CUDA autocast, else float32."""
-        cuda = resolve_device(self.device).type == "cuda"
-        if self.precision == "float16":
-            if not cuda:
-                raise FerProbeError("precision float16 (autocast with a gradient scaler) is for CUDA; on the CPU "
-                                    "use float32 or bfloat16")
-            return torch.float16
-        if self.precision == "auto":
-            return torch.bfloat16 if cuda else torch.float32
-        return torch.bfloat16 if self.precision == "bfloat16" else torch.float32
+    def compute_dtype(self) -> "torch.dtype":
+        """The dtype tokens are fed in (fer_probe.device.compute_dtype)."""
+        from fer_probe.device import compute_dtype
+
+        return compute_dtype(self.precision, self.device)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name not in ("auto", "cpu", "cuda") and not name.startswith("cuda:"):
-        raise FerProbeError(f"device must be auto, cpu or cuda, got '{name}'")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise FerProbeError("device cuda was asked for, but no CUDA GPU is visible; use the CPU")
-    return torch.device(name)
+def recipe_values(name: str) -> str:
+    """`paper 20, vjepa 20, fast 20` for a field, or its one value where every recipe agrees: help texts."""
+    values = {r: values[name] for r, values in RECIPES.items()}
+    shown = {r: ",".join(f"{x:g}" for x in v) if isinstance(v, tuple) else str(v) for r, v in values.items()}
+    if len(set(shown.values())) == 1:
+        return next(iter(shown.values()))
+    return ", ".join(f"{r} {v}" for r, v in shown.items())
+
+
+def default_of(name: str):
+    """The one default of a field that no recipe decides (help texts)."""
+    return next(f.default for f in fields(ProbeConfig) if f.name == name)
 
 
 def resolve_num_heads(requested: int | None, encoder: dict, width: int) -> tuple[int, str]:
@@ -150,18 +152,3 @@ def resolve_num_heads(requested: int | None, encoder: dict, width: int) -> tuple
     reason = "the store does not name its encoder's heads" if stored is None else \
         f"the store's {stored} encoder heads do not divide the width {width}"
     return fallback, f"{fallback} attention heads ({reason}; the largest divisor of {width} up to 16)"
-
-
-def autocast_for(device: torch.device, dtype: torch.dtype):
-    """Autocast in the compute dtype on CUDA; on the CPU the tokens arrive in bfloat16 and the probe casts only what
-    reads them (autocast there would re-cast every weight on every step)."""
-    if device.type != "cuda" or dtype == torch.float32:
-        return nullcontext()
-    return torch.autocast("cuda", dtype=dtype)
-
-
-def to_compute(x: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """Inputs onto the device: tokens that travel in their stored half precision (CUDA) are cast there to the compute
-    dtype; float32 inputs (CPU tokens, pooled features) go as they are."""
-    x = x.to(device, non_blocking=True)
-    return x.to(dtype) if x.dtype in (torch.float16, torch.bfloat16) else x

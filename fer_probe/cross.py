@@ -27,11 +27,10 @@ from fer_probe.errors import MappingError
 from fer_probe.folds import inner_split
 from fer_probe.metrics import FoldPredictions, summarise
 from fer_probe.reader import CacheReader
-
-PROTOCOL = " ".join(__doc__.split("\n\n", 1)[1].split())  # the policies above, copied into the run's config
 from fer_probe.scoring import video_posteriors
 from fer_probe.train import FoldPlan, select
 
+PROTOCOL = " ".join(__doc__.split("\n\n", 1)[1].split())  # the policies above, copied into the run's config
 POLICIES = ("shared", "strict")
 
 

@@ -18,10 +18,12 @@ import torch
 
 from fer_cache.labels import canonical_order
 from fer_probe import outputs
-from fer_probe.config import ProbeConfig, resolve_device, resolve_num_heads
+from fer_probe.config import ProbeConfig, resolve_num_heads
+from fer_probe.device import resolve_device
 from fer_probe.errors import FerProbeError
 from fer_probe.folds import Fold, fold_indices, inner_split, load_folds, make_folds, official_folds
 from fer_probe.metrics import FoldPredictions, summarise
+from fer_probe.probes import registered
 from fer_probe.reader import CacheReader
 from fer_probe.sampling import TokenSource
 from fer_probe.scoring import video_posteriors
@@ -52,7 +54,7 @@ def open_source(store: str, cfg: ProbeConfig, allow_incomplete: bool) -> TokenSo
     if len(reader) == 0:
         reader.close()
         raise FerProbeError(f"{store}: no usable videos")
-    if cfg.probe in ("linear", "mlp"):
+    if registered(cfg.probe).consumes == "pooled":
         return TokenSource(reader, torch.from_numpy(reader.mean_pooled()))
     reader.preload()
     return TokenSource(reader)
@@ -60,7 +62,7 @@ def open_source(store: str, cfg: ProbeConfig, allow_incomplete: bool) -> TokenSo
 
 def fit_to_store(cfg: ProbeConfig, reader: CacheReader) -> tuple[ProbeConfig, list[str]]:
     """Resolve the defaults that depend on the store (attention heads) and say how."""
-    if cfg.probe not in ("attentive", "attentive-deep"):
+    if not registered(cfg.probe).attention:
         return cfg, []
     heads, note = resolve_num_heads(cfg.num_heads, reader.encoder, reader.width)
     return cfg.with_num_heads(heads), [note]

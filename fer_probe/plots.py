@@ -159,7 +159,7 @@ def probe_embeddings(reader, run: Path) -> tuple[np.ndarray, list[str]]:
     with torch.inference_mode():
         for values in reader.videos(range(len(reader))):  # [K, S, N, D]
             x = values.float().reshape(-1, *values.shape[2:])  # [K*S, N, D]
-            if probe.input_kind == "pooled":
+            if probe.consumes == "pooled":
                 x = x.mean(dim=1)  # [K*S, D]
             out.append(probe.pooled(x).mean(dim=0).numpy())  # [D]
     return np.stack(out), tested_ids(run, files[0].stem)

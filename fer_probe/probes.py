@@ -1,20 +1,58 @@
-"""Probes on cached tokens: attentive (V-JEPA's attentive classifier, on the fast exact attention of
-fer_probe.attention), attentive-deep, and the linear and mlp baselines on mean-pooled tokens.
+"""Probes on cached tokens: the `Probe` protocol, attentive (V-JEPA's attentive classifier, on the fast exact
+attention of fer_probe.attention), attentive-deep, and the linear and mlp baselines on mean-pooled tokens. The
+names they go by: fer_probe.registry.
 
 Axes: B clips, N tokens, D width, Q queries, C classes.
 """
 
 import math
+from abc import ABC, abstractmethod
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn as nn
 
 from fer_probe.attention import CrossAttentionBlock, SelfAttentionBlock, attend_many
 from fer_probe.errors import FerProbeError
+from fer_probe.registry import PROBES, probe_class
 
-PROBE_TYPES = ("attentive", "attentive-deep", "linear", "mlp")
-HEAD_TYPES = ("linear", "mlp")
+HEAD_TYPES = ("linear", "mlp")  # as config.Head
 INIT_STD = 0.02  # V-JEPA's trunc_normal std for every Linear of the pooler
+
+
+class Probe(nn.Module, ABC):
+    """What every probe is. It consumes tokens [B, N, D] (`consumes` "tokens") or mean-pooled tokens [B, D]
+    ("pooled", standardised with training statistics by fit_standardisation); it pools them to [B, D] and
+    classifies that to [B, C]; `create` builds it with its initial weights."""
+
+    consumes: ClassVar[Literal["tokens", "pooled"]] = "tokens"
+    attention: ClassVar[bool] = False  # whether attention heads and the cross-attention's proj apply to it
+    shares_token_pass = False  # single cross-attention probes pool in one pass with others (forward_many)
+
+    @classmethod
+    @abstractmethod
+    def build(cls, dim: int, num_classes: int, *, num_heads: int, num_queries: int, head: str,
+              use_proj: bool) -> "Probe":
+        """The probe for tokens of width `dim`; settings that do not apply to it are ignored."""
+
+    @classmethod
+    def create(cls, dim: int, num_classes: int, *, device: torch.device, **settings) -> "Probe":
+        """A probe with its initial weights on `device` (the global RNG is seeded by the caller)."""
+        return cls.build(dim, num_classes, **settings).to(device)
+
+    @abstractmethod
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """Inputs -> one vector per clip [B, D]."""
+
+    @abstractmethod
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+        """[B, D] -> logits [B, C]."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.pooled(x))
+
+    def fit_standardisation(self, features: torch.Tensor) -> None:
+        """Pooled probes standardise their inputs with the training videos' statistics; others need nothing."""
 
 
 class AttentivePooler(nn.Module):
@@ -65,10 +103,11 @@ def classification_head(dim: int, num_classes: int, kind: str) -> nn.Module:
     raise FerProbeError(f"unknown head '{kind}'; use one of: {', '.join(HEAD_TYPES)}")
 
 
-class AttentiveProbe(nn.Module):
+class AttentiveProbe(Probe):
     """tokens [B, N, D] -> logits [B, C]; `linear` is named as in V-JEPA's AttentiveClassifier."""
 
-    input_kind = "tokens"
+    attention = True
+    depth = 1  # blocks: depth - 1 self-attention blocks, then the cross-attention
 
     def __init__(self, dim: int, num_classes: int, *, num_heads: int = 16, num_queries: int = 1, depth: int = 1,
                  mlp_ratio: float = 4.0, head: str = "linear", use_proj: bool = False, eps: float = 1e-5):
@@ -83,6 +122,22 @@ class AttentiveProbe(nn.Module):
         else:
             self.mlp_head = classification_head(dim, num_classes, head)
         self.fast = True
+
+    @classmethod
+    def build(cls, dim: int, num_classes: int, *, num_heads: int = 16, num_queries: int = 1, head: str = "linear",
+              use_proj: bool = False) -> "AttentiveProbe":
+        return cls(dim, num_classes, num_heads=num_heads, num_queries=num_queries, depth=cls.depth, head=head,
+                   use_proj=use_proj)
+
+    @classmethod
+    def create(cls, dim: int, num_classes: int, *, device: torch.device, **settings) -> "AttentiveProbe":
+        """Built on the meta device and initialised once: PyTorch's default initialisation of 20M parameters,
+        replaced right after, would cost as much again."""
+        with torch.device("meta"):
+            model = cls.build(dim, num_classes, **settings)
+        model = model.to_empty(device=device)
+        model.reset_parameters()
+        return model
 
     def reset_parameters(self) -> None:
         """The reference initialisation of the pooler and PyTorch's default for the head (a probe built on the meta
@@ -103,15 +158,22 @@ class AttentiveProbe(nn.Module):
     def classify(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.linear(pooled) if self.head_kind == "linear" else self.mlp_head(pooled)  # [B, C]
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.classify(self.pooled(tokens))
+
+class DeepAttentiveProbe(AttentiveProbe):
+    """V-JEPA 2's attentive probe: three self-attention blocks over the tokens before the cross-attention."""
+
+    depth = 4
 
 
-class PooledProbe(nn.Module):
+class PooledProbe(Probe):
     """Baselines on mean-pooled tokens [B, D]: standardised with training statistics, then linear or MLP."""
 
-    input_kind = "pooled"
-    shares_token_pass = False
+    consumes = "pooled"
+    hidden_layer = False  # an MLP with one hidden layer of the token width, or a linear map
+
+    @classmethod
+    def build(cls, dim: int, num_classes: int, **settings) -> "PooledProbe":
+        return cls(dim, num_classes, hidden=dim if cls.hidden_layer else None)
 
     def __init__(self, dim: int, num_classes: int, hidden: int | None = None):
         super().__init__()
@@ -129,8 +191,16 @@ class PooledProbe(nn.Module):
     def pooled(self, features: torch.Tensor) -> torch.Tensor:
         return (features - self.feature_mean) / self.feature_std
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net(self.pooled(features))  # [B, C]
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.net(pooled)  # [B, C]
+
+
+class LinearProbe(PooledProbe):
+    pass
+
+
+class MLPProbe(PooledProbe):
+    hidden_layer = True
 
 
 def forward_many(models: list[nn.Module], x: torch.Tensor, rows: list[list[int]] | None = None) \
@@ -151,19 +221,22 @@ def forward_many(models: list[nn.Module], x: torch.Tensor, rows: list[list[int]]
     return out
 
 
+def registered(kind: str) -> type[Probe]:
+    """The Probe class of a registered name; an unknown name is the user's mistake, in one line."""
+    try:
+        return probe_class(kind)
+    except ValueError as exc:
+        raise FerProbeError(str(exc)) from None
+
+
 def build_probe(kind: str, dim: int, num_classes: int, *, num_heads: int = 16, num_queries: int = 1,
-                head: str = "linear", use_proj: bool = False, deep_blocks: int = 3) -> nn.Module:
-    if kind == "attentive":
-        return AttentiveProbe(dim, num_classes, num_heads=num_heads, num_queries=num_queries, head=head,
-                              use_proj=use_proj)
-    if kind == "attentive-deep":
-        return AttentiveProbe(dim, num_classes, num_heads=num_heads, num_queries=num_queries, depth=1 + deep_blocks,
-                              head=head, use_proj=use_proj)
-    if kind == "linear":
-        return PooledProbe(dim, num_classes)
-    if kind == "mlp":
-        return PooledProbe(dim, num_classes, hidden=dim)
-    raise FerProbeError(f"unknown probe '{kind}'; use one of: {', '.join(PROBE_TYPES)}")
+                head: str = "linear", use_proj: bool = False) -> Probe:
+    return registered(kind).build(dim, num_classes, num_heads=num_heads, num_queries=num_queries, head=head,
+                                  use_proj=use_proj)
+
+
+__all__ = ["PROBES", "Probe", "AttentiveProbe", "DeepAttentiveProbe", "LinearProbe", "MLPProbe", "build_probe",
+           "registered", "forward_many", "load_reference_classifier"]
 
 
 def load_reference_classifier(state_dict: dict, num_heads: int = 16, use_proj: bool = False) -> AttentiveProbe:

@@ -1,5 +1,6 @@
 """Tables of report.md that read several run files: per fold, and this run against the paper's configuration."""
 
+from fer_probe.config import ProbeConfig
 from fer_probe.metrics import uar
 
 # What the paper's code does (DESIGN section 10), setting by setting.
@@ -47,18 +48,23 @@ def this_run(probe: dict, clips: int | None) -> dict[str, str]:
 
 
 def same_as_paper(probe: dict, encoder_heads) -> dict[str, bool]:
+    """Setting by setting, whether this run trains as the paper recipe does (config.RECIPES["paper"])."""
     several = len(probe.get("lrs", [])) * len(probe.get("weight_decays", [])) > 1
+    paper = ProbeConfig(recipe="paper")
+    same = {k: probe.get(k) == getattr(paper, k) for k in ("use_proj", "batch_size", "train_clips", "test_clips",
+                                                            "epochs", "head", "num_queries", "probe")}
     return {
-        "probe": (probe.get("probe"), probe.get("num_queries"), probe.get("head")) == ("attentive", 1, "linear"),
+        "probe": same["probe"] and same["num_queries"] and same["head"],
         "num_heads": probe.get("num_heads") == encoder_heads,
-        "use_proj": probe.get("use_proj") is True,
-        "batch_size": probe.get("batch_size") == 4,
-        "train_clips": probe.get("train_clips") == "all",
-        "test_clips": probe.get("test_clips") == "all",
-        "epochs": probe.get("epochs") == 20,
-        "lrs": list(probe.get("lrs", [])) == [1e-3],
-        "weight_decays": list(probe.get("weight_decays", [])) == [0.01] and probe.get("wd_schedule") == "cosine"
-        and probe.get("final_weight_decay") == 1e-6,
+        "use_proj": same["use_proj"],
+        "batch_size": same["batch_size"],
+        "train_clips": same["train_clips"],
+        "test_clips": same["test_clips"],
+        "epochs": same["epochs"],
+        "lrs": tuple(probe.get("lrs", [])) == paper.lrs,
+        "weight_decays": tuple(probe.get("weight_decays", [])) == paper.weight_decays
+        and probe.get("wd_schedule") == paper.wd_schedule
+        and probe.get("final_weight_decay") == paper.final_weight_decay,
         "init": True,
         "precision": probe.get("precision") == "float16",
         "selection": not several,

@@ -7,7 +7,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from fer_probe.config import ProbeConfig, autocast_for, resolve_device, to_compute
+from fer_probe.config import ProbeConfig
+from fer_probe.device import autocast_for, resolve_device, to_compute
 from fer_probe.probes import forward_many
 from fer_probe.sampling import TokenSource
 

@@ -20,9 +20,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fer_probe.config import ProbeConfig, autocast_for, resolve_device, to_compute
+from fer_probe.config import ProbeConfig
+from fer_probe.device import autocast_for, resolve_device, to_compute
 from fer_probe.metrics import uar
-from fer_probe.probes import build_probe, forward_many
+from fer_probe.probes import forward_many, registered
 from fer_probe.sampling import Batch, TokenSource
 from fer_probe.scoring import video_posteriors
 
@@ -63,17 +64,10 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def fresh_probe(cfg: ProbeConfig, width: int, num_classes: int, *, seed: int, device: torch.device) -> nn.Module:
-    """A probe with its initial weights for this seed. Attentive probes are built on the meta device and initialised
-    once: PyTorch's default initialisation of 20M parameters, replaced right after, would cost as much again."""
+    """A probe with its initial weights for this seed (Probe.create)."""
     torch.manual_seed(seed)
-    kwargs = dict(num_heads=cfg.num_heads, num_queries=cfg.num_queries, head=cfg.head, use_proj=cfg.use_proj)
-    if cfg.probe not in ("attentive", "attentive-deep"):
-        return build_probe(cfg.probe, width, num_classes, **kwargs).to(device)
-    with torch.device("meta"):
-        model = build_probe(cfg.probe, width, num_classes, **kwargs)
-    model = model.to_empty(device=device)
-    model.reset_parameters()
-    return model
+    return registered(cfg.probe).create(width, num_classes, device=device, num_heads=cfg.num_heads,
+                                        num_queries=cfg.num_queries, head=cfg.head, use_proj=cfg.use_proj)
 
 
 def make_candidates(cfg: ProbeConfig, source: TokenSource, num_classes: int, *, plan: FoldPlan,

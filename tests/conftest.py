@@ -1,28 +1,10 @@
-"""Shared fixtures: paths, a tiny data.yaml, small generated datasets, and an independent schema-1 store writer."""
+"""Shared fixtures: small generated datasets and stores (helpers they use: tests/helpers.py)."""
 
-import hashlib
-import json
-import os
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-FIXTURES = Path(__file__).parent / "fixtures"
-ENCODER_FIXTURES = FIXTURES / "encoders"
-CREMA_D = FIXTURES / "crema-d"
-BIN = Path(sys.executable).parent
-os.environ.setdefault("COLUMNS", "200")  # rich wraps long error lines in narrow terminals
-
-TINY_YAML = """\
-datasets:
-  demo: {{adapter: ravdess, root: {demo}}}
-  crema: {{adapter: crema_d, root: {crema}}}
-encoders:
-  tiny: {{family: vjepa, checkpoint: null, embed_dim: 48, depth: 1, num_heads: 4, resolution: 32, frames_per_clip: 4}}
-extraction: {{frames_per_clip: 4, frame_step: 2, clips_per_video: 2, spatial_views: 1, dtype: float16}}
-"""
+from tests.helpers import write_config, write_planted_store
 
 
 @pytest.fixture(scope="session")
@@ -35,60 +17,9 @@ def demo_small(tmp_path_factory) -> Path:
     return root
 
 
-def write_config(folder: Path, demo: Path, extra: str = "") -> Path:
-    path = folder / "data.yaml"
-    path.write_text(TINY_YAML.format(demo=demo, crema=CREMA_D) + extra)
-    return path
-
-
 @pytest.fixture
 def tiny_config(tmp_path, demo_small) -> Path:
     return write_config(tmp_path, demo_small)
-
-
-def write_planted_store(path: Path, n_subjects: int = 8, per_class: int = 2, classes: int = 4, clips: int = 2,
-                        views: int = 1, tokens: int = 16, width: int = 32, signal: float = 1.0, seed: int = 0,
-                        shuffle_labels: bool = False, label_names=None, encoder_name: str = "planted",
-                        status=None) -> Path:
-    """A schema-1 store written with zarr directly (not fer_cache), with class signal planted in the tokens."""
-    import zarr
-
-    rng = np.random.default_rng(seed)
-    label_names = list(label_names or ["neutral", "happy", "sad", "angry", "fearful", "disgust"][:classes])
-    ids, subjects, labels = [], [], []
-    for s in range(n_subjects):
-        for c in range(classes):
-            for r in range(per_class):
-                ids.append(f"s{s}_c{c}_r{r}")
-                subjects.append(str(s + 1))
-                labels.append(c)
-    labels = np.array(labels)
-    V = len(ids)
-    directions = rng.standard_normal((classes, width))
-    values = rng.standard_normal((V, clips, views, tokens, width)) + signal * directions[labels][:, None, None, None]
-    if shuffle_labels:
-        labels = rng.permutation(labels)
-    group = zarr.open_group(str(path), mode="w")
-    group.create_array("tokens", data=values.astype(np.float16), chunks=(1, 1, 1, tokens, width), compressors=None)
-    group["tokens"].attrs["storage_dtype"] = "float16"
-    for name, data in (("videos/id", ids), ("videos/path", [f"{i}.mp4" for i in ids]),
-                       ("videos/subject", subjects), ("videos/error", [""] * V)):
-        group.create_array(name, data=np.array(data, dtype=np.dtypes.StringDType()), chunks=(V,))
-    group.create_array("videos/label", data=labels.astype(np.int16), chunks=(V,))
-    group.create_array("videos/n_frames", data=np.full(V, 40, dtype=np.int32), chunks=(1,))
-    status = np.ones(V, dtype=np.uint8) if status is None else np.asarray(status, dtype=np.uint8)
-    group.create_array("videos/status", data=status, chunks=(1,))
-    group.create_array("clips/frame_index", data=np.zeros((V, clips, 4), dtype=np.int32), chunks=(1, clips, 4))
-    encoder = {"family": encoder_name, "embed_dim": width}
-    sampling = {"clips_per_video": clips, "spatial_views": views}
-    storage = {"dtype": "float16", "compressor": "none"}
-    grid = [1, 1, tokens]
-    payload = json.dumps({"encoder": encoder, "sampling": sampling, "storage": storage, "token_grid": grid},
-                         sort_keys=True, separators=(",", ":"))
-    group.attrs.update({"fer_cache_schema": 1, "dataset": "planted", "label_names": label_names, "encoder": encoder,
-                        "sampling": sampling, "token_grid": grid, "storage": storage,
-                        "fingerprint": hashlib.sha256(payload.encode()).hexdigest(), "software": {}})
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -110,35 +41,3 @@ def reference_store(tmp_path_factory, demo_small) -> Path:
 @pytest.fixture
 def planted_store(tmp_path) -> Path:
     return write_planted_store(tmp_path / "planted.zarr")
-
-
-def tree_digest(path: Path) -> str:
-    """sha256 over every file's relative path and bytes: byte-identical stores have equal digests."""
-    digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(str(file.relative_to(path)).encode())
-        digest.update(file.read_bytes())
-    return digest.hexdigest()
-
-
-def extract_process(config: Path, store: Path, *, fault: str | None = None, batch: str = "3", workers: str = "0",
-                    timeout: float = 120) -> tuple[int, str]:
-    """`fer-cache extract` as a separate process, interrupted deterministically with FER_CACHE_FAULT_AFTER ("N:KILL"
-    or "N:TERM": after N committed videos). Its decode workers, orphaned by a SIGKILL, are ended with its group."""
-    import signal
-    import subprocess
-    import tempfile
-    command = [str(BIN / "fer-cache"), "extract", "--dataset", "demo", "--encoder", "tiny", "--out", str(store),
-               "--config", str(config), "--workers", workers, "--batch-size", batch]
-    env = dict(os.environ, **({"FER_CACHE_FAULT_AFTER": fault} if fault else {}))
-    with tempfile.TemporaryFile(mode="w+") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        try:
-            code = process.wait(timeout=timeout)
-        finally:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        log.seek(0)
-        return code, log.read()

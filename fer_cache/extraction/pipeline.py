@@ -27,8 +27,7 @@ from fer_cache.extraction.summary import ExtractSummary, run_notes, summarise
 from fer_cache.extraction.writer import Writer
 from fer_cache.inputs.datasets import scan_dataset
 from fer_cache.inputs.video import Sampling
-from fer_cache.store import Store, schema
-from fer_cache.store import writing
+from fer_cache.store import Store, schema, writing
 
 Device = Literal["auto", "cpu", "cuda"]
 Compile = Literal["auto", "on", "off"]

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fer_cache.errors import StoreError
-from fer_cache.store import Store
-from fer_cache.store import writing
+from fer_cache.store import Store, writing
 
 
 @dataclass

@@ -57,7 +57,7 @@ def test_crema_d_names():
 
 
 def test_crema_d_scan_of_the_real_clips(tmp_path):
-    from tests.conftest import CREMA_D
+    from tests.helpers import CREMA_D
     result = scan_dataset(DatasetConfig("c", "crema_d", CREMA_D))
     assert [v.label_name for v in result.videos] == ["angry", "disgust", "fearful", "happy", "neutral", "sad"]
     assert {v.subject for v in result.videos} == {"1001"}

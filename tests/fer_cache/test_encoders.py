@@ -8,7 +8,7 @@ from fer_cache.encoders import build_encoder, describe_encoder, list_presets
 from fer_cache.encoders.checkpoint import sha256_file
 from fer_cache.encoders.vit import sincos_3d
 from fer_cache.errors import CheckpointError, ConfigError
-from tests.conftest import ENCODER_FIXTURES
+from tests.helpers import ENCODER_FIXTURES
 
 TINY = dict(embed_dim=96, depth=2, num_heads=4, resolution=64, frames_per_clip=8)
 

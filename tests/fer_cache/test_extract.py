@@ -14,7 +14,7 @@ from fer_cache.cli import app
 from fer_cache.config import ExtractionConfig, load_config
 from fer_cache.extraction.pipeline import ExtractRequest, run_extraction
 from fer_cache.store import schema
-from tests.conftest import BIN, extract_process, tree_digest, write_config
+from tests.helpers import BIN, extract_process, tree_digest, write_config
 
 runner = CliRunner()
 
@@ -199,7 +199,7 @@ def test_verify_info_and_export(tmp_path, reference_store):
 
 
 def test_scan_json_reports_decoded_frames_and_errors(tmp_path, demo_small):
-    from tests.conftest import CREMA_D
+    from tests.helpers import CREMA_D
     config = write_config(tmp_path, demo_small)
     result = runner.invoke(app, ["scan", "--dataset", "crema", "--config", str(config), "--decode", "--json"])
     assert result.exit_code == 0, result.output
@@ -250,7 +250,7 @@ def test_new_families_extract_the_tokens_of_the_python_api(tmp_path, demo_small,
 
     from fer_cache.encoders import build_encoder
     from fer_cache.inputs.video import Sampling, cut_clips, decode_video, normalise
-    from tests.conftest import ENCODER_FIXTURES
+    from tests.helpers import ENCODER_FIXTURES
     text = write_config(tmp_path, demo_small).read_text().replace("encoders:\n", "encoders:\n" + NEW_FAMILIES.format(
         fixtures=ENCODER_FIXTURES)).replace("dtype: float16", "dtype: float32")
     (tmp_path / "data.yaml").write_text(text)

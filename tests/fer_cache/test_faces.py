@@ -11,7 +11,7 @@ from fer_cache.config import ExtractionConfig
 from fer_cache.errors import DecodeError
 from fer_cache.inputs.faces import face_boxes, load_detector
 from fer_cache.inputs.video import Sampling, clip_frame_indices, cut_clips, decode_video
-from tests.conftest import CREMA_D, write_config
+from tests.helpers import CREMA_D, write_config
 
 
 def reference_faces(frame):

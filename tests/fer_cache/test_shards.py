@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from fer_cache.inputs.datasets import VideoItem
-from fer_cache.store import Store, schema, shards
-from fer_cache.store import writing
+from fer_cache.store import Store, schema, shards, writing
 
 ATTRS = {"fingerprint": "f", "label_names": ["a", "b", "c"], "encoder": {"embed_dim": 8}, "sampling": {"k": 2},
          "storage": {"dtype": "float16"}, "token_grid": [1, 1, 5]}

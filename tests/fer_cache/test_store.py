@@ -5,8 +5,7 @@ import zarr
 from fer_cache.errors import StoreError, StoreMismatchError
 from fer_cache.extraction.writer import Failure, Finished, Writer
 from fer_cache.inputs.datasets import VideoItem
-from fer_cache.store import Store, schema
-from fer_cache.store import writing
+from fer_cache.store import Store, schema, writing
 
 ATTRS = {"fingerprint": "f", "label_names": ["a", "b", "c"], "encoder": {"embed_dim": 8}, "sampling": {"k": 2},
          "storage": {"dtype": "float16"}, "token_grid": [1, 1, 5]}

@@ -15,7 +15,7 @@ from fer_cache.inputs.video import (
     normalise,
     spatial_crops,
 )
-from tests.conftest import CREMA_D
+from tests.helpers import CREMA_D
 
 # One VP6 frame per demuxed video packet, counted without decoding; the FLV container itself reports 0 frames.
 CREMA_D_FRAMES = {"ANG": 67, "DIS": 70, "FEA": 65, "HAP": 56, "NEU": 61, "SAD": 60}

@@ -13,7 +13,7 @@ from fer_probe.cross import run_cross
 from fer_probe.cv import run_cv
 from fer_probe.errors import FerProbeError, StoreReadError
 from fer_probe.reader import CacheReader
-from tests.conftest import write_planted_store
+from tests.helpers import write_planted_store
 
 runner = CliRunner()
 FAST = ProbeConfig.from_recipe("fast", epochs=8, num_heads=4, device="cpu")

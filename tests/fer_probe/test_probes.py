@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import load_file
 
 from fer_probe.probes import AttentiveProbe, build_probe, forward_many, load_reference_classifier
-from tests.conftest import ENCODER_FIXTURES
+from tests.helpers import ENCODER_FIXTURES
 
 
 def perturbed(probe):

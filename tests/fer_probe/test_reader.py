@@ -1,6 +1,6 @@
 import torch
 
-from fer_probe.config import to_compute
+from fer_probe.device import to_compute
 from fer_probe.reader import CacheReader, ClipRef
 
 

@@ -9,7 +9,7 @@ from fer_probe.config import ProbeConfig
 from fer_probe.cross import run_cross
 from fer_probe.cv import run_cv
 from fer_probe.errors import FerProbeError
-from tests.conftest import write_planted_store
+from tests.helpers import write_planted_store
 
 runner = CliRunner()
 QUICK = ProbeConfig.from_recipe("paper", epochs=3, num_heads=4, device="cpu")
@@ -113,7 +113,7 @@ def test_ablation_of_three_encoders_made_by_the_fixtures(tmp_path, demo_small):
     """The central claim as one command: V-JEPA 2, V-JEPA 2.1 (hierarchical) and VideoMAE stores of the same videos,
     one probe each at its store's width and heads, paired against the first store, table and figure written."""
     from fer_cache.cli import app as cache_app
-    from tests.conftest import ENCODER_FIXTURES, write_config
+    from tests.helpers import ENCODER_FIXTURES, write_config
     entries = (f"  v2: {{family: vjepa2, checkpoint: {ENCODER_FIXTURES}/vjepa2-tiny/checkpoint.pt, num_heads: 4, "
                f"resolution: 64, frames_per_clip: 8}}\n"
                f"  v21: {{family: vjepa2.1, checkpoint: {ENCODER_FIXTURES}/vjepa21-tiny/checkpoint.pt, "

@@ -12,7 +12,7 @@ from fer_probe.config import ProbeConfig
 from fer_probe.cv import run_cv
 from fer_probe.reader import CacheReader
 from fer_probe.train import Candidate, StepRunner, cosine, parameter_groups
-from tests.conftest import write_planted_store
+from tests.helpers import write_planted_store
 
 QUICK = {"epochs": 3, "num_heads": 4, "device": "cpu"}
 

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from fer_cache.cli import app
 from fer_cache.store import schema
-from tests.conftest import write_config
+from tests.helpers import write_config
 from tests.reliability.inputs import build_catalogue
 
 runner = CliRunner()

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import zarr
 
-from fer_cache.store import schema
-from fer_cache.store import writing
-from tests.conftest import extract_process, write_config
+from fer_cache.store import schema, writing
+from tests.helpers import extract_process, write_config
 
 VIDEOS = 24  # the small demo set
 

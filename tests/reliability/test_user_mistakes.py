@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from fer_cache.cli import app as cache_app
 from fer_probe.cli import app as probe_app
-from tests.conftest import BIN, ENCODER_FIXTURES, write_config, write_planted_store
+from tests.helpers import BIN, ENCODER_FIXTURES, write_config, write_planted_store
 
 CONFIG_MISTAKES = {
     "unknown top-level key": "datasets: {}\nencoder: {}\n",
