@@ -105,12 +105,12 @@ def run_cross(train_store: str, test_store: str, out: str | Path, *, cfg: ProbeC
         everything = np.arange(len(a))
         if len(cfg.lrs) * len(cfg.weight_decays) > 1:
             inner, val = inner_split(a.subjects, targets, everything, seed=cfg.seed)
-            plan = FoldPlan(0, inner, val, cfg.seed)
+            plan = FoldPlan(fold=0, train=inner, val=val, seed=cfg.seed)
         else:
-            plan = FoldPlan(0, everything, np.array([], dtype=np.int64), cfg.seed)
+            plan = FoldPlan(fold=0, train=everything, val=np.array([], dtype=np.int64), seed=cfg.seed)
         training = train_folds(source_a, [plan], targets, cfg=cfg, num_classes=len(mapping.train_classes),
                                on_progress=on_progress)
-        chosen, table = select(training.candidates[0])
+        chosen, table = select(training.grid.fold(0))
         posteriors = [p[0] for p in video_posteriors(source_b, [chosen.model], mapping.scored, cfg=cfg,
                                                      class_mask=mapping.class_mask)]
         columns = [mapping.space.index(name) for name in mapping.train_classes]

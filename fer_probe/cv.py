@@ -27,7 +27,7 @@ from fer_probe.probes import registered
 from fer_probe.reader import CacheReader
 from fer_probe.sampling import TokenSource
 from fer_probe.scoring import video_posteriors
-from fer_probe.train import FoldPlan, Training, select, train_plans
+from fer_probe.train import CandidateGrid, FoldPlan, Training, select, train_plans
 
 PROTOCOL = __doc__.split("\n\n", 1)[1].strip()
 Progress = Callable[[str, int, int], None]  # (what is training, epochs done, epochs in all)
@@ -78,13 +78,10 @@ def train_folds(source: TokenSource, plans: list[FoldPlan], targets: np.ndarray,
         label = f"{len(plans)} folds" if len(plans) > 1 else "training"
         return train_plans(source, plans, targets, cfg=cfg, num_classes=num_classes, sampling_seed=cfg.seed,
                            on_epoch=progress(label))
-    merged = Training([])
-    for plan in plans:
-        part = train_plans(source, [plan], targets, cfg=cfg, num_classes=num_classes, sampling_seed=plan.seed,
-                           on_epoch=progress(f"fold {plan.fold + 1}/{len(plans)}"))
-        merged.candidates += part.candidates
-        merged.log += part.log
-    return merged
+    parts = [train_plans(source, [plan], targets, cfg=cfg, num_classes=num_classes, sampling_seed=plan.seed,
+                         on_epoch=progress(f"fold {plan.fold + 1}/{len(plans)}")) for plan in plans]
+    grid = CandidateGrid([c for part in parts for c in part.grid], plans, len(source.reader))
+    return Training(grid, [row for part in parts for row in part.log])
 
 
 def fold_plans(folds: list[Fold], reader: CacheReader, targets: np.ndarray, *, cfg: ProbeConfig) \
@@ -98,9 +95,9 @@ def fold_plans(folds: list[Fold], reader: CacheReader, targets: np.ndarray, *, c
             raise FerProbeError(f"fold {f} has no training or no test videos; check the folds")
         if several:
             inner, val = inner_split(subjects, targets, train_idx, seed=cfg.seed + f)
-            plans.append(FoldPlan(f, inner, val, cfg.seed + f))
+            plans.append(FoldPlan(fold=f, train=inner, val=val, seed=cfg.seed + f))
         else:
-            plans.append(FoldPlan(f, train_idx, np.array([], dtype=np.int64), cfg.seed + f))
+            plans.append(FoldPlan(fold=f, train=train_idx, val=np.array([], dtype=np.int64), seed=cfg.seed + f))
         tests.append(test_idx)
     return plans, tests
 
@@ -159,8 +156,8 @@ def run_cv(store: str, out: str | Path, cfg: ProbeConfig, *, n_folds: int | str 
         result = RunResult(out, {}, class_names, cfg, excluded=reader.excluded, unlabelled=reader.unlabelled,
                            notes=notes)
         tables, weights = [], []
-        for f, (candidates, test_idx) in enumerate(zip(training.candidates, tests)):
-            chosen, table = select(candidates)
+        for f, (plan, test_idx) in enumerate(zip(plans, tests)):
+            chosen, table = select(training.grid.fold(plan.fold))
             posteriors = [p[0] for p in video_posteriors(source, [chosen.model], test_idx.tolist(), cfg=cfg)]
             fold = FoldPredictions(f, [reader.ids[i] for i in test_idx], [reader.subjects[i] for i in test_idx],
                                    targets[test_idx], posteriors)

@@ -1,7 +1,7 @@
 """Training every candidate probe of every fold from one read of each sampled clip.
 
-A candidate is one (fold, learning rate, weight decay) probe. Each epoch draws one sample per video of the union of
-all folds' training sets (the draws depend on the seed only, never on token values) and feeds each batch to every
+A candidate is one (fold, learning rate, weight decay) probe, known by its key in the CandidateGrid
+(`fold2/lr1e-03_wd0.01`). Each epoch draws one sample per video of the union of all folds' training sets (the draws depend on the seed only, never on token values) and feeds each batch to every
 candidate whose training set holds the video, with a per-candidate loss mask. All attentive candidates share one
 pass over the tokens (probes.forward_many). The global batch is sized so that a fold's expected share of it equals
 the batch size; a fold's batches therefore vary around that size (documented in the README). schedule "per-fold"
@@ -28,7 +28,7 @@ from fer_probe.sampling import Batch, TokenSource
 from fer_probe.scoring import video_posteriors
 
 
-@dataclass
+@dataclass(kw_only=True)
 class FoldPlan:
     """What one fold's candidates train on: its training videos (or their inner split) and, when several
     candidates compete, the inner validation videos they are chosen on."""
@@ -38,21 +38,59 @@ class FoldPlan:
     seed: int  # initialisation seed of the fold's candidates
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Candidate:
     """One probe of the (learning rate x weight decay) grid of one fold."""
     fold: int
-    name: str  # encodes its hyperparameters, e.g. lr1e-03_wd0.01
+    name: str  # its hyperparameters, e.g. lr1e-03_wd0.01 (the "head" of heads.json and train_log.csv)
     lr: float
     weight_decay: float
     model: nn.Module
     optimizer: torch.optim.Optimizer
     val_uar: float | None = None  # inner-validation UAR (PBV) after the last epoch
 
+    @property
+    def key(self) -> str:
+        return f"fold{self.fold}/{self.name}"
+
+
+class CandidateGrid:
+    """Every candidate of every fold by key (`fold2/lr1e-03_wd0.01`), as dinov2's AllClassifiers. Which videos each
+    candidate trains on (the membership mask [P, V]) is its one piece of index logic; selection, logging and
+    scoring go by key."""
+
+    def __init__(self, candidates: list[Candidate], plans: list[FoldPlan], videos: int):
+        self.candidates = {c.key: c for c in candidates}  # in training order: plan, then lr, then wd
+        train = {plan.fold: plan.train for plan in plans}
+        self.member = np.zeros((len(candidates), videos), dtype=bool)  # [P, V]
+        for p, candidate in enumerate(candidates):
+            self.member[p, train[candidate.fold]] = True
+
+    def __iter__(self):
+        return iter(self.candidates.values())
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+    def __getitem__(self, key: str) -> Candidate:
+        return self.candidates[key]
+
+    def fold(self, fold: int) -> list[Candidate]:
+        return [c for c in self if c.fold == fold]
+
+    def union(self) -> np.ndarray:
+        """The videos that some candidate trains on."""
+        return np.flatnonzero(self.member.any(axis=0))
+
+    def training_on(self, videos: np.ndarray) -> dict[str, list[int]]:
+        """Key -> positions in `videos` that the candidate trains on, for every candidate that has any."""
+        member = self.member[:, videos]  # [P, B]
+        return {key: np.flatnonzero(member[p]).tolist() for p, key in enumerate(self.candidates) if member[p].any()}
+
 
 @dataclass
 class Training:
-    candidates: list[list[Candidate]]  # per plan
+    grid: CandidateGrid
     log: list[dict] = field(default_factory=list)  # per epoch and candidate: loss, accuracy, val UAR
 
 
@@ -81,7 +119,8 @@ def make_candidates(cfg: ProbeConfig, source: TokenSource, num_classes: int, *, 
         for wd in cfg.weight_decays:
             model = first if not out else copy.deepcopy(first)
             optimizer = torch.optim.AdamW(parameter_groups(model, wd), lr=lr, fused=True)  # 5x faster on the CPU
-            out.append(Candidate(plan.fold, f"lr{lr:.0e}_wd{wd:g}", lr, wd, model, optimizer))
+            out.append(Candidate(fold=plan.fold, name=f"lr{lr:.0e}_wd{wd:g}", lr=lr, weight_decay=wd, model=model,
+                                 optimizer=optimizer))
     return out
 
 
@@ -93,41 +132,41 @@ def cosine(start: float, end: float, progress: float) -> float:
 class StepRunner:
     """One optimisation step of every candidate that has training videos in the batch."""
 
-    def __init__(self, candidates: list[Candidate], member: np.ndarray, targets: np.ndarray, *, cfg: ProbeConfig):
-        self.candidates, self.member, self.cfg = candidates, member, cfg  # member [P, V] bool
+    def __init__(self, grid: CandidateGrid, targets: np.ndarray, *, cfg: ProbeConfig):
+        self.grid, self.cfg = grid, cfg
         self.device, self.dtype = resolve_device(cfg.device), cfg.compute_dtype()
         self.targets = torch.from_numpy(targets)
         self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
         # loss sums and correct counts stay on the device (no synchronisation per step); samples are known here
-        self.sums = torch.zeros(len(candidates), 2, device=self.device)  # [P, 2]
-        self.samples = np.zeros(len(candidates))  # [P]
+        self.position = {key: p for p, key in enumerate(grid.candidates)}
+        self.sums = torch.zeros(len(grid), 2, device=self.device)  # [P, 2]
+        self.samples = np.zeros(len(grid))  # [P]
 
     def __call__(self, batch: Batch, progress: float) -> None:
-        member = self.member[:, batch.videos]  # [P, B]
-        active = np.flatnonzero(member.any(axis=1))
-        rows = [np.flatnonzero(member[p]).tolist() for p in active]  # each candidate's videos in the batch
+        rows = self.grid.training_on(batch.videos)  # key -> its videos' positions in the batch
         x = to_compute(batch.inputs, self.device, self.dtype)
         y = self.targets[batch.videos].to(self.device)
-        models = [self.candidates[p].model.train() for p in active]
-        every = all(len(mine) == len(batch.videos) for mine in rows)  # then one batched pass serves every candidate
+        models = [self.grid[key].model.train() for key in rows]
+        every = all(len(mine) == len(batch.videos) for mine in rows.values())  # then one pass serves every candidate
         with autocast_for(self.device, self.dtype):
-            logits = forward_many(models, x, None if every else rows)  # P' x [B_p, C]
+            logits = forward_many(models, x, None if every else list(rows.values()))  # P' x [B_p, C]
         losses, correct = [], []
-        for mine, lg in zip(rows, logits):
+        for mine, lg in zip(rows.values(), logits):
             lg, target = lg.float(), y[mine]
             losses.append(F.cross_entropy(lg, target))
             correct.append((lg.detach().argmax(1) == target).sum())
-        counts = torch.tensor([len(mine) for mine in rows], dtype=torch.float32)
+        counts = torch.tensor([len(mine) for mine in rows.values()], dtype=torch.float32)
+        active = np.array([self.position[key] for key in rows])
         with torch.no_grad():
             sums = torch.stack([torch.stack(losses).detach() * counts.to(self.device), torch.stack(correct).float()], 1)
             self.sums.index_add_(0, torch.from_numpy(active).to(self.device), sums)  # [P', 2] into [P, 2]
         self.samples[active] += counts.numpy()
-        for p in active:
-            self.candidates[p].optimizer.zero_grad(set_to_none=True)
+        for key in rows:
+            self.grid[key].optimizer.zero_grad(set_to_none=True)
         total = torch.stack(losses).sum()
         (self.scaler.scale(total) if self.scaler else total).backward()
-        for p in active:
-            self.update(self.candidates[p], progress)
+        for key in rows:
+            self.update(self.grid[key], progress)
         if self.scaler:
             self.scaler.update()
 
@@ -147,12 +186,12 @@ class StepRunner:
         else:
             candidate.optimizer.step()
 
-    def epoch_means(self) -> np.ndarray:
-        """Mean training loss and accuracy per candidate since the last call -> [P, 2]."""
-        means = self.sums.cpu().numpy() / np.maximum(self.samples, 1)[:, None]
+    def epoch_means(self) -> dict[str, tuple[float, float]]:
+        """Mean training loss and accuracy per candidate key since the last call."""
+        means = self.sums.cpu().numpy() / np.maximum(self.samples, 1)[:, None]  # [P, 2]
         self.sums.zero_()
         self.samples[:] = 0
-        return means
+        return {key: (float(means[p, 0]), float(means[p, 1])) for key, p in self.position.items()}
 
 
 def train_plans(source: TokenSource, plans: list[FoldPlan], targets: np.ndarray, *, cfg: ProbeConfig,
@@ -161,18 +200,15 @@ def train_plans(source: TokenSource, plans: list[FoldPlan], targets: np.ndarray,
     candidates of a plan with validation videos are scored there after the last epoch (after every epoch with
     val_curve), and every epoch's mean loss and accuracy go to the log (train_log.csv)."""
     device = resolve_device(cfg.device)
-    training = Training([make_candidates(cfg, source, num_classes, plan=plan, device=device) for plan in plans])
-    flat = [c for group in training.candidates for c in group]
-    member = np.zeros((len(flat), len(source.reader)), dtype=bool)  # [P, V]
-    owner = [i for i, group in enumerate(training.candidates) for _ in group]
-    for p, i in enumerate(owner):
-        member[p, plans[i].train] = True
-    union = np.flatnonzero(member.any(axis=0))
+    candidates = [c for plan in plans for c in make_candidates(cfg, source, num_classes, plan=plan, device=device)]
+    grid = CandidateGrid(candidates, plans, len(source.reader))
+    training = Training(grid)
+    union = grid.union()
     all_clips = cfg.train_clips == "all"
     share = np.mean([len(plan.train) for plan in plans]) / len(union)  # a fold's expected part of a batch
     batch_size = max(1, round(cfg.batch_size / share))
     total_steps = cfg.epochs * math.ceil(source.samples_per_epoch(len(union), all_clips) / batch_size)
-    step_runner = StepRunner(flat, member, targets, cfg=cfg)
+    step_runner = StepRunner(grid, targets, cfg=cfg)
     step = 0
     for epoch in range(cfg.epochs):
         rng = np.random.default_rng([sampling_seed, epoch])
@@ -181,37 +217,38 @@ def train_plans(source: TokenSource, plans: list[FoldPlan], targets: np.ndarray,
             step_runner(batch, step / total_steps)
         means = step_runner.epoch_means()
         last = epoch == cfg.epochs - 1
-        val = validate(source, plans, training.candidates, targets=targets, cfg=cfg) if last or cfg.val_curve else {}
-        for p, candidate in enumerate(flat):
-            candidate.val_uar = val.get(p, candidate.val_uar)
+        val = validate(source, plans, grid, targets=targets, cfg=cfg) if last or cfg.val_curve else {}
+        for candidate in grid:
+            candidate.val_uar = val.get(candidate.key, candidate.val_uar)
+            loss, accuracy = means[candidate.key]
             training.log.append({"epoch": epoch + 1, "fold": candidate.fold, "head": candidate.name,
-                                 "train_loss": float(means[p, 0]), "train_accuracy": float(means[p, 1]),
-                                 "val_uar_pbv": val.get(p)})
+                                 "train_loss": loss, "train_accuracy": accuracy, "val_uar_pbv": val.get(candidate.key)})
         if on_epoch is not None:
             on_epoch(epoch)
     return training
 
 
-def validate(source: TokenSource, plans: list[FoldPlan], candidates: list[list[Candidate]], *, targets: np.ndarray,
-             cfg: ProbeConfig) -> dict[int, float]:
-    """Inner-validation UAR (PBV) of the candidates of plans that have validation videos, keyed by flat index;
-    each validation video is read once for every plan that holds it."""
-    flat = [c for group in candidates for c in group]
-    start = np.cumsum([0] + [len(g) for g in candidates])
-    wanted: dict[int, list[int]] = {}
-    for i, plan in enumerate(plans):
+def validate(source: TokenSource, plans: list[FoldPlan], grid: CandidateGrid, *, targets: np.ndarray,
+             cfg: ProbeConfig) -> dict[str, float]:
+    """Inner-validation UAR (PBV) of the candidates of plans that have validation videos, by key; each validation
+    video is read once for every plan that holds it."""
+    models = list(grid)
+    position = {c.key: p for p, c in enumerate(models)}
+    wanted: dict[int, list[int]] = {}  # video -> positions of the models that score it
+    for plan in plans:
         for v in plan.val.tolist():
-            wanted.setdefault(v, []).extend(range(start[i], start[i + 1]))
+            wanted.setdefault(v, []).extend(position[c.key] for c in grid.fold(plan.fold))
     if not wanted:
         return {}
     videos = sorted(wanted)
-    posteriors = dict(zip(videos, video_posteriors(source, [c.model for c in flat], videos, cfg=cfg,
+    posteriors = dict(zip(videos, video_posteriors(source, [c.model for c in models], videos, cfg=cfg,
                                                    wanted=[wanted[v] for v in videos])))
     scores = {}
-    for i, plan in enumerate(plans):
-        for p in range(start[i], start[i + 1]):
+    for plan in plans:
+        for candidate in grid.fold(plan.fold):
+            p = position[candidate.key]
             preds = np.array([posteriors[v][p].sum(0).argmax() for v in plan.val.tolist()])
-            scores[p] = uar(targets[plan.val], preds) if len(preds) else float("nan")
+            scores[candidate.key] = uar(targets[plan.val], preds) if len(preds) else float("nan")
     return scores
 
 

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from fer_probe.config import ProbeConfig
 from fer_probe.cv import run_cv
 from fer_probe.reader import CacheReader
-from fer_probe.train import Candidate, StepRunner, cosine, parameter_groups
+from fer_probe.train import Candidate, CandidateGrid, FoldPlan, StepRunner, cosine, parameter_groups
 from tests.helpers import write_planted_store
 
 QUICK = {"epochs": 3, "num_heads": 4, "device": "cpu"}
@@ -25,12 +25,13 @@ def test_schedules_follow_vjepa():
     assert cosine(0.01, 1e-6, 1.0) == 1e-6
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
     optimizer = torch.optim.AdamW(parameter_groups(model, 0.01), lr=1e-3)
-    candidate = Candidate(0, "c", 1e-3, 0.01, model, optimizer)
+    candidate = Candidate(fold=0, name="c", lr=1e-3, weight_decay=0.01, model=model, optimizer=optimizer)
+    grid = CandidateGrid([candidate], [FoldPlan(fold=0, train=np.array([0]), val=np.array([]), seed=0)], 1)
     for p in model.parameters():
         p.grad = torch.ones_like(p)
     for schedule, expected_wd in (("cosine", cosine(0.01, 1e-6, 0.5)), ("constant", 0.01)):
         cfg = ProbeConfig(wd_schedule=schedule, device="cpu")
-        StepRunner([candidate], np.ones((1, 1), bool), np.zeros(1, np.int64), cfg=cfg).update(candidate, 0.5)
+        StepRunner(grid, np.zeros(1, np.int64), cfg=cfg).update(candidate, 0.5)
         decay, other = optimizer.param_groups
         assert math.isclose(decay["lr"], 5e-4) and math.isclose(other["lr"], 5e-4)
         assert math.isclose(decay["weight_decay"], expected_wd) and other["weight_decay"] == 0.0
