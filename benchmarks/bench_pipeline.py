@@ -42,7 +42,7 @@ class StandInEncoder(torch.nn.Module):
 
 def run(store: Path, videos: int, args) -> float:
     """Seconds to push `videos` decoded videos through the pipeline into a fresh store."""
-    items = [VideoItem(f"v{i}", f"v{i}.mp4", 0, "neutral", "1") for i in range(videos)]
+    items = [VideoItem(id=f"v{i}", path=f"v{i}.mp4", label=0, label_name="neutral", subject="1") for i in range(videos)]
     layout = schema.Layout(videos=videos, clips=args.clips, views=1, tokens=args.tokens, width=args.width,
                            frames_per_clip=args.frames)
     store = writing.create_store(store, layout, items, attrs={"fingerprint": "stand-in", "label_names": ["neutral"]})
@@ -55,7 +55,7 @@ def run(store: Path, videos: int, args) -> float:
     encoder = BatchEncoder(encoder_model, writer, batch_size=args.batch, device=torch.device("cpu"),
                            out_dtype=torch.float16, prepare=lambda video: video)  # normalising is the GPU's work
     for i in range(videos):
-        encoder.add(DecodedVideo(i, clips, frame_index, 64))
+        encoder.add(DecodedVideo(index=i, clips=clips, frame_index=frame_index, n_frames=64))
     encoder.flush()
     writer.close()
     seconds = time.perf_counter() - started

@@ -71,8 +71,9 @@ def synthetic_store(path: Path, *, subjects: int, classes: int, per_class: int, 
 
     rng = np.random.default_rng(seed)
     names = [CANONICAL_LABELS[i] for i in (0, 2, 3, 4, 5, 6)][:classes]
-    videos = [VideoItem(f"s{s}_c{c}_r{r}", f"s{s}/{c}_{r}.mp4", CANONICAL_LABELS.index(names[c]), names[c],
-                        str(s + 1)) for s in range(subjects) for c in range(classes) for r in range(per_class)]
+    videos = [VideoItem(id=f"s{s}_c{c}_r{r}", path=f"s{s}/{c}_{r}.mp4", label=CANONICAL_LABELS.index(names[c]),
+                        label_name=names[c],
+                        subject=str(s + 1)) for s in range(subjects) for c in range(classes) for r in range(per_class)]
     encoder = {"family": "synthetic", "embed_dim": width, "num_heads": 16}
     sampling, storage, grid = {"clips_per_video": clips, "spatial_views": 1}, {"dtype": "float16"}, [1, 1, tokens]
     attrs = schema.store_attrs(dataset="synthetic", label_names=list(CANONICAL_LABELS), encoder=encoder,

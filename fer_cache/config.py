@@ -22,7 +22,7 @@ DTYPES = ("float16", "bfloat16", "int8", "float32")  # float32: twice the bytes,
 COMPRESSORS = ("zstd", "blosc", "none")
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class DatasetConfig:
     name: str
     adapter: str
@@ -36,7 +36,7 @@ class DatasetConfig:
     config_file: str = "data.yaml"  # the config file that defined it, for messages
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class ExtractionConfig:
     frames_per_clip: int = 16
     frame_step: int = 4
@@ -49,7 +49,7 @@ class ExtractionConfig:
     face_margin: float = 0.25
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class Config:
     path: Path
     datasets: dict[str, DatasetConfig] = field(default_factory=dict)

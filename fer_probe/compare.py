@@ -15,7 +15,7 @@ COLUMNS = ["run", "command", "recipe", "probe", "data", "encoder", "test videos"
            "chance UAR"]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Comparison:
     columns: list[str]
     rows: list[dict] = field(default_factory=list)
@@ -65,7 +65,7 @@ def compare_runs(runs: list[Path], out: Path | None = None) -> Comparison:
     """Read each run directory; write out.md and out.csv when `out` is given."""
     if len(runs) < 1:
         raise FerProbeError("name at least one run directory")
-    table = Comparison(list(COLUMNS))
+    table = Comparison(columns=list(COLUMNS))
     loaded = []
     for run in runs:
         config, metrics, rows, classes = read_run(Path(run))

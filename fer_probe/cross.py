@@ -34,7 +34,7 @@ PROTOCOL = " ".join(__doc__.split("\n\n", 1)[1].split())  # the policies above, 
 POLICIES = ("shared", "strict")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class LabelMapping:
     """How B's labels land in the space the probe predicts."""
     train_classes: list[str]  # the probe's output classes (A's, in A's label order)
@@ -79,7 +79,8 @@ def map_labels(a: CacheReader, b: CacheReader, policy: str, *, calm_as_neutral: 
                "excluded_videos": len(b) - len(scored), "unlabelled_test_videos": b.unlabelled,
                "trained_on": "all videos of the training store, one probe"}
     labels = np.array([space.index(names_b[i]) for i in scored], dtype=np.int64)
-    return LabelMapping(train_classes, space, scored, labels, mask, summary)
+    return LabelMapping(train_classes=train_classes, space=space, scored=scored, labels=labels, class_mask=mask,
+                        summary=summary)
 
 
 def run_cross(train_store: str, test_store: str, out: str | Path, *, cfg: ProbeConfig, policy: str = "shared",
@@ -119,8 +120,9 @@ def run_cross(train_store: str, test_store: str, out: str | Path, *, cfg: ProbeC
             placed = np.zeros((len(p), len(mapping.space)), dtype=p.dtype)
             placed[:, columns] = p
             padded.append(placed)
-        fold = FoldPredictions(0, [b.ids[i] for i in mapping.scored], [b.subjects[i] for i in mapping.scored],
-                               mapping.labels, padded)
+        fold = FoldPredictions(fold=0, video_ids=[b.ids[i] for i in mapping.scored],
+                               subjects=[b.subjects[i] for i in mapping.scored],
+                               labels=mapping.labels, clip_posteriors=padded)
         width = a.width
     metrics = summarise([fold], seed=cfg.seed)
     warnings = [w for w in [collapse_warning(fold, mapping.space, "the probe")] if w]
@@ -132,4 +134,5 @@ def run_cross(train_store: str, test_store: str, out: str | Path, *, cfg: ProbeC
     with outputs.writing(out, "the probe weights", kept="metrics.json and predictions.csv are written"):
         outputs.write_weights(out / "weights" / "all.safetensors", chosen, cfg, class_names=mapping.train_classes,
                               width=width)
-    return RunResult(out, metrics, mapping.space, cfg, [fold], [chosen.name], warnings=warnings, notes=notes)
+    return RunResult(out=out, metrics=metrics, class_names=mapping.space, config=cfg, folds=[fold],
+                     selected=[chosen.name], warnings=warnings, notes=notes)

@@ -33,7 +33,7 @@ PROTOCOL = __doc__.split("\n\n", 1)[1].strip()
 Progress = Callable[[str, int, int], None]  # (what is training, epochs done, epochs in all)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunResult:
     out: Path
     metrics: dict
@@ -153,14 +153,16 @@ def run_cv(store: str, out: str | Path, cfg: ProbeConfig, *, n_folds: int | str 
         outputs.write_folds(out, folds, cfg.seed)
         plans, tests = fold_plans(folds, reader, targets, cfg=cfg)
         training = train_folds(source, plans, targets, cfg=cfg, num_classes=len(class_names), on_progress=on_progress)
-        result = RunResult(out, {}, class_names, cfg, excluded=reader.excluded, unlabelled=reader.unlabelled,
+        result = RunResult(out=out, metrics={}, class_names=class_names, config=cfg, excluded=reader.excluded,
+                           unlabelled=reader.unlabelled,
                            notes=notes)
         tables, weights = [], []
         for f, (plan, test_idx) in enumerate(zip(plans, tests)):
             chosen, table = select(training.grid.fold(plan.fold))
             posteriors = [p[0] for p in video_posteriors(source, [chosen.model], test_idx.tolist(), cfg=cfg)]
-            fold = FoldPredictions(f, [reader.ids[i] for i in test_idx], [reader.subjects[i] for i in test_idx],
-                                   targets[test_idx], posteriors)
+            fold = FoldPredictions(fold=f, video_ids=[reader.ids[i] for i in test_idx],
+                                   subjects=[reader.subjects[i] for i in test_idx],
+                                   labels=targets[test_idx], clip_posteriors=posteriors)
             result.folds.append(fold)
             result.selected.append(chosen.name)
             tables.append({"fold": f, "heads": table})

@@ -11,7 +11,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from fer_probe.errors import FoldsError, NoSubjectsError
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class Fold:
     test_subjects: tuple[str, ...]
     train_subjects: tuple[str, ...]
@@ -34,11 +34,13 @@ def official_folds(ids: list[str], splits: list[str] | None) -> list[Fold]:
         folds = []
         for value in sorted(values, key=lambda v: int(v[5:])):
             test = tuple(i for i, s in zip(ids, splits) if s == value)
-            folds.append(Fold((), (), test, tuple(i for i, s in zip(ids, splits) if s != value)))
+            train = tuple(i for i, s in zip(ids, splits) if s != value)
+            folds.append(Fold(test_subjects=(), train_subjects=(), test_videos=test, train_videos=train))
         return folds
     if set(values) == {"test", "train"}:
-        return [Fold((), (), tuple(i for i, s in zip(ids, splits) if s == "test"),
-                     tuple(i for i, s in zip(ids, splits) if s == "train"))]
+        return [Fold(test_subjects=(), train_subjects=(),
+                     test_videos=tuple(i for i, s in zip(ids, splits) if s == "test"),
+                     train_videos=tuple(i for i, s in zip(ids, splits) if s == "train"))]
     raise FoldsError(f"official splits must be test:1..test:k or train/test, found {', '.join(values[:5])}")
 
 
@@ -69,7 +71,7 @@ def make_folds(subjects: list[str], labels: np.ndarray, n_folds: int, *, seed: i
     for _, test_idx in splits:
         test = sorted(set(groups[test_idx].tolist()), key=_subject_key)
         train = [s for s in unique if s not in set(test)]
-        folds.append(Fold(tuple(test), tuple(train)))
+        folds.append(Fold(test_subjects=tuple(test), train_subjects=tuple(train)))
     return folds
 
 
@@ -99,8 +101,10 @@ def load_folds(path: Path, subjects: list[str], ids: list[str] | None = None) ->
     try:
         raw = json.loads(path.read_text())
         entries = raw["folds"]
-        folds = [Fold(tuple(str(s) for s in e["test_subjects"]), tuple(str(s) for s in e["train_subjects"]),
-                      tuple(str(v) for v in e.get("test_videos", ())), tuple(str(v) for v in e.get("train_videos", ())))
+        folds = [Fold(test_subjects=tuple(str(s) for s in e["test_subjects"]),
+                      train_subjects=tuple(str(s) for s in e["train_subjects"]),
+                      test_videos=tuple(str(v) for v in e.get("test_videos", ())),
+                      train_videos=tuple(str(v) for v in e.get("train_videos", ())))
                  for e in entries]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise FoldsError(f"{path}: expected {{\"folds\": [{{\"test_subjects\": [...], \"train_subjects\": "

@@ -77,7 +77,7 @@ def paired_bootstrap(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray,
             "p_value": float(min(1.0, p_value))}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class FoldPredictions:
     """One fold's test results: per video, the clips' posteriors and the label."""
     fold: int

@@ -12,7 +12,7 @@ from fer_cache.encoders.presets import PRESETS as VJEPA_PRESETS
 from fer_cache.encoders.presets import VIDEOMAE_PRESETS, VJEPA21_PRESETS, ArchPreset
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class EncoderConfig:
     """One encoder entry of data.yaml (the keywords of `build_encoder`); None means: from the checkpoint or preset."""
     name: str

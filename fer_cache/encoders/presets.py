@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class ArchPreset:
+class ArchPreset:  # a row of the preset tables below: (width, depth, heads, MLP ratio)
     embed_dim: int
     depth: int
     num_heads: int

@@ -19,7 +19,7 @@ Output = Literal["last", "hierarchical"]
 HIERARCHICAL_LAYERS = {12: (2, 5, 8, 11), 24: (5, 11, 17, 23), 40: (9, 19, 29, 39), 48: (11, 23, 37, 47)}
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class ViTConfig:
     embed_dim: int
     depth: int
@@ -179,7 +179,7 @@ class PatchEmbed3D(nn.Module):
         return self.proj(video).flatten(2).transpose(1, 2)  # [B, 3, T, H, W] -> [B, N, D]
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class EncoderIdentity:
     """Where an encoder's weights came from, and what was decided while building it (written into stores)."""
     family: str
@@ -198,7 +198,7 @@ class VideoViT(nn.Module):
     def __init__(self, cfg: ViTConfig, identity: EncoderIdentity | None = None):
         super().__init__()
         self.cfg = cfg
-        self.identity = identity or EncoderIdentity("vjepa2" if cfg.use_rope else "vjepa")
+        self.identity = identity or EncoderIdentity(family="vjepa2" if cfg.use_rope else "vjepa")
         if cfg.final_norm == "per_layer" and cfg.depth < 4:
             raise ValueError(f"a V-JEPA 2.1 encoder needs at least 4 blocks (4 hierarchical layers), got {cfg.depth}")
         self.patch_embed = PatchEmbed3D(cfg)

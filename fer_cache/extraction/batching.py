@@ -16,7 +16,7 @@ from fer_cache.extraction.writer import Failure, Finished, Writer
 from fer_cache.inputs.video import normalise
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DecodedVideo:
     """What a decode worker returns: every clip view of one video, or why it could not be decoded."""
     index: int  # store row
@@ -27,7 +27,7 @@ class DecodedVideo:
 
     @classmethod
     def failure(cls, index: int, reason: str) -> "DecodedVideo":
-        return cls(index, None, None, 0, reason)
+        return cls(index=index, clips=None, frame_index=None, n_frames=0, error=reason)
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Advance:
     failed: int = 0  # videos that failed to decode
 
 
-@dataclass
+@dataclass(kw_only=True)
 class VideoBuffer:
     """A video being encoded: its tokens fill in as its clip views come out of the encoder."""
     decoded: DecodedVideo
@@ -78,7 +78,7 @@ class BatchEncoder:
             self.on_advance(Advance(videos=1, failed=1))
             return
         flat = decoded.clips.flatten(0, 1)  # [K*S, T, h, w, 3]
-        self.videos_in_work[decoded.index] = VideoBuffer(decoded, np.empty(0))
+        self.videos_in_work[decoded.index] = VideoBuffer(decoded=decoded, tokens=np.empty(0))
         self.queue.extend((decoded.index, position, clip) for position, clip in enumerate(flat))
         while len(self.queue) >= self.batch_size:
             self.launch(self.queue[:self.batch_size])
@@ -120,8 +120,9 @@ class BatchEncoder:
             entry.finite &= bool(ok)
             entry.filled += 1
             if entry.filled == K * S:
-                self.writer.put(Finished(index, entry.tokens, entry.decoded.frame_index, entry.decoded.n_frames,
-                                         entry.finite))
+                self.writer.put(Finished(index=index, tokens=entry.tokens, frame_index=entry.decoded.frame_index,
+                                         n_frames=entry.decoded.n_frames,
+                                         finite=entry.finite))
                 del self.videos_in_work[index]
                 self.videos += 1
                 self.on_advance(Advance(videos=1))

@@ -44,7 +44,7 @@ class VideoClips(Dataset):
             # fails this call, which the DataLoader reports to the parent, instead of a lost item and a parent that
             # waits for it forever.
             clips.share_memory_()
-        return DecodedVideo(index, clips, frame_index, len(frames))
+        return DecodedVideo(index=index, clips=clips, frame_index=frame_index, n_frames=len(frames))
 
 
 def quiet_worker(_: int) -> None:

@@ -16,7 +16,7 @@ from fer_cache.errors import StoreError
 from fer_cache.store import Store, writing
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Finished:
     """A video whose every clip view is encoded."""
     index: int  # store row

@@ -157,7 +157,7 @@ class StoreLock:
             self.handle.close()
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Reconciled:
     """How the dataset's videos land in an existing store."""
     rows: list[int]  # store row of each requested video
@@ -185,7 +185,7 @@ def reconcile(store: Store, attrs: dict, *, videos: list) -> Reconciled:
     if new or any(a.shape[0] != len(ids) for a in per_video_arrays(group)):
         grow(group, ids, new)
         position |= {v.id: len(ids) + i for i, v in enumerate(new)}
-    result = Reconciled([position[v.id] for v in videos], added=len(new))
+    result = Reconciled(rows=[position[v.id] for v in videos], added=len(new))
     result.relabelled = update_metadata(group, videos, result.rows)
     status = group["videos/status"][:]
     lost = store.lost_chunks(np.flatnonzero(status == schema.DONE)) or []
@@ -242,7 +242,7 @@ def prepare_for_extraction(location: str, layout: Layout, videos: list, *, attrs
     """Rank 0 creates the store (replacing it with overwrite), or reconciles an existing one with the dataset
     (growing it); the other ranks open it once it is ready (`wait` is the ranks' barrier)."""
     exists = (Path(location) / "zarr.json").exists() if not schema.is_url(location) else url_exists(location)
-    reconciled = Reconciled(list(range(len(videos))))
+    reconciled = Reconciled(rows=list(range(len(videos))))
     if rank == 0:
         if exists and not overwrite:
             store = Store.open(location, mode="r+")
@@ -260,7 +260,7 @@ def prepare_for_extraction(location: str, layout: Layout, videos: list, *, attrs
     if rank != 0:
         store = Store.open(location, mode="r+")
         position = {video_id: row for row, video_id in enumerate(store.strings("videos/id"))}
-        reconciled = Reconciled([position[v.id] for v in videos])
+        reconciled = Reconciled(rows=[position[v.id] for v in videos])
     return store, reconciled
 
 

@@ -42,7 +42,7 @@ def decoded(index: int, clips: int, views: int, first: int) -> DecodedVideo:
     for k in range(clips):
         for s in range(views):
             values[k, s] = first + k * views + s  # every clip view marked with its own number
-    return DecodedVideo(index, values, np.zeros((clips, 2), np.int32), 30)
+    return DecodedVideo(index=index, clips=values, frame_index=np.zeros((clips, 2), np.int32), n_frames=30)
 
 
 def run(model, videos, batch_size=4):

@@ -35,7 +35,7 @@ def test_ravdess_scan_filters_errors_and_order(tmp_path):
                 "Actor_01/bad-name.mp4", "Actor_01/README.txt", "Actor_02/01-01-03-01-01-01-05.mp4"]:
         touch(tmp_path, rel)
     (tmp_path / "Actor_01" / "01-01-01-01-01-01-01.mp4").mkdir()
-    result = scan_dataset(DatasetConfig("r", "ravdess", tmp_path))
+    result = scan_dataset(DatasetConfig(name="r", adapter="ravdess", root=tmp_path))
     assert [v.id for v in result.videos] == ["01-01-05-02-02-02-01", "02-01-03-01-01-01-02"]
     assert [(v.label_name, v.subject) for v in result.videos] == [("angry", "1"), ("happy", "2")]
     assert result.skipped == 2  # a song video and an audio-only one, excluded by the default filters
@@ -43,7 +43,7 @@ def test_ravdess_scan_filters_errors_and_order(tmp_path):
     assert "seven two-digit fields" in reasons["Actor_01/bad-name.mp4"]
     assert "directory" in reasons["Actor_01/01-01-01-01-01-01-01.mp4"]
     assert "actor 05 but the file is in the folder of actor 02" in reasons["Actor_02/01-01-03-01-01-01-05.mp4"]
-    songs = scan_dataset(DatasetConfig("r", "ravdess", tmp_path, vocal_channel=("song",)))
+    songs = scan_dataset(DatasetConfig(name="r", adapter="ravdess", root=tmp_path, vocal_channel=("song",)))
     assert [v.id for v in songs.videos] == ["01-02-05-02-02-02-01"]
 
 
@@ -58,7 +58,7 @@ def test_crema_d_names():
 
 def test_crema_d_scan_of_the_real_clips(tmp_path):
     from tests.helpers import CREMA_D
-    result = scan_dataset(DatasetConfig("c", "crema_d", CREMA_D))
+    result = scan_dataset(DatasetConfig(name="c", adapter="crema_d", root=CREMA_D))
     assert [v.label_name for v in result.videos] == ["angry", "disgust", "fearful", "happy", "neutral", "sad"]
     assert {v.subject for v in result.videos} == {"1001"}
     assert not result.errors
@@ -70,7 +70,7 @@ def test_manifest_labels_land_on_the_canonical_vocabulary(tmp_path):
     (tmp_path / "m.csv").write_text("path,label,subject\nclips/a.mp4,happy,7\nclips/b.mp4,Angry,8\n"
                                     "clips/c.mp4,nuetral,9\nclips/d.mp4,FEAR,9\nclips/e.mp4,joyful,9\n"
                                     "clips/missing.mp4,sad,9\nclips/a.mp4,sad,7\nclips/f.mp4,Surprise,3\n")
-    result = scan_dataset(DatasetConfig("m", "manifest", tmp_path, manifest=tmp_path / "m.csv"))
+    result = scan_dataset(DatasetConfig(name="m", adapter="manifest", root=tmp_path, manifest=tmp_path / "m.csv"))
     assert result.label_names == CANONICAL_LABELS  # typos never become classes
     assert [(v.id, v.label_name, v.subject) for v in result.videos] == [
         ("a", "happy", "7"), ("b", "angry", "8"), ("d", "fearful", "9"), ("f", "surprised", "3")]
@@ -81,7 +81,7 @@ def test_manifest_labels_land_on_the_canonical_vocabulary(tmp_path):
     assert "not found" in reasons["clips/missing.mp4"]
     assert reasons["clips/a.mp4"] == "listed with two labels in m.csv: happy (line 2) and sad (line 8); happy is " \
         "kept: delete the wrong row"  # one file twice is not a duplicate id to rename (issue 23)
-    declared = scan_dataset(DatasetConfig("m", "manifest", tmp_path, manifest=tmp_path / "m.csv",
+    declared = scan_dataset(DatasetConfig(name="m", adapter="manifest", root=tmp_path, manifest=tmp_path / "m.csv",
                                           labels=("sad", "Happy", "nuetral")))
     assert declared.label_names == ("sad", "Happy", "nuetral")  # a declared vocabulary is the whole vocabulary
     assert [(v.id, v.label_name) for v in declared.videos] == [("a", "Happy"), ("c", "nuetral")]

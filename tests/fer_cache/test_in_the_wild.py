@@ -103,7 +103,7 @@ def test_frame_folders_decode_in_frame_order_like_videos(tmp_path):
 
 def test_dfew_scan_reads_the_released_split_files(tmp_path):
     labels = build_dfew(tmp_path, missing=9)
-    result = scan_dataset(DatasetConfig("dfew", "dfew", tmp_path))
+    result = scan_dataset(DatasetConfig(name="dfew", adapter="dfew", root=tmp_path))
     assert [v.id for v in result.videos] == [f"{c:05d}" for c in range(1, 11) if c != 9]
     assert [v.label_name for v in result.videos] == [labels[c - 1] for c in range(1, 11) if c != 9]
     assert [v.split for v in result.videos][:4] == ["test:1", "test:1", "test:2", "test:2"]
@@ -114,7 +114,7 @@ def test_dfew_scan_reads_the_released_split_files(tmp_path):
 
 def test_ferv39k_keys_are_whole_paths(tmp_path):
     build_ferv39k(tmp_path)
-    result = scan_dataset(DatasetConfig("f", "ferv39k", tmp_path))
+    result = scan_dataset(DatasetConfig(name="f", adapter="ferv39k", root=tmp_path))
     ids = [v.id for v in result.videos]
     assert "Action/Happy/0001" in ids and "Crime/Sad/0001" in ids  # the 4-digit ids repeat across folders
     assert {v.id: v.label_name for v in result.videos}["War/Fear/0012"] == "fearful"
@@ -123,7 +123,7 @@ def test_ferv39k_keys_are_whole_paths(tmp_path):
 
 def test_mafw_scan_maps_names_and_ignores_other_files(tmp_path):
     names = build_mafw(tmp_path)
-    result = scan_dataset(DatasetConfig("m", "mafw", tmp_path))
+    result = scan_dataset(DatasetConfig(name="m", adapter="mafw", root=tmp_path))
     assert not result.errors
     assert [v.label_name for v in result.videos] == ["angry", "disgust", "fearful", "happy", "neutral", "sad",
                                                      "surprised", "contempt", "anxiety", "helplessness"]

@@ -11,7 +11,8 @@ ATTRS = {"fingerprint": "f", "label_names": ["a", "b", "c"], "encoder": {"embed_
 
 
 def videos(n):
-    return [VideoItem(f"v{i}", f"a/v{i}.mp4", i % 3, "x", str(i % 2 + 1)) for i in range(n)]
+    return [VideoItem(id=f"v{i}", path=f"a/v{i}.mp4", label=i % 3, label_name="x",
+                      subject=str(i % 2 + 1)) for i in range(n)]
 
 
 def written_store(path, *, dtype="float16", views=1, direct=True, compressor="none"):

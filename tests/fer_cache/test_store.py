@@ -12,7 +12,8 @@ ATTRS = {"fingerprint": "f", "label_names": ["a", "b", "c"], "encoder": {"embed_
 
 
 def videos(n, start=0):
-    return [VideoItem(f"v{i}", f"a/v{i}.mp4", i % 3, "x", str(i % 2 + 1)) for i in range(start, start + n)]
+    return [VideoItem(id=f"v{i}", path=f"a/v{i}.mp4", label=i % 3, label_name="x",
+                      subject=str(i % 2 + 1)) for i in range(start, start + n)]
 
 
 def new_store(tmp_path, n=3, **layout):
@@ -95,7 +96,7 @@ def test_metadata_follows_the_dataset_and_lost_chunks_are_queued_again(tmp_path)
     for row in range(3):
         writing.write_video(store, row, tokens(row), frame_index=np.zeros((2, 4), np.int32), n_frames=40)
     relabelled = videos(3)
-    relabelled[1] = VideoItem("v1", "a/v1.mp4", 2, "c", "9")
+    relabelled[1] = VideoItem(id="v1", path="a/v1.mp4", label=2, label_name="c", subject="9")
     next(p for p in (tmp_path / "s.zarr" / "tokens" / "c" / "2").rglob("*") if p.is_file()).unlink()
     result = writing.reconcile(store, ATTRS, videos=relabelled)
     assert (result.relabelled, result.repaired) == (1, 1)
@@ -111,8 +112,8 @@ def test_writer_commits_in_order_and_never_non_finite_tokens(tmp_path):
     good = tokens()
     bad = good.copy()
     bad[0, 0, 1, 2] = np.inf
-    writer.put(Finished(0, good, np.zeros((2, 4), np.int32), 5))
-    writer.put(Finished(1, bad, np.zeros((2, 4), np.int32), 5, finite=False))
+    writer.put(Finished(index=0, tokens=good, frame_index=np.zeros((2, 4), np.int32), n_frames=5))
+    writer.put(Finished(index=1, tokens=bad, frame_index=np.zeros((2, 4), np.int32), n_frames=5, finite=False))
     writer.put(Failure(2, "cannot decode: moov atom not found"))
     writer.close()
     assert group["videos/status"][:].tolist() == [schema.DONE, schema.FAILED, schema.FAILED]
@@ -123,7 +124,8 @@ def test_writer_commits_in_order_and_never_non_finite_tokens(tmp_path):
 def test_a_failed_write_is_raised_as_a_store_error(tmp_path):
     writer = Writer(new_store(tmp_path, n=1))
     writer.start()
-    writer.put(Finished(0, np.zeros((3, 3)), np.zeros((2, 4), np.int32), 5))  # the wrong shape
+    writer.put(Finished(index=0, tokens=np.zeros((3, 3)), frame_index=np.zeros((2, 4), np.int32),
+                        n_frames=5))  # the wrong shape
     with pytest.raises(StoreError, match="writing the store failed"):
         writer.close()
 

@@ -39,7 +39,8 @@ def test_summary_schema_and_values():
     for f in range(3):
         labels = rng.integers(0, 4, 10)
         posteriors = [rng.dirichlet(np.ones(4), size=5) for _ in labels]
-        folds.append(FoldPredictions(f, [f"v{f}_{i}" for i in range(10)], ["s"] * 10, labels, posteriors))
+        folds.append(FoldPredictions(fold=f, video_ids=[f"v{f}_{i}" for i in range(10)], subjects=["s"] * 10,
+                                     labels=labels, clip_posteriors=posteriors))
     metrics = summarise(folds, n_boot=100)
     assert set(metrics) == {"uar_pbv", "war_pbv", "uar_mv", "war_mv", "uar_clip", "war_clip"}
     for m in metrics.values():

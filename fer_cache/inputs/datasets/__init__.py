@@ -12,7 +12,7 @@ ADAPTER_MODULES = {"ravdess": "ravdess", "crema_d": "crema_d", "manifest": "mani
 VIDEO_EXTENSIONS = (".mp4", ".flv", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class VideoItem:
     id: str
     path: str  # relative to the dataset root
@@ -22,7 +22,7 @@ class VideoItem:
     split: str = ""  # official split membership, e.g. "test:3" (test set of fold 3) or "train"; "" when none
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ScanResult:
     label_names: tuple[str, ...]
     videos: list[VideoItem] = field(default_factory=list)

@@ -43,8 +43,9 @@ def read_split(path, fold: int, kind: str) -> list[Entry]:
         if not 1 <= code <= 7:
             raise DatasetError(f"{path} line {line}: label {label} is outside DFEW's 1-7")
         split = f"test:{fold}" if kind == "test" else "train"
-        entries.append(Entry(f"{clip:05d}", canonical_or_error(CODES[code - 1], f"{path} line {line}"), split,
-                             f"{path.name} line {line}"))
+        entries.append(Entry(clip=f"{clip:05d}", label=canonical_or_error(CODES[code - 1], f"{path} line {line}"),
+                             split=split,
+                             source=f"{path.name} line {line}"))
     return entries
 
 

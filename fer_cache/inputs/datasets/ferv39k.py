@@ -22,8 +22,8 @@ def read_split(path, split: str) -> list[Entry]:
         folder_emotion = key.split("/")[1]
         if folder_emotion.lower() != emotion.lower():
             raise DatasetError(f"{path} line {line}: the label {emotion} differs from the folder {folder_emotion}")
-        entries.append(Entry(key, canonical_or_error(emotion, f"{path} line {line}"), split,
-                             f"{path.name} line {line}"))
+        entries.append(Entry(clip=key, label=canonical_or_error(emotion, f"{path} line {line}"), split=split,
+                             source=f"{path.name} line {line}"))
     return entries
 
 

@@ -30,8 +30,8 @@ def read_split(path, split: str) -> list[Entry]:
         clip = parts[0].rsplit(".", 1)[0] if parts[0].lower().endswith(".mp4") else parts[0]
         if not clip.isdigit():
             raise DatasetError(f"{path} line {line}: clip '{parts[0]}' is not a numbered MAFW clip")
-        entries.append(Entry(clip.zfill(5), canonical_or_error(parts[1], f"{path} line {line}"), split,
-                             f"{path.parent.name}/{path.name} line {line}"))
+        entries.append(Entry(clip=clip.zfill(5), label=canonical_or_error(parts[1], f"{path} line {line}"), split=split,
+                             source=f"{path.parent.name}/{path.name} line {line}"))
     return entries
 
 

@@ -13,7 +13,7 @@ from fer_cache.inputs.datasets import CANONICAL_LABELS, ScanResult, VideoItem, a
 from fer_cache.labels import canonical_label, unknown_label_message
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class Entry:
     """One clip of an official split file."""
     clip: str  # the official key: a 5-digit id, or FERV39k's Scene/Emotion/id

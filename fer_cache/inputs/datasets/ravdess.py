@@ -1,6 +1,6 @@
 """RAVDESS: MM-VV-EE-II-SS-RR-AA.mp4 (modality, vocal channel, emotion, intensity, statement, repetition, actor)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from fer_cache.config import DatasetConfig
 from fer_cache.inputs.datasets import RAVDESS_LABELS, ScanResult, VideoItem, add_unique, candidate_files
@@ -10,7 +10,7 @@ VOCAL_CHANNELS = {1: "speech", 2: "song"}
 SONG_EMOTIONS = {1, 2, 3, 4, 5, 6}  # RAVDESS song has neutral, calm, happy, sad, angry, fearful
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class RavdessName:
     modality: int
     vocal_channel: int
@@ -32,7 +32,7 @@ def parse_name(stem: str) -> RavdessName:
     for value, (name, low, high) in zip(values, ranges):
         if not low <= value <= high:
             raise ValueError(f"{name} code {value:02d} is outside {low:02d}-{high:02d}")
-    name = RavdessName(*values)
+    name = RavdessName(**dict(zip([f.name for f in fields(RavdessName)], values)))
     if name.emotion == 1 and name.intensity == 2:
         raise ValueError("neutral (emotion 01) has no strong intensity (02) in RAVDESS; the name is misspelt")
     if name.vocal_channel == 2 and name.emotion not in SONG_EMOTIONS:
