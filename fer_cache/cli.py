@@ -80,25 +80,25 @@ def scan(*, dataset: Annotated[str, typer.Option(help="dataset name in the confi
     with progress_bar(stderr=True) as bar:
         report = scan_with_frames(load_config(config).dataset(dataset), decode, counted(bar, "decoding"))
     print_scan(report, dataset, config, decode=decode, as_json=as_json)
-    raise typer.Exit(3 if report["errors"] else 0)
+    raise typer.Exit(3 if report.errors else 0)
 
 
-def print_scan(report: dict, dataset: str, config: Path, *, decode: bool, as_json: bool) -> None:
-    if report["skipped"]:
-        errors.print(f"{report['skipped']} videos left out by the dataset's filters in {config}")
+def print_scan(report, dataset: str, config: Path, *, decode: bool, as_json: bool) -> None:
+    if report.skipped:
+        errors.print(f"{report.skipped} videos left out by the dataset's filters in {config}")
     if as_json:
-        print(json.dumps({"videos": report["videos"], "errors": report["errors"]}, indent=1))
+        print(json.dumps(report.as_json(), indent=1))
         return
-    table = Table("id", "label", "subject", *(["split"] if report["splits"] else []),
+    table = Table("id", "label", "subject", *(["split"] if report.splits else []),
                   *(["frames"] if decode else []),
-                  title=f"{dataset}: {len(report['videos'])} videos, {len(report['errors'])} errors")
-    for v in report["videos"]:
-        table.add_row(v["id"], v["label_name"], v["subject"], *([str(v.get("split", ""))] if report["splits"] else []),
+                  title=f"{dataset}: {len(report.videos)} videos, {len(report.errors)} errors")
+    for v in report.videos:
+        table.add_row(v["id"], v["label_name"], v["subject"], *([str(v.get("split", ""))] if report.splits else []),
                       *([str(v["n_frames"])] if decode else []))
     console.print(table)
-    for title, counts in (("videos per class", report["per_class"]), ("videos per subject", report["per_subject"])):
+    for title, counts in (("videos per class", report.per_class), ("videos per subject", report.per_subject)):
         console.print(f"{title}: " + ", ".join(f"{k} {n}" for k, n in counts.items()), highlight=False)
-    for e in report["errors"]:
+    for e in report.errors:
         console.print(f"[yellow]error[/yellow] {e['path']}: {e['reason']}", highlight=False)
 
 

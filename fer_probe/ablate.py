@@ -3,6 +3,7 @@
 import json
 import shutil
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,39 @@ from fer_probe.outputs import is_run_dir
 from fer_probe.reader import CacheReader
 
 OWNED = ("ablation.json", "ablation.md", "ablation.png")
+
+
+@dataclass(kw_only=True)
+class VariantResult:
+    """One variant: its UAR (PBV) over all its test videos, with a bootstrap interval, and what it changes."""
+    variant: str
+    uar_pbv: float
+    ci95: list[float]
+    changes: dict
+
+
+@dataclass(kw_only=True)
+class PairedComparison:
+    """A against B on the same test videos: a paired bootstrap of the UAR difference."""
+    comparison: str
+    a: str
+    b: str
+    uar_a: float
+    uar_b: float
+    difference: float
+    ci95: list[float]
+    p_value: float
+    distinguishable: bool
+
+
+@dataclass(kw_only=True)
+class AblationSummary:
+    variants: list[VariantResult]
+    comparisons: list[PairedComparison]
+
+    def as_json(self) -> dict:
+        """ablation.json: {"variants": [...], "comparisons": [...]}."""
+        return {"variants": [asdict(v) for v in self.variants], "comparisons": [asdict(c) for c in self.comparisons]}
 
 
 def variants(base: ProbeConfig) -> dict[str, ProbeConfig]:
@@ -82,11 +116,11 @@ def versus_names(store: str, versus: list[str]) -> list[str]:
 
 def run_ablation(store: str, out: str | Path, base: ProbeConfig, *, n_folds: int = 5, allow_incomplete: bool = False,
                  overwrite: bool = False, versus: list[str] | str | None = None, stores_only: bool = False,
-                 on_progress: Callable[[str, int, int], None] | None = None) -> dict:
+                 on_progress: Callable[[str, int, int], None] | None = None) -> AblationSummary:
     """Each variant is a full cross-validation run in out/<variant>, all on the first run's folds. `versus`: stores
     of the same videos extracted otherwise (another encoder, face crops); the recipe's probe trains on each, at its
     store's width and heads, and is compared with the first store's by a paired bootstrap. `stores_only` leaves out
-    the one-store variants. Returns {"variants": pooled UAR with its interval per variant, "comparisons": ...}."""
+    the one-store variants. Returns every variant's pooled UAR with its interval and the paired comparisons."""
     out = Path(out)
     versus = [versus] if isinstance(versus, str) else list(versus or [])
     if stores_only and not versus:
@@ -115,11 +149,11 @@ def run_ablation(store: str, out: str | Path, base: ProbeConfig, *, n_folds: int
         order = {v: i for i, v in enumerate(ids_b)}
         pred_b = pred_b[[order[v] for v in ids_a]]  # the same videos in the same order
         test = paired_bootstrap(labels, pred_a, pred_b, metric=uar, seed=base.seed)
-        rows.append({"comparison": question, "a": f"{a} ({vote_a.upper()})", "b": f"{b} ({vote_b.upper()})",
-                     "uar_a": uar(labels, pred_a), "uar_b": uar(labels, pred_b), **test,
-                     "distinguishable": test["p_value"] < 0.05})
-    summary = {"variants": variant_rows(results, configs, base, stores=stores), "comparisons": rows}
-    (out / "ablation.json").write_text(json.dumps(summary, indent=1))
+        rows.append(PairedComparison(comparison=question, a=f"{a} ({vote_a.upper()})", b=f"{b} ({vote_b.upper()})",
+                                     uar_a=uar(labels, pred_a), uar_b=uar(labels, pred_b), **test,
+                                     distinguishable=test["p_value"] < 0.05))
+    summary = AblationSummary(variants=variant_rows(results, configs, base, stores=stores), comparisons=rows)
+    (out / "ablation.json").write_text(json.dumps(summary.as_json(), indent=1))
     write_ablation_md(out, [store, *versus], base, n_folds=n_folds, rows=rows)
     from fer_probe.plots import ablation_png
     ablation_png(summary, out / "ablation.png", f"ablations on {Path(store).name} (recipe {base.recipe})",
@@ -157,7 +191,7 @@ def check_same_videos(store_a: str, store_b: str, allow_incomplete: bool) -> Non
 
 
 def variant_rows(results: dict[str, RunResult], configs: dict[str, ProbeConfig], base: ProbeConfig, *,
-                 stores: dict[str, str]) -> list[dict]:
+                 stores: dict[str, str]) -> list[VariantResult]:
     """UAR (PBV) of each variant over all its test videos, with a bootstrap interval, and what it changes."""
     out = []
     first = stores["attentive"]
@@ -167,12 +201,13 @@ def variant_rows(results: dict[str, RunResult], configs: dict[str, ProbeConfig],
                    if k != "overridden" and v != base.as_dict().get(k)}
         if stores[name] != first:
             changed["store"] = store_label(stores[name])
-        out.append({"variant": name, "uar_pbv": uar(labels, preds),
-                    "ci95": bootstrap_ci(labels, preds, uar, seed=base.seed), "changes": changed})
+        out.append(VariantResult(variant=name, uar_pbv=uar(labels, preds),
+                                 ci95=bootstrap_ci(labels, preds, uar, seed=base.seed), changes=changed))
     return out
 
 
-def write_ablation_md(out: Path, stores: list[str], base: ProbeConfig, *, n_folds: int, rows: list[dict]) -> None:
+def write_ablation_md(out: Path, stores: list[str], base: ProbeConfig, *, n_folds: int,
+                      rows: list[PairedComparison]) -> None:
     store = stores[0]
     lines = ["# Ablations", "", f"Store `{store}`, recipe **{base.recipe}**, {n_folds} subject-independent folds "
              f"shared by every variant, {base.epochs} epochs, seed {base.seed}. Each variant changes one setting of "
@@ -185,7 +220,7 @@ def write_ablation_md(out: Path, stores: list[str], base: ProbeConfig, *, n_fold
     lines += ["| comparison | A | B | UAR A | UAR B | A - B [95% CI] | p | distinguishable from noise |",
               "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['comparison']} | {r['a']} | {r['b']} | {r['uar_a']:.3f} | {r['uar_b']:.3f} | "
-                     f"{r['difference']:+.3f} [{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}] | {r['p_value']:.3f} | "
-                     f"{'yes' if r['distinguishable'] else 'no'} |")
+        lines.append(f"| {r.comparison} | {r.a} | {r.b} | {r.uar_a:.3f} | {r.uar_b:.3f} | "
+                     f"{r.difference:+.3f} [{r.ci95[0]:+.3f}, {r.ci95[1]:+.3f}] | {r.p_value:.3f} | "
+                     f"{'yes' if r.distinguishable else 'no'} |")
     (out / "ablation.md").write_text("\n".join(lines) + "\n")

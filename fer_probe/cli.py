@@ -192,7 +192,7 @@ def ablate(store: Store, *, out: Out = Path("runs/ablate"), recipe: Recipe = "pa
     with bar:
         summary = run_ablation(store, out, cfg, n_folds=folds, allow_incomplete=allow_incomplete,
                                overwrite=overwrite, versus=versus, stores_only=stores_only, on_progress=update)
-    print_ablation(summary["comparisons"])
+    print_ablation(summary.comparisons)
     console.print(f"run directory: {out}")
 
 
@@ -228,8 +228,8 @@ def print_run(result, title: str) -> None:
 def print_ablation(rows: list[dict]) -> None:
     table = Table("comparison", "A", "B", "UAR A", "UAR B", "A - B [95% CI]", "p", title="ablations (UAR)")
     for r in rows:
-        table.add_row(r["comparison"], r["a"], r["b"], f"{r['uar_a']:.3f}", f"{r['uar_b']:.3f}",
-                      f"{r['difference']:+.3f} [{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}]", f"{r['p_value']:.3f}")
+        table.add_row(r.comparison, r.a, r.b, f"{r.uar_a:.3f}", f"{r.uar_b:.3f}",
+                      f"{r.difference:+.3f} [{r.ci95[0]:+.3f}, {r.ci95[1]:+.3f}]", f"{r.p_value:.3f}")
     console.print(table, overflow="fold", crop=False)
 
 

@@ -4,10 +4,27 @@ Axes: V videos, M clip views of a video, C classes.
 """
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-METRIC_KEYS = ("uar_pbv", "war_pbv", "uar_mv", "war_mv", "uar_clip", "war_clip")
+Score = Literal["uar", "war"]
+Level = Literal["pbv", "mv", "clip"]  # video level by posterior-based or majority voting, or clip level
+
+
+@dataclass(frozen=True)
+class MetricName:
+    """One key of metrics.json, e.g. uar_pbv: a score at a level."""
+    score: Score
+    level: Level
+
+    @property
+    def key(self) -> str:
+        return f"{self.score}_{self.level}"
+
+
+METRICS = tuple(MetricName(score, level) for level in ("pbv", "mv", "clip") for score in ("uar", "war"))
+METRIC_KEYS = tuple(m.key for m in METRICS)  # uar_pbv war_pbv uar_mv war_mv uar_clip war_clip (DESIGN section 7)
 
 
 def pbv(posteriors: np.ndarray) -> tuple[int, np.ndarray]:
@@ -116,14 +133,13 @@ def summarise(folds: list[FoldPredictions], n_boot: int = 1000, seed: int = 0) -
     clip_true, clip_pred = np.concatenate([c[0] for c in clips]), np.concatenate([c[1] for c in clips])
     clip_video = np.repeat(np.arange(labels.size), [len(p) for f in folds for p in f.clip_posteriors])
     out = {}
-    for key in METRIC_KEYS:
-        kind, level = key.split("_")
-        metric = uar if kind == "uar" else war
-        values = [s[key] for s in per_fold]
-        if level == "clip":
+    for name in METRICS:
+        metric = uar if name.score == "uar" else war
+        values = [s[name.key] for s in per_fold]
+        if name.level == "clip":
             ci = bootstrap_ci(clip_true, clip_pred, metric, n_boot=n_boot, seed=seed, groups=clip_video)
         else:
-            ci = bootstrap_ci(labels, pooled[level], metric, n_boot=n_boot, seed=seed)
-        out[key] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "ci95": ci,
+            ci = bootstrap_ci(labels, pooled[name.level], metric, n_boot=n_boot, seed=seed)
+        out[name.key] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "ci95": ci,
                     "per_fold": [float(v) for v in values]}
     return out

@@ -90,25 +90,25 @@ def curves_png(log: list[dict], path: Path, title: str) -> Path:
     return _save(fig, path)
 
 
-def ablation_png(summary: dict, path: Path, title: str, *, chance: float) -> Path:
+def ablation_png(summary, path: Path, title: str, *, chance: float) -> Path:
     """Left: UAR (PBV) of every variant with its 95% bootstrap interval; right: paired differences A - B."""
     plt = _pyplot()
-    variants, comparisons = summary["variants"], summary["comparisons"]
+    variants, comparisons = summary.variants, summary.comparisons
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.5 * max(len(variants), len(comparisons)) + 2.2))
     ys = np.arange(len(variants))[::-1]
-    values = np.array([v["uar_pbv"] for v in variants])
-    low = values - np.array([v["ci95"][0] for v in variants])
-    high = np.array([v["ci95"][1] for v in variants]) - values
+    values = np.array([v.uar_pbv for v in variants])
+    low = values - np.array([v.ci95[0] for v in variants])
+    high = np.array([v.ci95[1] for v in variants]) - values
     left.errorbar(values, ys, xerr=[low, high], fmt="o", capsize=3)
     left.axvline(chance, color="grey", linestyle=":")
-    left.set_yticks(ys, [v["variant"] for v in variants])
+    left.set_yticks(ys, [v.variant for v in variants])
     left.set_xlabel(f"UAR (PBV), 95% interval over test videos (dotted: chance {chance:.3f})")
     ys = np.arange(len(comparisons))[::-1]
-    diffs = np.array([c["difference"] for c in comparisons])
-    right.errorbar(diffs, ys, xerr=[diffs - np.array([c["ci95"][0] for c in comparisons]),
-                                    np.array([c["ci95"][1] for c in comparisons]) - diffs], fmt="s", capsize=3)
+    diffs = np.array([c.difference for c in comparisons])
+    right.errorbar(diffs, ys, xerr=[diffs - np.array([c.ci95[0] for c in comparisons]),
+                                    np.array([c.ci95[1] for c in comparisons]) - diffs], fmt="s", capsize=3)
     right.axvline(0, color="grey", linestyle=":")
-    right.set_yticks(ys, [f"{c['comparison']}\n{c['a']} - {c['b']}" for c in comparisons], fontsize=7)
+    right.set_yticks(ys, [f"{c.comparison}\n{c.a} - {c.b}" for c in comparisons], fontsize=7)
     right.set_xlabel("paired difference in UAR, 95% interval")
     for ax in (left, right):
         ax.grid(alpha=0.3, axis="x")

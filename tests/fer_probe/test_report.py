@@ -64,17 +64,17 @@ def test_cross_dataset_report_has_no_cross_validation_text(tmp_path):
 
 def test_ablation_table_and_figure(tmp_path, planted_store):
     summary = run_ablation(str(planted_store), tmp_path / "ab", QUICK, n_folds=4)
-    rows = summary["comparisons"]
+    rows = summary.as_json()["comparisons"]
     assert [r["comparison"] for r in rows] == ["probe type", "cross-attention proj", "clips at test time", "voting",
                                               "training clips"]
     for r in rows:
         assert 0 <= r["uar_a"] <= 1 and 0 <= r["uar_b"] <= 1
         assert r["ci95"][0] <= r["difference"] <= r["ci95"][1] or r["difference"] == 0
         assert 0 <= r["p_value"] <= 1
-    names = [v["variant"] for v in summary["variants"]]
+    names = [v.variant for v in summary.variants]
     assert names == ["attentive", "linear", "attentive-no-proj", "attentive-test-one-clip",
                      "attentive-train-one-clip"]
-    assert all(v["ci95"][0] <= v["uar_pbv"] <= v["ci95"][1] for v in summary["variants"])
+    assert all(v.ci95[0] <= v.uar_pbv <= v.ci95[1] for v in summary.variants)
     folds = {(tmp_path / "ab" / v / "folds.json").read_text() for v in names}
     assert len(folds) == 1  # every variant on the same folds
     assert "distinguishable" in (tmp_path / "ab" / "ablation.md").read_text()
@@ -102,8 +102,8 @@ def test_ablation_against_another_extraction_of_the_same_videos(tmp_path, plante
     cfg = ProbeConfig.from_recipe("fast", epochs=2, num_heads=4, device="cpu")
     cropped = write_planted_store(tmp_path / "cropped.zarr", signal=2.0)  # the same ids, other tokens
     summary = run_ablation(str(planted_store), tmp_path / "ab", cfg, n_folds=2, versus=str(cropped))
-    row = summary["comparisons"][-1]
-    assert row["comparison"] == "store (planted.zarr vs cropped.zarr)" and row["uar_b"] > row["uar_a"]
+    row = summary.comparisons[-1]
+    assert row.comparison == "store (planted.zarr vs cropped.zarr)" and row.uar_b > row.uar_a
     other = write_planted_store(tmp_path / "other.zarr", n_subjects=4)
     with pytest.raises(FerProbeError, match="do not hold the same videos"):
         run_ablation(str(planted_store), tmp_path / "ab2", cfg, n_folds=2, versus=str(other))
