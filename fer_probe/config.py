@@ -64,7 +64,7 @@ class ProbeConfig:
     test_clips: ClipMode = "all"
     grad_clip: float = 1.0
     seed: int = 0
-    device: str = "auto"
+    device: str = "auto"  # auto, cpu, cuda or cuda:N (checked by device.resolve_device)
     memory_budget_mb: float = 2048.0  # decoded tokens kept in memory between epochs; 0 streams every read
     # auto: float32 on the CPU (exact, deterministic), bfloat16 autocast on CUDA; float16: autocast with a gradient
     # scaler on CUDA, as the reference code trains; bfloat16 on a CPU feeds bfloat16 tokens (faster with AMX)

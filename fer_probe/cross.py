@@ -9,6 +9,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -31,7 +32,8 @@ from fer_probe.scoring import video_posteriors
 from fer_probe.train import FoldPlan, select
 
 PROTOCOL = " ".join(__doc__.split("\n\n", 1)[1].split())  # the policies above, copied into the run's config
-POLICIES = ("shared", "strict")
+Policy = Literal["shared", "strict"]
+POLICIES = get_args(Policy)
 
 
 @dataclass(kw_only=True)
@@ -59,7 +61,7 @@ def check_same_encoder(a: CacheReader, b: CacheReader) -> None:
                            f"{a.fingerprint[:12]} vs {b.fingerprint[:12]}); extract both with the same encoder")
 
 
-def map_labels(a: CacheReader, b: CacheReader, policy: str, *, calm_as_neutral: bool) -> LabelMapping:
+def map_labels(a: CacheReader, b: CacheReader, policy: Policy, *, calm_as_neutral: bool) -> LabelMapping:
     if policy not in POLICIES:
         raise MappingError(f"policy must be shared or strict, got '{policy}'")
     train_classes = canonical_order(list(dict.fromkeys(canonical(a.label_names[i], calm_as_neutral)
@@ -83,7 +85,7 @@ def map_labels(a: CacheReader, b: CacheReader, policy: str, *, calm_as_neutral: 
                         summary=summary)
 
 
-def run_cross(train_store: str, test_store: str, out: str | Path, *, cfg: ProbeConfig, policy: str = "shared",
+def run_cross(train_store: str, test_store: str, out: str | Path, *, cfg: ProbeConfig, policy: Policy = "shared",
               calm_as_neutral: bool = False, allow_incomplete: bool = False, overwrite: bool = False,
               on_progress: Callable[[str, int, int], None] | None = None) -> RunResult:
     """Train on all of A (one probe; several candidates are chosen on an inner split of A), test on every video

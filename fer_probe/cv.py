@@ -21,7 +21,7 @@ from fer_probe import outputs
 from fer_probe.config import ProbeConfig, resolve_num_heads
 from fer_probe.device import resolve_device
 from fer_probe.errors import FerProbeError
-from fer_probe.folds import Fold, fold_indices, inner_split, load_folds, make_folds, official_folds
+from fer_probe.folds import Fold, FoldCount, fold_indices, inner_split, load_folds, make_folds, official_folds
 from fer_probe.metrics import FoldPredictions, summarise
 from fer_probe.probes import registered
 from fer_probe.reader import CacheReader
@@ -111,7 +111,7 @@ def collapse_warning(fold: FoldPredictions, class_names: list[str], where: str) 
     return None
 
 
-def choose_folds(reader: CacheReader, targets: np.ndarray, n_folds: int | str, *, folds_file: str | Path | None,
+def choose_folds(reader: CacheReader, targets: np.ndarray, n_folds: FoldCount, *, folds_file: str | Path | None,
                  seed: int) -> list[Fold]:
     """A folds file, the dataset's official folds (n_folds "official"), or seeded subject folds."""
     if folds_file is not None:
@@ -130,7 +130,7 @@ def require_two_classes(reader: CacheReader, store: str) -> None:
                             "classes (check the dataset's labels, or extract the other classes into this store)")
 
 
-def run_cv(store: str, out: str | Path, cfg: ProbeConfig, *, n_folds: int | str = 5,
+def run_cv(store: str, out: str | Path, cfg: ProbeConfig, *, n_folds: FoldCount = 5,
            folds_file: str | Path | None = None,
            allow_incomplete: bool = False, overwrite: bool = False,
            on_progress: Progress | None = None) -> RunResult:

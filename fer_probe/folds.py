@@ -4,11 +4,14 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
 from fer_probe.errors import FoldsError, NoSubjectsError
+
+FoldCount = int | Literal["official"]  # subject folds, or the dataset's official folds
 
 
 @dataclass(kw_only=True, frozen=True)
