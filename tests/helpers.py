@@ -106,3 +106,26 @@ def extract_process(config: Path, store: Path, *, fault: str | None = None, batc
                 pass
         log.seek(0)
         return code, log.read()
+
+
+ATTRS_SMALL = {"fingerprint": "f", "label_names": ["a", "b", "c"], "encoder": {"embed_dim": 8}, "sampling": {"k": 2},
+               "storage": {"dtype": "float16"}, "token_grid": [1, 1, 5]}  # enough for the store, not for verify
+
+
+def small_videos(n: int, start: int = 0) -> list:
+    """VideoItems v{start}.. of three classes and two subjects, for stores written in tests."""
+    from fer_cache.inputs.datasets import VideoItem
+    return [VideoItem(id=f"v{i}", path=f"a/v{i}.mp4", label=i % 3, label_name="x", subject=str(i % 2 + 1))
+            for i in range(start, start + n)]
+
+
+def new_store(tmp_path: Path, n: int = 3, **layout):
+    """A store of n pending videos of 2 clips x 1 view of [5, 8] tokens (the layout's fields override)."""
+    from fer_cache.store import schema, writing
+    shape = dict(videos=n, clips=2, views=1, tokens=5, width=8, frames_per_clip=4) | layout
+    return writing.create_store(tmp_path / "s.zarr", schema.Layout(**shape), small_videos(n), attrs=ATTRS_SMALL)
+
+
+def tokens(seed: int = 0) -> np.ndarray:
+    """Random tokens of one video of new_store's default layout [2, 1, 5, 8]."""
+    return np.random.default_rng(seed).standard_normal((2, 1, 5, 8)).astype(np.float32)

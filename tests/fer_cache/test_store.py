@@ -3,26 +3,12 @@ import pytest
 import zarr
 
 from fer_cache.errors import StoreError, StoreMismatchError
-from fer_cache.extraction.writer import Failure, Finished, Writer
 from fer_cache.inputs.datasets import VideoItem
 from fer_cache.store import Store, schema, writing
+from tests.helpers import ATTRS_SMALL, new_store, small_videos, tokens
 
-ATTRS = {"fingerprint": "f", "label_names": ["a", "b", "c"], "encoder": {"embed_dim": 8}, "sampling": {"k": 2},
-         "storage": {"dtype": "float16"}, "token_grid": [1, 1, 5]}
-
-
-def videos(n, start=0):
-    return [VideoItem(id=f"v{i}", path=f"a/v{i}.mp4", label=i % 3, label_name="x",
-                      subject=str(i % 2 + 1)) for i in range(start, start + n)]
-
-
-def new_store(tmp_path, n=3, **layout):
-    shape = dict(videos=n, clips=2, views=1, tokens=5, width=8, frames_per_clip=4) | layout
-    return writing.create_store(tmp_path / "s.zarr", schema.Layout(**shape), videos(n), attrs=ATTRS)
-
-
-def tokens(seed=0):
-    return np.random.default_rng(seed).standard_normal((2, 1, 5, 8)).astype(np.float32)
+ATTRS = ATTRS_SMALL
+videos = small_videos
 
 
 @pytest.mark.parametrize("dtype,tolerance", [("float16", 2e-3), ("bfloat16", 1.6e-2), ("int8", 1.6e-2)])
@@ -45,16 +31,6 @@ def test_layout_chunks_one_clip_view_each(tmp_path):
     for name in ("videos/status", "videos/error", "videos/n_frames"):
         assert group[name].chunks == (1,)
     assert group.attrs["fer_cache_schema"] == 1 and "videos/split" not in group
-
-
-def test_fingerprint_is_canonical_and_its_changes_are_named():
-    a = schema.fingerprint({"x": 1, "y": [1, 2]}, {"s": 1}, {"dtype": "float16"}, token_grid=[1, 2, 3])
-    b = schema.fingerprint({"y": [1, 2], "x": 1}, {"s": 1}, {"dtype": "float16"}, token_grid=[1, 2, 3])
-    assert a == b
-    assert a != schema.fingerprint({"x": 2, "y": [1, 2]}, {"s": 1}, {"dtype": "float16"}, token_grid=[1, 2, 3])
-    old = {"encoder": {"resolution": 384}, "sampling": {"clips_per_video": 4}, "storage": {}, "token_grid": [8, 24, 24]}
-    new = {"encoder": {"resolution": 384}, "sampling": {"clips_per_video": 8}, "storage": {}, "token_grid": [8, 24, 24]}
-    assert schema.fingerprint_changes(old, new) == ["sampling.clips_per_video 4 -> 8"]
 
 
 def test_a_store_of_another_extraction_is_refused_naming_what_differs(tmp_path):
@@ -102,32 +78,6 @@ def test_metadata_follows_the_dataset_and_lost_chunks_are_queued_again(tmp_path)
     assert (result.relabelled, result.repaired) == (1, 1)
     assert group["videos/label"][1] == 2 and schema.read_strings(group["videos/subject"])[1] == "9"
     assert group["videos/status"][:].tolist() == [schema.DONE, schema.DONE, schema.PENDING]
-
-
-def test_writer_commits_in_order_and_never_non_finite_tokens(tmp_path):
-    store = new_store(tmp_path, n=3)
-    group = store.group
-    writer = Writer(store)
-    writer.start()
-    good = tokens()
-    bad = good.copy()
-    bad[0, 0, 1, 2] = np.inf
-    writer.put(Finished(index=0, tokens=good, frame_index=np.zeros((2, 4), np.int32), n_frames=5))
-    writer.put(Finished(index=1, tokens=bad, frame_index=np.zeros((2, 4), np.int32), n_frames=5, finite=False))
-    writer.put(Failure(2, "cannot decode: moov atom not found"))
-    writer.close()
-    assert group["videos/status"][:].tolist() == [schema.DONE, schema.FAILED, schema.FAILED]
-    errors = schema.read_strings(group["videos/error"])
-    assert "1 non-finite" in errors[1] and errors[2] == "cannot decode: moov atom not found"
-
-
-def test_a_failed_write_is_raised_as_a_store_error(tmp_path):
-    writer = Writer(new_store(tmp_path, n=1))
-    writer.start()
-    writer.put(Finished(index=0, tokens=np.zeros((3, 3)), frame_index=np.zeros((2, 4), np.int32),
-                        n_frames=5))  # the wrong shape
-    with pytest.raises(StoreError, match="writing the store failed"):
-        writer.close()
 
 
 def test_lock_refuses_a_second_writer_and_is_removed_after(tmp_path):

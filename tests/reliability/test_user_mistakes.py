@@ -106,37 +106,55 @@ def test_names_files_and_checkpoints(tmp_path, demo_small):
     assert_one_line_error(run(BIN / "fer-cache", "verify", precious), "not a Zarr store")
 
 
-def test_probe_mistakes(tmp_path):
-    store = write_planted_store(tmp_path / "a.zarr")
-    other = write_planted_store(tmp_path / "b.zarr", encoder_name="another")
-    incomplete = write_planted_store(tmp_path / "c.zarr", status=[1] * 63 + [2])
-    (tmp_path / "folder").mkdir()
-    (tmp_path / "file.txt").write_text("x")
-    leaky = tmp_path / "leaky.json"
-    leaky.write_text('{"folds": [{"test_subjects": ["1", "2"], "train_subjects": ["2", "3"]}]}')
-    alien = tmp_path / "alien.json"
-    alien.write_text('{"folds": [{"test_subjects": ["1001"], "train_subjects": ["3"]}]}')
-    probe = BIN / "fer-probe"
-    out = ["--out", tmp_path / "run", "--epochs", "1"]
-    assert_one_line_error(run(probe, "cv", tmp_path / "folder", *out), "not a Zarr store")
-    assert_one_line_error(run(probe, "cv", tmp_path / "file.txt", *out), "not a Zarr store")
-    assert_one_line_error(run(probe, "cv", tmp_path / "none.zarr", *out), "no such store")
-    assert_one_line_error(run(probe, "cv", incomplete, *out), "1 failed", "--allow-incomplete")
-    assert_one_line_error(run(probe, "cv", store, "--folds", "20", *out), "more than the 8 subjects")
-    assert_one_line_error(run(probe, "cv", store, "--folds-file", leaky, *out), "both train and test")
-    assert_one_line_error(run(probe, "cv", store, "--folds-file", alien, *out), "1001")
-    assert_one_line_error(run(probe, "cv", store, "--folds-file", tmp_path / "nofile.json", *out), "not found")
-    assert_one_line_error(run(probe, "cross", "--train", store, "--test", other, *out), "different encoders")
-    assert_one_line_error(run(probe, "cv", store, "--probe", "svm", *out), "probe must be")
-    one_subject = write_planted_store(tmp_path / "d.zarr", n_subjects=1)
-    assert_one_line_error(run(probe, "cv", one_subject, *out), "needs at least 2 subjects")
-    assert_one_line_error(run(probe, "cv", store, "--out", tmp_path / "file.txt", "--epochs", "1"), "is a file")
-    (tmp_path / "folder" / "mine.txt").write_text("keep")
-    assert_one_line_error(run(probe, "cv", store, "--out", tmp_path / "folder", "--epochs", "1", "--overwrite"),
-                          "not a fer-probe run directory")
-    assert (tmp_path / "folder" / "mine.txt").read_text() == "keep"
-    assert_one_line_error(run(probe, "report", tmp_path), "config.json")
-    assert_one_line_error(run(probe, "cv", store, "--device", "cuda", *out), "no CUDA GPU")
+def probe_inputs(tmp_path):
+    """The stores, folders and files the probe mistakes below are made with."""
+    inputs = {"store": write_planted_store(tmp_path / "a.zarr"),
+              "other": write_planted_store(tmp_path / "b.zarr", encoder_name="another"),
+              "incomplete": write_planted_store(tmp_path / "c.zarr", status=[1] * 63 + [2]),
+              "one_subject": write_planted_store(tmp_path / "d.zarr", n_subjects=1),
+              "folder": tmp_path / "folder", "file": tmp_path / "file.txt", "none": tmp_path / "none.zarr",
+              "leaky": tmp_path / "leaky.json", "alien": tmp_path / "alien.json", "nofile": tmp_path / "nofile.json",
+              "run": tmp_path / "run", "tmp": tmp_path}
+    inputs["folder"].mkdir()
+    inputs["file"].write_text("x")
+    inputs["leaky"].write_text('{"folds": [{"test_subjects": ["1", "2"], "train_subjects": ["2", "3"]}]}')
+    inputs["alien"].write_text('{"folds": [{"test_subjects": ["1001"], "train_subjects": ["3"]}]}')
+    return inputs
+
+
+OUT = ["--out", "{run}", "--epochs", "1"]
+PROBE_MISTAKES = {  # name: (arguments with {input} placeholders, what the one line says)
+    "a folder that is no store": (["cv", "{folder}", *OUT], ["not a Zarr store"]),
+    "a file that is no store": (["cv", "{file}", *OUT], ["not a Zarr store"]),
+    "no store there": (["cv", "{none}", *OUT], ["no such store"]),
+    "an incomplete store": (["cv", "{incomplete}", *OUT], ["1 failed", "--allow-incomplete"]),
+    "more folds than subjects": (["cv", "{store}", "--folds", "20", *OUT], ["more than the 8 subjects"]),
+    "a subject in train and test": (["cv", "{store}", "--folds-file", "{leaky}", *OUT], ["both train and test"]),
+    "a subject the store lacks": (["cv", "{store}", "--folds-file", "{alien}", *OUT], ["1001"]),
+    "no folds file": (["cv", "{store}", "--folds-file", "{nofile}", *OUT], ["not found"]),
+    "stores of different encoders": (["cross", "--train", "{store}", "--test", "{other}", *OUT],
+                                     ["different encoders"]),
+    "an unknown probe": (["cv", "{store}", "--probe", "svm", *OUT], ["probe must be"]),
+    "one subject": (["cv", "{one_subject}", *OUT], ["needs at least 2 subjects"]),
+    "a file as the run directory": (["cv", "{store}", "--out", "{file}", "--epochs", "1"], ["is a file"]),
+    "a report of no run": (["report", "{tmp}"], ["config.json"]),
+    "cuda without a GPU": (["cv", "{store}", "--device", "cuda", *OUT], ["no CUDA GPU"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROBE_MISTAKES))
+def test_probe_mistakes(tmp_path, name):
+    inputs = probe_inputs(tmp_path)
+    args, needles = PROBE_MISTAKES[name]
+    assert_one_line_error(run(BIN / "fer-probe", *[str(a).format(**inputs) for a in args]), *needles)
+
+
+def test_overwrite_never_empties_a_folder_that_is_no_run(tmp_path):
+    inputs = probe_inputs(tmp_path)
+    (inputs["folder"] / "mine.txt").write_text("keep")
+    assert_one_line_error(run(BIN / "fer-probe", "cv", inputs["store"], "--out", inputs["folder"], "--epochs", "1",
+                              "--overwrite"), "not a fer-probe run directory")
+    assert (inputs["folder"] / "mine.txt").read_text() == "keep"
 
 
 def test_unusable_inputs_and_outputs(tmp_path, demo_small):

@@ -1,0 +1,40 @@
+"""Which clips a probe sees: every training video once an epoch, draws that depend on the seed only, concatenated
+clips of one view for the paper's training, and the scored inputs of a test video."""
+
+import numpy as np
+import torch
+
+from fer_probe.reader import CacheReader
+from fer_probe.sampling import TokenSource
+from tests.helpers import write_planted_store
+
+
+def test_an_epoch_sees_every_video_once_with_seeded_draws(tmp_path):
+    store = write_planted_store(tmp_path / "s.zarr", clips=3, views=2)
+    with CacheReader(store) as reader:
+        source = TokenSource(reader)
+        videos = np.arange(0, len(reader), 2)
+        one = list(source.epoch(videos, np.random.default_rng([0, 1]), 5, all_clips=False))
+        again = list(source.epoch(videos, np.random.default_rng([0, 1]), 5, all_clips=False))
+        assert sorted(np.concatenate([b.videos for b in one]).tolist()) == videos.tolist()
+        assert all(torch.equal(a.inputs, b.inputs) and (a.videos == b.videos).all() for a, b in zip(one, again))
+        assert one[0].inputs.shape[1:] == (reader.num_tokens, reader.width)  # one clip view: [B, N, D]
+        joined = next(source.epoch(videos, np.random.default_rng(0), 5, all_clips=True))
+        assert joined.inputs.shape[1:] == (3 * reader.num_tokens, reader.width)  # all clips of a view: [B, K*N, D]
+        v = int(joined.videos[0])
+        views = [torch.equal(joined.inputs[0], reader.view(v, s).reshape(-1, reader.width)) for s in range(2)]
+        assert any(views)  # the clips of one of its views, concatenated in clip order
+
+
+def test_test_inputs_per_training_mode(tmp_path):
+    store = write_planted_store(tmp_path / "s.zarr", clips=3, views=2)
+    with CacheReader(store) as reader:
+        source = TokenSource(reader)
+        N, D = reader.num_tokens, reader.width
+        assert next(source.test_inputs([0], all_clips=False, one_clip=False)).shape == (6, N, D)  # every clip view
+        middle = next(source.test_inputs([0], all_clips=False, one_clip=True))
+        assert middle.shape == (1, N, D) and torch.equal(middle[0], reader.video(0)[1, 0])  # middle clip, view 0
+        assert next(source.test_inputs([0], all_clips=True, one_clip=False)).shape == (2, 3 * N, D)  # per view
+        pooled = TokenSource(reader, torch.from_numpy(reader.mean_pooled()))
+        assert pooled.samples_per_epoch(4, all_clips=False) == 4 * 6  # the baselines see every clip view
+        assert next(pooled.test_inputs([0], all_clips=False, one_clip=False)).shape == (6, D)
