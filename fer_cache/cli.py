@@ -14,6 +14,8 @@ from rich.table import Table
 
 from fer_cache import __version__
 from fer_cache.errors import FerCacheError, StoreMismatchError
+from fer_cache.extraction.request import ExtractRequest
+from fer_cache.extraction.request import default_of as request_default
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,  # plain help: no <bool> columns
                   help="Encode face videos once into a Zarr cache.")
@@ -108,17 +110,21 @@ def extract(*, dataset: Annotated[str, typer.Option(help="dataset name in the co
             encoder: Annotated[str, typer.Option(help="encoder name in the config file")],
             out: Annotated[str, typer.Option(help="store path (STORE.zarr) or fsspec URL")],
             config: ConfigOpt = Path("data.yaml"),
-            device: Annotated[str | None, typer.Option(help="auto, cpu or cuda [auto]")] = None,
-            batch_size: Annotated[int | None, typer.Option(min=1, help="clips per encoder batch [8]")] = None,
-            workers: Annotated[int | None, typer.Option(min=0, help="decode worker processes [2]")] = None,
+            device: Annotated[str | None, typer.Option(help=f"auto, cpu or cuda [{request_default('device')}]")
+                              ] = None,
+            batch_size: Annotated[int | None, typer.Option(min=1, help="clips per encoder batch "
+                                                                       f"[{request_default('batch_size')}]")] = None,
+            workers: Annotated[int | None, typer.Option(min=0, help="decode worker processes "
+                                                                    f"[{request_default('workers')}]")] = None,
             limit: Annotated[int | None, typer.Option(min=1, help="only the first N videos")] = None,
             overwrite: Annotated[bool, typer.Option(help="replace a store of another extraction")] = False,
-            compile_encoder: Annotated[str | None, typer.Option("--compile", help="auto (compiled on CUDA, eager on "
-                                                                "the CPU), on or off [auto]")] = None):
+            compile_encoder: Annotated[str | None, typer.Option(
+                "--compile", help=f"auto (compiled on CUDA, eager on the CPU), on or off [{request_default('compile')}]")
+            ] = None):
     """Encode every clip of a dataset once into a schema-1 Zarr store; resumes a partial store and appends the
     videos a grown dataset adds. Exits 3 with failed videos, 130 after a clean stop on Ctrl-C."""
     from fer_cache.config import load_config
-    from fer_cache.extraction.pipeline import ExtractRequest, run_extraction
+    from fer_cache.extraction.pipeline import run_extraction
 
     given = dict(device=device, batch_size=batch_size, workers=workers, compile=compile_encoder)
     request = ExtractRequest(dataset=dataset, encoder=encoder, out=out, limit=limit, overwrite=overwrite,

@@ -1,6 +1,2 @@
-"""Stage 1's pipeline: `run_extraction(config, ExtractRequest(...))` encodes a dataset into a store."""
-
-from fer_cache.extraction.pipeline import ExtractRequest, run_extraction
-from fer_cache.extraction.summary import ExtractSummary
-
-__all__ = ["ExtractRequest", "ExtractSummary", "run_extraction"]
+"""Stage 1's pipeline: `pipeline.run_extraction(config, request.ExtractRequest(...))` encodes a dataset into a
+store. (Nothing is imported here, so that `request` can be read without torch.)"""

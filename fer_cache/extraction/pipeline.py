@@ -10,8 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
-from typing import Literal
+from dataclasses import asdict
 
 import torch
 from torch.utils.data import DataLoader
@@ -23,29 +22,14 @@ from fer_cache.extraction.batching import Advance, BatchEncoder
 from fer_cache.extraction.compiling import compile_for
 from fer_cache.extraction.decoding import WORKER_TIMEOUT, VideoClips, quiet_worker, worker_reason
 from fer_cache.extraction.distributed import barrier, init_distributed, resolve_device
+from fer_cache.extraction.request import ExtractRequest
 from fer_cache.extraction.summary import ExtractSummary, run_notes, summarise
 from fer_cache.extraction.writer import Writer
 from fer_cache.inputs.datasets import scan_dataset
 from fer_cache.inputs.video import Sampling
 from fer_cache.store import Store, schema, writing
 
-Device = Literal["auto", "cpu", "cuda"]
-Compile = Literal["auto", "on", "off"]
 OUT_DTYPES = {"float16": torch.float16}  # what the encoder hands back per storage dtype; others go as float32
-
-
-@dataclass(frozen=True, kw_only=True)
-class ExtractRequest:
-    """What to extract, where and how; the CLI builds one from its options."""
-    dataset: str
-    encoder: str
-    out: str
-    device: Device = "auto"
-    batch_size: int = 8
-    workers: int = 2
-    limit: int | None = None
-    overwrite: bool = False
-    compile: Compile = "auto"  # auto: compiled on CUDA, eager on the CPU; on; off
 
 
 def run_extraction(config: Config, request: ExtractRequest, *, on_start: Callable[[int, int], None] | None = None,
