@@ -119,7 +119,8 @@ def extract(*, dataset: Annotated[str, typer.Option(help="dataset name in the co
             limit: Annotated[int | None, typer.Option(min=1, help="only the first N videos")] = None,
             overwrite: Annotated[bool, typer.Option(help="replace a store of another extraction")] = False,
             compile_encoder: Annotated[str | None, typer.Option(
-                "--compile", help=f"auto (compiled on CUDA, eager on the CPU), on or off [{request_default('compile')}]")
+                "--compile", help="auto (compiled on CUDA, eager on the CPU), on or off "
+                                  f"[{request_default('compile')}]")
             ] = None):
     """Encode every clip of a dataset once into a schema-1 Zarr store; resumes a partial store and appends the
     videos a grown dataset adds. Exits 3 with failed videos, 130 after a clean stop on Ctrl-C."""
