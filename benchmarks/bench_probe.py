@@ -5,6 +5,7 @@ against the fold-by-fold one, each against the time of reading every needed clip
 and the projected time of the whole RAVDESS protocol from the measured per-clip figures.
 
 python benchmarks/bench_probe.py [--subjects 10] [--clips 2] [--epochs 2] [--device cpu]
+python benchmarks/bench_probe.py --mode floor   # the paper recipe against its bare token matmuls plus reads
 """
 
 import argparse
@@ -60,7 +61,7 @@ def read_time(store: Path, device: torch.device, warm: bool = True, direct: bool
     cuda = device.type == "cuda"
     with CacheReader(store, dtype=torch.bfloat16 if cuda else torch.float32, pin_memory=cuda) as reader:
         if not direct:
-            reader.arrays.direct = None
+            reader.store.direct = None
         refs = [ClipRef(v, k, 0) for v in range(len(reader)) for k in range(reader.clips)]
         for ref in refs if warm else ():
             reader.clip(ref)
@@ -87,17 +88,17 @@ from fer_cache.store import tune_process
 from fer_probe.config import ProbeConfig
 from fer_probe.cv import run_cv
 tune_process()  # as fer-probe does
-cfg = ProbeConfig.from_recipe("fast", **{settings})
+cfg = ProbeConfig.from_recipe({recipe!r}, **{settings})
 started = time.perf_counter()
 run_cv({store!r}, {out!r}, cfg, n_folds=5, overwrite=True)
 print(time.perf_counter() - started)
 """
 
 
-def timed_cv(store: Path, out: Path, settings: dict) -> float:
+def timed_cv(store: Path, out: Path, settings: dict, recipe: str = "fast") -> float:
     """Seconds of one `fer-probe cv` in a fresh process, as a user runs it (a process that trained before would
     reuse memory that a new one must first fault in)."""
-    code = CV_IN_A_PROCESS.format(settings=settings, store=str(store), out=str(out))
+    code = CV_IN_A_PROCESS.format(settings=settings, store=str(store), out=str(out), recipe=recipe)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           cwd=Path(__file__).parent.parent)
     return float(done.stdout.strip().splitlines()[-1])
@@ -149,7 +150,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--keep", default=None, help="folder to keep the store in (default: a temp folder)")
+    parser.add_argument("--mode", choices=("scale", "floor"), default="scale",
+                        help="scale: the fast recipe's 5 x 4 candidates and the projection (default); floor: the "
+                             "paper recipe against its bare token matmuls plus reads")
     args = parser.parse_args()
+    if args.mode == "floor":
+        from bench_floor import floor_mode
+        floor_mode(args)
+        return
     device = torch.device(args.device)
     folder = Path(args.keep or tempfile.mkdtemp(prefix="bench_probe_"))
     store = folder / "paper_shape.zarr"

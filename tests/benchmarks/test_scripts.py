@@ -30,3 +30,13 @@ def test_bench_pipeline_reports_clips_per_second(tmp_path):
                  "512", "--width", "256", "--size", "32")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().splitlines()[-1].startswith("pipeline: ")
+
+
+def test_bench_probe_floor_mode_prints_the_ratio(tmp_path):
+    result = run(tmp_path, ROOT / "benchmarks" / "bench_probe.py", "--mode", "floor", "--tokens", "64", "--width",
+                 "64", "--epochs", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for line in ("one candidate per fold", "2 lr x 2 wd per fold", "token matmuls", "ratio",
+                 "projected whole RAVDESS paper protocol"):
+        assert line in result.stdout, line
+    assert (tmp_path / "probe_floor.csv").is_file()
