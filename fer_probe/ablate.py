@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_probe.config import ProbeConfig
-from fer_probe.cv import RunResult, run_cv, with_settings
+from fer_probe.cv import SHARED_TRAINING, RunResult, run_cv, run_cv_many, with_settings
 from fer_probe.errors import FerProbeError, RunDirectoryError
 from fer_probe.metrics import bootstrap_ci, paired_bootstrap, uar
 from fer_probe.outputs import is_run_dir
@@ -129,16 +129,19 @@ def run_ablation(store: str, out: str | Path, base: ProbeConfig, *, n_folds: int
         check_same_videos(store, other, allow_incomplete)
     prepare_ablation_dir(out, overwrite)
     configs = {"attentive": base} if stores_only else variants(base)
-    results, folds_file = {}, None
     stores = {name: store for name in configs}
     for name, other in zip(versus_names(store, versus), versus):
         configs[name], stores[name] = base, other
+    # the variants that train on the same reads as the baseline (proj, clips at test time) train with it
+    together = [n for n, c in configs.items() if stores[n] == store and shares_training(c, base)]
+    results = run_cv_many(store, {n: (out / n, configs[n]) for n in together}, n_folds=n_folds,
+                          allow_incomplete=allow_incomplete, on_progress=labelled(on_progress, " + ".join(together)))
+    folds_file = out / together[0] / "folds.json"
     for name, cfg in configs.items():
-        progress = (lambda label, done, total, name=name: on_progress(f"{name} ({label})", done, total)) \
-            if on_progress else None
-        results[name] = run_cv(stores[name], out / name, cfg, n_folds=n_folds, folds_file=folds_file,
-                               allow_incomplete=allow_incomplete, on_progress=progress)
-        folds_file = folds_file or out / name / "folds.json"
+        if name not in together:
+            results[name] = run_cv(stores[name], out / name, cfg, n_folds=n_folds, folds_file=folds_file,
+                                   allow_incomplete=allow_incomplete, on_progress=labelled(on_progress, name))
+    results = {name: results[name] for name in configs}
     questions = [] if stores_only else comparisons(list(configs)[:5])
     for name, other in zip(versus_names(store, versus), versus):
         questions.append((f"store ({Path(store).name} vs {Path(other).name})", "attentive", name, "pbv", "pbv"))
@@ -171,6 +174,17 @@ def store_label(store: str) -> str:
         return Path(store).name
     output = f" ({encoder['output']})" if encoder.get("output", "last") != "last" else ""
     return f"{Path(store).name}: {encoder.get('family')} {encoder.get('arch') or encoder.get('embed_dim')}{output}"
+
+
+def shares_training(cfg: ProbeConfig, base: ProbeConfig) -> bool:
+    """Whether a variant can train from the baseline's reads (it differs in proj or test clips only)."""
+    return all(getattr(cfg, k) == getattr(base, k) for k in SHARED_TRAINING)
+
+
+def labelled(on_progress: Callable[[str, int, int], None] | None, name: str):
+    if on_progress is None:
+        return None
+    return lambda label, done, total: on_progress(f"{name} ({label})", done, total)
 
 
 def check_same_videos(store_a: str, store_b: str, allow_incomplete: bool) -> None:

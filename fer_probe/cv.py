@@ -69,17 +69,19 @@ def fit_to_store(cfg: ProbeConfig, reader: CacheReader) -> tuple[ProbeConfig, li
 
 
 def train_folds(source: TokenSource, plans: list[FoldPlan], targets: np.ndarray, *, cfg: ProbeConfig,
-                num_classes: int, on_progress: Progress | None) -> Training:
-    """All plans in one pass per epoch, or (schedule per-fold) one plan after another."""
+                num_classes: int, on_progress: Progress | None,
+                variants: dict[str, ProbeConfig] | None = None) -> Training:
+    """All plans in one pass per epoch, or (schedule per-fold) one plan after another; `variants` train together."""
     def progress(label: str):
         return (lambda epoch: on_progress(label, epoch + 1, cfg.epochs)) if on_progress else None
 
     if cfg.schedule == "all-folds" or len(plans) == 1:
         label = f"{len(plans)} folds" if len(plans) > 1 else "training"
         return train_plans(source, plans, targets, cfg=cfg, num_classes=num_classes, sampling_seed=cfg.seed,
-                           on_epoch=progress(label))
+                           on_epoch=progress(label), variants=variants)
     parts = [train_plans(source, [plan], targets, cfg=cfg, num_classes=num_classes, sampling_seed=plan.seed,
-                         on_epoch=progress(f"fold {plan.fold + 1}/{len(plans)}")) for plan in plans]
+                         on_epoch=progress(f"fold {plan.fold + 1}/{len(plans)}"), variants=variants)
+             for plan in plans]
     grid = CandidateGrid([c for part in parts for c in part.grid], plans, len(source.reader))
     return Training(grid, [row for part in parts for row in part.log])
 
@@ -135,51 +137,105 @@ def run_cv(store: str, out: str | Path, cfg: ProbeConfig, *, n_folds: FoldCount 
            allow_incomplete: bool = False, overwrite: bool = False,
            on_progress: Progress | None = None) -> RunResult:
     """Cross-validate a probe on one store; writes the run directory (DESIGN section 5) and returns its metrics."""
-    source = open_source(store, cfg, allow_incomplete)
+    return run_cv_many(store, {"": (out, cfg)}, n_folds=n_folds, folds_file=folds_file,
+                       allow_incomplete=allow_incomplete, overwrite=overwrite, on_progress=on_progress)[""]
+
+
+SHARED_TRAINING = ("probe", "epochs", "batch_size", "lrs", "weight_decays", "wd_schedule", "final_weight_decay",
+                   "head", "num_heads", "num_queries", "train_clips", "grad_clip", "seed", "device",
+                   "memory_budget_mb", "precision", "schedule", "val_curve")  # what runs trained together share
+
+
+def run_cv_many(store: str, runs: dict[str, tuple[str | Path, ProbeConfig]], *, n_folds: FoldCount = 5,
+                folds_file: str | Path | None = None, allow_incomplete: bool = False, overwrite: bool = False,
+                on_progress: Progress | None = None) -> dict[str, RunResult]:
+    """Several cv runs (name -> (run directory, config)) that differ only in the cross-attention's proj or in the
+    clips scored at test time, trained from one read of each clip: on the same folds, the configurations that train
+    differently are candidates of one grid, and runs that differ only at test time share their trained probes."""
+    configs = [cfg for _, cfg in runs.values()]
+    differ = [k for k in SHARED_TRAINING if len({str(getattr(c, k)) for c in configs}) > 1]
+    if differ:
+        raise FerProbeError(f"runs trained together must agree on {', '.join(differ)}; run them one by one")
+    source = open_source(store, configs[0], allow_incomplete)
     with source.reader as reader:
         require_two_classes(reader, store)
-        out = outputs.prepare_run_dir(out, overwrite)
-        cfg, notes = fit_to_store(cfg, reader)
+        outs = {name: outputs.prepare_run_dir(out, overwrite) for name, (out, _) in runs.items()}
+        fitted = {name: fit_to_store(cfg, reader) for name, (_, cfg) in runs.items()}  # (config, notes)
+        cfg = next(iter(fitted.values()))[0]
         class_names = canonical_order([reader.label_names[i] for i in reader.active_classes()])
         targets = np.array([class_names.index(reader.label_names[i]) for i in reader.labels], dtype=np.int64)
         folds = choose_folds(reader, targets, n_folds, folds_file=folds_file, seed=cfg.seed)
-        kind = "official" if folds[0].by_video else "subject"
-        outputs.write_config(out, {"command": "cv", "store": str(store), "fingerprint": reader.fingerprint,
-                                   "n_folds": len(folds), "folds": kind,
-                                   "folds_file": str(folds_file) if folds_file else None,
-                                   "allow_incomplete": allow_incomplete, "excluded_videos": reader.excluded,
-                                   "unlabelled_videos": reader.unlabelled, "classes": class_names,
-                                   "notes": notes, "store_attrs": reader.attrs, "protocol": PROTOCOL}, cfg)
-        outputs.write_folds(out, folds, cfg.seed)
+        for name, out in outs.items():
+            write_run_config(out, reader, fitted[name], store=store, folds=folds, folds_file=folds_file,
+                             allow_incomplete=allow_incomplete, classes=class_names)
         plans, tests = fold_plans(folds, reader, targets, cfg=cfg)
-        training = train_folds(source, plans, targets, cfg=cfg, num_classes=len(class_names), on_progress=on_progress)
-        result = RunResult(out=out, metrics={}, class_names=class_names, config=cfg, excluded=reader.excluded,
-                           unlabelled=reader.unlabelled,
-                           notes=notes)
-        tables, weights = [], []
-        for f, (plan, test_idx) in enumerate(zip(plans, tests)):
-            chosen, table = select(training.grid.fold(plan.fold))
-            posteriors = [p[0] for p in video_posteriors(source, [chosen.model], test_idx.tolist(), cfg=cfg)]
-            fold = FoldPredictions(fold=f, video_ids=[reader.ids[i] for i in test_idx],
-                                   subjects=[reader.subjects[i] for i in test_idx],
-                                   labels=targets[test_idx], clip_posteriors=posteriors)
-            result.folds.append(fold)
-            result.selected.append(chosen.name)
-            tables.append({"fold": f, "heads": table})
-            weights.append((out / "weights" / f"fold{f}.safetensors", chosen))
-            warning = collapse_warning(fold, class_names, f"fold {f}")
-            if warning:
-                result.warnings.append(warning)
-        width = reader.width
+        variants = {variant_of(c): c for c, _ in fitted.values()}
+        training = train_folds(source, plans, targets, cfg=cfg, num_classes=len(class_names), on_progress=on_progress,
+                               variants=variants if len(variants) > 1 else None)
+        results = {name: score_run(source, training, plans, tests=tests, targets=targets, out=outs[name],
+                                   cfg=fitted[name][0], notes=fitted[name][1], class_names=class_names,
+                                   variant=variant_of(fitted[name][0]) if len(variants) > 1 else None)
+                   for name in runs}
+    for result, tables, weights in results.values():
+        finish_run(result, tables, weights, log=[row for row in training.log
+                                                 if len(variants) == 1 or row["variant"] == variant_of(result.config)])
+    return {name: result for name, (result, _, _) in results.items()}
+
+
+def variant_of(cfg: ProbeConfig) -> str:
+    """What makes configurations train differently when they share everything in SHARED_TRAINING."""
+    return "proj" if cfg.use_proj else "no-proj"
+
+
+def write_run_config(out: Path, reader: CacheReader, fitted: tuple[ProbeConfig, list[str]], *, store: str,
+                     folds: list[Fold], folds_file, allow_incomplete: bool, classes: list[str]) -> None:
+    cfg, notes = fitted
+    kind = "official" if folds[0].by_video else "subject"
+    outputs.write_config(out, {"command": "cv", "store": str(store), "fingerprint": reader.fingerprint,
+                               "n_folds": len(folds), "folds": kind,
+                               "folds_file": str(folds_file) if folds_file else None,
+                               "allow_incomplete": allow_incomplete, "excluded_videos": reader.excluded,
+                               "unlabelled_videos": reader.unlabelled, "classes": classes,
+                               "notes": notes, "store_attrs": reader.attrs, "protocol": PROTOCOL}, cfg)
+    outputs.write_folds(out, folds, cfg.seed)
+
+
+def score_run(source: TokenSource, training: Training, plans: list[FoldPlan], *, tests: list[np.ndarray],
+              targets: np.ndarray, out: Path, cfg: ProbeConfig, notes: list[str], class_names: list[str],
+              variant: str | None) -> tuple[RunResult, list[dict], list]:
+    """Each fold's chosen candidate (of this run's variant) scores the fold's test videos as this run's config
+    says; returns the run's result, head tables and the weights to write."""
+    reader = source.reader
+    result = RunResult(out=out, metrics={}, class_names=class_names, config=cfg, excluded=reader.excluded,
+                       unlabelled=reader.unlabelled, notes=notes)
+    tables, weights = [], []
+    for f, (plan, test_idx) in enumerate(zip(plans, tests)):
+        chosen, table = select(training.grid.fold(plan.fold, variant))
+        posteriors = [p[0] for p in video_posteriors(source, [chosen.model], test_idx.tolist(), cfg=cfg)]
+        fold = FoldPredictions(fold=f, video_ids=[reader.ids[i] for i in test_idx],
+                               subjects=[reader.subjects[i] for i in test_idx],
+                               labels=targets[test_idx], clip_posteriors=posteriors)
+        result.folds.append(fold)
+        result.selected.append(chosen.name)
+        tables.append({"fold": f, "heads": table})
+        weights.append((out / "weights" / f"fold{f}.safetensors", chosen, reader.width))
+        warning = collapse_warning(fold, class_names, f"fold {f}")
+        if warning:
+            result.warnings.append(warning)
+    return result, tables, weights
+
+
+def finish_run(result: RunResult, tables: list[dict], weights: list, *, log: list[dict]) -> None:
+    """Metrics, then the small result files, then the weights (a failure there keeps the rest)."""
+    out, cfg = result.out, result.config
     result.metrics = summarise(result.folds, seed=cfg.seed)
     with outputs.writing(out, "metrics.json, predictions.csv and train_log.csv"):  # the small results first
-        outputs.write_results(out, result.folds, result.metrics, class_names=class_names, head_tables=tables)
-        outputs.write_train_log(out, training.log)
+        outputs.write_results(out, result.folds, result.metrics, class_names=result.class_names, head_tables=tables)
+        outputs.write_train_log(out, log)
         outputs.write_warnings(out, result.warnings)
     with outputs.writing(out, "the probe weights", kept="metrics.json and predictions.csv are written"):
-        for path, chosen in weights:
-            outputs.write_weights(path, chosen, cfg, class_names=class_names, width=width)
-    return result
+        for path, chosen, width in weights:
+            outputs.write_weights(path, chosen, cfg, class_names=result.class_names, width=width)
 
 
 def with_settings(cfg: ProbeConfig, **changes) -> ProbeConfig:

@@ -49,10 +49,11 @@ class Candidate:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     val_uar: float | None = None  # inner-validation UAR (PBV) after the last epoch
+    variant: str = ""  # which of several configurations trained together (ablate), e.g. "proj"
 
     @property
     def key(self) -> str:
-        return f"fold{self.fold}/{self.name}"
+        return f"{self.variant}/fold{self.fold}/{self.name}" if self.variant else f"fold{self.fold}/{self.name}"
 
 
 class CandidateGrid:
@@ -76,8 +77,8 @@ class CandidateGrid:
     def __getitem__(self, key: str) -> Candidate:
         return self.candidates[key]
 
-    def fold(self, fold: int) -> list[Candidate]:
-        return [c for c in self if c.fold == fold]
+    def fold(self, fold: int, variant: str | None = None) -> list[Candidate]:
+        return [c for c in self if c.fold == fold and (variant is None or c.variant == variant)]
 
     def union(self) -> np.ndarray:
         """The videos that some candidate trains on."""
@@ -110,8 +111,9 @@ def fresh_probe(cfg: ProbeConfig, width: int, num_classes: int, *, seed: int, de
 
 
 def make_candidates(cfg: ProbeConfig, source: TokenSource, num_classes: int, *, plan: FoldPlan,
-                    device: torch.device) -> list[Candidate]:
-    """Every (lr, wd) candidate of a fold starts from the same weights: only lr and wd differ."""
+                    device: torch.device, variant: str = "") -> list[Candidate]:
+    """Every (lr, wd) candidate of a fold starts from the same weights: only lr and wd differ (and variants of a
+    fold start from the same weights too, as they would in runs of their own)."""
     first = fresh_probe(cfg, source.reader.width, num_classes, seed=plan.seed, device=device)
     if source.kind == "pooled":
         first.fit_standardisation(source.pooled[plan.train].reshape(-1, source.reader.width).to(device))
@@ -121,7 +123,7 @@ def make_candidates(cfg: ProbeConfig, source: TokenSource, num_classes: int, *, 
             model = first if not out else copy.deepcopy(first)
             optimizer = torch.optim.AdamW(parameter_groups(model, wd), lr=lr, fused=True)  # 5x faster on the CPU
             out.append(Candidate(fold=plan.fold, name=f"lr{lr:.0e}_wd{wd:g}", lr=lr, weight_decay=wd, model=model,
-                                 optimizer=optimizer))
+                                 optimizer=optimizer, variant=variant))
     return out
 
 
@@ -196,12 +198,17 @@ class StepRunner:
 
 
 def train_plans(source: TokenSource, plans: list[FoldPlan], targets: np.ndarray, *, cfg: ProbeConfig,
-                num_classes: int, sampling_seed: int, on_epoch: Callable[[int], None] | None = None) -> Training:
+                num_classes: int, sampling_seed: int, on_epoch: Callable[[int], None] | None = None,
+                variants: dict[str, ProbeConfig] | None = None) -> Training:
     """Train every candidate of every plan in one pass per epoch over the union of their training videos; the
     candidates of a plan with validation videos are scored there after the last epoch (after every epoch with
-    val_curve), and every epoch's mean loss and accuracy go to the log (train_log.csv)."""
+    val_curve), and every epoch's mean loss and accuracy go to the log (train_log.csv). `variants` (name ->
+    config) trains several configurations of the probe as candidates of the same grid, from the same reads."""
     device = resolve_device(cfg.device)
-    candidates = [c for plan in plans for c in make_candidates(cfg, source, num_classes, plan=plan, device=device)]
+    variants = variants or {"": cfg}
+    candidates = [c for plan in plans for variant, variant_cfg in variants.items()
+                  for c in make_candidates(variant_cfg, source, num_classes, plan=plan, device=device,
+                                           variant=variant)]
     grid = CandidateGrid(candidates, plans, len(source.reader))
     training = Training(grid)
     union = grid.union()
@@ -223,7 +230,8 @@ def train_plans(source: TokenSource, plans: list[FoldPlan], targets: np.ndarray,
             candidate.val_uar = val.get(candidate.key, candidate.val_uar)
             loss, accuracy = means[candidate.key]
             training.log.append({"epoch": epoch + 1, "fold": candidate.fold, "head": candidate.name,
-                                 "train_loss": loss, "train_accuracy": accuracy, "val_uar_pbv": val.get(candidate.key)})
+                                 "train_loss": loss, "train_accuracy": accuracy, "val_uar_pbv": val.get(candidate.key),
+                                 "variant": candidate.variant})
         if on_epoch is not None:
             on_epoch(epoch)
     return training

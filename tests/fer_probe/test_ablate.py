@@ -1,0 +1,79 @@
+"""Variants that train on the same reads train together: one read of each sampled clip per epoch for all of them,
+the same numbers as run one by one, and no variant ever sees a fold's test videos through another."""
+
+import json
+
+import numpy as np
+import zarr
+from safetensors.torch import load_file
+
+import fer_probe.cv as cv
+from fer_probe.config import ProbeConfig
+from fer_probe.cv import run_cv, run_cv_many, with_settings
+from fer_probe.reader import CacheReader
+from tests.helpers import write_planted_store
+
+BASE = ProbeConfig.from_recipe("fast", epochs=3, num_heads=4, device="cpu", memory_budget_mb=0)
+VARIANTS = {"base": BASE, "proj": with_settings(BASE, use_proj=True), "one": with_settings(BASE, test_clips="one")}
+
+
+def counting_training_reads(monkeypatch) -> list[int]:
+    """Patches the reader and the trainer so that reads made while training are counted."""
+    count, training = [0], [False]
+    read = CacheReader._read
+
+    def counted(self, *args, **kwargs):
+        count[0] += training[0]
+        return read(self, *args, **kwargs)
+    train = cv.train_folds
+
+    def flagged(*args, **kwargs):
+        training[0] = True
+        try:
+            return train(*args, **kwargs)
+        finally:
+            training[0] = False
+    monkeypatch.setattr(CacheReader, "_read", counted)
+    monkeypatch.setattr(cv, "train_folds", flagged)
+    return count
+
+
+def test_variants_train_from_one_read_with_the_numbers_of_separate_runs(tmp_path, monkeypatch):
+    store = write_planted_store(tmp_path / "s.zarr", signal=0.6)
+    reads = counting_training_reads(monkeypatch)
+    together = run_cv_many(str(store), {n: (tmp_path / "together" / n, c) for n, c in VARIANTS.items()}, n_folds=4)
+    shared = reads[0]
+    reads[0] = 0
+    alone = {n: run_cv(str(store), tmp_path / "alone" / n, c, n_folds=4,
+                       folds_file=tmp_path / "together" / "base" / "folds.json") for n, c in VARIANTS.items()}
+    assert shared == reads[0] // 3 and shared > 0  # one read of each sampled clip per epoch for all three
+    for name in VARIANTS:
+        a, b = together[name], alone[name]
+        assert [f.video_ids for f in a.folds] == [f.video_ids for f in b.folds]
+        for fa, fb in zip(a.folds, b.folds):
+            for pa, pb in zip(fa.clip_posteriors, fb.clip_posteriors):
+                np.testing.assert_allclose(pa, pb, atol=1e-4)  # the same probes, up to float summation order
+    assert together["one"].folds[0].clip_posteriors[0].shape[0] == 1  # scored on one clip, trained as base
+    base_weights = load_file(str(tmp_path / "together" / "base" / "weights" / "fold0.safetensors"))
+    one_weights = load_file(str(tmp_path / "together" / "one" / "weights" / "fold0.safetensors"))
+    assert all((base_weights[k] == one_weights[k]).all() for k in base_weights)  # one trained probe serves both
+
+
+def test_no_variant_sees_a_folds_test_videos(tmp_path):
+    """Fold k's test videos replaced by noise: every variant's fold-k probe stays bit-identical."""
+    store = write_planted_store(tmp_path / "s.zarr", signal=0.6)
+    runs = {n: (tmp_path / "first" / n, c) for n, c in VARIANTS.items() if n != "one"}
+    run_cv_many(str(store), runs, n_folds=4)
+    folds = json.loads((tmp_path / "first" / "base" / "folds.json").read_text())["folds"]
+    subjects = CacheReader(store).subjects
+    k = 1
+    group = zarr.open_group(str(store), mode="r+")
+    rng = np.random.default_rng(5)
+    for row in [i for i, s in enumerate(subjects) if s in folds[k]["test_subjects"]]:
+        group["tokens"][row] = rng.standard_normal(group["tokens"].shape[1:]).astype(np.float16) * 3
+    again = {n: (tmp_path / "second" / n, c) for n, c in VARIANTS.items() if n != "one"}
+    run_cv_many(str(store), again, n_folds=4, folds_file=tmp_path / "first" / "base" / "folds.json")
+    for name in runs:
+        a = load_file(str(tmp_path / "first" / name / "weights" / f"fold{k}.safetensors"))
+        b = load_file(str(tmp_path / "second" / name / "weights" / f"fold{k}.safetensors"))
+        assert all((a[key] == b[key]).all() for key in a), name
