@@ -25,10 +25,16 @@ from fer_cache.errors import CheckpointError, ConfigError
 RANDOM_SEED = 0
 READERS = {  # a family's `reader` -> (path, checkpoint key) -> (config.json or None, state dict, settings it fixes)
     "training_checkpoint": lambda path, key: (None, read_torch_checkpoint(path, key), {}),
-    "vjepa21_checkpoint": lambda path, key: (None, read_vjepa21_checkpoint(path, key), {}),
+    "vjepa21_checkpoint": lambda path, key: vjepa21_weights(read_vjepa21_checkpoint(path, key)),
     "hf_vjepa2": lambda path, key: read_hf_vjepa2(path),
     "hf_videomae": lambda path, key: read_hf_videomae(path),
 }
+
+
+def vjepa21_weights(state: dict[str, torch.Tensor]) -> tuple[None, dict[str, torch.Tensor], dict]:
+    """V-JEPA 2.1 encoders are built with a video modality embedding unless `modality_embedding` was off."""
+    return None, state, {"modality_embed": "video_mod_embed" in state}
+
 
 __all__ = ["build_encoder", "load_encoder", "EncoderIdentity", "VideoViT", "ViTConfig", "list_presets", "FAMILIES"]
 

@@ -85,10 +85,12 @@ def read_hf_videomae(path: Path) -> tuple[dict, dict[str, torch.Tensor], dict]:
         raise CheckpointError(f"{path / 'config.json'}: hidden_act {config['hidden_act']!r} is not supported (gelu)")
     depth, width = int(config.get("num_hidden_layers", 0)), int(config.get("hidden_size", 0))
     encoder = {k[len("videomae."):]: v for k, v in weights.items() if k.startswith("videomae.")}
+    # a final LayerNorm unless the model mean-pools; a config.json that does not say is read off the weights
+    final_norm = not config["use_mean_pooling"] if "use_mean_pooling" in config else "layernorm.weight" in encoder
     state: dict[str, torch.Tensor] = {}
     for key in ("weight", "bias"):
         state[f"patch_embed.proj.{key}"] = take(encoder, f"embeddings.patch_embeddings.projection.{key}", source)
-        if config.get("use_mean_pooling", True) is False:
+        if final_norm:
             state[f"norm.{key}"] = take(encoder, f"layernorm.{key}", source)
     biased = bool(config.get("qv_bias", config.get("qkv_bias", True)))
     for i in range(depth):
@@ -110,7 +112,7 @@ def read_hf_videomae(path: Path) -> tuple[dict, dict[str, torch.Tensor], dict]:
             "patch_size": config.get("patch_size"), "tubelet_size": config.get("tubelet_size"),
             "resolution": config.get("image_size"), "frames_per_clip": config.get("num_frames"),
             "layernorm_eps": config.get("layer_norm_eps"), "qkv_bias": biased,
-            "final_norm": "none" if config.get("use_mean_pooling", True) is not False else "norm"}
+            "final_norm": "norm" if final_norm else "none"}
     return config, state, {k: v for k, v in dims.items() if v is not None}
 
 
