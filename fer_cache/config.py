@@ -208,14 +208,8 @@ def _encoder(name: str, entry, base: Path, *, source: str, line: int) -> Encoder
     where = f"{source} line {line} (encoders.{name})"
     _check_keys(entry, set(ENCODER_SETTINGS) | {"checkpoint"}, f"encoders.{name}", source=source)
     values = {key: _typed(entry[key], kind, key, where=where) for key, kind in ENCODER_SETTINGS.items() if key in entry}
-    family = FAMILIES.get(values.get("family", "vjepa"))
-    if family is None:
+    if values.get("family", "vjepa") not in FAMILIES:
         raise ConfigError(f"{where}: 'family' must be one of {', '.join(FAMILIES)}, got {values['family']!r}")
-    output = values.get("output")
-    if output is not None and output not in family.outputs:
-        line_of = getattr(entry, "lines", {}).get("output", line)
-        raise ConfigError(f"{source} line {line_of} (encoders.{name}): 'output' must be one of "
-                          f"{', '.join(family.outputs)} for family {family.name}, got {output!r}")
     checkpoint = entry.get("checkpoint")
     checkpoint = expand_path(checkpoint, base, where) if checkpoint is not None else None
     return EncoderConfig(name=name, checkpoint=checkpoint, line=line, config_file=source,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_cache.store import Store, StoreFormatError
 from fer_probe.config import ProbeConfig
 from fer_probe.cv import SHARED_TRAINING, RunResult, run_cv, run_cv_many, with_settings
 from fer_probe.errors import FerProbeError, RunDirectoryError
@@ -166,11 +167,9 @@ def run_ablation(store: str, out: str | Path, base: ProbeConfig, *, n_folds: int
 
 def store_label(store: str) -> str:
     """A store's name and encoder, e.g. `ravdess-vjepa21.zarr: vjepa2.1 vit_large (hierarchical)`."""
-    import zarr
-
     try:
-        encoder = dict(zarr.open_group(str(store), mode="r").attrs).get("encoder", {})
-    except (OSError, ValueError, KeyError):  # unreadable stores were refused already; the name alone then
+        encoder = Store.open(store).attrs.get("encoder", {})
+    except StoreFormatError:  # unreadable stores were refused already; the name alone then
         return Path(store).name
     output = f" ({encoder['output']})" if encoder.get("output", "last") != "last" else ""
     return f"{Path(store).name}: {encoder.get('family')} {encoder.get('arch') or encoder.get('embed_dim')}{output}"

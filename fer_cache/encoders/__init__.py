@@ -1,6 +1,7 @@
 """build_encoder: the one way to get a frozen video encoder (DESIGN section 8). Families: `families.py`."""
 
 import hashlib
+import json
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -64,7 +65,8 @@ def load_encoder(spec: EncoderConfig, *, device: str | torch.device | None = Non
         raise ConfigError(f"unknown encoder family '{spec.family}'; use one of: {', '.join(FAMILIES)}")
     family = FAMILIES[spec.family]
     if spec.output not in family.outputs:
-        raise ConfigError(f"output '{spec.output}' is not one of family {family.name}'s: {', '.join(family.outputs)}")
+        raise ConfigError(f"{spec.where('output')}: 'output' must be one of {', '.join(family.outputs)} for family "
+                          f"{family.name}, got {spec.output!r}")
     hf_config, state, fixed = read_weights(spec, family)
     cfg, notes = resolve_config(spec, family, fixed=fixed,
                                 inferred=infer_dims(state, family) if state is not None else {})
@@ -119,8 +121,6 @@ def read_weights(spec: EncoderConfig, family: Family) -> tuple[dict | None, dict
 
 def directory_model_type(path: Path) -> str | None:
     """config.json's model_type, or None where there is none to read (the reader then explains)."""
-    import json
-
     try:
         return json.loads((path / "config.json").read_text()).get("model_type")
     except (OSError, ValueError, AttributeError):

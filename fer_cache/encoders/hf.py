@@ -81,6 +81,11 @@ def read_hf_videomae(path: Path) -> tuple[dict, dict[str, torch.Tensor], dict]:
     if model not in VIDEOMAE_MODELS:
         raise CheckpointError(f"{path / 'config.json'}: architecture {model} is not a VideoMAE encoder; use a "
                               f"directory of {', '.join(VIDEOMAE_MODELS)}")
+    missing = [k for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+               if not isinstance(config.get(k), int) or config[k] < 1]
+    if missing:
+        raise CheckpointError(f"{path / 'config.json'}: no usable {', '.join(missing)} (a positive integer each); "
+                              "use the config.json of the release")
     if config.get("hidden_act", "gelu") != "gelu":
         raise CheckpointError(f"{path / 'config.json'}: hidden_act {config['hidden_act']!r} is not supported (gelu)")
     depth, width = int(config.get("num_hidden_layers", 0)), int(config.get("hidden_size", 0))

@@ -279,6 +279,14 @@ def test_videomae_strictness(tmp_path):
         build_encoder(family="videomae", checkpoint=extra)
     with pytest.raises(CheckpointError, match="needs `checkpoint`"):
         build_encoder(family="videomae")
+    damaged = videomae_copy(tmp_path / "c", edit_config=lambda c: c.pop("hidden_size"))
+    with pytest.raises(CheckpointError, match="config.json: no usable hidden_size"):
+        build_encoder(family="videomae", checkpoint=damaged)
+    (damaged / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="config.json: not valid JSON"):
+        build_encoder(family="videomae", checkpoint=damaged)
+    with pytest.raises(ConfigError, match="'output' must be one of last for family videomae"):
+        build_encoder(family="videomae", checkpoint=VIDEOMAE, output="hierarchical")
 
 
 @pytest.mark.parametrize("family,checkpoint,right", [

@@ -174,3 +174,20 @@ def test_compare_says_when_class_sets_differ(tmp_path):
     assert "| 4 | 0.250 |" in text and "| 6 | 0.167 |" in text
     assert "different class sets" in text and "different class sets" in " ".join(result.stdout.split())
     np.testing.assert_equal(text.count("**Note:**"), 1)
+
+
+def test_an_output_the_family_lacks_names_file_line_and_key(tmp_path, demo_small):
+    config = write_config(tmp_path, demo_small)
+    config.write_text(config.read_text().replace("resolution: 32, frames_per_clip: 4}",
+                                                 "resolution: 32, frames_per_clip: 4, output: hierarchical}", 1))
+    line = next(i for i, text in enumerate(config.read_text().splitlines(), 1) if text.startswith("  tiny:"))
+    result = run(BIN / "fer-cache", "extract", "--dataset", "demo", "--encoder", "tiny", "--config", config, "--out",
+                 tmp_path / "s.zarr", "--workers", "0")
+    assert_one_line_error(result, f"{config} line {line} (encoders.tiny.output)", "'output' must be one of last",
+                          "family vjepa, got 'hierarchical'")
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_stores_only_without_a_versus_store_is_one_line(tmp_path, planted_store):
+    result = run(BIN / "fer-probe", "ablate", planted_store, "--stores-only", "--out", tmp_path / "ab")
+    assert_one_line_error(result, "--stores-only compares stores: name at least one --versus store")
