@@ -6,6 +6,7 @@ and the projected time of the whole RAVDESS protocol from the measured per-clip 
 
 python benchmarks/bench_probe.py [--subjects 10] [--clips 2] [--epochs 2] [--device cpu]
 python benchmarks/bench_probe.py --mode floor   # the paper recipe against its bare token matmuls plus reads
+python benchmarks/bench_probe.py --mode disk    # ablate from one read vs one by one, every read from the disk
 """
 
 import argparse
@@ -150,13 +151,18 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--keep", default=None, help="folder to keep the store in (default: a temp folder)")
-    parser.add_argument("--mode", choices=("scale", "floor"), default="scale",
+    parser.add_argument("--mode", choices=("scale", "floor", "disk"), default="scale",
                         help="scale: the fast recipe's 5 x 4 candidates and the projection (default); floor: the "
-                             "paper recipe against its bare token matmuls plus reads")
+                             "paper recipe against its bare token matmuls plus reads; disk: ablate one-read vs one "
+                             "by one with every read from the disk")
     args = parser.parse_args()
     if args.mode == "floor":
         from bench_floor import floor_mode
         floor_mode(args)
+        return
+    if args.mode == "disk":
+        from bench_disk import disk_mode
+        disk_mode(args)
         return
     device = torch.device(args.device)
     folder = Path(args.keep or tempfile.mkdtemp(prefix="bench_probe_"))

@@ -63,24 +63,28 @@ class CrossAttentionBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = MLP(dim, int(dim * mlp_ratio))
 
-    def key_columns(self, query: torch.Tensor) -> torch.Tensor:
+    def kv_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(W_k, W_v) [D, D] each from one split of kv: its backward concatenates the two gradients, where two
+        slices would each scatter theirs into a zero-filled copy of the whole [2D, D] weight."""
+        w_k, w_v = self.xattn.kv.weight.chunk(2)
+        return w_k, w_v
+
+    def key_columns(self, query: torch.Tensor, w_k: torch.Tensor) -> torch.Tensor:
         """The query side of the re-associated scores: query [1, Q, D] -> u [Q*h, D]; the key bias cancels."""
         Q, D = query.shape[1:]
         h = self.xattn.num_heads
         d = D // h
-        w_k = self.xattn.kv.weight[:D].view(h, d, D)  # [h, d, D]
         q = self.xattn.q(query).view(Q, h, d)  # [Q, h, d]
-        u = torch.einsum("qhe,hed->qhd", q, w_k) * (self.norm1.weight / math.sqrt(d))  # [Q, h, D]
+        u = torch.einsum("qhe,hed->qhd", q, w_k.view(h, d, D)) * (self.norm1.weight / math.sqrt(d))  # [Q, h, D]
         return u.reshape(Q * h, D)  # [Qh, D]
 
-    def attention_output(self, pooled: torch.Tensor, num_queries: int) -> torch.Tensor:
+    def attention_output(self, pooled: torch.Tensor, num_queries: int, w_v: torch.Tensor) -> torch.Tensor:
         """Pooled normalised tokens x_hat [B, Qh, D] -> the attention output [B, Q, D] (values, then proj)."""
         B, _, D = pooled.shape
         h = self.xattn.num_heads
-        w_v = self.xattn.kv.weight[D:].view(h, D // h, D)  # [h, d, D]
-        b_v = self.xattn.kv.bias[D:].view(h, D // h)  # [h, d]
+        b_v = self.xattn.kv.bias.chunk(2)[1].view(h, D // h)  # [h, d]
         pooled = pooled * self.norm1.weight + self.norm1.bias  # [B, Qh, D] in norm1's output space
-        values = torch.einsum("bqhD,hdD->bqhd", pooled.view(B, num_queries, h, D), w_v) + b_v  # [B, Q, h, d]
+        values = torch.einsum("bqhD,hdD->bqhd", pooled.view(B, num_queries, h, D), w_v.view(h, D // h, D)) + b_v
         y = values.reshape(B, num_queries, D)  # [B, Q, D]
         return self.xattn.proj(y) if self.xattn.use_proj else y
 
@@ -100,8 +104,19 @@ class CrossAttentionBlock(nn.Module):
 
 def pool(x: torch.Tensor, u: torch.Tensor, eps: float) -> torch.Tensor:
     """The re-associated attention pooling: raw tokens x [B, N, D], the stacked key columns of several probes
-    u [M, D] -> sum over tokens of softmax(x_hat . u) x_hat per column [B, M, D]. It reads the tokens twice (once for
-    the scores and token means, once for the pooled sums), and twice more in the backward pass, however large M is.
+    u [M, D] -> sum over tokens of softmax(x_hat . u) x_hat per column [B, M, D].
+
+    On the CPU (tokens that need no gradient) it streams each video's tokens in cache-sized chunks (StreamedPool):
+    float16 tokens are widened to float32 a chunk at a time and each chunk is read from memory once forward and once
+    backward. Elsewhere (CUDA, or the tokens of attentive-deep's self-attention blocks) it is whole_pool."""
+    if x.device.type == "cpu" and not x.requires_grad:
+        return StreamedPool.apply(x, u, eps)
+    return whole_pool(x.float() if x.dtype == torch.float16 and not torch.is_autocast_enabled() else x, u, eps)
+
+
+def whole_pool(x: torch.Tensor, u: torch.Tensor, eps: float) -> torch.Tensor:
+    """pool in whole-tensor operations, differentiable in both inputs. It reads the tokens twice (once for the
+    scores and token means, once for the pooled sums), and twice more in the backward pass, however large M is.
 
     Tokens may be bfloat16 (the fast CPU path): only the matmuls that read them run in their dtype; statistics,
     softmax and everything on the query side stay in float32, so no weight is ever cast."""
@@ -122,6 +137,87 @@ def pool(x: torch.Tensor, u: torch.Tensor, eps: float) -> torch.Tensor:
     return pooled - (weights * mu).sum(1).unsqueeze(-1)  # [B, M, D] = sum a x_hat
 
 
+TOKEN_CHUNK = 2048  # tokens of one streamed chunk: 10 MB in float32, resident in the L3 cache of a server CPU
+
+
+class StreamedPool(torch.autograd.Function):
+    """pool for tokens without gradient, one chunk of tokens at a time with an online softmax (running maximum and
+    sum, as flash attention). Each chunk serves all its products while it is in cache: the forward pass reads the
+    tokens once and the backward pass once more, instead of four times at full size. Matmuls run in float32, or in
+    bfloat16 for bfloat16 tokens; the statistics and the softmax always in float32.
+
+    Token means drop out of the products by centring across the width: x_hat . u = rstd x . (u - mean(u)), and
+    sum_n a_n x_hat_n = c(sum_n a_n rstd_n x_n) with c(v) = v - mean(v). Backward, with G_m = dL/dpooled_m:
+    dL/ds_nm = a_nm (rstd_n x_n . c(G_m) - G_m . pooled_m) and dL/du_m = c(sum_n dL/ds_nm rstd_n x_n)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, u: torch.Tensor, eps: float) -> torch.Tensor:  # noqa: PLR0917 (autograd's signature)
+        B, N, D = x.shape
+        M = u.shape[0]
+        matmul_dtype, stats = matmul_dtypes(x, u)
+        columns = centred(u).T.to(matmul_dtype).contiguous()  # [D, M]
+        scores, rstd = x.new_empty((B, N, M), dtype=stats), x.new_empty((B, N, 1), dtype=stats)
+        top, total, pooled = u.new_empty(B, M), u.new_empty(B, M), u.new_empty(B, M, D)
+        for b in range(B):
+            running = u.new_full((M,), -math.inf)  # [M] running maximum of the scores
+            sums, weighted = u.new_zeros(M), u.new_zeros(M, D)  # softmax denominators; sum e rstd x [M, D]
+            for start, chunk in chunks(x[b], matmul_dtype):  # [n, D]
+                n = slice(start, start + chunk.shape[0])
+                mu = chunk.sum(-1, keepdim=True, dtype=stats) / D  # [n, 1]
+                norm = torch.linalg.vector_norm(chunk, dim=-1, keepdim=True, dtype=stats)  # [n, 1]
+                rstd_c = torch.rsqrt((norm.square() / D - mu.square()).clamp_min(0) + eps)  # [n, 1]
+                s = torch.mul((chunk @ columns).to(stats), rstd_c, out=scores[b, n])  # [n, M] = x_hat . u
+                new = torch.maximum(running, s.amax(0))  # [M]
+                rescale = torch.exp(running - new)  # [M]
+                e = torch.exp(s - new)  # [n, M]
+                sums.mul_(rescale).add_(e.sum(0))
+                e.mul_(rstd_c)  # [n, M]
+                weighted.mul_(rescale[:, None]).add_((e.T.to(matmul_dtype) @ chunk).to(stats))  # [M, D]
+                running = new
+                rstd[b, n] = rstd_c
+            top[b], total[b] = running, sums
+            pooled[b] = centred(weighted) / sums[:, None]  # [M, D]
+        ctx.save_for_backward(x, scores, rstd, top, total, pooled)
+        return pooled
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, scores, rstd, top, total, pooled = ctx.saved_tensors
+        matmul_dtype, stats = matmul_dtypes(x, grad)
+        grad_u = grad.new_zeros(grad.shape[1:])  # [M, D] before centring
+        for b in range(x.shape[0]):
+            g = grad[b]  # [M, D]
+            g_t = centred(g).T.to(matmul_dtype).contiguous()  # [D, M]
+            g_pooled = (g * pooled[b]).sum(1)  # [M]
+            for start, chunk in chunks(x[b], matmul_dtype):
+                n = slice(start, start + chunk.shape[0])
+                a = torch.exp(scores[b, n] - top[b]).div_(total[b])  # [n, M] the softmax
+                r = (chunk @ g_t).to(stats).mul_(rstd[b, n]).sub_(g_pooled).mul_(a).mul_(rstd[b, n])  # dL/ds rstd
+                grad_u += (r.T.to(matmul_dtype) @ chunk).to(stats)  # [M, D]
+        return None, centred(grad_u), None
+
+
+def centred(v: torch.Tensor) -> torch.Tensor:
+    """v minus its mean across the width (the last axis)."""
+    return v - v.mean(-1, keepdim=True)
+
+
+def matmul_dtypes(x: torch.Tensor, other: torch.Tensor) -> tuple[torch.dtype, torch.dtype]:
+    """(the dtype of the matmuls that read the tokens, the dtype of everything else): float16 tokens are widened to
+    float32 (no fast float16 matmul on the CPU); bfloat16 ones multiply as they are."""
+    matmul_dtype = torch.float32 if x.dtype == torch.float16 else x.dtype
+    return matmul_dtype, torch.promote_types(matmul_dtype, other.dtype)
+
+
+def chunks(x: torch.Tensor, dtype: torch.dtype):
+    """(start, tokens [n, D] in dtype) for consecutive TOKEN_CHUNK rows of x [N, D]; widened chunks share one
+    buffer, so that a chunk is valid until the next is drawn."""
+    buffer = x.new_empty((min(TOKEN_CHUNK, x.shape[0]), x.shape[1]), dtype=dtype) if x.dtype != dtype else None
+    for start in range(0, x.shape[0], TOKEN_CHUNK):
+        chunk = x[start:start + TOKEN_CHUNK]
+        yield start, chunk if buffer is None else buffer[:chunk.shape[0]].copy_(chunk)
+
+
 def attend_many(blocks: list[CrossAttentionBlock], queries: list[torch.Tensor], x: torch.Tensor,
                 *, rows: list[list[int]] | None = None) -> list[torch.Tensor]:
     """Exact cross-attention of several probes over the same raw tokens x [B, N, D] -> per probe [B_p, Q, D].
@@ -133,7 +229,8 @@ def attend_many(blocks: list[CrossAttentionBlock], queries: list[torch.Tensor], 
     if len(eps) != 1:
         raise FerProbeError("probes trained together must share the LayerNorm eps")
     eps = eps.pop()
-    columns = [block.key_columns(query) for block, query in zip(blocks, queries)]  # P x [Qh, D]
+    kv = [block.kv_weights() for block in blocks]  # P x (W_k, W_v)
+    columns = [block.key_columns(query, w_k) for block, query, (w_k, _) in zip(blocks, queries, kv)]  # P x [Qh, D]
     if rows is None:
         parts = pool(x, torch.cat(columns), eps).split([c.shape[0] for c in columns], dim=1)  # P x [B, Qh, D]
     else:
@@ -146,7 +243,8 @@ def attend_many(blocks: list[CrossAttentionBlock], queries: list[torch.Tensor], 
             for p, part in zip(users, pooled.split([columns[p].shape[0] for p in users])):
                 pieces[p].append(part)  # [Qh, D]
         parts = [torch.stack(p) if p else columns[i].new_zeros((0, *columns[i].shape)) for i, p in enumerate(pieces)]
-    return [block.attention_output(part, query.shape[1]) for block, query, part in zip(blocks, queries, parts)]
+    return [block.attention_output(part, query.shape[1], w_v)
+            for block, query, part, (_, w_v) in zip(blocks, queries, parts, kv)]
 
 
 class SelfAttentionBlock(nn.Module):

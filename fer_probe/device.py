@@ -41,6 +41,6 @@ def autocast_for(device: torch.device, dtype: torch.dtype):
 
 def to_compute(x: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """Inputs onto the device: tokens that travel in their stored half precision (CUDA) are cast there to the compute
-    dtype; float32 inputs (CPU tokens, pooled features) go as they are."""
+    dtype; on the CPU they stay as they came (float16 tokens are widened by the probe that reads them)."""
     x = x.to(device, non_blocking=True)
-    return x.to(dtype) if x.dtype in (torch.float16, torch.bfloat16) else x
+    return x.to(dtype) if device.type != "cpu" and x.dtype in (torch.float16, torch.bfloat16) else x

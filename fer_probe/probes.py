@@ -28,6 +28,7 @@ class Probe(nn.Module, ABC):
     consumes: ClassVar[Literal["tokens", "pooled"]] = "tokens"
     attention: ClassVar[bool] = False  # whether attention heads and the cross-attention's proj apply to it
     shares_token_pass = False  # single cross-attention probes pool in one pass with others (forward_many)
+    takes_float16: ClassVar[bool] = False  # CPU tokens stored in float16 come as they are (else widened to float32)
 
     @classmethod
     @abstractmethod
@@ -65,8 +66,8 @@ class AttentivePooler(nn.Module):
         reference_init(self)
 
     def forward(self, x: torch.Tensor, fast: bool = True) -> torch.Tensor:
-        if len(self.blocks) and not torch.is_autocast_enabled():
-            x = x.to(self.query_tokens.dtype)  # bfloat16 CPU tokens: the self-attention blocks run in float32
+        if (len(self.blocks) or not fast) and not torch.is_autocast_enabled():
+            x = x.to(self.query_tokens.dtype)  # half CPU tokens: the self-attention blocks and nn.Linear in float32
         for block in self.blocks:
             x = block(x)  # [B, N, D]
         return self.cross_attention_block(self.query_tokens, x, fast).mean(dim=1)  # [1, Q, D] -> [B, D]
@@ -107,6 +108,7 @@ class AttentiveProbe(Probe):
     """tokens [B, N, D] -> logits [B, C]; `linear` is named as in V-JEPA's AttentiveClassifier."""
 
     attention = True
+    takes_float16 = True  # its pooling widens them a chunk at a time (attention.StreamedPool)
     depth = 1  # blocks: depth - 1 self-attention blocks, then the cross-attention
 
     def __init__(self, dim: int, num_classes: int, *, num_heads: int = 16, num_queries: int = 1, depth: int = 1,
@@ -215,9 +217,13 @@ def forward_many(models: list[nn.Module], x: torch.Tensor, rows: list[list[int]]
         subsets = [rows[i] for i in shared] if rows is not None else None
         for i, block, query, y in zip(shared, blocks, queries, attend_many(blocks, queries, x, rows=subsets)):
             out[i] = models[i].classify(block.finish(query, y).mean(dim=1))  # [B_p, C]
+    widened = None  # CPU float16 tokens as float32, for the probes that do not take them (made once)
     for i, model in enumerate(models):
         if out[i] is None:
-            out[i] = model(x if rows is None else x[rows[i]])
+            inputs = x
+            if x.dtype == torch.float16 and x.device.type == "cpu" and not getattr(model, "takes_float16", False):
+                inputs = widened = x.float() if widened is None else widened
+            out[i] = model(inputs if rows is None else inputs[rows[i]])
     return out
 
 

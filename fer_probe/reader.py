@@ -35,9 +35,12 @@ def prefetch(load: Callable, items: Iterable, pool: ThreadPoolExecutor, *, ahead
 
 
 def finite(values: torch.Tensor) -> bool:
-    """All values finite? A float32 sum is one fast pass, and for stored float16/bfloat16/int8 tokens it overflows
-    only through a NaN or inf (or for absurdly large values, which the exact test below then clears)."""
-    return bool(torch.isfinite(values.sum(dtype=torch.float32))) or bool(torch.isfinite(values).all())
+    """All values finite? The smallest and largest value in one pass in the stored dtype (NaN propagates into both):
+    no float32 copy of the tensor, which for a video's float16 tokens would be a fresh 189 MB every read."""
+    if not values.numel():
+        return True
+    low, high = torch.aminmax(values)
+    return bool(torch.isfinite(low) & torch.isfinite(high))
 
 
 class CacheReader:
@@ -62,9 +65,11 @@ class CacheReader:
         self.tokens = self.store.tokens
         self.storage_dtype = self.store.dtype  # how tokens are stored: float16, bfloat16, int8 or float32
         # CUDA (pin_memory) gets float16/bfloat16 tokens as stored, half the bytes to copy, cast on the device by the
-        # consumer; the CPU gets them in the compute dtype
+        # consumer; so does a float32 probe on the CPU from float16 tokens (its pooling widens them a chunk at a time,
+        # attention.StreamedPool); otherwise the CPU gets the compute dtype
         stored_float = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(self.storage_dtype)
-        self.transfer_dtype = stored_float if pin_memory and stored_float is not None else dtype
+        widened = self.storage_dtype == "float16" and dtype == torch.float32
+        self.transfer_dtype = stored_float if (pin_memory or widened) and stored_float is not None else dtype
         status = self.group["videos/status"][:]
         usable = status == schema.DONE
         self.excluded = int((~usable).sum())
@@ -89,6 +94,7 @@ class CacheReader:
         _, self.clips, self.views, self.num_tokens, self.width = self.tokens.shape
         self.memory_budget = memory_budget_mb * 1e6
         self._memory: dict[int, torch.Tensor] = {}
+        self._spare_videos: deque[torch.Tensor] = deque()  # video buffers to read into again (videos(recycle=True))
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fer-probe-read")
 
     def _check_chunks(self, done_rows: np.ndarray, ids: list[str]) -> None:
@@ -111,6 +117,7 @@ class CacheReader:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         self._memory.clear()
+        self._spare_videos.clear()
 
     @property
     def clip_bytes(self) -> int:
@@ -120,15 +127,20 @@ class CacheReader:
     def encoder(self) -> dict:
         return dict(self.attrs.get("encoder") or {})
 
-    def _read(self, v: int, selection: tuple = ()) -> torch.Tensor:
-        """Stored values of video v (or `selection` within [K, S]) -> tokens in the compute dtype, checked finite.
-        Casts and int8 dequantisation are one torch pass each (about twice as fast as numpy's)."""
+    def _read(self, v: int, selection: tuple = (), out: torch.Tensor | None = None) -> torch.Tensor:
+        """Stored values of video v (or `selection` within [K, S]) -> tokens in the transfer dtype, checked finite,
+        into `out` where given (read straight into it when it has the stored dtype). Casts and int8 dequantisation
+        are one torch pass each (about twice as fast as numpy's)."""
+        dtype = self.transfer_dtype
+        direct = out is not None and str(dtype).removeprefix("torch.") == self.storage_dtype and dtype != torch.bfloat16
         try:
-            stored, scale = self.store.read(int(self.rows[v]), self.ids[v], selection)
+            stored, scale = self.store.read(int(self.rows[v]), self.ids[v], selection,
+                                            out=out.numpy() if direct else None)
         except StoreFormatError as exc:
             raise StoreReadError(str(exc)) from exc
-        dtype = self.transfer_dtype
-        if self.storage_dtype == "bfloat16":
+        if direct:
+            values = out
+        elif self.storage_dtype == "bfloat16":
             values = torch.from_numpy(stored.view(np.int16)).view(torch.bfloat16).to(dtype)
         elif self.storage_dtype == "int8":  # int8 x scale in the compute dtype, in one pass
             values = torch.from_numpy(stored) * torch.from_numpy(scale).to(dtype)[..., None]
@@ -139,25 +151,27 @@ class CacheReader:
         if not finite(values):
             raise StoreReadError(f"{self.location}: video {self.ids[v]} has non-finite tokens; run "
                                  "`fer-cache verify` and re-extract it")
-        return values
+        return values if out is None or direct else out.copy_(values.reshape(out.shape))
 
-    def video(self, v: int) -> torch.Tensor:
-        """All clips and views of one video -> [K, S, N, D] (one shard read)."""
+    def video(self, v: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        """All clips and views of one video -> [K, S, N, D] (one shard read; into `out` where given)."""
         if v in self._memory:
-            return self._memory[v]
-        return self._read(v)
+            return self._memory[v] if out is None else out.copy_(self._memory[v])
+        return self._read(v, (), out)
 
-    def clip(self, ref: ClipRef) -> torch.Tensor:
-        """One clip view -> [N, D]."""
+    def clip(self, ref: ClipRef, out: torch.Tensor | None = None) -> torch.Tensor:
+        """One clip view -> [N, D] (into `out` [N, D] where given)."""
         if ref.video in self._memory:
-            return self._memory[ref.video][ref.clip, ref.view]
-        return self._read(ref.video, (ref.clip, ref.view))
+            values = self._memory[ref.video][ref.clip, ref.view]
+            return values if out is None else out.copy_(values)
+        return self._read(ref.video, (ref.clip, ref.view), out)
 
-    def view(self, v: int, s: int) -> torch.Tensor:
-        """Every clip of one view -> [K, N, D]."""
+    def view(self, v: int, s: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Every clip of one view -> [K, N, D] (into `out` [K, N, D] where given)."""
         if v in self._memory:
-            return self._memory[v][:, s]
-        return self._read(v, (slice(None), s))
+            values = self._memory[v][:, s]
+            return values if out is None else out.copy_(values)
+        return self._read(v, (slice(None), s), out)
 
     def preload(self) -> bool:
         """Keep every decoded video in memory when the whole store fits the budget (read once, reuse per epoch)."""
@@ -173,9 +187,23 @@ class CacheReader:
         """load(item) for each item, read ahead in background threads (the reader's one prefetch)."""
         return prefetch(load, items, self._pool, ahead=ahead)
 
-    def videos(self, indices: Iterable[int], ahead: int = 2) -> Iterator[torch.Tensor]:
-        """Yield [K, S, N, D] for each video index, prefetching (and pinning, for CUDA) in background threads."""
-        return self.load_all(lambda v: self.pinned(self.video(v)), indices, ahead)
+    def videos(self, indices: Iterable[int], ahead: int = 2, *, recycle: bool = False) -> Iterator[torch.Tensor]:
+        """Yield [K, S, N, D] for each video index, prefetching (and pinning, for CUDA) in background threads.
+        recycle (CPU, streamed stores): a video's tokens are valid until the next is asked for; their memory is then
+        read into again, instead of fresh pages faulted in for every video."""
+        recycle = recycle and not self.pin_memory and not self._memory
+        free = self._spare_videos
+
+        def load(v: int) -> torch.Tensor:
+            if not recycle:
+                return self.pinned(self.video(v))
+            buffer = free.popleft() if free else None
+            return self.video(v, buffer if buffer is not None else torch.empty(
+                (self.clips, self.views, self.num_tokens, self.width), dtype=self.transfer_dtype))
+        for values in self.load_all(load, indices, ahead):
+            yield values
+            if recycle:
+                free.append(values)
 
     def pinned(self, values: torch.Tensor) -> torch.Tensor:
         """Page-locked for CUDA (an asynchronous copy to the device); unchanged on the CPU."""
@@ -184,7 +212,9 @@ class CacheReader:
     def mean_pooled(self) -> np.ndarray:
         """Token-mean of every clip view -> [V, K, S, D], computed in one streaming pass."""
         out = np.empty((len(self), self.clips, self.views, self.width), dtype=np.float32)
-        for v, values in enumerate(self.load_all(self.video, range(len(self)))):  # on the CPU: never pinned
+        videos = self.load_all(self.video, range(len(self))) if self.pin_memory else \
+            self.videos(range(len(self)), recycle=True)  # never pinned: pooled on the CPU
+        for v, values in enumerate(videos):
             out[v] = values.float().mean(dim=2).numpy()
         return out
 

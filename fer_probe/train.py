@@ -220,7 +220,7 @@ def train_plans(source: TokenSource, plans: list[FoldPlan], targets: np.ndarray,
     step = 0
     for epoch in range(cfg.epochs):
         rng = np.random.default_rng([sampling_seed, epoch])
-        for batch in source.epoch(union, rng, batch_size, all_clips=all_clips):
+        for batch in source.epoch(union, rng, batch_size, all_clips=all_clips, recycle=True):
             step += 1
             step_runner(batch, step / total_steps)
         means = step_runner.epoch_means()

@@ -54,13 +54,19 @@ class Store:
     def strings(self, name: str) -> list[str]:
         return schema.read_strings(self.group[name])
 
-    def read(self, row: int, video_id: str, selection: tuple = ()) -> tuple[np.ndarray, np.ndarray | None]:
-        """One video's stored token values (and int8 scales), all [K, S, N, D] or `selection` within [K, S]; a chunk
-        that does not decode names the video and says how to repair it."""
+    def read(self, row: int, video_id: str, selection: tuple = (), *, out: np.ndarray | None = None) \
+            -> tuple[np.ndarray, np.ndarray | None]:
+        """One video's stored token values (and int8 scales), all [K, S, N, D] or `selection` within [K, S], into
+        `out` where given (the stored dtype, C-contiguous); a chunk that does not decode names the video and says how
+        to repair it."""
         try:
-            stored = self.direct.read(row, selection) if self.direct is not None else None
+            stored = self.direct.read(row, selection, out) if self.direct is not None else None
             if stored is None:
                 stored = self.tokens[(row, *selection)]
+                if out is not None:
+                    target = out.reshape(stored.shape)
+                    target[...] = stored
+                    stored = target
             scale = self.scales[(row, *selection)] if self.scales is not None else None
         except Exception as exc:  # any decoding failure of a chunk means the same to the user
             raise StoreFormatError(f"{self.location}: the tokens of video {video_id} do not decode "

@@ -111,20 +111,22 @@ class ShardReader:
         """The default layout, with one clip view per inner chunk."""
         return writes_whole_shards(array, location) and tuple(array.chunks) == (1, 1, 1, *array.shape[3:])
 
-    def read(self, row: int, selection: tuple = ()) -> np.ndarray | None:
+    def read(self, row: int, selection: tuple = (), out: np.ndarray | None = None) -> np.ndarray | None:
         """Values of video `row`: all [K, S, ...] (selection ()), one clip view (k, s) -> [...], or one view of
-        every clip (slice(None), s) -> [K, ...]; None for selections or shards that zarr must read."""
+        every clip (slice(None), s) -> [K, ...]; None for selections or shards that zarr must read. `out` (C-contiguous,
+        the array's dtype, as many values) receives them instead of a new array."""
         wanted = self._wanted(selection)
         if wanted is None:
             return None
-        path = self.folder / str(row) / Path(*(["0"] * self.depth))
+        path = self.shard_path(row)
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             return None
         try:
             entries = self._index(fd, path)
-            out = np.empty((len(wanted), *self.value_shape), dtype=self.dtype)
+            shape = (len(wanted), *self.value_shape)
+            out = np.empty(shape, dtype=self.dtype) if out is None else out.reshape(shape)
             for i, chunk in enumerate(wanted):
                 offset, length = (int(v) for v in entries[chunk])
                 if offset == EMPTY and length == EMPTY:
@@ -138,6 +140,10 @@ class ShardReader:
         if selection == ():
             return out.reshape(self.clips, self.views, *self.value_shape)  # [K, S, ...]
         return out if selection[0] == slice(None) else out[0]  # [K, ...] or [...]
+
+    def shard_path(self, row: int) -> Path:
+        """The file that holds every clip view of video `row`."""
+        return self.folder / str(row) / Path(*(["0"] * self.depth))
 
     def _wanted(self, selection: tuple) -> list[int] | None:
         """Inner chunk numbers (k * S + s) of a selection, in output order; None for what zarr must resolve

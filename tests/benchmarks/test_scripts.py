@@ -40,3 +40,15 @@ def test_bench_probe_floor_mode_prints_the_ratio(tmp_path):
                  "projected whole RAVDESS paper protocol"):
         assert line in result.stdout, line
     assert (tmp_path / "probe_floor.csv").is_file()
+
+
+def test_bench_probe_disk_mode_reads_less_from_one_read(tmp_path):
+    result = run(tmp_path, ROOT / "benchmarks" / "bench_probe.py", "--mode", "disk", "--tokens", "64", "--width",
+                 "64", "--epochs", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    megabytes = {}
+    for schedule in ("one-read", "one-by-one"):
+        line = next(line for line in result.stdout.splitlines() if line.startswith(schedule))
+        megabytes[schedule] = float(line.split(" s, ")[1].split(" MB")[0])
+    assert "read floor" in result.stdout and (tmp_path / "probe_disk.csv").is_file()
+    assert 0 < megabytes["one-read"] < megabytes["one-by-one"]

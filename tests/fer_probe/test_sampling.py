@@ -38,3 +38,21 @@ def test_test_inputs_per_training_mode(tmp_path):
         pooled = TokenSource(reader, torch.from_numpy(reader.mean_pooled()))
         assert pooled.samples_per_epoch(4, all_clips=False) == 4 * 6  # the baselines see every clip view
         assert next(pooled.test_inputs([0], all_clips=False, one_clip=False)).shape == (6, D)
+
+
+def test_recycled_batches_hold_the_same_tokens_in_reused_memory(tmp_path):
+    """The trainer asks for batches whose memory is read into again once it moves on: the same values as fresh
+    batches, in two buffers (the one trained on and the one read ahead)."""
+    store = write_planted_store(tmp_path / "s.zarr", clips=3, views=2)
+    with CacheReader(store) as reader:
+        source = TokenSource(reader)
+        videos = np.arange(len(reader))
+        for all_clips in (True, False):
+            fresh = [b.inputs.clone() for b in source.epoch(videos, np.random.default_rng(3), 2, all_clips=all_clips)]
+            recycled, buffers = [], set()
+            for batch in source.epoch(videos, np.random.default_rng(3), 2, all_clips=all_clips, recycle=True):
+                recycled.append(batch.inputs.clone())
+                buffers.add(batch.inputs.data_ptr())
+            assert len(fresh) > 3 and all(torch.equal(a, b) for a, b in zip(fresh, recycled, strict=True))
+            assert len(buffers) == 2
+

@@ -69,9 +69,9 @@ def count_reads(monkeypatch) -> list:
     calls = []
     original = CacheReader._read
 
-    def counted(self, v, selection=()):
+    def counted(self, v, selection=(), out=None):
         calls.append((v, selection))
-        return original(self, v, selection)
+        return original(self, v, selection, out)
     monkeypatch.setattr(CacheReader, "_read", counted)
     return calls
 
