@@ -101,6 +101,11 @@ def floor_mode(args) -> None:
             print(f"projected whole RAVDESS paper protocol (2,880 videos x 8 clips, 5 folds, 20 epochs, every clip "
                   f"tested): {wall * scale / 3600:.1f} h here; its floor {bound['total'] * scale / 3600:.1f} h")
             row["projected_ravdess_hours"] = round(wall * scale / 3600, 2)
+            fast = timed_cv(store, folder / "bfloat16", dict(epochs=args.epochs, device=args.device, num_heads=HEADS,
+                                                            precision="bfloat16"), recipe="paper")
+            print(f"{'  the same in bfloat16':24s}: cv {fast:6.1f} s (--precision bfloat16: token matmuls in "
+                  f"bfloat16, not exact); {fast / bound['total']:.2f}x the float32 floor")
+            row["single_bfloat16_cv_s"] = round(fast, 1)
     append_row("probe_floor", row)
     if not args.keep:
         shutil.rmtree(folder)

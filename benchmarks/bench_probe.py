@@ -56,9 +56,10 @@ def throughput(probe: AttentiveProbe, clips: torch.Tensor, train: bool, repeats:
 
 
 def read_time(store: Path, device: torch.device, warm: bool = True, direct: bool = True) -> float:
-    """Seconds to read one clip view from the store as cv does on this device (float32 on the CPU, the stored float16
-    for CUDA), every clip once, from the page cache (a first pass warms it) or, with warm=False, from wherever it is;
-    direct=False reads through zarr's codec pipeline instead of straight from the shard files."""
+    """Seconds to read one clip view from the store as cv does (the stored float16 as it is: CUDA casts it on the
+    device, the CPU's float32 attentive probes widen it a chunk at a time), every clip once, from the page cache (a
+    first pass warms it) or, with warm=False, from wherever it is; direct=False reads through zarr's codec pipeline
+    instead of straight from the shard files."""
     cuda = device.type == "cuda"
     with CacheReader(store, dtype=torch.bfloat16 if cuda else torch.float32, pin_memory=cuda) as reader:
         if not direct:

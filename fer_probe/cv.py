@@ -172,9 +172,12 @@ def run_cv_many(store: str, runs: dict[str, tuple[str | Path, ProbeConfig]], *, 
         variants = {variant_of(c): c for c, _ in fitted.values()}
         training = train_folds(source, plans, targets, cfg=cfg, num_classes=len(class_names), on_progress=on_progress,
                                variants=variants if len(variants) > 1 else None)
+        chosen = {name: variant_of(fitted[name][0]) if len(variants) > 1 else None for name in runs}
+        scored = score_tests(source, training, plans, tests=tests, runs={name: (fitted[name][0], chosen[name])
+                                                                         for name in runs})
         results = {name: score_run(source, training, plans, tests=tests, targets=targets, out=outs[name],
                                    cfg=fitted[name][0], notes=fitted[name][1], class_names=class_names,
-                                   variant=variant_of(fitted[name][0]) if len(variants) > 1 else None)
+                                   variant=chosen[name], posteriors=scored[name])
                    for name in runs}
     for result, tables, weights in results.values():
         finish_run(result, tables, weights, log=[row for row in training.log
@@ -200,21 +203,34 @@ def write_run_config(out: Path, reader: CacheReader, fitted: tuple[ProbeConfig, 
     outputs.write_folds(out, folds, cfg.seed)
 
 
+def score_tests(source: TokenSource, training: Training, plans: list[FoldPlan], *, tests: list[np.ndarray],
+                runs: dict[str, tuple[ProbeConfig, str | None]]) -> dict[str, list[list[np.ndarray]]]:
+    """Run name -> per fold, the clip posteriors of each test video under the fold's chosen candidate of the run's
+    variant, scoring the clips its config says; each test video is read once for all the runs."""
+    out: dict[str, list[list[np.ndarray]]] = {name: [] for name in runs}
+    cfg = next(iter(runs.values()))[0]
+    for plan, test_idx in zip(plans, tests):
+        models = [select(training.grid.fold(plan.fold, variant))[0].model for _, variant in runs.values()]
+        per_video = video_posteriors(source, models, test_idx.tolist(), cfg=cfg,
+                                     test_clips=[run_cfg.test_clips for run_cfg, _ in runs.values()])
+        for j, name in enumerate(runs):
+            out[name].append([posteriors[j] for posteriors in per_video])
+    return out
+
+
 def score_run(source: TokenSource, training: Training, plans: list[FoldPlan], *, tests: list[np.ndarray],
               targets: np.ndarray, out: Path, cfg: ProbeConfig, notes: list[str], class_names: list[str],
-              variant: str | None) -> tuple[RunResult, list[dict], list]:
-    """Each fold's chosen candidate (of this run's variant) scores the fold's test videos as this run's config
-    says; returns the run's result, head tables and the weights to write."""
+              variant: str | None, posteriors: list[list[np.ndarray]]) -> tuple[RunResult, list[dict], list]:
+    """The run's result from its posteriors (score_tests), with the head tables and the weights to write."""
     reader = source.reader
     result = RunResult(out=out, metrics={}, class_names=class_names, config=cfg, excluded=reader.excluded,
                        unlabelled=reader.unlabelled, notes=notes)
     tables, weights = [], []
     for f, (plan, test_idx) in enumerate(zip(plans, tests)):
         chosen, table = select(training.grid.fold(plan.fold, variant))
-        posteriors = [p[0] for p in video_posteriors(source, [chosen.model], test_idx.tolist(), cfg=cfg)]
         fold = FoldPredictions(fold=f, video_ids=[reader.ids[i] for i in test_idx],
                                subjects=[reader.subjects[i] for i in test_idx],
-                               labels=targets[test_idx], clip_posteriors=posteriors)
+                               labels=targets[test_idx], clip_posteriors=posteriors[f])
         result.folds.append(fold)
         result.selected.append(chosen.name)
         tables.append({"fold": f, "heads": table})

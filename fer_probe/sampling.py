@@ -93,23 +93,30 @@ class TokenSource:
             yield Batch(self.pooled[video[c], clip[c], view[c]], video[c])  # [B, D]
 
     def test_inputs(self, videos: list[int], all_clips: bool, one_clip: bool) -> Iterator[torch.Tensor]:
-        """Per test video, the inputs of every scored probe pass: [M, N, D] (or [M, D] pooled).
+        """Per test video, the inputs of every scored probe pass (scored_inputs)."""
+        for values in self.test_videos(videos):
+            yield self.scored_inputs(values, all_clips, one_clip)
+
+    def test_videos(self, videos: list[int]) -> Iterator[torch.Tensor]:
+        """Per test video, everything stored of it: tokens [K, S, N, D], valid until the next is drawn (or the
+        pooled features [K, S, D])."""
+        if self.kind == "pooled":
+            yield from (self.pooled[v] for v in videos)
+        else:
+            yield from self.reader.videos(videos, recycle=True)
+
+    def scored_inputs(self, values: torch.Tensor, all_clips: bool, one_clip: bool) -> torch.Tensor:
+        """A test video's values -> the inputs of every scored probe pass: [M, N, D] (or [M, D] pooled).
 
         Trained on concatenated clips: one pass per view over all clips ([S, K*N, D]), or the first view only with
         one_clip. Trained on single clips: every clip view ([K*S, N, D]), or the middle clip's first view."""
         K, S = self.reader.clips, self.reader.views
         middle = K // 2
         if self.kind == "pooled":
-            for v in videos:
-                values = self.pooled[v]  # [K, S, D]
-                if all_clips:
-                    yield values.mean(dim=0)[:1] if one_clip else values.mean(dim=0)  # [S or 1, D]
-                else:
-                    yield values[middle, :1] if one_clip else values.reshape(K * S, -1)  # [1 or K*S, D]
-            return
-        for values in self.reader.videos(videos, recycle=True):  # [K, S, N, D], valid until the next is drawn
             if all_clips:
-                joined = values.transpose(0, 1).reshape(S, K * values.shape[2], -1)  # [S, K*N, D]
-                yield joined[:1] if one_clip else joined
-            else:
-                yield values[middle, :1] if one_clip else values.reshape(K * S, *values.shape[2:])  # [1 or K*S, N, D]
+                return values.mean(dim=0)[:1] if one_clip else values.mean(dim=0)  # [S or 1, D]
+            return values[middle, :1] if one_clip else values.reshape(K * S, -1)  # [1 or K*S, D]
+        if all_clips:
+            joined = values.transpose(0, 1).reshape(S, K * values.shape[2], -1)  # [S, K*N, D]
+            return joined[:1] if one_clip else joined
+        return values[middle, :1] if one_clip else values.reshape(K * S, *values.shape[2:])  # [1 or K*S, N, D]

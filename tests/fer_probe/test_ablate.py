@@ -18,12 +18,13 @@ VARIANTS = {"base": BASE, "proj": with_settings(BASE, use_proj=True), "one": wit
 
 
 def counting_training_reads(monkeypatch) -> list[int]:
-    """Patches the reader and the trainer so that reads made while training are counted."""
-    count, training = [0], [False]
+    """Patches the reader and the trainer so that reads made while training are counted (count[0]), and the others
+    (count[1]: the test pass, with one candidate per fold)."""
+    count, training = [0, 0], [False]
     read = CacheReader._read
 
     def counted(self, *args, **kwargs):
-        count[0] += training[0]
+        count[0 if training[0] else 1] += 1
         return read(self, *args, **kwargs)
     train = cv.train_folds
 
@@ -42,11 +43,12 @@ def test_variants_train_from_one_read_with_the_numbers_of_separate_runs(tmp_path
     store = write_planted_store(tmp_path / "s.zarr", signal=0.6)
     reads = counting_training_reads(monkeypatch)
     together = run_cv_many(str(store), {n: (tmp_path / "together" / n, c) for n, c in VARIANTS.items()}, n_folds=4)
-    shared = reads[0]
-    reads[0] = 0
+    shared, tested = reads
+    reads[:] = [0, 0]
     alone = {n: run_cv(str(store), tmp_path / "alone" / n, c, n_folds=4,
                        folds_file=tmp_path / "together" / "base" / "folds.json") for n, c in VARIANTS.items()}
     assert shared == reads[0] // 3 and shared > 0  # one read of each sampled clip per epoch for all three
+    assert tested == reads[1] // 3 == len(CacheReader(store))  # each test video read once for all three runs
     for name in VARIANTS:
         a, b = together[name], alone[name]
         assert [f.video_ids for f in a.folds] == [f.video_ids for f in b.folds]
