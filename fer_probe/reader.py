@@ -127,10 +127,11 @@ class CacheReader:
     def encoder(self) -> dict:
         return dict(self.attrs.get("encoder") or {})
 
-    def _read(self, v: int, selection: tuple = (), out: torch.Tensor | None = None) -> torch.Tensor:
-        """Stored values of video v (or `selection` within [K, S]) -> tokens in the transfer dtype, checked finite,
-        into `out` where given (read straight into it when it has the stored dtype). Casts and int8 dequantisation
-        are one torch pass each (about twice as fast as numpy's)."""
+    def _read(self, v: int, selection: tuple = (), *, out: torch.Tensor | None = None, check: bool = True) \
+            -> torch.Tensor:
+        """Stored values of video v (or `selection` within [K, S]) -> tokens in the transfer dtype, checked finite
+        (unless the caller checks them itself: require_finite), into `out` where given (read straight into it when
+        it has the stored dtype). Casts and int8 dequantisation are one torch pass each (twice as fast as numpy's)."""
         dtype = self.transfer_dtype
         direct = out is not None and str(dtype).removeprefix("torch.") == self.storage_dtype and dtype != torch.bfloat16
         try:
@@ -148,30 +149,36 @@ class CacheReader:
             values = torch.from_numpy(stored).float().to(dtype)
         else:
             values = torch.from_numpy(stored).to(dtype)
+        if check:
+            self.require_finite(v, values)
+        return values if out is None or direct else out.copy_(values.reshape(out.shape))
+
+    def require_finite(self, v: int, values: torch.Tensor) -> None:
+        """Refuse non-finite tokens of video v. Prefetched reads leave this to the consuming thread: a torch
+        reduction in the reading thread starts a second OpenMP team that takes a core from the training's matmuls."""
         if not finite(values):
             raise StoreReadError(f"{self.location}: video {self.ids[v]} has non-finite tokens; run "
                                  "`fer-cache verify` and re-extract it")
-        return values if out is None or direct else out.copy_(values.reshape(out.shape))
 
-    def video(self, v: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    def video(self, v: int, out: torch.Tensor | None = None, *, check: bool = True) -> torch.Tensor:
         """All clips and views of one video -> [K, S, N, D] (one shard read; into `out` where given)."""
         if v in self._memory:
             return self._memory[v] if out is None else out.copy_(self._memory[v])
-        return self._read(v, (), out)
+        return self._read(v, (), out=out, check=check)
 
-    def clip(self, ref: ClipRef, out: torch.Tensor | None = None) -> torch.Tensor:
+    def clip(self, ref: ClipRef, out: torch.Tensor | None = None, *, check: bool = True) -> torch.Tensor:
         """One clip view -> [N, D] (into `out` [N, D] where given)."""
         if ref.video in self._memory:
             values = self._memory[ref.video][ref.clip, ref.view]
             return values if out is None else out.copy_(values)
-        return self._read(ref.video, (ref.clip, ref.view), out)
+        return self._read(ref.video, (ref.clip, ref.view), out=out, check=check)
 
-    def view(self, v: int, s: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    def view(self, v: int, s: int, *, out: torch.Tensor | None = None, check: bool = True) -> torch.Tensor:
         """Every clip of one view -> [K, N, D] (into `out` [K, N, D] where given)."""
         if v in self._memory:
             values = self._memory[v][:, s]
             return values if out is None else out.copy_(values)
-        return self._read(v, (slice(None), s), out)
+        return self._read(v, (slice(None), s), out=out, check=check)
 
     def preload(self) -> bool:
         """Keep every decoded video in memory when the whole store fits the budget (read once, reuse per epoch)."""
@@ -194,13 +201,15 @@ class CacheReader:
         recycle = recycle and not self.pin_memory and not self._memory
         free = self._spare_videos
 
-        def load(v: int) -> torch.Tensor:
+        def load(v: int) -> torch.Tensor:  # checked finite in the consuming thread
             if not recycle:
-                return self.pinned(self.video(v))
+                return self.pinned(self.video(v, check=False))
             buffer = free.popleft() if free else None
             return self.video(v, buffer if buffer is not None else torch.empty(
-                (self.clips, self.views, self.num_tokens, self.width), dtype=self.transfer_dtype))
-        for values in self.load_all(load, indices, ahead):
+                (self.clips, self.views, self.num_tokens, self.width), dtype=self.transfer_dtype), check=False)
+        indices = list(indices)
+        for v, values in zip(indices, self.load_all(load, indices, ahead)):
+            self.require_finite(v, values)
             yield values
             if recycle:
                 free.append(values)

@@ -56,16 +56,18 @@ class TokenSource:
             def load(c: slice) -> torch.Tensor:
                 batch = self._buffer((len(order[c]), K * N, D), free)  # [B, K*N, D]
                 for row, v, s in zip(batch, order[c], views[c]):
-                    self.reader.view(int(v), int(s), out=row.view(K, N, D))
+                    self.reader.view(int(v), int(s), out=row.view(K, N, D), check=False)
                 return batch
         else:
             def load(c: slice) -> torch.Tensor:
                 batch = self._buffer((len(order[c]), N, D), free)  # [B, N, D]
                 for row, v, k, s in zip(batch, order[c], clips[c], views[c]):
-                    self.reader.clip(ClipRef(int(v), int(k), int(s)), out=row)
+                    self.reader.clip(ClipRef(int(v), int(k), int(s)), out=row, check=False)
                 return batch
         # one batch read ahead: reading a batch takes a fraction of the time spent training on it
         for c, inputs in zip(chunks, self.reader.load_all(load, chunks, ahead=1)):
+            for row, v in zip(inputs, order[c]):  # here, not in the reading thread (CacheReader.require_finite)
+                self.reader.require_finite(int(v), row)
             yield Batch(inputs, order[c])
             if recycle:
                 free.append(inputs if inputs._base is None else inputs._base)  # a short last batch: its whole buffer

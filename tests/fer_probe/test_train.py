@@ -69,9 +69,9 @@ def count_reads(monkeypatch) -> list:
     calls = []
     original = CacheReader._read
 
-    def counted(self, v, selection=(), out=None):
+    def counted(self, v, selection=(), **kwargs):
         calls.append((v, selection))
-        return original(self, v, selection, out)
+        return original(self, v, selection, **kwargs)
     monkeypatch.setattr(CacheReader, "_read", counted)
     return calls
 
