@@ -3,6 +3,7 @@
 Axes: V videos, K clips, S views, N tokens, D width.
 """
 
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -94,7 +95,8 @@ class CacheReader:
         _, self.clips, self.views, self.num_tokens, self.width = self.tokens.shape
         self.memory_budget = memory_budget_mb * 1e6
         self._memory: dict[int, torch.Tensor] = {}
-        self._spare_videos: deque[torch.Tensor] = deque()  # video buffers to read into again (videos(recycle=True))
+        self._spare: list[torch.Tensor] = []  # buffers given back, to read into again (buffer, give_back)
+        self._spare_lock = threading.Lock()  # taken by the reading threads, given back by the consumer
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fer-probe-read")
 
     def _check_chunks(self, done_rows: np.ndarray, ids: list[str]) -> None:
@@ -117,7 +119,7 @@ class CacheReader:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         self._memory.clear()
-        self._spare_videos.clear()
+        self._spare.clear()
 
     @property
     def clip_bytes(self) -> int:
@@ -199,20 +201,35 @@ class CacheReader:
         recycle (CPU, streamed stores): a video's tokens are valid until the next is asked for; their memory is then
         read into again, instead of fresh pages faulted in for every video."""
         recycle = recycle and not self.pin_memory and not self._memory
-        free = self._spare_videos
+        shape = (self.clips, self.views, self.num_tokens, self.width)
 
         def load(v: int) -> torch.Tensor:  # checked finite in the consuming thread
             if not recycle:
                 return self.pinned(self.video(v, check=False))
-            buffer = free.popleft() if free else None
-            return self.video(v, buffer if buffer is not None else torch.empty(
-                (self.clips, self.views, self.num_tokens, self.width), dtype=self.transfer_dtype), check=False)
+            return self.video(v, self.buffer(shape), check=False)
         indices = list(indices)
         for v, values in zip(indices, self.load_all(load, indices, ahead)):
             self.require_finite(v, values)
             yield values
             if recycle:
-                free.append(values)
+                self.give_back(values)
+
+    def buffer(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """Memory to read tokens of `shape` into, in the transfer dtype: the leading rows of a buffer given back
+        that fits, else a new one (page-locked for CUDA). Reusing memory spares faulting in fresh pages for every
+        read (0.5 GB a paper-recipe batch)."""
+        with self._spare_lock:
+            for i, spare in enumerate(self._spare):
+                if spare.shape[1:] == shape[1:] and spare.shape[0] >= shape[0]:
+                    return self._spare.pop(i)[:shape[0]]
+        return torch.empty(shape, dtype=self.transfer_dtype, pin_memory=self.pin_memory)
+
+    def give_back(self, values: torch.Tensor) -> None:
+        """A buffer from `buffer` that its consumer is done with (its whole buffer, where it was the leading rows).
+        CPU only: a page-locked one may still be on its way to the GPU."""
+        if not self.pin_memory:
+            with self._spare_lock:
+                self._spare.append(values if values._base is None else values._base)
 
     def pinned(self, values: torch.Tensor) -> torch.Tensor:
         """Page-locked for CUDA (an asynchronous copy to the device); unchanged on the CPU."""

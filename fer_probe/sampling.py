@@ -4,7 +4,6 @@ and every scored clip view of a test video.
 Axes: B videos in a batch, K clips, S views, N tokens, D width, M scored inputs of a video.
 """
 
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -27,7 +26,6 @@ class TokenSource:
         self.reader = reader
         self.pooled = pooled  # [V, K, S, D] float32 for the pooled probes; None for the attentive probes
         self.kind = "tokens" if pooled is None else "pooled"
-        self._spare_batches: deque[torch.Tensor] = deque()  # batch buffers to read into again (epoch(recycle=True))
 
     def samples_per_epoch(self, n_videos: int, all_clips: bool) -> int:
         """Training samples an epoch draws: the pooled baselines see every clip view when training on one clip."""
@@ -49,18 +47,16 @@ class TokenSource:
         if self.kind == "pooled":
             yield from self._pooled_epoch(order, views, chunks, rng=rng, batch_size=batch_size, all_clips=all_clips)
             return
-        free = self._spare_batches
-        recycle = recycle and not self.reader.pin_memory  # a pinned batch may still be on its way to the GPU
         K, N, D = self.reader.clips, self.reader.num_tokens, self.reader.width
         if all_clips:
             def load(c: slice) -> torch.Tensor:
-                batch = self._buffer((len(order[c]), K * N, D), free)  # [B, K*N, D]
+                batch = self.reader.buffer((len(order[c]), K * N, D))  # [B, K*N, D]
                 for row, v, s in zip(batch, order[c], views[c]):
                     self.reader.view(int(v), int(s), out=row.view(K, N, D), check=False)
                 return batch
         else:
             def load(c: slice) -> torch.Tensor:
-                batch = self._buffer((len(order[c]), N, D), free)  # [B, N, D]
+                batch = self.reader.buffer((len(order[c]), N, D))  # [B, N, D]
                 for row, v, k, s in zip(batch, order[c], clips[c], views[c]):
                     self.reader.clip(ClipRef(int(v), int(k), int(s)), out=row, check=False)
                 return batch
@@ -70,17 +66,7 @@ class TokenSource:
                 self.reader.require_finite(int(v), row)
             yield Batch(inputs, order[c])
             if recycle:
-                free.append(inputs if inputs._base is None else inputs._base)  # a short last batch: its whole buffer
-
-    def _buffer(self, shape: tuple[int, ...], free: deque) -> torch.Tensor:
-        """Memory for one batch (in the prefetch thread), which the clips are read straight into: a recycled buffer
-        where one is free, page-locked memory for CUDA."""
-        dtype = self.reader.transfer_dtype
-        while free:
-            buffer = free.popleft()
-            if buffer.shape[1:] == shape[1:] and buffer.shape[0] >= shape[0] and buffer.dtype == dtype:
-                return buffer[:shape[0]]
-        return torch.empty(shape, dtype=dtype, pin_memory=self.reader.pin_memory)
+                self.reader.give_back(inputs)
 
     def _pooled_epoch(self, order, views, chunks, *, rng, batch_size: int, all_clips: bool) -> Iterator[Batch]:
         if all_clips:
@@ -93,11 +79,6 @@ class TokenSource:
         for i in range(0, len(samples), batch_size):
             c = slice(i, i + batch_size)
             yield Batch(self.pooled[video[c], clip[c], view[c]], video[c])  # [B, D]
-
-    def test_inputs(self, videos: list[int], all_clips: bool, one_clip: bool) -> Iterator[torch.Tensor]:
-        """Per test video, the inputs of every scored probe pass (scored_inputs)."""
-        for values in self.test_videos(videos):
-            yield self.scored_inputs(values, all_clips, one_clip)
 
     def test_videos(self, videos: list[int]) -> Iterator[torch.Tensor]:
         """Per test video, everything stored of it: tokens [K, S, N, D], valid until the next is drawn (or the
