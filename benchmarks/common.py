@@ -86,4 +86,5 @@ def synthetic_store(path: Path, *, subjects: int, classes: int, per_class: int, 
         values = rng.standard_normal((clips, 1, tokens, width), dtype=np.float32)
         values += signal * directions[names.index(video.label_name)]
         writing.write_video(store, row, values, frame_index=np.zeros((clips, 4), np.int32), n_frames=64)
+    os.sync()  # settled on disk, as a user's store is: no write-back of its pages competes with what is timed next
     return path

@@ -118,7 +118,8 @@ def versus_names(store: str, versus: list[str]) -> list[str]:
 def run_ablation(store: str, out: str | Path, base: ProbeConfig, *, n_folds: int = 5, allow_incomplete: bool = False,
                  overwrite: bool = False, versus: list[str] | str | None = None, stores_only: bool = False,
                  on_progress: Callable[[str, int, int], None] | None = None) -> AblationSummary:
-    """Each variant is a full cross-validation run in out/<variant>, all on the first run's folds. `versus`: stores
+    """Each variant is a full cross-validation run in out/<variant>, all on the first run's folds; the variants on
+    the first store train together, from one read of each clip per epoch (run_cv_many). `versus`: stores
     of the same videos extracted otherwise (another encoder, face crops); the recipe's probe trains on each, at its
     store's width and heads, and is compared with the first store's by a paired bootstrap. `stores_only` leaves out
     the one-store variants. Returns every variant's pooled UAR with its interval and the paired comparisons."""
@@ -133,10 +134,12 @@ def run_ablation(store: str, out: str | Path, base: ProbeConfig, *, n_folds: int
     stores = {name: store for name in configs}
     for name, other in zip(versus_names(store, versus), versus):
         configs[name], stores[name] = base, other
-    # the variants that train on the same reads as the baseline (proj, clips at test time) train with it
+    # the variants on the baseline's store train with it, from one read of each clip per epoch (run_cv_many)
     together = [n for n, c in configs.items() if stores[n] == store and shares_training(c, base)]
     results = run_cv_many(store, {n: (out / n, configs[n]) for n in together}, n_folds=n_folds,
-                          allow_incomplete=allow_incomplete, on_progress=labelled(on_progress, " + ".join(together)))
+                          allow_incomplete=allow_incomplete,
+                          on_progress=labelled(on_progress, f"{len(together)} variants" if len(together) > 1
+                                               else together[0]))
     folds_file = out / together[0] / "folds.json"
     for name, cfg in configs.items():
         if name not in together:
@@ -176,7 +179,7 @@ def store_label(store: str) -> str:
 
 
 def shares_training(cfg: ProbeConfig, base: ProbeConfig) -> bool:
-    """Whether a variant can train from the baseline's reads (it differs in proj or test clips only)."""
+    """Whether a variant can train from the baseline's reads (it differs in probe type, proj or clips only)."""
     return all(getattr(cfg, k) == getattr(base, k) for k in SHARED_TRAINING)
 
 

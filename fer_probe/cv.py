@@ -141,22 +141,26 @@ def run_cv(store: str, out: str | Path, cfg: ProbeConfig, *, n_folds: FoldCount 
                        allow_incomplete=allow_incomplete, overwrite=overwrite, on_progress=on_progress)[""]
 
 
-SHARED_TRAINING = ("probe", "epochs", "batch_size", "lrs", "weight_decays", "wd_schedule", "final_weight_decay",
-                   "head", "num_heads", "num_queries", "train_clips", "grad_clip", "seed", "device",
-                   "memory_budget_mb", "precision", "schedule", "val_curve")  # what runs trained together share
+SHARED_TRAINING = ("epochs", "batch_size", "lrs", "weight_decays", "wd_schedule", "final_weight_decay", "head",
+                   "num_heads", "num_queries", "grad_clip", "seed", "device", "memory_budget_mb", "precision",
+                   "schedule", "val_curve")  # what runs trained together share (and one probe on tokens)
 
 
 def run_cv_many(store: str, runs: dict[str, tuple[str | Path, ProbeConfig]], *, n_folds: FoldCount = 5,
                 folds_file: str | Path | None = None, allow_incomplete: bool = False, overwrite: bool = False,
                 on_progress: Progress | None = None) -> dict[str, RunResult]:
-    """Several cv runs (name -> (run directory, config)) that differ only in the cross-attention's proj or in the
-    clips scored at test time, trained from one read of each clip: on the same folds, the configurations that train
-    differently are candidates of one grid, and runs that differ only at test time share their trained probes."""
+    """Several cv runs (name -> (run directory, config)) on the same folds from one read of each clip: the token
+    probe's configurations that differ in proj or training clips are candidates of one grid, runs that differ only
+    at test time share their trained probes, and the pooled baselines train on the clip means the test pass
+    measured. They must agree on SHARED_TRAINING."""
     configs = [cfg for _, cfg in runs.values()]
     differ = [k for k in SHARED_TRAINING if len({str(getattr(c, k)) for c in configs}) > 1]
+    on_tokens = [name for name, (_, cfg) in runs.items() if registered(cfg.probe).consumes == "tokens"]
+    if len({runs[name][1].probe for name in on_tokens}) > 1:
+        differ.append("probe (on tokens)")
     if differ:
         raise FerProbeError(f"runs trained together must agree on {', '.join(differ)}; run them one by one")
-    source = open_source(store, configs[0], allow_incomplete)
+    source = open_source(store, runs[on_tokens[0]][1] if on_tokens else configs[0], allow_incomplete)
     with source.reader as reader:
         require_two_classes(reader, store)
         outs = {name: outputs.prepare_run_dir(out, overwrite) for name, (out, _) in runs.items()}
@@ -169,25 +173,47 @@ def run_cv_many(store: str, runs: dict[str, tuple[str | Path, ProbeConfig]], *, 
             write_run_config(out, reader, fitted[name], store=store, folds=folds, folds_file=folds_file,
                              allow_incomplete=allow_incomplete, classes=class_names)
         plans, tests = fold_plans(folds, reader, targets, cfg=cfg)
-        variants = {variant_of(c): c for c, _ in fitted.values()}
-        training = train_folds(source, plans, targets, cfg=cfg, num_classes=len(class_names), on_progress=on_progress,
-                               variants=variants if len(variants) > 1 else None)
-        chosen = {name: variant_of(fitted[name][0]) if len(variants) > 1 else None for name in runs}
-        scored = score_tests(source, training, plans, tests=tests, runs={name: (fitted[name][0], chosen[name])
-                                                                         for name in runs})
+        common = dict(tests=tests, targets=targets, num_classes=len(class_names), on_progress=on_progress)
+        trained: dict[str, tuple[Training, str | None, list]] = {}  # name -> (training, variant, posteriors)
+        if on_tokens:
+            if len(on_tokens) < len(runs):
+                source.record_means()
+            trained |= train_and_score(source, plans, {name: fitted[name][0] for name in on_tokens}, **common)
+        rest = [name for name in runs if name not in trained]  # the pooled baselines
+        pooled = TokenSource(reader, source.pooled_means()) if on_tokens and rest else source
+        for name in rest:
+            trained |= train_and_score(pooled, plans, {name: fitted[name][0]}, **common,
+                                       label=name if len(runs) > 1 else "")
         results = {name: score_run(source, training, plans, tests=tests, targets=targets, out=outs[name],
                                    cfg=fitted[name][0], notes=fitted[name][1], class_names=class_names,
-                                   variant=chosen[name], posteriors=scored[name])
-                   for name in runs}
-    for result, tables, weights in results.values():
-        finish_run(result, tables, weights, log=[row for row in training.log
-                                                 if len(variants) == 1 or row["variant"] == variant_of(result.config)])
-    return {name: result for name, (result, _, _) in results.items()}
+                                   variant=variant, posteriors=posteriors)
+                   for name, (training, variant, posteriors) in trained.items()}
+    for name, (result, tables, weights) in results.items():
+        training, variant, _ = trained[name]
+        finish_run(result, tables, weights,
+                   log=[row for row in training.log if variant is None or row["variant"] == variant])
+    return {name: results[name][0] for name in runs}
+
+
+def train_and_score(source: TokenSource, plans: list[FoldPlan], configs: dict[str, ProbeConfig], *,
+                    tests: list[np.ndarray], targets: np.ndarray, num_classes: int, on_progress: Progress | None,
+                    label: str = "") -> dict[str, tuple[Training, str | None, list]]:
+    """Runs on one kind of input (name -> fitted config) trained together, then scored from one test pass: name ->
+    (training, its variant in the grid or None when it is the only one, per fold its test posteriors)."""
+    variants = {variant_of(cfg): cfg for cfg in configs.values()}
+    progress = on_progress and (lambda what, done, total: on_progress(f"{label}: {what}" if label else what, done,
+                                                                      total))
+    training = train_folds(source, plans, targets, cfg=next(iter(configs.values())), num_classes=num_classes,
+                           on_progress=progress, variants=variants if len(variants) > 1 else None)
+    chosen = {name: variant_of(cfg) if len(variants) > 1 else None for name, cfg in configs.items()}
+    scored = score_tests(source, training, plans, tests=tests, runs={name: (configs[name], chosen[name])
+                                                                     for name in configs})
+    return {name: (training, chosen[name], scored[name]) for name in configs}
 
 
 def variant_of(cfg: ProbeConfig) -> str:
-    """What makes configurations train differently when they share everything in SHARED_TRAINING."""
-    return "proj" if cfg.use_proj else "no-proj"
+    """What makes configurations train differently when they share everything in SHARED_TRAINING and the probe."""
+    return f"{'proj' if cfg.use_proj else 'no-proj'}/{'all-clips' if cfg.train_clips == 'all' else 'one-clip'}"
 
 
 def write_run_config(out: Path, reader: CacheReader, fitted: tuple[ProbeConfig, list[str]], *, store: str,
@@ -212,7 +238,7 @@ def score_tests(source: TokenSource, training: Training, plans: list[FoldPlan], 
     for plan, test_idx in zip(plans, tests):
         models = [select(training.grid.fold(plan.fold, variant))[0].model for _, variant in runs.values()]
         per_video = video_posteriors(source, models, test_idx.tolist(), cfg=cfg,
-                                     test_clips=[run_cfg.test_clips for run_cfg, _ in runs.values()])
+                                     modes=[(run_cfg.train_clips, run_cfg.test_clips) for run_cfg, _ in runs.values()])
         for j, name in enumerate(runs):
             out[name].append([posteriors[j] for posteriors in per_video])
     return out

@@ -44,6 +44,12 @@ def finite(values: torch.Tensor) -> bool:
     return bool(torch.isfinite(low) & torch.isfinite(high))
 
 
+def clip_means(values: torch.Tensor) -> np.ndarray:
+    """A video's tokens [K, S, N, D] -> the token mean of each clip view [K, S, D] float32: the pooled baselines'
+    features, the same whether a pass of their own or another probe's test pass reads the video."""
+    return values.mean(dim=2, dtype=torch.float32).numpy()
+
+
 class CacheReader:
     """A store's videos, labels and subjects, and its tokens in the compute dtype, streamed chunk by chunk.
 
@@ -241,7 +247,7 @@ class CacheReader:
         videos = self.load_all(self.video, range(len(self))) if self.pin_memory else \
             self.videos(range(len(self)), recycle=True)  # never pinned: pooled on the CPU
         for v, values in enumerate(videos):
-            out[v] = values.float().mean(dim=2).numpy()
+            out[v] = clip_means(values)
         return out
 
     def active_classes(self) -> list[int]:

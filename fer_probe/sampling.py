@@ -10,13 +10,23 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fer_probe.reader import CacheReader, ClipRef
+from fer_probe.reader import CacheReader, ClipRef, clip_means
 
 
 @dataclass
 class Batch:
     inputs: torch.Tensor  # [B, N, D] or [B, K*N, D] tokens, or [B, D] pooled features
     videos: np.ndarray  # [B] reader rows
+    clips: np.ndarray | None = None  # [B] the clip drawn for each video (tokens only)
+    joined: int = 1  # clips concatenated in each input: K for [B, K*N, D]
+
+    def one_clip(self, x: torch.Tensor) -> torch.Tensor:
+        """x, this batch's inputs on the compute device -> the drawn clip of each video [B, N, D]: what a probe that
+        trains on one clip per video gets from a batch of concatenated clips (the draws of its own run)."""
+        if self.joined == 1:
+            return x
+        rows = torch.arange(len(x), device=x.device)
+        return x.unflatten(1, (self.joined, -1))[rows, torch.from_numpy(self.clips).to(x.device)]  # [B, N, D]
 
 
 class TokenSource:
@@ -26,6 +36,8 @@ class TokenSource:
         self.reader = reader
         self.pooled = pooled  # [V, K, S, D] float32 for the pooled probes; None for the attentive probes
         self.kind = "tokens" if pooled is None else "pooled"
+        self.means: np.ndarray | None = None  # [V, K, S, D] clip means of the videos read whole, when recording
+        self.measured = np.zeros(len(reader), dtype=bool)  # [V] which rows of `means` hold a video's means
 
     def samples_per_epoch(self, n_videos: int, all_clips: bool) -> int:
         """Training samples an epoch draws: the pooled baselines see every clip view when training on one clip."""
@@ -36,7 +48,8 @@ class TokenSource:
     def epoch(self, videos: np.ndarray, rng: np.random.Generator, batch_size: int, *, all_clips: bool,
               recycle: bool = False) -> Iterator[Batch]:
         """One epoch of batches over `videos` in a random order: one random clip/view per video, or every clip of
-        one random view concatenated along the tokens. The draws depend only on rng, never on token values.
+        one random view concatenated along the tokens. The draws depend only on rng, never on token values, and are
+        the same in both modes: a concatenated batch carries the clip a one-clip epoch would have read (Batch.clips).
 
         recycle: a batch's tokens are valid only until the next batch is asked for, and their memory is then reused
         for a later batch (CPU only): no fresh pages to fault in for every batch (a paper-recipe batch is 0.5 GB)."""
@@ -64,7 +77,7 @@ class TokenSource:
         for c, inputs in zip(chunks, self.reader.load_all(load, chunks, ahead=1)):
             for row, v in zip(inputs, order[c]):  # here, not in the reading thread (CacheReader.require_finite)
                 self.reader.require_finite(int(v), row)
-            yield Batch(inputs, order[c])
+            yield Batch(inputs, order[c], clips[c], K if all_clips else 1)
             if recycle:
                 self.reader.give_back(inputs)
 
@@ -85,8 +98,27 @@ class TokenSource:
         pooled features [K, S, D])."""
         if self.kind == "pooled":
             yield from (self.pooled[v] for v in videos)
-        else:
-            yield from self.reader.videos(videos, recycle=True)
+            return
+        for v, values in zip(videos, self.reader.videos(videos, recycle=True)):
+            if self.means is not None and not self.measured[v]:
+                self.means[v], self.measured[v] = clip_means(values), True
+            yield values
+
+    def record_means(self) -> None:
+        """From now on, keep the clip means of every video read whole (test and validation passes): the pooled
+        baselines' features, so that they need no pass over the store of their own (means)."""
+        if self.means is None:
+            self.means = np.zeros((len(self.reader), self.reader.clips, self.reader.views, self.reader.width),
+                                  dtype=np.float32)
+
+    def pooled_means(self) -> torch.Tensor:
+        """The clip means of every video [V, K, S, D] (record_means): those no pass has read whole yet are read now
+        (with k-fold cross-validation every video is some fold's test video, so none is)."""
+        self.record_means()
+        missing = np.flatnonzero(~self.measured).tolist()
+        for _ in self.test_videos(missing):
+            pass
+        return torch.from_numpy(self.means)
 
     def scored_inputs(self, values: torch.Tensor, all_clips: bool, one_clip: bool) -> torch.Tensor:
         """A test video's values -> the inputs of every scored probe pass: [M, N, D] (or [M, D] pooled).

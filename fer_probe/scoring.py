@@ -18,22 +18,24 @@ CHUNK = 16  # probe passes per forward call when a video has many clip views
 @torch.inference_mode()
 def video_posteriors(source: TokenSource, models: list[nn.Module], videos: list[int], *, cfg: ProbeConfig,
                      wanted: list[list[int]] | None = None, class_mask: np.ndarray | None = None,
-                     test_clips: list[str] | None = None) -> list[dict[int, np.ndarray]]:
+                     modes: list[tuple[str, str]] | None = None) -> list[dict[int, np.ndarray]]:
     """Per video, {model index: posteriors [M, C]} for the wanted models (all by default), from one read of the
-    video. test_clips (per model, "all" or "one"; cfg.test_clips for all by default) lets models score different
-    clips of it. class_mask [C] limits the softmax to the classes marked True (cross-dataset `shared` policy)."""
+    video. modes (per model, its train_clips and test_clips; cfg's for all by default) lets models trained or scored
+    on different clips share the read. class_mask [C] limits the softmax to the classes marked True (cross-dataset
+    `shared` policy)."""
     device, dtype = resolve_device(cfg.device), cfg.compute_dtype()
     for model in models:
         model.eval()
     mask = torch.from_numpy(class_mask).to(device) if class_mask is not None else None
-    test_clips = test_clips or [cfg.test_clips] * len(models)
+    modes = modes or [(cfg.train_clips, cfg.test_clips)] * len(models)
     out = []
     for i, values in enumerate(source.test_videos(videos)):
         result = {}
         needed = wanted[i] if wanted is not None else list(range(len(models)))
-        for mode in dict.fromkeys(test_clips[m] for m in needed):  # each mode's models share one pass
-            scorers = [m for m in needed if test_clips[m] == mode]
-            x = to_compute(source.scored_inputs(values, cfg.train_clips == "all", mode == "one"), device, dtype)
+        for mode in dict.fromkeys(modes[m] for m in needed):  # each mode's models share one pass
+            scorers = [m for m in needed if modes[m] == mode]
+            train_clips, test_clips = mode
+            x = to_compute(source.scored_inputs(values, train_clips == "all", test_clips == "one"), device, dtype)
             parts: list[list[torch.Tensor]] = [[] for _ in scorers]
             for chunk in x.split(CHUNK):
                 with autocast_for(device, dtype):

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from fer_probe.config import ProbeConfig
 from fer_probe.device import autocast_for, resolve_device, to_compute
 from fer_probe.metrics import uar
+from fer_probe.optim import clip_gradients, cosine, parameter_groups
 from fer_probe.probes import forward_many, registered
 from fer_probe.sampling import Batch, TokenSource
 from fer_probe.scoring import video_posteriors
@@ -52,6 +53,7 @@ class Candidate:
     optimizer: torch.optim.Optimizer
     val_uar: float | None = None  # inner-validation UAR (PBV) after the last epoch
     variant: str = ""  # which of several configurations trained together (ablate), e.g. "proj"
+    train_clips: str = "all"  # its configuration's train_clips: what it trains on, and so how it scores
 
     @property
     def key(self) -> str:
@@ -98,13 +100,6 @@ class Training:
     log: list[dict] = field(default_factory=list)  # per epoch and candidate: loss, accuracy, val UAR
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """No weight decay on biases and 1-D parameters (norms), as V-JEPA; query tokens are decayed."""
-    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim > 1 and not n.endswith(".bias")]
-    other = [p for n, p in model.named_parameters() if p.requires_grad and (p.ndim <= 1 or n.endswith(".bias"))]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}]
-
-
 def fresh_probe(cfg: ProbeConfig, width: int, num_classes: int, *, seed: int, device: torch.device) -> nn.Module:
     """A probe with its initial weights for this seed (Probe.create)."""
     torch.manual_seed(seed)
@@ -125,13 +120,8 @@ def make_candidates(cfg: ProbeConfig, source: TokenSource, num_classes: int, *, 
             model = first if not out else copy.deepcopy(first)
             optimizer = torch.optim.AdamW(parameter_groups(model, wd), lr=lr, fused=True)  # 5x faster on the CPU
             out.append(Candidate(fold=plan.fold, name=f"lr{lr:.0e}_wd{wd:g}", lr=lr, weight_decay=wd, model=model,
-                                 optimizer=optimizer, variant=variant))
+                                 optimizer=optimizer, variant=variant, train_clips=cfg.train_clips))
     return out
-
-
-def cosine(start: float, end: float, progress: float) -> float:
-    """V-JEPA's cosine schedules, evaluated before each step with progress = step / total_steps (step from 1)."""
-    return max(end, end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
 class StepRunner:
@@ -151,10 +141,17 @@ class StepRunner:
         rows = self.grid.training_on(batch.videos)  # key -> its videos' positions in the batch
         x = to_compute(batch.inputs, self.device, self.dtype)
         y = self.targets[batch.videos].to(self.device)
-        models = [self.grid[key].model.train() for key in rows]
-        every = all(len(mine) == len(batch.videos) for mine in rows.values())  # then one pass serves every candidate
-        with autocast_for(self.device, self.dtype):
-            logits = forward_many(models, x, None if every else list(rows.values()))  # P' x [B_p, C]
+        groups: dict[str, list[str]] = {}  # train_clips -> keys: candidates on one clip a video take the drawn one
+        for key in rows:
+            groups.setdefault(self.grid[key].train_clips, []).append(key)
+        rows = {key: rows[key] for keys in groups.values() for key in keys}
+        logits = []  # P' x [B_p, C], in the order of rows
+        for train_clips, keys in groups.items():
+            inputs = batch.one_clip(x) if train_clips == "one" else x
+            every = all(len(rows[key]) == len(batch.videos) for key in keys)  # then one pass serves every candidate
+            with autocast_for(self.device, self.dtype):
+                logits += forward_many([self.grid[key].model.train() for key in keys], inputs,
+                                       None if every else [rows[key] for key in keys])
         losses, correct = [], []
         for mine, lg in zip(rows.values(), logits):
             lg, target = lg.float(), y[mine]
@@ -185,7 +182,7 @@ class StepRunner:
             group["lr"] = cosine(candidate.lr, 0.0, progress)
         if self.scaler:
             self.scaler.unscale_(candidate.optimizer)
-        nn.utils.clip_grad_norm_(candidate.model.parameters(), cfg.grad_clip, foreach=True)
+        clip_gradients(candidate.model, cfg.grad_clip)
         if self.scaler:
             self.scaler.step(candidate.optimizer)
         else:
@@ -222,13 +219,15 @@ def train_plans(source: TokenSource, plans: list[FoldPlan], targets: np.ndarray,
     config) trains several configurations of the probe as candidates of the same grid, from the same reads."""
     device = resolve_device(cfg.device)
     variants = variants or {"": cfg}
+    if len({registered(c.probe).consumes for c in variants.values()}) > 1:
+        raise ValueError("probes on tokens and on pooled features cannot train from the same batches")
     candidates = [c for plan in plans for variant, variant_cfg in variants.items()
                   for c in make_candidates(variant_cfg, source, num_classes, plan=plan, device=device,
                                            variant=variant)]
     grid = CandidateGrid(candidates, plans, len(source.reader))
     training = Training(grid)
     union = grid.union()
-    all_clips = cfg.train_clips == "all"
+    all_clips = any(c.train_clips == "all" for c in variants.values())  # one-clip candidates cut theirs out
     share = np.mean([len(plan.train) for plan in plans]) / len(union)  # a fold's expected part of a batch
     batch_size = max(1, round(cfg.batch_size / share))
     total_steps = cfg.epochs * math.ceil(source.samples_per_epoch(len(union), all_clips) / batch_size)
@@ -268,7 +267,8 @@ def validate(source: TokenSource, plans: list[FoldPlan], grid: CandidateGrid, *,
         return {}
     videos = sorted(wanted)
     posteriors = dict(zip(videos, video_posteriors(source, [c.model for c in models], videos, cfg=cfg,
-                                                   wanted=[wanted[v] for v in videos])))
+                                                   wanted=[wanted[v] for v in videos],
+                                                   modes=[(c.train_clips, cfg.test_clips) for c in models])))
     scores = {}
     for plan in plans:
         for candidate in grid.fold(plan.fold):

@@ -10,8 +10,9 @@ from safetensors.torch import load_file
 
 from fer_probe.config import ProbeConfig
 from fer_probe.cv import run_cv
+from fer_probe.optim import cosine, parameter_groups
 from fer_probe.reader import CacheReader
-from fer_probe.train import Candidate, CandidateGrid, FoldPlan, StepRunner, cosine, parameter_groups
+from fer_probe.train import Candidate, CandidateGrid, FoldPlan, StepRunner
 from tests.helpers import write_planted_store
 
 QUICK = {"epochs": 3, "num_heads": 4, "device": "cpu"}
