@@ -3,10 +3,12 @@
 A candidate is one (fold, learning rate, weight decay) probe, known by its key in the CandidateGrid
 (`fold2/lr1e-03_wd0.01`). Each epoch draws one sample per video of the union of all folds' training sets (the
 draws depend on the seed only, never on token values) and feeds each batch to every candidate whose training set
-holds the video, with a per-candidate loss mask. All attentive candidates share one
-pass over the tokens (probes.forward_many). The global batch is sized so that a fold's expected share of it equals
-the batch size; a fold's batches therefore vary around that size (documented in the README). schedule "per-fold"
-trains fold after fold, each on batches of exactly its own videos, as the reference code does.
+holds the video, with a per-candidate loss mask. All attentive candidates that train on the same clips share one
+pass over the tokens (probes.forward_many); candidates of configurations trained together (ablate) that train on one
+clip a video take the drawn clip out of a batch of concatenated clips. The global batch is sized so that a fold's
+expected share of it equals the batch size; a fold's batches therefore vary around that size (documented in the
+README). schedule "per-fold" trains fold after fold, each on batches of exactly its own videos, as the reference
+code does.
 
 Axes: P candidates, B videos in a batch, C classes.
 """
