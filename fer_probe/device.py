@@ -32,11 +32,17 @@ def compute_dtype(precision: str, device: str) -> torch.dtype:
 
 
 def autocast_for(device: torch.device, dtype: torch.dtype):
-    """Autocast in the compute dtype on CUDA; on the CPU the tokens arrive in bfloat16 and the probe casts only what
-    reads them (autocast there would re-cast every weight on every step)."""
+    """Autocast in the compute dtype on CUDA; on the CPU only the matmuls that read the tokens run in bfloat16
+    (token_matmul_dtype; autocast there would re-cast every weight on every step)."""
     if device.type != "cuda" or dtype == torch.float32:
         return nullcontext()
     return torch.autocast("cuda", dtype=dtype)
+
+
+def token_matmul_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype | None:
+    """What the CPU's streamed pooling multiplies float16 tokens in: bfloat16 for a bfloat16 run (a chunk converted
+    at a time: the reader hands out the stored float16), else None (float32; CUDA casts on the device)."""
+    return torch.bfloat16 if device.type == "cpu" and dtype == torch.bfloat16 else None
 
 
 def to_compute(x: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:

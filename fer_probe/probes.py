@@ -205,17 +205,19 @@ class MLPProbe(PooledProbe):
     hidden_layer = True
 
 
-def forward_many(models: list[nn.Module], x: torch.Tensor, rows: list[list[int]] | None = None) \
-        -> list[torch.Tensor]:
+def forward_many(models: list[nn.Module], x: torch.Tensor, rows: list[list[int]] | None = None, *,
+                 matmul_dtype: torch.dtype | None = None) -> list[torch.Tensor]:
     """Logits of several probes on the same inputs [B, ...] -> P x [B_p, C], each on its rows of the batch (all rows
-    by default); attentive probes share one pass over the tokens."""
+    by default); attentive probes share one pass over the tokens, multiplying float16 ones on the CPU in matmul_dtype
+    (device.token_matmul_dtype)."""
     shared = [i for i, m in enumerate(models) if m.shares_token_pass]
     out: list[torch.Tensor | None] = [None] * len(models)
     if shared:
         blocks = [models[i].pooler.cross_attention_block for i in shared]
         queries = [models[i].pooler.query_tokens for i in shared]
         subsets = [rows[i] for i in shared] if rows is not None else None
-        for i, block, query, y in zip(shared, blocks, queries, attend_many(blocks, queries, x, rows=subsets)):
+        attended = attend_many(blocks, queries, x, rows=subsets, matmul_dtype=matmul_dtype)  # P' x [B_p, Q, D]
+        for i, block, query, y in zip(shared, blocks, queries, attended):
             out[i] = models[i].classify(block.finish(query, y).mean(dim=1))  # [B_p, C]
     widened = None  # CPU float16 tokens as float32, for the probes that do not take them (made once)
     for i, model in enumerate(models):

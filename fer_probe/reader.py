@@ -72,10 +72,10 @@ class CacheReader:
         self.tokens = self.store.tokens
         self.storage_dtype = self.store.dtype  # how tokens are stored: float16, bfloat16, int8 or float32
         # CUDA (pin_memory) gets float16/bfloat16 tokens as stored, half the bytes to copy, cast on the device by the
-        # consumer; so does a float32 probe on the CPU from float16 tokens (its pooling widens them a chunk at a time,
-        # attention.StreamedPool); otherwise the CPU gets the compute dtype
+        # consumer; so does a float32 or bfloat16 probe on the CPU from float16 tokens (its pooling converts them a
+        # chunk at a time, attention.StreamedPool); otherwise the CPU gets the compute dtype
         stored_float = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(self.storage_dtype)
-        widened = self.storage_dtype == "float16" and dtype == torch.float32
+        widened = self.storage_dtype == "float16" and dtype in (torch.float32, torch.bfloat16)
         self.transfer_dtype = stored_float if (pin_memory or widened) and stored_float is not None else dtype
         status = self.group["videos/status"][:]
         usable = status == schema.DONE
@@ -153,8 +153,6 @@ class CacheReader:
             values = torch.from_numpy(stored.view(np.int16)).view(torch.bfloat16).to(dtype)
         elif self.storage_dtype == "int8":  # int8 x scale in the compute dtype, in one pass
             values = torch.from_numpy(stored) * torch.from_numpy(scale).to(dtype)[..., None]
-        elif dtype == torch.bfloat16:  # float16 -> bfloat16 through float32: the same values, 3x faster in torch
-            values = torch.from_numpy(stored).float().to(dtype)
         else:
             values = torch.from_numpy(stored).to(dtype)
         if check:

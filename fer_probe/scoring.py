@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from fer_probe.config import ProbeConfig
-from fer_probe.device import autocast_for, resolve_device, to_compute
+from fer_probe.device import autocast_for, resolve_device, to_compute, token_matmul_dtype
 from fer_probe.probes import forward_many
 from fer_probe.sampling import TokenSource
 
@@ -39,7 +39,8 @@ def video_posteriors(source: TokenSource, models: list[nn.Module], videos: list[
             parts: list[list[torch.Tensor]] = [[] for _ in scorers]
             for chunk in x.split(CHUNK):
                 with autocast_for(device, dtype):
-                    for j, logits in enumerate(forward_many([models[m] for m in scorers], chunk)):
+                    for j, logits in enumerate(forward_many([models[m] for m in scorers], chunk,
+                                                            matmul_dtype=token_matmul_dtype(device, dtype))):
                         parts[j].append(logits.float())
             for m, chunks in zip(scorers, parts):
                 logits = torch.cat(chunks)  # [M, C]

@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fer_probe.config import ProbeConfig
-from fer_probe.device import autocast_for, resolve_device, to_compute
+from fer_probe.device import autocast_for, resolve_device, to_compute, token_matmul_dtype
 from fer_probe.metrics import uar
 from fer_probe.optim import clip_gradients, cosine, parameter_groups
 from fer_probe.probes import forward_many, registered
@@ -153,7 +153,8 @@ class StepRunner:
             every = all(len(rows[key]) == len(batch.videos) for key in keys)  # then one pass serves every candidate
             with autocast_for(self.device, self.dtype):
                 logits += forward_many([self.grid[key].model.train() for key in keys], inputs,
-                                       None if every else [rows[key] for key in keys])
+                                       None if every else [rows[key] for key in keys],
+                                       matmul_dtype=token_matmul_dtype(self.device, self.dtype))
         losses, correct = [], []
         for mine, lg in zip(rows.values(), logits):
             lg, target = lg.float(), y[mine]

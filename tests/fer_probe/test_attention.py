@@ -42,6 +42,19 @@ def test_bfloat16_tokens_multiply_in_bfloat16_close_to_float32(monkeypatch):
     assert (StreamedPool.apply(x, u, 1e-6) - reference).abs().max() < 0.05 * reference.abs().max()
 
 
+def test_float16_tokens_multiplied_in_bfloat16_are_bfloat16_tokens(monkeypatch):
+    """A CPU bfloat16 run reads float16 as stored and converts each chunk: the pooling and its gradient are those of
+    the same tokens cast to bfloat16 up front, to the bit."""
+    monkeypatch.setattr(attention, "TOKEN_CHUNK", 64)
+    x = tokens(300, 48, torch.float16)
+    u = (torch.randn(5, 48) * 0.3).requires_grad_()
+    grad = torch.randn(2, 5, 48)
+    converted = StreamedPool.apply(x, u, 1e-6, torch.bfloat16)
+    cast = StreamedPool.apply(x.to(torch.bfloat16), u, 1e-6)
+    assert torch.equal(converted, cast)
+    assert torch.equal(*(torch.autograd.grad(out, u, grad)[0] for out in (converted, cast)))
+
+
 def test_tokens_that_need_a_gradient_take_the_whole_tensor_path():
     """attentive-deep's self-attention blocks feed pool tokens that need a gradient: StreamedPool gives none."""
     x = tokens(40, 16, torch.float32).requires_grad_()

@@ -15,10 +15,11 @@ def test_direct_shard_reads_give_what_zarr_gives(reference_store):
             assert torch.equal(fast.view(v, 0), slow.view(v, 0))
 
 
-def test_bfloat16_reads_round_stored_float16_as_a_direct_cast_would(reference_store):
+def test_cpu_bfloat16_runs_get_float16_tokens_as_stored(reference_store):
+    """Their pooling converts a chunk at a time (test_attention): no bfloat16 copy of every read in the reader."""
     with CacheReader(reference_store, dtype=torch.bfloat16) as reader:
         stored = reader.store.tokens[int(reader.rows[0])]  # float16 [K, S, N, D]
-        assert torch.equal(reader.video(0), torch.from_numpy(stored).to(torch.bfloat16))
+        assert torch.equal(reader.video(0), torch.from_numpy(stored))
 
 
 def test_cpu_float32_probes_get_float16_tokens_as_stored_and_widen_them_themselves(reference_store):
@@ -38,7 +39,7 @@ def test_cpu_float32_probes_get_float16_tokens_as_stored_and_widen_them_themselv
 
 def test_tokens_in_stored_half_precision_are_cast_to_the_compute_dtype():
     tokens = torch.randn(2, 3).half()
-    assert torch.equal(to_compute(tokens, torch.device("cpu"), torch.bfloat16), tokens)  # read as bfloat16 already
+    assert torch.equal(to_compute(tokens, torch.device("cpu"), torch.bfloat16), tokens)  # converted by the pooling
     pooled = torch.randn(2, 3)  # float32 inputs (CPU tokens, pooled features) are never cast
     assert to_compute(pooled, torch.device("cpu"), torch.bfloat16) is pooled
 
