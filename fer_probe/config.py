@@ -67,7 +67,7 @@ class ProbeConfig:
     device: str = "auto"  # auto, cpu, cuda or cuda:N (checked by device.resolve_device)
     memory_budget_mb: float = 2048.0  # decoded tokens kept in memory between epochs; 0 streams every read
     # auto: float32 on the CPU (exact, deterministic), bfloat16 autocast on CUDA; float16: autocast with a gradient
-    # scaler on CUDA, as the reference code trains; bfloat16 on a CPU feeds bfloat16 tokens (faster with AMX)
+    # scaler on CUDA, as the reference code trains; bfloat16 on a CPU multiplies the tokens in bfloat16 (not exact)
     precision: Precision = "auto"
     schedule: Schedule = "all-folds"  # all folds' probes from one read of each clip, or fold after fold
     val_curve: bool = False  # score the inner validation videos after every epoch, not only after the last
