@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from typer.testing import CliRunner
 
@@ -216,3 +217,22 @@ def test_cli_cv_with_reused_folds_file(tmp_path, planted_store):
     (tmp_path / "leaky.json").write_text(json.dumps(leaky))
     result = runner.invoke(app, args + ["--out", str(tmp_path / "three"), "--folds-file", str(tmp_path / "leaky.json")])
     assert result.exit_code == 1 and "both train and test" in result.output
+
+
+def test_cpu_bfloat16_runs_multiply_the_tokens_in_bfloat16_and_learn_what_float32_learns(tmp_path, monkeypatch):
+    """The reader hands out float16 as stored; the streamed pooling gets bfloat16 as its matmul dtype, training and
+    scoring alike, and the posteriors stay close to the exact float32 run's."""
+    from fer_probe import attention
+    store = write_planted_store(tmp_path / "s.zarr", signal=0.6)
+    exact = run_cv(str(store), tmp_path / "float32", FAST, n_folds=4)
+    asked = set()
+    apply = attention.StreamedPool.apply
+    monkeypatch.setattr(attention.StreamedPool, "apply",
+                        lambda x, u, eps, dtype=None: asked.add((x.dtype, dtype)) or apply(x, u, eps, dtype))
+    fast = run_cv(str(store), tmp_path / "bfloat16", ProbeConfig.from_recipe("fast", epochs=8, num_heads=4,
+                                                                            device="cpu", precision="bfloat16"),
+                  n_folds=4)
+    assert asked == {(torch.float16, torch.bfloat16)}
+    assert fast.metrics["uar_pbv"]["mean"] > 0.9
+    for a, b in zip(exact.folds, fast.folds):
+        assert max(np.abs(pa - pb).max() for pa, pb in zip(a.clip_posteriors, b.clip_posteriors)) < 0.1
