@@ -175,13 +175,13 @@ def run_cv_many(store: str, runs: dict[str, tuple[str | Path, ProbeConfig]], *, 
         plans, tests = fold_plans(folds, reader, targets, cfg=cfg)
         common = dict(tests=tests, targets=targets, num_classes=len(class_names), on_progress=on_progress)
         trained: dict[str, tuple[Training, str | None, list]] = {}  # name -> (training, variant, posteriors)
+        on_pooled = [name for name in runs if name not in on_tokens]  # the pooled baselines
         if on_tokens:
-            if len(on_tokens) < len(runs):
+            if on_pooled:
                 source.record_means()
             trained |= train_and_score(source, plans, {name: fitted[name][0] for name in on_tokens}, **common)
-        rest = [name for name in runs if name not in trained]  # the pooled baselines
-        pooled = TokenSource(reader, source.pooled_means()) if on_tokens and rest else source
-        for name in rest:
+        pooled = TokenSource(reader, source.pooled_means()) if on_tokens and on_pooled else source
+        for name in on_pooled:
             trained |= train_and_score(pooled, plans, {name: fitted[name][0]}, **common,
                                        label=name if len(runs) > 1 else "")
         results = {name: score_run(source, training, plans, tests=tests, targets=targets, out=outs[name],

@@ -239,13 +239,15 @@ class CacheReader:
         """Page-locked for CUDA (an asynchronous copy to the device); unchanged on the CPU."""
         return values.pin_memory() if self.pin_memory else values
 
-    def mean_pooled(self) -> np.ndarray:
-        """Token-mean of every clip view -> [V, K, S, D], computed in one streaming pass."""
-        out = np.empty((len(self), self.clips, self.views, self.width), dtype=np.float32)
-        videos = self.load_all(self.video, range(len(self))) if self.pin_memory else \
-            self.videos(range(len(self)), recycle=True)  # never pinned: pooled on the CPU
-        for v, values in enumerate(videos):
-            out[v] = clip_means(values)
+    def mean_pooled(self, indices: Iterable[int] | None = None) -> np.ndarray:
+        """Token-mean of every clip view of the given videos (all by default) -> [V, K, S, D], in one streaming
+        pass."""
+        indices = list(range(len(self)) if indices is None else indices)
+        out = np.empty((len(indices), self.clips, self.views, self.width), dtype=np.float32)
+        videos = self.load_all(self.video, indices) if self.pin_memory else \
+            self.videos(indices, recycle=True)  # never pinned: pooled on the CPU
+        for i, values in enumerate(videos):
+            out[i] = clip_means(values)
         return out
 
     def active_classes(self) -> list[int]:

@@ -57,3 +57,20 @@ def test_recycled_batches_hold_the_same_tokens_in_reused_memory(tmp_path):
             assert len(fresh) > 3 and all(torch.equal(a, b) for a, b in zip(fresh, recycled, strict=True))
             assert len(buffers) == 2
 
+
+def test_clip_means_recorded_from_whole_video_reads_complete_with_a_read_of_the_rest(tmp_path):
+    """The pooled baselines' features from a test pass over some videos, the others read for them: the same values
+    as the baselines' own pass over the store, and no video read twice."""
+    store = write_planted_store(tmp_path / "s.zarr", clips=3, views=2)
+    with CacheReader(store) as reader:
+        source = TokenSource(reader)
+        source.record_means()
+        for _ in source.test_videos([1, 4, 5]):
+            pass
+        assert source.measured.tolist() == [i in (1, 4, 5) for i in range(len(reader))]
+        read, reads = reader._read, []
+        reader._read = lambda v, *args, **kwargs: reads.append(v) or read(v, *args, **kwargs)
+        means = source.pooled_means()
+        assert sorted(reads) == [i for i in range(len(reader)) if i not in (1, 4, 5)]
+        reader._read = read
+        assert torch.equal(means, torch.from_numpy(reader.mean_pooled())) and source.measured.all()
