@@ -63,7 +63,8 @@ class AttentivePooler(nn.Module):
         self.query_tokens = nn.Parameter(torch.zeros(1, num_queries, dim))
         self.blocks = nn.ModuleList(SelfAttentionBlock(dim, num_heads, mlp_ratio, eps=eps) for _ in range(depth - 1))
         self.cross_attention_block = CrossAttentionBlock(dim, num_heads, mlp_ratio, eps=eps, use_proj=use_proj)
-        reference_init(self)
+        if self.query_tokens.device.type != "meta":  # built on the meta device, the caller initialises it once placed
+            reference_init(self)
 
     def forward(self, x: torch.Tensor, fast: bool = True) -> torch.Tensor:
         if (len(self.blocks) or not fast) and not torch.is_autocast_enabled():
@@ -137,7 +138,10 @@ class AttentiveProbe(Probe):
         replaced right after, would cost as much again."""
         with torch.device("meta"):
             model = cls.build(dim, num_classes, **settings)
-        model = model.to_empty(device=device)
+        # empty tensors assigned in place of the meta ones: to_empty would go through torch's reference
+        # implementations, whose first use imports sympy (0.4 s)
+        model.load_state_dict({name: torch.empty(value.shape, dtype=value.dtype, device=device)
+                               for name, value in model.state_dict().items()}, assign=True)
         model.reset_parameters()
         return model
 

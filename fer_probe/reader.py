@@ -3,6 +3,7 @@
 Axes: V videos, K clips, S views, N tokens, D width.
 """
 
+import math
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -212,24 +213,27 @@ class CacheReader:
                 return self.pinned(self.video(v, check=False))
             return self.video(v, self.buffer(shape), check=False)
         indices = list(indices)
-        for v, values in zip(indices, self.load_all(load, indices, ahead)):
+        for values, v in zip(self.load_all(load, indices, ahead), indices):  # resumed after the last: given back
             self.require_finite(v, values)
             yield values
             if recycle:
                 self.give_back(values)
 
     def buffer(self, shape: tuple[int, ...]) -> torch.Tensor:
-        """Memory to read tokens of `shape` into, in the transfer dtype: the leading rows of a buffer given back
-        that fits, else a new one (page-locked for CUDA). Reusing memory spares faulting in fresh pages for every
-        read (0.5 GB a paper-recipe batch)."""
+        """Memory to read tokens of `shape` into, in the transfer dtype: the smallest buffer given back that holds
+        as many values (of any shape: a test video reads into a training batch's memory), else a new one
+        (page-locked for CUDA). Fresh pages cost more than the read itself (faulting in 0.1-1.5 s a GB on the
+        project's machine; 0.5 GB a paper-recipe batch), so a cross-validation reads into a few buffers throughout."""
+        needed = math.prod(shape)
         with self._spare_lock:
-            for i, spare in enumerate(self._spare):
-                if spare.shape[1:] == shape[1:] and spare.shape[0] >= shape[0]:
-                    return self._spare.pop(i)[:shape[0]]
-        return torch.empty(shape, dtype=self.transfer_dtype, pin_memory=self.pin_memory)
+            fits = [i for i, spare in enumerate(self._spare) if spare.numel() >= needed]
+            if fits:
+                best = min(fits, key=lambda i: self._spare[i].numel())
+                return self._spare.pop(best)[:needed].view(shape)
+        return torch.empty(needed, dtype=self.transfer_dtype, pin_memory=self.pin_memory).view(shape)
 
     def give_back(self, values: torch.Tensor) -> None:
-        """A buffer from `buffer` that its consumer is done with (its whole buffer, where it was the leading rows).
+        """A buffer from `buffer` that its consumer is done with (the whole memory it was cut from is reused).
         CPU only: a page-locked one may still be on its way to the GPU."""
         if not self.pin_memory:
             with self._spare_lock:

@@ -99,7 +99,7 @@ class TokenSource:
         if self.kind == "pooled":
             yield from (self.pooled[v] for v in videos)
             return
-        for v, values in zip(videos, self.reader.videos(videos, recycle=True)):
+        for values, v in zip(self.reader.videos(videos, recycle=True), videos):  # reader first: its last is given back
             if self.means is not None and not self.measured[v]:
                 self.means[v], self.measured[v] = clip_means(values), True
             yield values

@@ -224,9 +224,10 @@ def train_plans(source: TokenSource, plans: list[FoldPlan], targets: np.ndarray,
     variants = variants or {"": cfg}
     if len({registered(c.probe).consumes for c in variants.values()}) > 1:
         raise ValueError("probes on tokens and on pooled features cannot train from the same batches")
-    candidates = [c for plan in plans for variant, variant_cfg in variants.items()
-                  for c in make_candidates(variant_cfg, source, num_classes, plan=plan, device=device,
-                                           variant=variant)]
+    with collector_paused():  # 20M-parameter probes: a collection they trigger walks every live object
+        candidates = [c for plan in plans for variant, variant_cfg in variants.items()
+                      for c in make_candidates(variant_cfg, source, num_classes, plan=plan, device=device,
+                                               variant=variant)]
     grid = CandidateGrid(candidates, plans, len(source.reader))
     training = Training(grid)
     union = grid.union()

@@ -110,6 +110,21 @@ def test_fresh_probe_has_the_reference_initialisation():
     assert probe.linear.bias.abs().max() > 0  # the head keeps PyTorch's default initialisation, as V-JEPA's
 
 
+def test_a_probe_created_from_the_meta_device_equals_one_initialised_in_place():
+    """create() skips PyTorch's default initialisation and materialises empty parameters: the same trainable
+    parameters, with the same values for a seed, as building on the CPU and initialising again from that seed."""
+    torch.manual_seed(7)
+    created = AttentiveProbe.create(64, 5, device=torch.device("cpu"), num_heads=4, use_proj=True)
+    built = AttentiveProbe.build(64, 5, num_heads=4, use_proj=True)
+    torch.manual_seed(7)
+    built.reset_parameters()
+    expected = dict(built.named_parameters())
+    for name, parameter in created.named_parameters():
+        assert isinstance(parameter, torch.nn.Parameter) and parameter.requires_grad and parameter.device.type == "cpu"
+        assert torch.equal(parameter, expected.pop(name)), name
+    assert not expected
+
+
 @pytest.mark.parametrize("kind,shape", [("attentive", (3, 20, 32)), ("attentive-deep", (3, 20, 32)),
                                         ("linear", (3, 32)), ("mlp", (3, 32))])
 def test_every_probe_type_trains(kind, shape):

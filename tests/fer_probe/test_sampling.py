@@ -58,6 +58,26 @@ def test_recycled_batches_hold_the_same_tokens_in_reused_memory(tmp_path):
             assert len(buffers) == 2
 
 
+def test_test_passes_read_into_the_memory_that_training_batches_left(tmp_path):
+    """Fresh memory costs more than the reads into it (pages faulted in): a test pass after training reads its
+    videos into the training batches' buffers (another shape), gives every buffer back, and a second pass needs
+    no new memory."""
+    store = write_planted_store(tmp_path / "s.zarr", clips=3, views=2)
+    with CacheReader(store) as reader:
+        source = TokenSource(reader)
+        for _ in source.epoch(np.arange(len(reader)), np.random.default_rng(3), 2, all_clips=True, recycle=True):
+            pass
+        trained_in = {spare.data_ptr() for spare in reader._spare}
+
+        def test_pass() -> set[int]:
+            used = {values.data_ptr() for values in source.test_videos(list(range(len(reader))))}
+            assert {spare.data_ptr() for spare in reader._spare} == used  # all given back, the last one too
+            return used
+        first = test_pass()
+        assert len(trained_in) == 2 and trained_in <= first
+        assert test_pass() <= first
+
+
 def test_clip_means_recorded_from_whole_video_reads_complete_with_a_read_of_the_rest(tmp_path):
     """The pooled baselines' features from a test pass over some videos, the others read for them: the same values
     as the baselines' own pass over the store, and no video read twice."""
