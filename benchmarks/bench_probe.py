@@ -151,6 +151,8 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3, help="floor mode: fresh-process cv runs per setting, "
+                        "the fastest reported against the floor's fastest timings (every run printed)")
     parser.add_argument("--keep", default=None, help="folder to keep the store in (default: a temp folder)")
     parser.add_argument("--mode", choices=("scale", "floor", "disk"), default="scale",
                         help="scale: the fast recipe's 5 x 4 candidates and the projection (default); floor: the "
