@@ -3,6 +3,7 @@
 Axes: V videos, K clips, S views, N tokens, D width.
 """
 
+import itertools
 import math
 import threading
 from collections import deque
@@ -26,14 +27,16 @@ class ClipRef:
 
 
 def prefetch(load: Callable, items: Iterable, pool: ThreadPoolExecutor, *, ahead: int = 2) -> Iterator:
-    """load(item) for each item in order, up to `ahead` items loaded in the background ahead of the consumer."""
-    pending: deque = deque()
-    for item in items:
-        pending.append(pool.submit(load, item))
-        if len(pending) > ahead:
+    """load(item) for each item in order, up to `ahead` items loaded in the background ahead of the consumer. The
+    first loads start on this call, not on the first request: a caller can set up while they run."""
+    items = iter(items)
+    pending = deque(pool.submit(load, item) for item in itertools.islice(items, ahead + 1))
+
+    def results() -> Iterator:
+        while pending:
             yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
+            pending.extend(pool.submit(load, item) for item in itertools.islice(items, 1))  # once the consumer is back
+    return results()
 
 
 def finite(values: torch.Tensor) -> bool:

@@ -53,37 +53,49 @@ class TokenSource:
 
         recycle: a batch's tokens are valid only until the next batch is asked for, and their memory is then reused
         for a later batch (CPU only): no fresh pages to fault in for every batch (a paper-recipe batch is 0.5 GB)."""
-        order = rng.permutation(videos)
-        clips = rng.integers(0, self.reader.clips, size=len(order))
-        views = rng.integers(0, self.reader.views, size=len(order))
-        chunks = [slice(i, i + batch_size) for i in range(0, len(order), batch_size)]
-        if self.kind == "pooled":
-            yield from self._pooled_epoch(order, views, chunks, rng=rng, batch_size=batch_size, all_clips=all_clips)
-            return
-        K, N, D = self.reader.clips, self.reader.num_tokens, self.reader.width
-        if all_clips:
-            def load(c: slice) -> torch.Tensor:
-                batch = self.reader.buffer((len(order[c]), K * N, D))  # [B, K*N, D]
-                for row, v, s in zip(batch, order[c], views[c]):
-                    self.reader.view(int(v), int(s), out=row.view(K, N, D), check=False)
-                return batch
-        else:
-            def load(c: slice) -> torch.Tensor:
-                batch = self.reader.buffer((len(order[c]), N, D))  # [B, N, D]
-                for row, v, k, s in zip(batch, order[c], clips[c], views[c]):
-                    self.reader.clip(ClipRef(int(v), int(k), int(s)), out=row, check=False)
-                return batch
-        # one batch read ahead: reading a batch takes a fraction of the time spent training on it
-        for c, inputs in zip(chunks, self.reader.load_all(load, chunks, ahead=1)):
-            for row, v in zip(inputs, order[c]):  # here, not in the reading thread (CacheReader.require_finite)
-                self.reader.require_finite(int(v), row)
-            yield Batch(inputs, order[c], clips[c], K if all_clips else 1)
-            if recycle:
-                self.reader.give_back(inputs)
+        return self.epochs(videos, [rng], batch_size, all_clips=all_clips, recycle=recycle)[0]
 
-    def _pooled_epoch(self, order, views, chunks, *, rng, batch_size: int, all_clips: bool) -> Iterator[Batch]:
+    def epochs(self, videos: np.ndarray, rngs: list[np.random.Generator], batch_size: int, *, all_clips: bool,
+               recycle: bool = False) -> list[Iterator[Batch]]:
+        """One epoch (as `epoch`) per rng, to be consumed in order. Their token reads form one stream, one batch
+        ahead across epoch boundaries, that starts on this call: the first batch is read while the caller creates
+        its probes, and no later epoch starts by waiting for its first batch."""
+        draws = []
+        for rng in rngs:
+            order = rng.permutation(videos)
+            draws.append((order, rng.integers(0, self.reader.clips, size=len(order)),
+                          rng.integers(0, self.reader.views, size=len(order))))
+        if self.kind == "pooled":
+            return [self._pooled_epoch(order, views, rng=rng, batch_size=batch_size, all_clips=all_clips)
+                    for rng, (order, _, views) in zip(rngs, draws)]
+        batches = [[(order[i:i + batch_size], clips[i:i + batch_size], views[i:i + batch_size])
+                    for i in range(0, len(order), batch_size)] for order, clips, views in draws]
+        K, N, D = self.reader.clips, self.reader.num_tokens, self.reader.width
+
+        def load(batch: tuple[np.ndarray, np.ndarray, np.ndarray]) -> torch.Tensor:
+            rows, clips, views = batch
+            inputs = self.reader.buffer((len(rows), K * N, D) if all_clips else (len(rows), N, D))  # [B, (K*)N, D]
+            for row, v, k, s in zip(inputs, rows, clips, views):
+                if all_clips:
+                    self.reader.view(int(v), int(s), out=row.view(K, N, D), check=False)
+                else:
+                    self.reader.clip(ClipRef(int(v), int(k), int(s)), out=row, check=False)
+            return inputs
+        # one batch read ahead: reading a batch takes a fraction of the time spent training on it
+        stream = self.reader.load_all(load, [batch for epoch in batches for batch in epoch], ahead=1)
+
+        def one_epoch(epoch: list) -> Iterator[Batch]:
+            for (rows, clips, _), inputs in zip(epoch, stream):
+                for row, v in zip(inputs, rows):  # here, not in the reading thread (CacheReader.require_finite)
+                    self.reader.require_finite(int(v), row)
+                yield Batch(inputs, rows, clips, K if all_clips else 1)
+                if recycle:
+                    self.reader.give_back(inputs)
+        return [one_epoch(epoch) for epoch in batches]
+
+    def _pooled_epoch(self, order, views, *, rng, batch_size: int, all_clips: bool) -> Iterator[Batch]:
         if all_clips:
-            for c in chunks:
+            for c in (slice(i, i + batch_size) for i in range(0, len(order), batch_size)):
                 yield Batch(self.pooled[order[c], :, views[c]].mean(dim=1), order[c])  # [B, D]
             return
         K, S = self.reader.clips, self.reader.views

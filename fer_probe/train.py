@@ -86,10 +86,6 @@ class CandidateGrid:
     def fold(self, fold: int, variant: str | None = None) -> list[Candidate]:
         return [c for c in self if c.fold == fold and (variant is None or c.variant == variant)]
 
-    def union(self) -> np.ndarray:
-        """The videos that some candidate trains on."""
-        return np.flatnonzero(self.member.any(axis=0))
-
     def training_on(self, videos: np.ndarray) -> dict[str, list[int]]:
         """Key -> positions in `videos` that the candidate trains on, for every candidate that has any."""
         member = self.member[:, videos]  # [P, B]
@@ -224,23 +220,24 @@ def train_plans(source: TokenSource, plans: list[FoldPlan], targets: np.ndarray,
     variants = variants or {"": cfg}
     if len({registered(c.probe).consumes for c in variants.values()}) > 1:
         raise ValueError("probes on tokens and on pooled features cannot train from the same batches")
+    union = np.unique(np.concatenate([plan.train for plan in plans]))  # the videos some candidate trains on
+    all_clips = any(c.train_clips == "all" for c in variants.values())  # one-clip candidates cut theirs out
+    share = np.mean([len(plan.train) for plan in plans]) / len(union)  # a fold's expected part of a batch
+    batch_size = max(1, round(cfg.batch_size / share))
+    total_steps = cfg.epochs * math.ceil(source.samples_per_epoch(len(union), all_clips) / batch_size)
+    epochs = source.epochs(union, [np.random.default_rng([sampling_seed, epoch]) for epoch in range(cfg.epochs)],
+                           batch_size, all_clips=all_clips, recycle=True)  # the first batch is read from here on
     with collector_paused():  # 20M-parameter probes: a collection they trigger walks every live object
         candidates = [c for plan in plans for variant, variant_cfg in variants.items()
                       for c in make_candidates(variant_cfg, source, num_classes, plan=plan, device=device,
                                                variant=variant)]
     grid = CandidateGrid(candidates, plans, len(source.reader))
     training = Training(grid)
-    union = grid.union()
-    all_clips = any(c.train_clips == "all" for c in variants.values())  # one-clip candidates cut theirs out
-    share = np.mean([len(plan.train) for plan in plans]) / len(union)  # a fold's expected part of a batch
-    batch_size = max(1, round(cfg.batch_size / share))
-    total_steps = cfg.epochs * math.ceil(source.samples_per_epoch(len(union), all_clips) / batch_size)
     step_runner = StepRunner(grid, targets, cfg=cfg)
     step = 0
     with collector_paused():
-        for epoch in range(cfg.epochs):
-            rng = np.random.default_rng([sampling_seed, epoch])
-            for batch in source.epoch(union, rng, batch_size, all_clips=all_clips, recycle=True):
+        for epoch, batches in enumerate(epochs):
+            for batch in batches:
                 step += 1
                 step_runner(batch, step / total_steps)
             means = step_runner.epoch_means()
