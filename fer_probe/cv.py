@@ -232,15 +232,25 @@ def write_run_config(out: Path, reader: CacheReader, fitted: tuple[ProbeConfig, 
 def score_tests(source: TokenSource, training: Training, plans: list[FoldPlan], *, tests: list[np.ndarray],
                 runs: dict[str, tuple[ProbeConfig, str | None]]) -> dict[str, list[list[np.ndarray]]]:
     """Run name -> per fold, the clip posteriors of each test video under the fold's chosen candidate of the run's
-    variant, scoring the clips its config says; each test video is read once for all the runs."""
-    out: dict[str, list[list[np.ndarray]]] = {name: [] for name in runs}
-    cfg = next(iter(runs.values()))[0]
+    variant, scoring the clips its config says; each test video is read once for all the runs, and every fold's
+    test videos in one stream of reads (no fold starts by waiting for its first video)."""
+    models, modes, videos, wanted = [], [], [], []
     for plan, test_idx in zip(plans, tests):
-        models = [select(training.grid.fold(plan.fold, variant))[0].model for _, variant in runs.values()]
-        per_video = video_posteriors(source, models, test_idx.tolist(), cfg=cfg,
-                                     modes=[(run_cfg.train_clips, run_cfg.test_clips) for run_cfg, _ in runs.values()])
+        first = len(models)
+        for run_cfg, variant in runs.values():
+            models.append(select(training.grid.fold(plan.fold, variant))[0].model)
+            modes.append((run_cfg.train_clips, run_cfg.test_clips))
+        videos += test_idx.tolist()
+        wanted += [list(range(first, len(models)))] * len(test_idx)
+    per_video = video_posteriors(source, models, videos, cfg=next(iter(runs.values()))[0], wanted=wanted,
+                                 modes=modes)
+    out: dict[str, list[list[np.ndarray]]] = {name: [] for name in runs}
+    start = 0
+    for f, test_idx in enumerate(tests):
+        fold_videos = per_video[start:start + len(test_idx)]
+        start += len(test_idx)
         for j, name in enumerate(runs):
-            out[name].append([posteriors[j] for posteriors in per_video])
+            out[name].append([posteriors[f * len(runs) + j] for posteriors in fold_videos])
     return out
 
 
