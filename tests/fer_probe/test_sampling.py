@@ -34,36 +34,41 @@ def test_epochs_read_one_stream_that_starts_on_the_call_and_runs_across_epoch_bo
     while the trainer still holds the last batch of the current one (no epoch starts by waiting for a read)."""
     store = write_planted_store(tmp_path / "s.zarr", clips=3, views=2)
     with CacheReader(store) as reader:
-        source = TokenSource(reader)
-        videos = np.arange(len(reader))
         for all_clips in (True, False):
-            alone = [[(b.inputs.clone(), b.videos, b.clips) for b in source.epoch(
-                videos, np.random.default_rng([4, e]), 3, all_clips=all_clips)] for e in range(2)]
-            read, reads, seen = reader._read, [], threading.Condition()
+            check_one_stream_of_epochs(reader, all_clips)
 
-            def counted(v, *args, **kwargs):
-                values = read(v, *args, **kwargs)
-                with seen:
-                    reads.append(v)
-                    seen.notify_all()
-                return values
-            reader._read = counted
-            epochs = source.epochs(videos, [np.random.default_rng([4, e]) for e in range(2)], 3, all_clips=all_clips)
-            with seen:
-                assert seen.wait_for(lambda: len(reads) >= 3, timeout=10)  # the first batch, nothing asked for yet
-            together = []
-            for e, batches in enumerate(epochs):
-                together.append([])
-                for b in batches:
-                    together[-1].append((b.inputs.clone(), b.videos, b.clips))
-                    if e == 0 and len(together[0]) == len(alone[0]):  # holding the last batch of epoch 0
-                        first_of_next = alone[1][0][1].tolist()
-                        with seen:
-                            assert seen.wait_for(lambda: reads[-3:] == first_of_next, timeout=10)
-            reader._read = read
-            for mine, theirs in zip(together, alone, strict=True):
-                for (x, v, k), (x0, v0, k0) in zip(mine, theirs, strict=True):
-                    assert torch.equal(x, x0) and (v == v0).all() and (k == k0).all()
+
+def check_one_stream_of_epochs(reader: CacheReader, all_clips: bool) -> None:
+    source, videos = TokenSource(reader), np.arange(len(reader))
+    alone = [[(b.inputs.clone(), b.videos, b.clips) for b in source.epoch(
+        videos, np.random.default_rng([4, e]), 3, all_clips=all_clips)] for e in range(2)]
+    read, reads, seen = reader._read, [], threading.Condition()
+
+    def counted(v, *args, **kwargs):
+        values = read(v, *args, **kwargs)
+        with seen:
+            reads.append(v)
+            seen.notify_all()
+        return values
+    reader._read = counted
+    try:
+        epochs = source.epochs(videos, [np.random.default_rng([4, e]) for e in range(2)], 3, all_clips=all_clips)
+        with seen:
+            assert seen.wait_for(lambda: len(reads) >= 3, timeout=10)  # the first batch, nothing asked for yet
+        first_of_next = alone[1][0][1].tolist()
+        together = []
+        for e, batches in enumerate(epochs):
+            together.append([])
+            for b in batches:
+                together[-1].append((b.inputs.clone(), b.videos, b.clips))
+                if e == 0 and len(together[0]) == len(alone[0]):  # holding the last batch of epoch 0
+                    with seen:
+                        assert seen.wait_for(lambda: reads[-3:] == first_of_next, timeout=10)
+    finally:
+        reader._read = read
+    for mine, theirs in zip(together, alone, strict=True):
+        for (x, v, k), (x0, v0, k0) in zip(mine, theirs, strict=True):
+            assert torch.equal(x, x0) and (v == v0).all() and (k == k0).all()
 
 
 def test_test_inputs_per_training_mode(tmp_path):
