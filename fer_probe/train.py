@@ -151,6 +151,8 @@ class StepRunner:
                 logits += forward_many([self.grid[key].model.train() for key in keys], inputs,
                                        None if every else [rows[key] for key in keys],
                                        matmul_dtype=token_matmul_dtype(self.device, self.dtype))
+        if batch.verify is not None and not all(bool(torch.isfinite(lg).all()) for lg in logits):
+            batch.verify()  # refuses the video whose non-finite tokens made them, else training itself diverged
         losses, correct = [], []
         for mine, lg in zip(rows.values(), logits):
             lg, target = lg.float(), y[mine]
@@ -225,8 +227,11 @@ def train_plans(source: TokenSource, plans: list[FoldPlan], targets: np.ndarray,
     share = np.mean([len(plan.train) for plan in plans]) / len(union)  # a fold's expected part of a batch
     batch_size = max(1, round(cfg.batch_size / share))
     total_steps = cfg.epochs * math.ceil(source.samples_per_epoch(len(union), all_clips) / batch_size)
+    # on the CPU a non-finite token turns the outputs of every probe that reads it non-finite (NaN through the
+    # LayerNorm statistics), and every token of a batch is read when all candidates train on the same clips
+    check = device.type != "cpu" or len({c.train_clips for c in variants.values()}) > 1
     epochs = source.epochs(union, [np.random.default_rng([sampling_seed, epoch]) for epoch in range(cfg.epochs)],
-                           batch_size, all_clips=all_clips, recycle=True)  # the first batch is read from here on
+                           batch_size, all_clips=all_clips, recycle=True, check=check)  # the first batch is read now
     with collector_paused():  # 20M-parameter probes: a collection they trigger walks every live object
         candidates = [c for plan in plans for variant, variant_cfg in variants.items()
                       for c in make_candidates(variant_cfg, source, num_classes, plan=plan, device=device,

@@ -114,3 +114,34 @@ def test_both_schedules_learn_planted_signal(tmp_path, schedule):
     store = write_planted_store(tmp_path / "a.zarr", signal=0.6)
     result = run_cv(str(store), tmp_path / "run", ProbeConfig(schedule=schedule, **(QUICK | {"epochs": 8})), n_folds=4)
     assert result.metrics["uar_pbv"]["mean"] > 0.9
+
+
+def test_cpu_training_scans_tokens_only_when_outputs_are_not_finite_and_still_names_a_bad_video(tmp_path, monkeypatch):
+    """On the CPU a non-finite token makes the outputs of the probes that read it non-finite, so the trainer checks a
+    batch's tokens only then: finite batches are never scanned (the test pass still checks each video it reads),
+    and a NaN token still stops training with the error that names its video."""
+    from fer_probe.errors import StoreReadError
+    from fer_probe.sampling import TokenSource
+
+    store = write_planted_store(tmp_path / "a.zarr", n_subjects=4, per_class=1)
+    checked = []
+    require_finite = CacheReader.require_finite
+    monkeypatch.setattr(CacheReader, "require_finite",
+                        lambda self, v, values: checked.append(v) or require_finite(self, v, values))
+    run_cv(str(store), tmp_path / "run", ProbeConfig(train_clips="all", memory_budget_mb=0, **QUICK), n_folds=4)
+    assert sorted(checked) == list(range(len(CacheReader(store))))  # the test pass, once a video; no batch scan
+
+    with CacheReader(store) as reader:
+        row, video = int(reader.rows[3]), reader.ids[3]
+    tokens = zarr.open_group(str(store), mode="r+")["tokens"]
+    values = tokens[row]
+    values[:, :, 2, 3] = np.nan  # every clip and view: whichever is drawn holds it
+    tokens[row] = values
+
+    def no_test_pass(*args, **kwargs):
+        raise AssertionError("training went on to the test pass")
+    monkeypatch.setattr(TokenSource, "test_videos", no_test_pass)
+    for train_clips in ("all", "one"):
+        with pytest.raises(StoreReadError, match=f"{video} has non-finite"):
+            run_cv(str(store), tmp_path / f"bad_{train_clips}",
+                   ProbeConfig(train_clips=train_clips, memory_budget_mb=0, **QUICK), n_folds=4)
