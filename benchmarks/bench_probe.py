@@ -159,6 +159,8 @@ def main() -> None:
                              "paper recipe against its bare token matmuls plus reads; disk: ablate one-read vs one "
                              "by one with every read from the disk")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
     if args.mode == "floor":
         from bench_floor import floor_mode
         floor_mode(args)

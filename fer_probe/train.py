@@ -232,15 +232,14 @@ def train_plans(source: TokenSource, plans: list[FoldPlan], targets: np.ndarray,
     check = device.type != "cpu" or len({c.train_clips for c in variants.values()}) > 1
     epochs = source.epochs(union, [np.random.default_rng([sampling_seed, epoch]) for epoch in range(cfg.epochs)],
                            batch_size, all_clips=all_clips, recycle=True, check=check)  # the first batch is read now
-    with collector_paused():  # 20M-parameter probes: a collection they trigger walks every live object
+    with collector_paused():  # 20M-parameter probes and every step's autograd objects: no walks over all objects
         candidates = [c for plan in plans for variant, variant_cfg in variants.items()
                       for c in make_candidates(variant_cfg, source, num_classes, plan=plan, device=device,
                                                variant=variant)]
-    grid = CandidateGrid(candidates, plans, len(source.reader))
-    training = Training(grid)
-    step_runner = StepRunner(grid, targets, cfg=cfg)
-    step = 0
-    with collector_paused():
+        grid = CandidateGrid(candidates, plans, len(source.reader))
+        training = Training(grid)
+        step_runner = StepRunner(grid, targets, cfg=cfg)
+        step = 0
         for epoch, batches in enumerate(epochs):
             for batch in batches:
                 step += 1

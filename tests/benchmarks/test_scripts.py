@@ -34,12 +34,19 @@ def test_bench_pipeline_reports_clips_per_second(tmp_path):
 
 def test_bench_probe_floor_mode_prints_the_ratio(tmp_path):
     result = run(tmp_path, ROOT / "benchmarks" / "bench_probe.py", "--mode", "floor", "--tokens", "64", "--width",
-                 "64", "--epochs", "1")
+                 "64", "--epochs", "1", "--repeats", "2")
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "(runs " in result.stdout and "median run" in result.stdout  # every repeat printed
     for line in ("one candidate per fold", "2 lr x 2 wd per fold", "token matmuls", "ratio",
                  "projected whole RAVDESS paper protocol"):
         assert line in result.stdout, line
     assert (tmp_path / "probe_floor.csv").is_file()
+
+
+def test_bench_probe_refuses_fewer_than_one_repeat_in_one_line(tmp_path):
+    result = run(tmp_path, ROOT / "benchmarks" / "bench_probe.py", "--mode", "floor", "--repeats", "0")
+    assert result.returncode == 2 and "--repeats must be at least 1, got 0" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_bench_probe_disk_mode_reads_less_from_one_read(tmp_path):
