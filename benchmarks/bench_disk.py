@@ -76,9 +76,9 @@ def reads_from_disk(store: Path):
 def run_schedule(schedule: str, store: str, out: str, epochs: int) -> str:
     """One schedule of the paper recipe's ablation in this process: JSON of its wall time and bytes read."""
     from fer_cache.store import tune_process
-    from fer_probe.ablate import run_ablation, variants
     from fer_probe.config import ProbeConfig
-    from fer_probe.cv import run_cv
+    from fer_probe.protocols.ablate import run_ablation, variants
+    from fer_probe.protocols.cv import run_cv
     tune_process()  # as fer-probe does
     base = ProbeConfig.from_recipe("paper", epochs=epochs, device="cpu", memory_budget_mb=0)
     with reads_from_disk(Path(store)) as counted:
@@ -99,7 +99,7 @@ def disk_mode(args) -> None:
     shape by default: 30 videos x 8 clips of [4608, 1280] float16, 2.8 GB)."""
     from common import append_row, synthetic_store
 
-    from fer_probe.reader import CacheReader
+    from fer_probe.data.reader import CacheReader
     folder = Path(args.keep or tempfile.mkdtemp(prefix="bench_disk_"))
     store = folder / "paper.zarr"
     if not store.exists():  # 30 videos x 8 clips: 10 subjects x 3 classes

@@ -23,7 +23,7 @@ import torch
 from bench_probe import RAVDESS, read_time, timed_cv
 from common import append_row, machine, synthetic_store
 
-from fer_probe.reader import CacheReader
+from fer_probe.data.reader import CacheReader
 
 HEADS = 16  # the probe's heads at ViT-H width, one query: M = 16 score columns per candidate
 
@@ -49,7 +49,7 @@ def clip_matmuls(tokens: int, width: int, columns: int, repeats: int = 5) -> tup
 def validation_videos(store: Path, run: Path, seed: int) -> list[int]:
     """Per fold, the inner validation videos cv chose its candidates on (none with one candidate)."""
     from fer_cache.labels import canonical_order
-    from fer_probe.folds import fold_indices, inner_split, load_folds
+    from fer_probe.protocols.folds import fold_indices, inner_split, load_folds
     with CacheReader(store) as reader:
         folds = load_folds(run / "folds.json", reader.subjects, reader.ids)
         names = canonical_order([reader.label_names[i] for i in reader.active_classes()])

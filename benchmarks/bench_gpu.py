@@ -158,7 +158,7 @@ def fidelity_section(device: torch.device) -> None:
 
 def probe_section(store: Path, device: torch.device, folder: Path, folds: int) -> None:
     from fer_probe.config import ProbeConfig
-    from fer_probe.cv import run_cv
+    from fer_probe.protocols.cv import run_cv
     cfg = ProbeConfig.from_recipe("paper", epochs=2, device=str(device))
     started = time.perf_counter()
     result = run_cv(str(store), folder / "run", cfg, n_folds=folds)

@@ -26,8 +26,10 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from common import append_row, machine, peak_rss_gb, synthetic_store
 
 from fer_probe.config import ProbeConfig
-from fer_probe.probes import AttentiveProbe
-from fer_probe.reader import CacheReader, ClipRef
+from fer_probe.data.precision import Precision
+from fer_probe.data.reader import CacheReader, ClipRef
+from fer_probe.probes import AttentiveProbe, AttentiveSettings
+from tests.helpers import straightforward_logits
 
 RAVDESS = {"videos": 2880, "clips": 8, "epochs": 20}  # the paper's protocol: all 8 clips, 20 epochs, 5 folds
 
@@ -55,13 +57,23 @@ def throughput(probe: AttentiveProbe, clips: torch.Tensor, train: bool, repeats:
     return repeats * len(clips) / (time.perf_counter() - started)
 
 
+class Straightforward(torch.nn.Module):
+    """The probe by the straightforward computation (keys and values of every token), as the tests check against."""
+
+    def __init__(self, probe: AttentiveProbe):
+        super().__init__()
+        self.probe = probe
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return straightforward_logits(self.probe, x)
+
+
 def read_time(store: Path, device: torch.device, warm: bool = True, direct: bool = True) -> float:
     """Seconds to read one clip view from the store as cv does (the stored float16 as it is: CUDA casts it on the
     device, the CPU's float32 attentive probes widen it a chunk at a time), every clip once, from the page cache (a
     first pass warms it) or, with warm=False, from wherever it is; direct=False reads through zarr's codec pipeline
     instead of straight from the shard files."""
-    cuda = device.type == "cuda"
-    with CacheReader(store, dtype=torch.bfloat16 if cuda else torch.float32, pin_memory=cuda) as reader:
+    with CacheReader(store, precision=Precision.resolve("auto", device.type)) as reader:
         if not direct:
             reader.store.direct = None
         refs = [ClipRef(v, k, 0) for v in range(len(reader)) for k in range(reader.clips)]
@@ -77,10 +89,10 @@ def probe_speeds(store: Path, device: torch.device, width: int) -> dict:
     with CacheReader(store) as reader:
         sample = torch.stack([reader.clip(ClipRef(v, 0, 0)) for v in range(8)]).to(device)  # [8, N, D]
     torch.manual_seed(0)
-    probe = AttentiveProbe(width, 4, num_heads=16).to(device)
+    probe = AttentiveProbe(width, 4, AttentiveSettings(num_heads=16)).to(device)
     speeds = {"fast_train": throughput(probe, sample, True, 3), "fast_eval": throughput(probe, sample, False, 3)}
-    probe.fast = False
-    speeds |= {"slow_train": throughput(probe, sample[:2], True, 1), "slow_eval": throughput(probe, sample, False, 1)}
+    slow = Straightforward(probe)
+    speeds |= {"slow_train": throughput(slow, sample[:2], True, 1), "slow_eval": throughput(slow, sample, False, 1)}
     return speeds
 
 
@@ -88,7 +100,7 @@ CV_IN_A_PROCESS = """
 import sys, time
 from fer_cache.store import tune_process
 from fer_probe.config import ProbeConfig
-from fer_probe.cv import run_cv
+from fer_probe.protocols.cv import run_cv
 tune_process()  # as fer-probe does
 cfg = ProbeConfig.from_recipe({recipe!r}, **{settings})
 started = time.perf_counter()
@@ -127,7 +139,7 @@ def needed_reads(store: Path, cfg: ProbeConfig, out: Path) -> int:
     val = 0
     if several:  # every fold's validation videos (the inner split cv made), read whole after each epoch
         from fer_cache.labels import canonical_order
-        from fer_probe.folds import fold_indices, inner_split, load_folds
+        from fer_probe.protocols.folds import fold_indices, inner_split, load_folds
         with CacheReader(store) as reader:
             folds = load_folds(out / "folds.json", reader.subjects, reader.ids)
             names = canonical_order([reader.label_names[i] for i in reader.active_classes()])

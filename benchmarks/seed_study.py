@@ -15,7 +15,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from fer_probe.config import ProbeConfig
-from fer_probe.cv import run_cv
+from fer_probe.protocols.cv import run_cv
 
 
 def main() -> None:
@@ -59,8 +59,8 @@ def main() -> None:
 def ablation_study(store: str, seeds: list[int]) -> None:
     """Per seed and variant, the pooled UAR (PBV) that `fer-probe ablate` reports, and that of the same variant run
     on its own on the same folds: trained from one read they must agree within seed noise."""
-    from fer_probe.ablate import run_ablation, variants, video_predictions
-    from fer_probe.metrics import uar
+    from fer_probe.protocols.ablate import run_ablation, variants, video_predictions
+    from fer_probe.results.metrics import uar
     together: dict[str, list[float]] = {}
     alone: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -23,9 +23,9 @@ from fer_probe.options import (
     Recipe,
     Seed,
     Store,
+    config_from_options,
     default_of,
     probe_options,
-    probe_settings,
 )
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,  # plain help: no <bool> columns
@@ -113,7 +113,7 @@ def cv(store: Store, *, cfg, recipe: str, probe: str, allow_incomplete: bool, ov
     """Subject-independent cross-validation of a probe on one store."""
     from dataclasses import replace
 
-    from fer_probe.cv import run_cv
+    from fer_probe.protocols.cv import run_cv
 
     cfg = replace(cfg, schedule=schedule or cfg.schedule, val_curve=val_curve)
     bar, update = epoch_progress()
@@ -134,7 +134,7 @@ def cross(*, cfg, probe: str, allow_incomplete: bool, overwrite: bool,
                                                    "video, unknown classes count as errors")] = "shared",
           calm_as_neutral: Annotated[bool, typer.Option(help="treat RAVDESS calm as neutral")] = False):
     """Train on all of one store, test on every video of another, mapping labels by name."""
-    from fer_probe.cross import run_cross
+    from fer_probe.protocols.cross import run_cross
 
     bar, update = epoch_progress()
     with bar:
@@ -147,7 +147,7 @@ def cross(*, cfg, probe: str, allow_incomplete: bool, overwrite: bool,
 @user_errors
 def report(run: Annotated[Path, typer.Argument(help="a run directory of fer-probe cv or cross")]):
     """Write report.md and its figures (confusion matrices, training curves) for a run directory."""
-    from fer_probe.report import write_report
+    from fer_probe.results.report import write_report
 
     for path in write_report(run):
         console.print(f"wrote {path}")
@@ -162,7 +162,7 @@ def embed_plot(store: Store, *, out: Annotated[Path, typer.Option(help="PNG file
                run: Annotated[Path | None, typer.Option(help="use this run's fold-0 probe pooling")] = None,
                allow_incomplete: Incomplete = False):
     """PCA or t-SNE of video-level embeddings, coloured by class or by subject."""
-    from fer_probe.plots import embedding_plot
+    from fer_probe.results.plots import embedding_plot
 
     chosen = [c.strip() for c in classes.split(",")] if classes else None
     path = embedding_plot(store, out, method=method, classes=chosen, run=run, color_by=color_by,
@@ -184,9 +184,9 @@ def ablate(store: Store, *, out: Out = Path("runs/ablate"), recipe: Recipe = "pa
            allow_incomplete: Incomplete = False, overwrite: Overwrite = False):
     """Probe type, proj, test clips, voting and training clips compared on the same folds, with paired bootstraps;
     with --versus, stores of other encoders too (latent prediction vs pixel reconstruction in one command)."""
-    from fer_probe.ablate import run_ablation
+    from fer_probe.protocols.ablate import run_ablation
 
-    cfg = probe_settings(recipe, epochs=epochs, seed=seed, device=device, batch_size=batch_size,
+    cfg = config_from_options(recipe, epochs=epochs, seed=seed, device=device, batch_size=batch_size,
                          num_heads=num_heads, lr=None, wd=None, memory_mb=None)
     bar, update = epoch_progress()
     with bar:
@@ -202,7 +202,7 @@ def compare(runs: Annotated[list[Path], typer.Argument(help="run directories of 
             out: Annotated[Path | None, typer.Option(help="also write the table here (.md and .csv)")] = None):
     """One table of several runs: recipe, store, encoder, UAR/WAR with intervals, paired tests where the videos
     match."""
-    from fer_probe.compare import compare_runs
+    from fer_probe.results.compare import compare_runs
 
     table = compare_runs(runs, out)
     print_comparison(table)

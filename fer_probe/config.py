@@ -10,15 +10,15 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Literal, get_args
 
 from fer_probe.errors import FerProbeError
-from fer_probe.registry import PROBES
+from fer_probe.probes.registry import PROBES
 
 if TYPE_CHECKING:
-    import torch
+    from fer_probe.data.precision import Precision
 
 RecipeName = Literal["paper", "vjepa", "fast"]
 Head = Literal["linear", "mlp"]
 ClipMode = Literal["one", "all"]
-Precision = Literal["auto", "float32", "bfloat16", "float16"]
+PrecisionName = Literal["auto", "float32", "bfloat16", "float16"]
 WeightDecaySchedule = Literal["cosine", "constant"]
 Schedule = Literal["all-folds", "per-fold"]
 # The recipes' values: each is complete (every field a recipe decides), and nothing else holds these values.
@@ -34,6 +34,7 @@ RECIPES: dict[str, dict] = {
              "weight_decays": (0.01,), "wd_schedule": "constant", "final_weight_decay": 1e-6},
 }
 RECIPE_FIELDS = tuple(RECIPES["paper"])  # what a recipe decides; every other field has one default for all
+DEFAULT_FOLDS = 5  # subject folds of cv and ablate, as the paper
 
 
 def _check_choice(value, kind, name: str) -> None:
@@ -41,37 +42,52 @@ def _check_choice(value, kind, name: str) -> None:
         raise FerProbeError(f"{name} must be one of {', '.join(get_args(kind))}, got '{value}'")
 
 
+# What a field does to runs trained together (cv's engine trains several runs from one read of each clip: ablate):
+SHARED = "shared"  # runs trained together must agree on it (they share batches, schedules and candidates' folds)
+PROBE = "probe"  # runs on the same kind of input (tokens, pooled) must agree on it
+VARIANT = "variant"  # runs trained together may differ in it: each value is a candidate group of one grid
+SCORING = "scoring"  # decides only how test videos are scored: runs that differ in it share their trained probes
+REPORTING = "reporting"  # describes the run and changes nothing that is computed
+ROLES = (SHARED, PROBE, VARIANT, SCORING, REPORTING)
+
+
+def role(kind: str, default=None, **options):
+    """A ProbeConfig field with its role (field metadata), read by fields_with_role."""
+    return field(default=default, metadata={"role": kind}, **options)
+
+
 @dataclass(frozen=True, kw_only=True)
 class ProbeConfig:
     """Everything that decides a probe run; written into RUN/config.json. A recipe field left None takes the
-    recipe's value, and a given one that differs from it is recorded in `overridden`: `recipe` never lies."""
-    recipe: RecipeName = "paper"
-    use_proj: bool | None = None  # apply the cross-attention's output projection (the paper's fork) or not (V-JEPA 1)
-    batch_size: int | None = None
+    recipe's value, and a given one that differs from it is recorded in `overridden`: `recipe` never lies. Every
+    field declares its role for runs trained together (SHARED, PROBE, VARIANT, SCORING, REPORTING)."""
+    recipe: RecipeName = role(REPORTING, "paper")
+    use_proj: bool | None = role(VARIANT)  # apply the cross-attention's output projection (the paper's fork) or not
+    batch_size: int | None = role(SHARED)
     # all: every clip of one random view concatenated along the tokens, as the paper trains (test: all views, or
     # one view with test_clips one); one: a random clip/view per video per epoch (the pooled baselines, held in
     # memory, see every clip view); test: every clip and view, or only the middle clip's first view
-    train_clips: ClipMode | None = None
-    epochs: int | None = None
-    lrs: tuple[float, ...] | None = None
-    weight_decays: tuple[float, ...] | None = None
-    wd_schedule: WeightDecaySchedule | None = None  # cosine: from each weight decay to final_weight_decay
-    final_weight_decay: float | None = None
-    probe: str = "attentive"  # a name in fer_probe.registry.PROBES
-    head: Head = "linear"  # linear (as V-JEPA) or mlp (3 layers)
-    num_heads: int | None = None  # attention heads; None: the store's encoder heads (resolve_num_heads)
-    num_queries: int = 1
-    test_clips: ClipMode = "all"
-    grad_clip: float = 1.0
-    seed: int = 0
-    device: str = "auto"  # auto, cpu, cuda or cuda:N (checked by device.resolve_device)
-    memory_budget_mb: float = 2048.0  # decoded tokens kept in memory between epochs; 0 streams every read
+    train_clips: ClipMode | None = role(VARIANT)
+    epochs: int | None = role(SHARED)
+    lrs: tuple[float, ...] | None = role(SHARED)
+    weight_decays: tuple[float, ...] | None = role(SHARED)
+    wd_schedule: WeightDecaySchedule | None = role(SHARED)  # cosine: from each weight decay to final_weight_decay
+    final_weight_decay: float | None = role(SHARED)
+    probe: str = role(PROBE, "attentive")  # a name in fer_probe.probes.registry.PROBES
+    head: Head = role(SHARED, "linear")  # linear (as V-JEPA) or mlp (3 layers)
+    num_heads: int | None = role(SHARED)  # attention heads; None: the store's encoder heads (resolve_num_heads)
+    num_queries: int = role(SHARED, 1)
+    test_clips: ClipMode = role(SCORING, "all")
+    grad_clip: float = role(SHARED, 1.0)
+    seed: int = role(SHARED, 0)
+    device: str = role(SHARED, "auto")  # auto, cpu, cuda or cuda:N (checked by precision.resolve_device)
+    memory_budget_mb: float = role(SHARED, 2048.0)  # decoded tokens kept in memory between epochs; 0 streams
     # auto: float32 on the CPU (exact, deterministic), bfloat16 autocast on CUDA; float16: autocast with a gradient
     # scaler on CUDA, as the reference code trains; bfloat16 on a CPU multiplies the tokens in bfloat16 (not exact)
-    precision: Precision = "auto"
-    schedule: Schedule = "all-folds"  # all folds' probes from one read of each clip, or fold after fold
-    val_curve: bool = False  # score the inner validation videos after every epoch, not only after the last
-    overridden: tuple[str, ...] = field(default=(), compare=False)  # fields set apart from the recipe
+    precision: PrecisionName = role(SHARED, "auto")
+    schedule: Schedule = role(SHARED, "all-folds")  # all folds' probes from one read of each clip, or fold by fold
+    val_curve: bool = role(SHARED, False)  # score the inner validation videos after every epoch, not only the last
+    overridden: tuple[str, ...] = role(REPORTING, (), compare=False)  # fields set apart from the recipe
 
     def __post_init__(self):
         _check_choice(self.recipe, RecipeName, "recipe")
@@ -86,9 +102,15 @@ class ProbeConfig:
         _check_choice(self.head, Head, "head")
         _check_choice(self.train_clips, ClipMode, "train_clips")
         _check_choice(self.test_clips, ClipMode, "test_clips")
-        _check_choice(self.precision, Precision, "precision")
+        _check_choice(self.precision, PrecisionName, "precision")
         _check_choice(self.wd_schedule, WeightDecaySchedule, "wd_schedule")
         _check_choice(self.schedule, Schedule, "schedule")
+        for name in ("epochs", "batch_size", "num_queries", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise FerProbeError(f"{name} must be a whole number, got {value!r}")
+        if not isinstance(self.use_proj, bool):
+            raise FerProbeError(f"use_proj must be True or False, got {self.use_proj!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.num_queries < 1:
             raise FerProbeError("epochs, batch_size and num_queries must be at least 1")
         if self.num_heads is not None and self.num_heads < 1:
@@ -116,11 +138,46 @@ class ProbeConfig:
     def with_num_heads(self, num_heads: int) -> "ProbeConfig":
         return replace(self, num_heads=num_heads)
 
-    def compute_dtype(self) -> "torch.dtype":
-        """The dtype tokens are fed in (fer_probe.device.compute_dtype)."""
-        from fer_probe.device import compute_dtype
+    def with_settings(self, **changes) -> "ProbeConfig":
+        """This config with some fields changed, the changes recorded as overrides of its recipe."""
+        overridden = tuple(dict.fromkeys(self.overridden + tuple(changes)))
+        return replace(self, **changes, overridden=overridden)
 
-        return compute_dtype(self.precision, self.device)
+    @property
+    def candidates_per_fold(self) -> int:
+        """(lr, weight decay) pairs: more than one are chosen among on an inner validation split."""
+        return len(self.lrs) * len(self.weight_decays)
+
+    def resolve_precision(self) -> "Precision":
+        """The run's device and dtypes, resolved once (fer_probe.data.precision)."""
+        from fer_probe.data.precision import Precision
+
+        return Precision.resolve(self.precision, self.device)
+
+    def variant(self) -> str:
+        """The candidate group of this config among runs trained together: its VARIANT fields, e.g.
+        `use_proj=True/train_clips=all`."""
+        return "/".join(f"{name}={getattr(self, name)}" for name in fields_with_role(VARIANT))
+
+
+def fields_with_role(kind: str) -> tuple[str, ...]:
+    """The ProbeConfig fields of a role; a field without one counts as SHARED (never merged silently)."""
+    return tuple(f.name for f in fields(ProbeConfig) if f.metadata.get("role", SHARED) == kind)
+
+
+def differences(configs: list[ProbeConfig], kind: str) -> list[str]:
+    """The fields of a role on which the configs disagree."""
+    names = [f.name for f in fields(configs[0]) if f.metadata.get("role", SHARED) == kind]
+    return [name for name in names if len({repr(getattr(c, name)) for c in configs}) > 1]
+
+
+def check_trained_together(configs: list[ProbeConfig], grid: list[ProbeConfig]) -> None:
+    """Runs trained together may differ only in VARIANT, SCORING and REPORTING fields, and those of `grid` (the ones
+    trained as candidate groups of one grid: the token probes) not in PROBE fields either; the pooled baselines
+    train one by one from the same reads. Anything else is refused in one line, never merged."""
+    differ = differences(configs, SHARED) + (differences(grid, PROBE) if grid else [])
+    if differ:
+        raise FerProbeError(f"runs trained together must agree on {', '.join(differ)}; run them one by one")
 
 
 def recipe_values(name: str) -> str:

@@ -10,9 +10,9 @@ import typer
 
 from fer_probe.config import ProbeConfig, default_of, recipe_values
 from fer_probe.errors import FerProbeError
-from fer_probe.registry import PROBES
+from fer_probe.probes.registry import PROBES
 
-__all__ = ["PROBE_OPTIONS", "probe_options", "probe_settings", "default_of"]
+__all__ = ["PROBE_OPTIONS", "probe_options", "config_from_options", "default_of"]
 
 
 def floats(text: str | None, option: str) -> tuple[float, ...] | None:
@@ -91,7 +91,7 @@ def probe_options(command):
         options = {name: kwargs.pop(name) for name in PROBE_OPTIONS}
         passed = {k: options[k] for k in ("recipe", "probe", "allow_incomplete", "overwrite")
                   if k in signature.parameters}
-        cfg = probe_settings(options.pop("recipe"), **{k: v for k, v in options.items()
+        cfg = config_from_options(options.pop("recipe"), **{k: v for k, v in options.items()
                                                       if k not in ("allow_incomplete", "overwrite")})
         return command(*args, cfg=cfg, **passed, **kwargs)
 
@@ -100,7 +100,7 @@ def probe_options(command):
     return wrapper
 
 
-def probe_settings(recipe: str, **values) -> ProbeConfig:
+def config_from_options(recipe: str, **values) -> ProbeConfig:
     """The ProbeConfig of a recipe and the options given (None: the recipe's value)."""
     values["lrs"], values["weight_decays"] = floats(values.pop("lr"), "--lr"), floats(values.pop("wd"), "--wd")
     values["memory_budget_mb"] = values.pop("memory_mb")

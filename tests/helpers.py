@@ -87,16 +87,19 @@ def tree_digest(path: Path) -> str:
 
 def extract_process(config: Path, store: Path, *, fault: str | None = None, batch: str = "3", workers: str = "0",
                     timeout: float = 120) -> tuple[int, str]:
-    """`fer-cache extract` as a separate process, interrupted deterministically with FER_CACHE_FAULT_AFTER ("N:KILL"
-    or "N:TERM": after N committed videos). Its decode workers, orphaned by a SIGKILL, are ended with its group."""
+    """`fer-cache extract` as a separate process, interrupted deterministically where `fault` says ("N:KILL" or
+    "N:TERM": it signals itself after N committed videos; tests/extract_with_fault.py). Its decode workers,
+    orphaned by a SIGKILL, are ended with its group."""
     import signal
     import subprocess
     import tempfile
-    command = [str(BIN / "fer-cache"), "extract", "--dataset", "demo", "--encoder", "tiny", "--out", str(store),
-               "--config", str(config), "--workers", workers, "--batch-size", batch]
-    env = dict(os.environ, **({"FER_CACHE_FAULT_AFTER": fault} if fault else {}))
+    arguments = ["extract", "--dataset", "demo", "--encoder", "tiny", "--out", str(store), "--config", str(config),
+                 "--workers", workers, "--batch-size", batch]
+    command = [sys.executable, "-m", "tests.extract_with_fault", fault, *arguments] if fault \
+        else [str(BIN / "fer-cache"), *arguments]
     with tempfile.TemporaryFile(mode="w+") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                   cwd=Path(__file__).parent.parent)  # the repository: tests.* importable
         try:
             code = process.wait(timeout=timeout)
         finally:
@@ -129,3 +132,16 @@ def new_store(tmp_path: Path, n: int = 3, **layout):
 def tokens(seed: int = 0) -> np.ndarray:
     """Random tokens of one video of new_store's default layout [2, 1, 5, 8]."""
     return np.random.default_rng(seed).standard_normal((2, 1, 5, 8)).astype(np.float32)
+
+
+def straightforward_logits(probe, tokens):
+    """An attentive probe's logits by the straightforward computation (keys and values of every token, SDPA), the
+    reference its fast exact path is checked against; float16 CPU tokens widened as the probe's own path does."""
+    import torch
+    pooler = probe.pooler
+    x = tokens.float() if tokens.dtype == torch.float16 and tokens.device.type == "cpu" else tokens
+    for block in pooler.blocks:
+        x = block(x)  # [B, N, D]
+    cross, query = pooler.cross_attention_block, pooler.query_tokens
+    y = cross.xattn(query.expand(x.shape[0], -1, -1), cross.norm1(x))  # [B, Q, D]
+    return probe.classify(cross.finish(query, y).mean(dim=1))  # [B, C]

@@ -4,9 +4,7 @@ thread, so disk I/O overlaps the encoder.
 Axes: K clips per video, S views, N tokens, D width.
 """
 
-import os
 import queue
-import signal
 import threading
 from dataclasses import dataclass
 
@@ -37,19 +35,6 @@ def nonfinite_count(tokens: np.ndarray) -> int:
     return int((~np.isfinite(tokens)).sum())
 
 
-FAULT_VARIABLE = "FER_CACHE_FAULT_AFTER"  # "N:KILL" or "N:TERM": the reliability suite's deterministic kill points
-
-
-def fault_after() -> tuple[int, signal.Signals] | None:
-    """(videos, signal) from FER_CACHE_FAULT_AFTER: after committing that many videos the process signals itself,
-    so that tests interrupt an extraction at an exact point instead of after a guessed delay."""
-    value = os.environ.get(FAULT_VARIABLE)
-    if not value:
-        return None
-    count, name = value.split(":")
-    return int(count), {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "INT": signal.SIGINT}[name]
-
-
 class Writer(threading.Thread):
     """Commits Finished and Failure records in order; a write error stops it and is raised by put() or close()."""
 
@@ -57,7 +42,6 @@ class Writer(threading.Thread):
         super().__init__(daemon=True, name="fer-cache-writer")
         self.store, self.jobs, self.error = store, queue.Queue(maxsize=depth), None
         self.committed = 0
-        self.fault = fault_after()
 
     def run(self) -> None:
         while (job := self.jobs.get()) is not None:
@@ -77,8 +61,6 @@ class Writer(threading.Thread):
         else:
             writing.write_video(self.store, job.index, job.tokens, frame_index=job.frame_index, n_frames=job.n_frames)
         self.committed += 1
-        if self.fault is not None and self.committed == self.fault[0]:
-            os.kill(os.getpid(), self.fault[1])
 
     @staticmethod
     def buffer(shape: tuple[int, ...], dtype) -> np.ndarray:

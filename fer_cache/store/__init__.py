@@ -2,10 +2,10 @@
 (`handle.Store`), writing (`writing`), and looking at a finished store (`audit`). numpy and zarr only: the one part
 of fer_cache, besides `labels`, that fer_probe imports."""
 
-from fer_cache.store.handle import Store
+from fer_cache.store.handle import Manifest, Store
 from fer_cache.store.schema import DONE, FAILED, PENDING, StoreFormatError
 
-__all__ = ["Store", "StoreFormatError", "PENDING", "DONE", "FAILED", "tune_process"]
+__all__ = ["Manifest", "Store", "StoreFormatError", "PENDING", "DONE", "FAILED", "tune_process"]
 
 
 def tune_process() -> None:

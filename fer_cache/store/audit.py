@@ -126,9 +126,9 @@ def check_attrs(group) -> list[str]:
     width = attrs["encoder"].get("token_width", attrs["encoder"].get("embed_dim"))
     if shape[3] != t * h * w or shape[4] != width:
         problems.append(f"tokens shape {shape} disagrees with token_grid {attrs['token_grid']} / token width {width}")
-    labels = group["videos/label"][:]
-    if labels.size and labels.max() >= len(attrs["label_names"]):
-        problems.append("videos/label holds an index beyond label_names")
+    problem = schema.label_problem(group["videos/label"][:], list(attrs["label_names"]))
+    if problem:
+        problems.append(problem)
     return problems
 
 

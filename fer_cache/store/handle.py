@@ -7,6 +7,7 @@ Axes: V videos, K clips per video, S spatial views, N tokens, D width.
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,21 @@ import zarr
 from fer_cache.store import schema
 from fer_cache.store.schema import StoreFormatError
 from fer_cache.store.shards import ShardReader, writes_whole_shards
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a store says of its videos, read once and checked: every video row's id, label, subject, official
+    split and status, with the label names the labels index (-1: unknown)."""
+    ids: list[str]  # [V]
+    labels: np.ndarray  # [V] int64
+    subjects: list[str]  # [V]
+    splits: list[str] | None  # [V] official split membership, where the adapter knows one
+    status: np.ndarray  # [V] uint8: schema.PENDING, DONE, FAILED
+    label_names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
 class Store:
@@ -50,6 +66,17 @@ class Store:
     @property
     def attrs(self) -> dict:
         return dict(self.group.attrs)
+
+    def manifest(self) -> Manifest:
+        """The videos' ids, labels, subjects, splits and statuses; labels outside label_names are refused."""
+        labels = self.group["videos/label"][:].astype(np.int64)
+        label_names = list(self.attrs.get("label_names", []))
+        problem = schema.label_problem(labels, label_names)
+        if problem:
+            raise StoreFormatError(f"{self.location}: {problem}; the store is inconsistent (run `fer-cache verify`)")
+        return Manifest(ids=self.strings("videos/id"), labels=labels, subjects=self.strings("videos/subject"),
+                        splits=self.strings("videos/split") if "videos/split" in self.group else None,
+                        status=self.group["videos/status"][:], label_names=label_names)
 
     def strings(self, name: str) -> list[str]:
         return schema.read_strings(self.group[name])

@@ -177,9 +177,19 @@ def encode_tokens(tokens: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarra
 
 
 def decode_tokens(stored: np.ndarray, dtype: str, scale: np.ndarray | None = None) -> np.ndarray:
-    """Stored values -> float32 (the inverse of encode_tokens)."""
+    """Stored values -> float32 (the inverse of encode_tokens), in one pass: the one decoding, for fer-cache's
+    checks and fer_probe's reader alike."""
     if dtype == "bfloat16":
         return (stored.astype(np.uint32) << 16).view(np.float32)
     if dtype == "int8":
-        return stored.astype(np.float32) * scale[..., None]
-    return stored.astype(np.float32)
+        return np.multiply(stored, scale[..., None], dtype=np.float32)
+    return stored.astype(np.float32, copy=False)
+
+
+def label_problem(labels: np.ndarray, label_names: list[str]) -> str | None:
+    """What is wrong with videos/label against label_names, or None: the one label-range check."""
+    if labels.size and labels.max() >= len(label_names):
+        return f"videos/label holds index {int(labels.max())} but label_names has {len(label_names)} names"
+    if labels.size and labels.min() < -1:
+        return f"videos/label holds index {int(labels.min())}; labels are -1 (unknown) or an index into label_names"
+    return None

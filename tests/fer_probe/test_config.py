@@ -47,7 +47,7 @@ def test_every_mode_is_checked(change, message):
 
 def test_float16_is_a_cuda_precision():
     with pytest.raises(FerProbeError, match="for CUDA"):
-        ProbeConfig(precision="float16", device="cpu").compute_dtype()
+        ProbeConfig(precision="float16", device="cpu").resolve_precision()
 
 
 def test_attention_heads_come_from_the_store():

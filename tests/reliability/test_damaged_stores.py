@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from fer_cache.cli import app
 from fer_cache.store import schema
 from fer_probe.cli import app as probe_app
+from fer_probe.data.reader import CacheReader
 from fer_probe.errors import StoreReadError
-from fer_probe.reader import CacheReader
 
 runner = CliRunner()
 

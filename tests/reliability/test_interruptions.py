@@ -1,6 +1,6 @@
 """Killed, stopped and doubled extractions: resuming gives exactly an uninterrupted run's store.
 
-Interruptions are deterministic: FER_CACHE_FAULT_AFTER makes the extraction signal itself right after committing a
+Interruptions are deterministic: tests/extract_with_fault.py makes the extraction signal itself right after committing a
 chosen number of videos, so every case is one exact point of the run, not a guessed delay."""
 
 import signal

@@ -110,7 +110,7 @@ def test_a_file_listed_twice_is_named_as_such(tmp_path, demo_small):
 
 
 def test_ctrl_c_in_cv_says_what_was_kept_and_report_says_incomplete(tmp_path, planted_store, monkeypatch):
-    import fer_probe.cv as cv
+    import fer_probe.protocols.cv as cv
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -162,7 +162,7 @@ def test_videos_shorter_than_a_clip_span_are_noted(tmp_path):
 
 
 def test_compare_says_when_class_sets_differ(tmp_path):
-    from fer_probe.cv import run_cv
+    from fer_probe.protocols.cv import run_cv
     cfg = ProbeConfig.from_recipe("fast", epochs=1, num_heads=4, device="cpu")
     four = write_planted_store(tmp_path / "four.zarr", classes=4)
     six = write_planted_store(tmp_path / "six.zarr", classes=6, n_subjects=4)

@@ -1,0 +1,282 @@
+"""Read-only access to a schema-1 store through its handle (fer_cache.store: `Store`, its `Manifest`, and the
+format's one token decoding), in the run's Precision, under the reader's ReadPolicy.
+
+Axes: V videos, K clips, S views, N tokens, D width.
+"""
+
+import itertools
+import math
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fer_cache.store import Store, StoreFormatError, schema
+from fer_probe.data.precision import CPU_FLOAT32, Precision
+from fer_probe.errors import IncompleteStoreError, StoreReadError
+
+
+@dataclass
+class ReadPolicy:
+    """How the reader hands tokens out; the reader's state, set by whoever drives the reads (a protocol, the trainer).
+
+    recycle (CPU only): a streamed batch's or video's tokens are valid only until the next is asked for; their
+    memory is then read into again, instead of fresh pages faulted in for every read (0.5 GB a paper-recipe batch).
+    batch_check: who checks training batches for non-finite tokens: "reader" (every batch, in the consuming thread)
+    or "trainer" (Batch.verify, called by a trainer whose probe outputs turn non-finite with any non-finite token
+    they read: it checks only batches whose outputs are not finite). Test and validation videos are always checked."""
+    recycle: bool = False
+    batch_check: str = "reader"
+
+
+@dataclass(frozen=True)
+class ClipRef:
+    video: int  # row in the reader's (filtered) video list
+    clip: int
+    view: int
+
+
+def prefetch(load: Callable, items: Iterable, pool: ThreadPoolExecutor, *, ahead: int = 2) -> Iterator:
+    """load(item) for each item in order, up to `ahead` items loaded in the background ahead of the consumer. The
+    first loads start on this call, not on the first request: a caller can set up while they run."""
+    items = iter(items)
+    pending = deque(pool.submit(load, item) for item in itertools.islice(items, ahead + 1))
+
+    def results() -> Iterator:
+        while pending:
+            yield pending.popleft().result()
+            pending.extend(pool.submit(load, item) for item in itertools.islice(items, 1))  # once the consumer is back
+    return results()
+
+
+def finite(values: torch.Tensor) -> bool:
+    """All values finite? The smallest and largest value in one pass in the stored dtype (NaN propagates into both):
+    no float32 copy of the tensor, which for a video's float16 tokens would be a fresh 189 MB every read."""
+    if not values.numel():
+        return True
+    low, high = torch.aminmax(values)
+    return bool(torch.isfinite(low) & torch.isfinite(high))
+
+
+def clip_means(values: torch.Tensor) -> np.ndarray:
+    """A video's tokens [K, S, N, D] -> the token mean of each clip view [K, S, D] float32: the pooled baselines'
+    features, the same whether a pass of their own or another probe's test pass reads the video."""
+    return values.mean(dim=2, dtype=torch.float32).numpy()
+
+
+class CacheReader:
+    """A store's videos, labels and subjects, and its tokens in the compute dtype, streamed chunk by chunk.
+
+    Opening refuses a store with pending or failed videos (unless allow_incomplete) and one whose done videos miss
+    token chunks (they would read back as zeros). Use it as a context manager, or call close()."""
+
+    def __init__(self, location: str | Path, *, allow_incomplete: bool = False, memory_budget_mb: float = 0,
+                 precision: Precision = CPU_FLOAT32, policy: ReadPolicy | None = None):
+        self.location = str(location)
+        self.precision = precision
+        self.policy = policy or ReadPolicy()
+        self.pin_memory = precision.cuda  # CUDA: page-locked batches, copied with non_blocking=True
+        try:
+            self.store = Store.open(self.location)
+            manifest = self.store.manifest()
+        except StoreFormatError as exc:
+            raise StoreReadError(str(exc)) from exc
+        self.attrs = self.store.attrs
+        self.label_names: list[str] = manifest.label_names
+        self.fingerprint: str = self.attrs.get("fingerprint", "")
+        self.tokens = self.store.tokens
+        self.storage_dtype = self.store.dtype  # how tokens are stored: float16, bfloat16, int8 or float32
+        self.transfer_dtype = precision.transfer(self.storage_dtype)
+        usable = manifest.status == schema.DONE
+        self.excluded = int((~usable).sum())
+        if self.excluded and not allow_incomplete:
+            raise IncompleteStoreError(f"{self.location}: {int((manifest.status == schema.PENDING).sum())} pending "
+                                       f"and {int((manifest.status == schema.FAILED).sum())} failed videos; finish "
+                                       "the extraction (rerun fer-cache extract) or leave them out")
+        self._check_chunks(np.flatnonzero(usable), manifest.ids)
+        labels = manifest.labels
+        self.unlabelled = int((usable & (labels < 0)).sum())  # label -1: unknown, neither trained nor scored
+        self.rows = np.flatnonzero(usable & (labels >= 0))  # store row of each usable video
+        self.ids = [manifest.ids[i] for i in self.rows]
+        self.subjects = [manifest.subjects[i] for i in self.rows]
+        self.splits = [manifest.splits[i] for i in self.rows] if manifest.splits is not None else None
+        self.labels = labels[self.rows]
+        _, self.clips, self.views, self.num_tokens, self.width = self.tokens.shape
+        self.memory_budget = memory_budget_mb * 1e6
+        self._memory: dict[int, torch.Tensor] = {}
+        self._spare: list[torch.Tensor] = []  # buffers given back, to read into again (buffer, give_back)
+        self._spare_lock = threading.Lock()  # taken by the reading threads, given back by the consumer
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fer-probe-read")
+
+    def _check_chunks(self, done_rows: np.ndarray, ids: list[str]) -> None:
+        missing = self.store.lost_chunks(done_rows)
+        if missing:
+            names = ", ".join(ids[r] for r in missing[:5]) + (f" (+{len(missing) - 5} more)" if len(missing) > 5
+                                                              else "")
+            raise StoreReadError(f"{self.location}: {len(missing)} video(s) marked done have no token chunks: "
+                                 f"{names}; rerun `fer-cache extract` on this store to re-encode them")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __enter__(self) -> "CacheReader":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._memory.clear()
+        self._spare.clear()
+
+    @property
+    def clip_bytes(self) -> int:
+        return self.num_tokens * self.width * self.tokens.dtype.itemsize
+
+    @property
+    def encoder(self) -> dict:
+        return dict(self.attrs.get("encoder") or {})
+
+    def _read(self, v: int, selection: tuple = (), *, out: torch.Tensor | None = None, check: bool = True) \
+            -> torch.Tensor:
+        """Stored values of video v (or `selection` within [K, S]) -> tokens in the transfer dtype, checked finite
+        (unless the caller checks them itself: require_finite), into `out` where given (read straight into it when
+        it has the stored dtype); other encodings through the format's decoding (schema.decode_tokens)."""
+        dtype = self.transfer_dtype
+        direct = out is not None and str(dtype).removeprefix("torch.") == self.storage_dtype and dtype != torch.bfloat16
+        try:
+            stored, scale = self.store.read(int(self.rows[v]), self.ids[v], selection,
+                                            out=out.numpy() if direct else None)
+        except StoreFormatError as exc:
+            raise StoreReadError(str(exc)) from exc
+        if direct:
+            values = out
+        elif self.storage_dtype == "bfloat16" and dtype == torch.bfloat16:  # the stored bits as they are
+            values = torch.from_numpy(stored.view(np.int16)).view(torch.bfloat16)
+        else:
+            values = torch.from_numpy(schema.decode_tokens(stored, self.storage_dtype, scale)).to(dtype)
+        if check:
+            self.require_finite(v, values)
+        return values if out is None or direct else out.copy_(values.reshape(out.shape))
+
+    def require_finite(self, v: int, values: torch.Tensor) -> None:
+        """Refuse non-finite tokens of video v. Prefetched reads leave this to the consuming thread: a torch
+        reduction in the reading thread starts a second OpenMP team that takes a core from the training's matmuls."""
+        if not finite(values):
+            raise StoreReadError(f"{self.location}: video {self.ids[v]} has non-finite tokens; run "
+                                 "`fer-cache verify` and re-extract it")
+
+    def video(self, v: int, out: torch.Tensor | None = None, *, check: bool = True) -> torch.Tensor:
+        """All clips and views of one video -> [K, S, N, D] (one shard read; into `out` where given)."""
+        if v in self._memory:
+            return self._memory[v] if out is None else out.copy_(self._memory[v])
+        return self._read(v, (), out=out, check=check)
+
+    def clip(self, ref: ClipRef, out: torch.Tensor | None = None, *, check: bool = True) -> torch.Tensor:
+        """One clip view -> [N, D] (into `out` [N, D] where given)."""
+        if ref.video in self._memory:
+            values = self._memory[ref.video][ref.clip, ref.view]
+            return values if out is None else out.copy_(values)
+        return self._read(ref.video, (ref.clip, ref.view), out=out, check=check)
+
+    def view(self, v: int, s: int, *, out: torch.Tensor | None = None, check: bool = True) -> torch.Tensor:
+        """Every clip of one view -> [K, N, D] (into `out` [K, N, D] where given)."""
+        if v in self._memory:
+            values = self._memory[v][:, s]
+            return values if out is None else out.copy_(values)
+        return self._read(v, (slice(None), s), out=out, check=check)
+
+    def preload(self) -> bool:
+        """Keep every decoded video in memory when the whole store fits the budget (read once, reuse per epoch)."""
+        itemsize = torch.finfo(self.transfer_dtype).bits // 8
+        needed = len(self) * self.clips * self.views * self.num_tokens * self.width * itemsize
+        if needed > self.memory_budget or self._memory:
+            return bool(self._memory)
+        for v, values in enumerate(self.load_all(self.video, range(len(self)))):  # kept unpinned
+            self._memory[v] = values
+        return True
+
+    def load_all(self, load: Callable, items: Iterable, ahead: int = 2) -> Iterator:
+        """load(item) for each item, read ahead in background threads (the reader's one prefetch)."""
+        return prefetch(load, items, self._pool, ahead=ahead)
+
+    def videos(self, indices: Iterable[int], ahead: int = 2) -> Iterator[torch.Tensor]:
+        """Yield [K, S, N, D] for each video index, prefetching (and pinning, for CUDA) in background threads, each
+        checked finite; with the policy's recycle (CPU, streamed stores) valid until the next is asked for."""
+        recycle = self.recycle
+        shape = (self.clips, self.views, self.num_tokens, self.width)
+
+        def load(v: int) -> torch.Tensor:  # checked finite in the consuming thread
+            if not recycle:
+                return self.pinned(self.video(v, check=False))
+            return self.video(v, self.buffer(shape), check=False)
+        indices = list(indices)
+        for values, v in zip(self.load_all(load, indices, ahead), indices):  # resumed after the last: given back
+            self.require_finite(v, values)
+            yield values
+            if recycle:
+                self.give_back(values)
+
+    def buffer(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """Memory to read tokens of `shape` into, in the transfer dtype: the smallest buffer given back that holds
+        as many values (of any shape: a test video reads into a training batch's memory), else a new one
+        (page-locked for CUDA). Fresh pages cost more than the read itself (faulting in 0.1-1.5 s a GB on the
+        project's machine; 0.5 GB a paper-recipe batch), so a cross-validation reads into a few buffers throughout."""
+        needed = math.prod(shape)
+        spares = self._spare
+        with self._spare_lock:
+            fits = [i for i, spare in enumerate(spares) if spare.numel() >= needed]
+            if fits:
+                best = min(fits, key=lambda i: spares[i].numel())
+                return spares.pop(best)[:needed].view(shape)
+        return torch.empty(needed, dtype=self.transfer_dtype, pin_memory=self.pin_memory).view(shape)
+
+    def give_back(self, values: torch.Tensor) -> None:
+        """A buffer from `buffer` that its consumer is done with (the whole memory it was cut from is reused).
+        CPU only: a page-locked one may still be on its way to the GPU."""
+        if not self.pin_memory:
+            with self._spare_lock:
+                self._spare.append(values if values._base is None else values._base)
+
+    @property
+    def recycle(self) -> bool:
+        """Whether streamed reads go into recycled buffers now (the policy's, on the CPU, for streamed stores)."""
+        return self.policy.recycle and not self.pin_memory and not self._memory
+
+    def read_batch(self, rows: np.ndarray, clips: np.ndarray, views: np.ndarray, *, all_clips: bool) -> torch.Tensor:
+        """Training inputs [B, N, D] (clip `clips[b]` of view `views[b]` of video `rows[b]`), or every clip of the
+        view concatenated [B, K*N, D], into a buffer (recycled under the policy). Not checked finite: the consumer
+        checks (policy.batch_check), in its own thread (require_finite)."""
+        K, N, D = self.clips, self.num_tokens, self.width
+        inputs = self.buffer((len(rows), K * N, D) if all_clips else (len(rows), N, D))  # [B, (K*)N, D]
+        for row, v, k, s in zip(inputs, rows, clips, views):
+            if all_clips:
+                self.view(int(v), int(s), out=row.view(K, N, D), check=False)
+            else:
+                self.clip(ClipRef(int(v), int(k), int(s)), out=row, check=False)
+        return inputs
+
+    def pinned(self, values: torch.Tensor) -> torch.Tensor:
+        """Page-locked for CUDA (an asynchronous copy to the device); unchanged on the CPU."""
+        return values.pin_memory() if self.pin_memory else values
+
+    def mean_pooled(self, indices: Iterable[int] | None = None) -> np.ndarray:
+        """Token-mean of every clip view of the given videos (all by default) -> [V, K, S, D], in one streaming
+        pass."""
+        indices = list(range(len(self)) if indices is None else indices)
+        out = np.empty((len(indices), self.clips, self.views, self.width), dtype=np.float32)
+        videos = self.load_all(self.video, indices) if self.pin_memory else \
+            self.videos(indices)  # never pinned: pooled on the CPU
+        for i, values in enumerate(videos):
+            out[i] = clip_means(values)
+        return out
+
+    def active_classes(self) -> list[int]:
+        """Label indices that occur among the usable videos, in label_names order."""
+        return sorted(set(self.labels.tolist()))

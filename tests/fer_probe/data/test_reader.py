@@ -1,0 +1,56 @@
+import torch
+
+from fer_probe.data.precision import Precision
+from fer_probe.data.reader import CacheReader, ClipRef
+from fer_probe.probes import AttentiveSettings
+from tests.helpers import straightforward_logits
+
+CPU_BFLOAT16 = Precision.resolve("bfloat16", "cpu")
+
+
+def test_direct_shard_reads_give_what_zarr_gives(reference_store):
+    """The reader goes straight to the shard files of a store fer-cache wrote; zarr's own reads agree."""
+    with CacheReader(reference_store) as fast, CacheReader(reference_store) as slow:
+        assert fast.store.direct is not None
+        slow.store.direct = None
+        for v in range(len(fast)):
+            assert torch.equal(fast.video(v), slow.video(v))
+            assert torch.equal(fast.clip(ClipRef(v, 1, 0)), slow.clip(ClipRef(v, 1, 0)))
+            assert torch.equal(fast.view(v, 0), slow.view(v, 0))
+
+
+def test_cpu_bfloat16_runs_get_float16_tokens_as_stored(reference_store):
+    """Their pooling converts a chunk at a time (test_attention): no bfloat16 copy of every read in the reader."""
+    with CacheReader(reference_store, precision=CPU_BFLOAT16) as reader:
+        stored = reader.store.tokens[int(reader.rows[0])]  # float16 [K, S, N, D]
+        assert torch.equal(reader.video(0), torch.from_numpy(stored))
+
+
+def test_cpu_float32_probes_get_float16_tokens_as_stored_and_widen_them_themselves(reference_store):
+    """Half the bytes through the prefetch thread: the reader hands out the stored float16 and to_compute keeps it;
+    the probe's pooling widens it a chunk at a time, to the logits that float32 tokens give."""
+    from fer_probe.probes.attentive import AttentiveProbe, DeepAttentiveProbe
+    with CacheReader(reference_store) as reader:  # float32 on the CPU by default
+        half = reader.view(0, 0)  # [K, N, D]
+        assert half.dtype == torch.float16 and reader.transfer_dtype == torch.float16
+    assert Precision.resolve("float32", "cpu").to_compute(half) is half
+    torch.manual_seed(0)
+    settings = AttentiveSettings(num_heads=4)
+    width = half.shape[-1]
+    for probe in (AttentiveProbe(width, 3, settings), DeepAttentiveProbe(width, 3, settings, depth=4)):
+        torch.testing.assert_close(probe(half), probe(half.float()), rtol=1e-5, atol=1e-5)
+        with torch.no_grad():  # the straightforward path widens too
+            torch.testing.assert_close(straightforward_logits(probe, half), probe(half.float()), rtol=1e-5, atol=1e-5)
+
+
+def test_reads_into_a_given_buffer_equal_plain_reads(reference_store):
+    """Straight from the shard files and through zarr's codecs (a store the direct reader does not cover)."""
+    with CacheReader(reference_store) as reader:
+        for direct in (True, False):
+            if not direct:
+                reader.store.direct = None
+            expected = reader.view(1, 0)
+            buffer = torch.empty_like(expected)
+            assert reader.view(1, 0, out=buffer) is buffer and torch.equal(buffer, expected)
+            video = torch.empty_like(reader.video(1))
+            assert torch.equal(reader.video(1, out=video), reader.video(1))

@@ -1,0 +1,97 @@
+"""Variants of one store train together: one read of each sampled clip per epoch for all of them, the same numbers
+as run one by one, and no variant ever sees a fold's test videos through another."""
+
+import json
+
+import numpy as np
+import zarr
+from safetensors.torch import load_file
+
+import fer_probe.protocols.cv as cv
+import fer_probe.protocols.engine as engine
+from fer_probe.config import ProbeConfig
+from fer_probe.data.reader import CacheReader
+from fer_probe.protocols.cv import run_cv, run_cv_many
+from tests.helpers import write_planted_store
+
+BASE = ProbeConfig.from_recipe("fast", epochs=3, num_heads=4, device="cpu", memory_budget_mb=0)
+VARIANTS = {"base": BASE, "proj": BASE.with_settings(use_proj=True), "one": BASE.with_settings(test_clips="one"),
+            "all-clips": BASE.with_settings(train_clips="all"), "linear": BASE.with_settings(probe="linear")}
+
+
+def counting_clip_reads(monkeypatch) -> list[int]:
+    """Patches the reader and the trainer so that the clip views read while training are counted (count[0]), and
+    the videos read whole otherwise (count[1]: test passes, and the pooled baselines' pass of their own)."""
+    count, training = [0, 0], [False]
+    read = CacheReader._read
+
+    def counted(self, v, selection=(), **kwargs):
+        if training[0]:  # (), (slice, view) or (clip, view): every clip view of the video, of one view, or one
+            count[0] += self.clips * self.views if not selection else self.clips if selection[0] == slice(None) else 1
+        else:
+            count[1] += 1
+        return read(self, v, selection, **kwargs)
+    train = cv.train_folds
+
+    def flagged(*args, **kwargs):
+        training[0] = True
+        try:
+            return train(*args, **kwargs)
+        finally:
+            training[0] = False
+    monkeypatch.setattr(CacheReader, "_read", counted)
+    monkeypatch.setattr(cv, "train_folds", flagged)  # run_cv's direct path
+    monkeypatch.setattr(engine, "train_folds", flagged)  # runs trained together
+    return count
+
+
+def test_variants_train_from_one_read_with_the_numbers_of_separate_runs(tmp_path, monkeypatch):
+    """Probe type, proj, training clips and test clips: five runs, each clip a variant trains on read once per
+    epoch for all of them, each video read whole once (its test pass, which also gives the linear probe its
+    features), and every run's posteriors those of the same run alone on the same folds."""
+    store = write_planted_store(tmp_path / "s.zarr", signal=0.6, clips=4, views=2)
+    reads = counting_clip_reads(monkeypatch)
+    together = run_cv_many(str(store), {n: (tmp_path / "together" / n, c) for n, c in VARIANTS.items()}, n_folds=4)
+    shared, tested = reads
+    alone, reads_alone = {}, {}
+    for name, cfg in VARIANTS.items():
+        reads[:] = [0, 0]
+        alone[name] = run_cv(str(store), tmp_path / "alone" / name, cfg, n_folds=4,
+                             folds_file=tmp_path / "together" / "base" / "folds.json")
+        reads_alone[name] = list(reads)
+    videos = len(CacheReader(store))
+    assert shared == reads_alone["all-clips"][0] > reads_alone["base"][0] > 0  # the clips of every variant's draws
+    assert sum(r[0] for r in reads_alone.values()) == shared * 7 // 4  # one by one: 3 runs x 1 clip + 1 x 4 clips
+    assert tested == videos and reads_alone["linear"] == [0, videos]  # alone, linear reads every video for itself
+    for name in VARIANTS:
+        a, b = together[name], alone[name]
+        assert [f.video_ids for f in a.folds] == [f.video_ids for f in b.folds]
+        for fa, fb in zip(a.folds, b.folds):
+            for pa, pb in zip(fa.clip_posteriors, fb.clip_posteriors):
+                np.testing.assert_allclose(pa, pb, atol=1e-4)  # the same probes, up to float summation order
+    assert together["one"].folds[0].clip_posteriors[0].shape[0] == 1  # scored on one clip, trained as base
+    assert together["all-clips"].folds[0].clip_posteriors[0].shape[0] == 2  # one pass a view, its clips joined
+    assert together["base"].folds[0].clip_posteriors[0].shape[0] == 8  # a pass per clip view
+    base_weights = load_file(str(tmp_path / "together" / "base" / "weights" / "fold0.safetensors"))
+    one_weights = load_file(str(tmp_path / "together" / "one" / "weights" / "fold0.safetensors"))
+    assert all((base_weights[k] == one_weights[k]).all() for k in base_weights)  # one trained probe serves both
+
+
+def test_no_variant_sees_a_folds_test_videos(tmp_path):
+    """Fold k's test videos replaced by noise: every variant's fold-k probe stays bit-identical."""
+    store = write_planted_store(tmp_path / "s.zarr", signal=0.6, clips=4, views=2)
+    runs = {n: (tmp_path / "first" / n, c) for n, c in VARIANTS.items() if n != "one"}
+    run_cv_many(str(store), runs, n_folds=4)
+    folds = json.loads((tmp_path / "first" / "base" / "folds.json").read_text())["folds"]
+    subjects = CacheReader(store).subjects
+    k = 1
+    group = zarr.open_group(str(store), mode="r+")
+    rng = np.random.default_rng(5)
+    for row in [i for i, s in enumerate(subjects) if s in folds[k]["test_subjects"]]:
+        group["tokens"][row] = rng.standard_normal(group["tokens"].shape[1:]).astype(np.float16) * 3
+    again = {n: (tmp_path / "second" / n, c) for n, c in VARIANTS.items() if n != "one"}
+    run_cv_many(str(store), again, n_folds=4, folds_file=tmp_path / "first" / "base" / "folds.json")
+    for name in runs:
+        a = load_file(str(tmp_path / "first" / name / "weights" / f"fold{k}.safetensors"))
+        b = load_file(str(tmp_path / "second" / name / "weights" / f"fold{k}.safetensors"))
+        assert all((a[key] == b[key]).all() for key in a), name
