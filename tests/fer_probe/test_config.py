@@ -60,3 +60,57 @@ def test_attention_heads_come_from_the_store():
     assert resolve_num_heads(8, {"num_heads": 16}, 1280) == (8, "8 attention heads (asked for)")
     with pytest.raises(FerProbeError, match="do not divide the token width 96"):
         resolve_num_heads(7, {"num_heads": 4}, 96)
+
+
+def test_every_field_declares_its_role_for_runs_trained_together():
+    """The engine trains several runs from one read (ablate); a field without a role could merge two runs."""
+    from dataclasses import fields
+
+    from fer_probe.config import ROLES
+    undeclared = [f.name for f in fields(ProbeConfig) if f.metadata.get("role") not in ROLES]
+    assert not undeclared, f"fields without a role: {undeclared}"
+
+
+def test_two_runs_that_differ_in_an_undeclared_field_are_refused_not_merged(tmp_path):
+    """A field added without a role counts as shared: runs that differ in it are refused in one line, where before
+    {variant: cfg} kept only the last of two configs that differed in neither list."""
+    from dataclasses import dataclass
+
+    from fer_probe.config import check_trained_together
+    from fer_probe.protocols.cv import run_cv_many
+    from tests.helpers import write_planted_store
+
+    @dataclass(frozen=True, kw_only=True)
+    class WithDropout(ProbeConfig):
+        dropout: float = 0.0  # a new setting whose author forgot its role
+
+    a, b = WithDropout(device="cpu", epochs=1), WithDropout(device="cpu", epochs=1, dropout=0.5)
+    assert a.variant() == b.variant()  # the key that would have merged them
+    with pytest.raises(FerProbeError, match="must agree on dropout; run them one by one"):
+        check_trained_together([a, b], grid=[a, b])
+    store = write_planted_store(tmp_path / "s.zarr")
+    with pytest.raises(FerProbeError, match="dropout"):
+        run_cv_many(str(store), {"a": (tmp_path / "a", a), "b": (tmp_path / "b", b)}, n_folds=2)
+    assert not (tmp_path / "a").exists()  # refused before any run directory is made
+
+
+def test_runs_trained_together_may_differ_only_as_their_roles_say():
+    from fer_probe.config import check_trained_together
+    base = ProbeConfig.from_recipe("fast", device="cpu")
+    proj, one = base.with_settings(use_proj=True), base.with_settings(test_clips="one")
+    check_trained_together([base, proj, one], grid=[base, proj, one])  # a variant, and a scoring difference
+    assert base.variant() != proj.variant() and base.variant() == one.variant()
+    linear, mlp = base.with_settings(probe="linear"), base.with_settings(probe="mlp")
+    check_trained_together([base, linear, mlp], grid=[base])  # the baselines train one by one
+    with pytest.raises(FerProbeError, match="probe"):
+        check_trained_together([base, base.with_settings(probe="attentive-deep")],
+                               grid=[base, base.with_settings(probe="attentive-deep")])
+    with pytest.raises(FerProbeError, match="seed"):
+        check_trained_together([base, base.with_settings(seed=1)], grid=[base])
+
+
+def test_python_api_arguments_are_checked_in_one_line():
+    with pytest.raises(FerProbeError, match="epochs must be a whole number"):
+        ProbeConfig.from_recipe("vjepa", epochs="1")
+    with pytest.raises(FerProbeError, match="use_proj must be True or False"):
+        ProbeConfig(use_proj="no")

@@ -4,17 +4,24 @@ as run one by one, and no variant ever sees a fold's test videos through another
 import json
 
 import numpy as np
+import pytest
 import zarr
 from safetensors.torch import load_file
+from typer.testing import CliRunner
 
 import fer_probe.protocols.cv as cv
 import fer_probe.protocols.engine as engine
+from fer_probe.cli import app
 from fer_probe.config import ProbeConfig
 from fer_probe.data.reader import CacheReader
+from fer_probe.errors import FerProbeError
+from fer_probe.protocols.ablate import run_ablation
 from fer_probe.protocols.cv import run_cv, run_cv_many
 from tests.helpers import write_planted_store
 
 BASE = ProbeConfig.from_recipe("fast", epochs=3, num_heads=4, device="cpu", memory_budget_mb=0)
+QUICK = ProbeConfig.from_recipe("paper", epochs=3, num_heads=4, device="cpu")
+runner = CliRunner()
 VARIANTS = {"base": BASE, "proj": BASE.with_settings(use_proj=True), "one": BASE.with_settings(test_clips="one"),
             "all-clips": BASE.with_settings(train_clips="all"), "linear": BASE.with_settings(probe="linear")}
 
@@ -95,3 +102,74 @@ def test_no_variant_sees_a_folds_test_videos(tmp_path):
         a = load_file(str(tmp_path / "first" / name / "weights" / f"fold{k}.safetensors"))
         b = load_file(str(tmp_path / "second" / name / "weights" / f"fold{k}.safetensors"))
         assert all((a[key] == b[key]).all() for key in a), name
+
+
+def test_ablation_table_and_figure(tmp_path, planted_store):
+    summary = run_ablation(str(planted_store), tmp_path / "ab", QUICK, n_folds=4)
+    rows = summary.as_json()["comparisons"]
+    assert [r["comparison"] for r in rows] == ["probe type", "cross-attention proj", "clips at test time", "voting",
+                                              "training clips"]
+    for r in rows:
+        assert 0 <= r["uar_a"] <= 1 and 0 <= r["uar_b"] <= 1
+        assert r["ci95"][0] <= r["difference"] <= r["ci95"][1] or r["difference"] == 0
+        assert 0 <= r["p_value"] <= 1
+    names = [v.variant for v in summary.variants]
+    assert names == ["attentive", "linear", "attentive-no-proj", "attentive-test-one-clip",
+                     "attentive-train-one-clip"]
+    assert all(v.ci95[0] <= v.uar_pbv <= v.ci95[1] for v in summary.variants)
+    folds = {(tmp_path / "ab" / v / "folds.json").read_text() for v in names}
+    assert len(folds) == 1  # every variant on the same folds
+    assert "distinguishable" in (tmp_path / "ab" / "ablation.md").read_text()
+    assert (tmp_path / "ab" / "ablation.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((tmp_path / "ab" / "attentive-no-proj" / "config.json").read_text())["probe"]["overridden"] \
+        == ["epochs", "use_proj"]
+
+
+def test_ablation_against_another_extraction_of_the_same_videos(tmp_path, planted_store):
+    cfg = ProbeConfig.from_recipe("fast", epochs=2, num_heads=4, device="cpu")
+    cropped = write_planted_store(tmp_path / "cropped.zarr", signal=2.0)  # the same ids, other tokens
+    summary = run_ablation(str(planted_store), tmp_path / "ab", cfg, n_folds=2, versus=str(cropped))
+    row = summary.comparisons[-1]
+    assert row.comparison == "store (planted.zarr vs cropped.zarr)" and row.uar_b > row.uar_a
+    other = write_planted_store(tmp_path / "other.zarr", n_subjects=4)
+    with pytest.raises(FerProbeError, match="do not hold the same videos"):
+        run_ablation(str(planted_store), tmp_path / "ab2", cfg, n_folds=2, versus=str(other))
+
+
+def test_ablation_of_three_encoders_made_by_the_fixtures(tmp_path, demo_small):
+    """The central claim as one command: V-JEPA 2, V-JEPA 2.1 (hierarchical) and VideoMAE stores of the same videos,
+    one probe each at its store's width and heads, paired against the first store, table and figure written."""
+    from fer_cache.cli import app as cache_app
+    from tests.helpers import ENCODER_FIXTURES, write_config
+    entries = (f"  v2: {{family: vjepa2, checkpoint: {ENCODER_FIXTURES}/vjepa2-tiny/checkpoint.pt, num_heads: 4, "
+               f"resolution: 64, frames_per_clip: 8}}\n"
+               f"  v21: {{family: vjepa2.1, checkpoint: {ENCODER_FIXTURES}/vjepa21-tiny/checkpoint.pt, "
+               f"checkpoint_key: ema_encoder, resolution: 64, frames_per_clip: 8, output: hierarchical}}\n"
+               f"  mae: {{family: videomae, checkpoint: {ENCODER_FIXTURES}/videomae-tiny, frames_per_clip: 8}}\n")
+    config = write_config(tmp_path, demo_small)
+    config.write_text(config.read_text().replace("encoders:\n", "encoders:\n" + entries))
+    stores = []
+    for name in ("v2", "v21", "mae"):
+        stores.append(str(tmp_path / f"demo-{name}.zarr"))
+        result = runner.invoke(cache_app, ["extract", "--dataset", "demo", "--encoder", name, "--out", stores[-1],
+                                           "--config", str(config), "--workers", "0"])
+        assert result.exit_code == 0, result.output
+    out = tmp_path / "claim"
+    result = runner.invoke(app, ["ablate", stores[0], "--versus", stores[1], "--versus", stores[2], "--stores-only",
+                                 "--recipe", "fast", "--epochs", "1", "--folds", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "ablation.json").read_text())
+    assert [r["comparison"] for r in summary["comparisons"]] == ["store (demo-v2.zarr vs demo-v21.zarr)",
+                                                                 "store (demo-v2.zarr vs demo-mae.zarr)"]
+    assert [v["variant"] for v in summary["variants"]] == ["attentive", "attentive-on-demo-v21",
+                                                           "attentive-on-demo-mae"]
+    assert (out / "ablation.png").stat().st_size > 0
+    text = (out / "ablation.md").read_text()
+    assert "demo-v21.zarr: vjepa2.1 128 (hierarchical)" in text
+    assert "videomae" in text and "demo-mae.zarr" in text
+    folds = {json.dumps(json.loads((out / name / "folds.json").read_text())) for name in
+             ("attentive", "attentive-on-demo-v21", "attentive-on-demo-mae")}
+    assert len(folds) == 1  # the same folds for every store
+    widths = [json.loads((out / name / "config.json").read_text())["store_attrs"]["encoder"].get("token_width", 96)
+              for name in ("attentive", "attentive-on-demo-v21")]
+    assert widths == [96, 512]

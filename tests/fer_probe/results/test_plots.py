@@ -1,0 +1,45 @@
+"""Figures: written as PNGs, the same colour for a class in every figure, and embedding maps that pool with a run's
+own probe or say in one line why they cannot."""
+
+import numpy as np
+import pytest
+
+from fer_probe.config import ProbeConfig
+from fer_probe.errors import FerProbeError
+from fer_probe.protocols.cv import run_cv
+from fer_probe.results.plots import class_colour, confusion_png, curves_png, embedding_plot, project
+
+FAST = ProbeConfig.from_recipe("fast", epochs=2, num_heads=4, device="cpu")
+
+
+def is_png(path):
+    return path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_class_has_one_colour_with_or_without_the_others():
+    assert class_colour("happy", ["happy", "sad"]) == class_colour("happy", ["neutral", "calm", "happy"])
+    assert class_colour("happy", ["happy", "sad"]) != class_colour("sad", ["happy", "sad"])
+
+
+def test_confusion_and_curves_are_pngs(tmp_path):
+    matrix = np.array([[3, 1], [0, 0]])  # the second class has no test videos
+    assert is_png(confusion_png(matrix, ["happy", "sad"], tmp_path / "c.png", title="t"))
+    log = [{"epoch": e, "fold": 0, "head": "lr1e-03_wd0.01", "train_loss": 1.0 / e, "train_accuracy": 0.5,
+            "val_uar_pbv": None} for e in (1, 2, 3)]
+    assert is_png(curves_png(log, tmp_path / "curves.png", "t"))
+
+
+def test_pca_keeps_one_point_per_video_and_names_its_axes():
+    points, (x, y) = project(np.random.default_rng(0).standard_normal((10, 6)), "pca")
+    assert points.shape == (10, 2) and x.startswith("PC1")
+    with pytest.raises(FerProbeError, match="pca or tsne"):
+        project(np.zeros((4, 2)), "umap")
+
+
+def test_embedding_maps_of_the_store_and_of_a_runs_probe(tmp_path, planted_store):
+    assert is_png(embedding_plot(str(planted_store), tmp_path / "tokens.png", classes=["happy", "sad"]))
+    run_cv(str(planted_store), tmp_path / "run", FAST, n_folds=2)
+    assert is_png(embedding_plot(str(planted_store), tmp_path / "probe.png", run=tmp_path / "run",
+                                 color_by="subject"))
+    with pytest.raises(FerProbeError, match="not among"):
+        embedding_plot(str(planted_store), tmp_path / "x.png", classes=["joy"])
