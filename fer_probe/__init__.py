@@ -1,8 +1,5 @@
 """fer_probe: train and evaluate probes on cached V-JEPA tokens; never decodes video or runs the encoder."""
 
-from importlib.metadata import PackageNotFoundError, version
+from fer_cache import __version__  # the one version string: pyproject.toml, read once by fer_cache
 
-try:
-    __version__ = version("fer-jepa")  # the one place: pyproject.toml
-except PackageNotFoundError:  # run from a source tree that was not installed (e.g. make bench-gpu on a bare GPU box)
-    __version__ = "0+unknown"
+__all__ = ["__version__"]

@@ -93,14 +93,6 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            reader="hf_videomae", architecture={"positions": "sincos1d"}, presets=VIDEOMAE_PRESETS,
            model_types=("videomae",), evidence="a Hugging Face VideoMAE directory (model_type videomae)"),
 )}
-NAMES = tuple(FAMILIES)
-
-
-def family(name: str) -> Family:
-    """The family record of a name; a ValueError lists the known ones (callers turn it into their error)."""
-    if name not in FAMILIES:
-        raise ValueError(f"unknown encoder family '{name}'; use one of: {', '.join(NAMES)}")
-    return FAMILIES[name]
 
 
 def family_of_state(state: dict) -> str:
