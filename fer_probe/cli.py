@@ -11,19 +11,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fer_probe import __version__
+from fer_probe.config import DEFAULT_FOLDS
 from fer_probe.errors import FerProbeError, IncompleteStoreError, NoSubjectsError, RunDirectoryError
 from fer_probe.options import (
-    BatchSize,
-    Device,
-    Epochs,
     Incomplete,
-    NumHeads,
     Out,
-    Overwrite,
-    Recipe,
-    Seed,
     Store,
-    config_from_options,
     default_of,
     probe_options,
 )
@@ -104,7 +97,7 @@ def epoch_progress():
 def cv(store: Store, *, cfg, recipe: str, probe: str, allow_incomplete: bool, overwrite: bool,
        out: Out = Path("runs/cv"),
        folds: Annotated[str, typer.Option(help="number of subject folds, or official (the dataset's own folds, "
-                                                "by clip: DFEW, FERV39k, MAFW)")] = "5",
+                                                "by clip: DFEW, FERV39k, MAFW)")] = str(DEFAULT_FOLDS),
        folds_file: Annotated[Path | None, typer.Option(help="reuse a folds.json")] = None,
        schedule: Annotated[str | None, typer.Option(help="all-folds (every fold from one read of each clip) or "
                                                          f"per-fold [{default_of('schedule')}]")] = None,
@@ -172,22 +165,20 @@ def embed_plot(store: Store, *, out: Annotated[Path, typer.Option(help="PNG file
 
 @app.command()
 @user_errors
-def ablate(store: Store, *, out: Out = Path("runs/ablate"), recipe: Recipe = "paper",
-           folds: Annotated[int, typer.Option(help="number of subject folds")] = 5, epochs: Epochs = None,
-           seed: Seed = None, device: Device = None, batch_size: BatchSize = None, num_heads: NumHeads = None,
+@probe_options
+def ablate(store: Store, *, cfg, allow_incomplete: bool, overwrite: bool, out: Out = Path("runs/ablate"),
+           folds: Annotated[int, typer.Option(help="number of subject folds")] = DEFAULT_FOLDS,
            versus: Annotated[list[str] | None, typer.Option(
                help="a store of the same videos extracted otherwise (another encoder, e.g. V-JEPA 2.1 or VideoMAE, "
                     "or face crops); repeat for several: the recipe's probe trains on each, compared with STORE's")
            ] = None,
            stores_only: Annotated[bool, typer.Option(help="compare the stores only (skip the one-store variants)")
-                                  ] = False,
-           allow_incomplete: Incomplete = False, overwrite: Overwrite = False):
+                                  ] = False):
     """Probe type, proj, test clips, voting and training clips compared on the same folds, with paired bootstraps;
-    with --versus, stores of other encoders too (latent prediction vs pixel reconstruction in one command)."""
+    with --versus, stores of other encoders too (latent prediction vs pixel reconstruction in one command). The
+    options set the baseline that every variant changes one setting of."""
     from fer_probe.protocols.ablate import run_ablation
 
-    cfg = config_from_options(recipe, epochs=epochs, seed=seed, device=device, batch_size=batch_size,
-                         num_heads=num_heads, lr=None, wd=None, memory_mb=None)
     bar, update = epoch_progress()
     with bar:
         summary = run_ablation(store, out, cfg, n_folds=folds, allow_incomplete=allow_incomplete,

@@ -1,10 +1,12 @@
 """Test helpers that several test modules import: paths, a tiny data.yaml, an independent schema-1 store writer
-(with zarr directly, not fer_cache), a tree digest and an extraction in a separate process."""
+(with zarr directly, not fer_cache), a tree digest, an extraction in a separate process, the attentive probe's
+straightforward computation, and the commands run in-process with their one-line-error check."""
 
 import hashlib
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -145,3 +147,37 @@ def straightforward_logits(probe, tokens):
     cross, query = pooler.cross_attention_block, pooler.query_tokens
     y = cross.xattn(query.expand(x.shape[0], -1, -1), cross.norm1(x))  # [B, Q, D]
     return probe.classify(cross.finish(query, y).mean(dim=1))  # [B, C]
+
+
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run(program, *args, cwd=None) -> Ran:
+    """`fer-cache ...` or `fer-probe ...` in this process; an exception that escapes the CLI fails the test."""
+    from typer.testing import CliRunner
+
+    from fer_cache.cli import app as cache_app
+    from fer_probe.cli import app as probe_app
+    app = cache_app if program.name == "fer-cache" else probe_app
+    here = os.getcwd()
+    os.chdir(cwd or here)
+    try:
+        result = CliRunner().invoke(app, [str(a) for a in args])
+    finally:
+        os.chdir(here)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Ran(result.exit_code, result.stdout, result.stderr)
+
+
+def assert_one_line_error(result, *needles):
+    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
+    message = result.stderr.strip()
+    assert message and "\n" not in message, message
+    assert "Traceback" not in result.stdout + result.stderr
+    for needle in needles:
+        assert needle in message, (needle, message)

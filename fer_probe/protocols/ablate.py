@@ -129,6 +129,9 @@ def run_ablation(store: str, out: str | Path, base: ProbeConfig, *, n_folds: int
     versus = [versus] if isinstance(versus, str) else list(versus or [])
     if stores_only and not versus:
         raise FerProbeError("--stores-only compares stores: name at least one --versus store")
+    if not stores_only and base.probe != "attentive":
+        raise FerProbeError(f"the ablations vary the attentive probe (one row is the linear probe); --probe "
+                            f"{base.probe} applies with --stores-only, where it is the probe trained on every store")
     for other in versus:
         check_same_videos(store, other, allow_incomplete)
     prepare_ablation_dir(out, overwrite)

@@ -144,12 +144,12 @@ def check_video_fold(path: Path, i: int, fold: Fold, *, known: set[str]) -> None
 
 def inner_split(subjects: list[str], labels: np.ndarray, indices: np.ndarray, *, seed: int,
                 fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
-    """A subject-disjoint validation split of a training fold, for choosing among heads (never the test fold).
+    """A subject-disjoint validation split of a training fold, for choosing among candidates (never the test fold).
     Videos without a subject id (in-the-wild datasets) are each their own group: a split by clip."""
     groups = np.array([subjects[i] or f"video {i}" for i in indices], dtype=object)
     n_groups = len(set(groups.tolist()))
     if n_groups < 2:
-        raise FoldsError("a training fold needs at least 2 subjects to choose among heads on a validation split")
+        raise FoldsError("a training fold needs at least 2 subjects to choose among candidates on a validation split")
     n_splits = max(2, min(n_groups, round(1 / fraction)))
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     with warnings.catch_warnings():

@@ -26,8 +26,13 @@ def words(value) -> str:
     return "-" if value is None else str(value)
 
 
+def several_candidates(probe: dict) -> bool:
+    """Whether a run's config.json chose among (lr, weight decay) candidates (ProbeConfig.candidates_per_fold)."""
+    return len(probe.get("lrs", [])) * len(probe.get("weight_decays", [])) > 1
+
+
 def this_run(probe: dict, clips: int | None) -> dict[str, str]:
-    several = len(probe.get("lrs", [])) * len(probe.get("weight_decays", [])) > 1
+    several = several_candidates(probe)
     wd_end = f", cosine to {probe.get('final_weight_decay'):g}" if probe.get("wd_schedule") == "cosine" else \
         ", constant"
     train = {"all": f"all {clips or '?'} cached clips of one view concatenated", "one": "one cached clip per epoch"}
@@ -49,7 +54,7 @@ def this_run(probe: dict, clips: int | None) -> dict[str, str]:
 
 def same_as_paper(probe: dict, encoder_heads) -> dict[str, bool]:
     """Setting by setting, whether this run trains as the paper recipe does (config.RECIPES["paper"])."""
-    several = len(probe.get("lrs", [])) * len(probe.get("weight_decays", [])) > 1
+    several = several_candidates(probe)
     paper = ProbeConfig(recipe="paper")
     same = {k: probe.get(k) == getattr(paper, k) for k in ("use_proj", "batch_size", "train_clips", "test_clips",
                                                             "epochs", "head", "num_queries", "probe")}

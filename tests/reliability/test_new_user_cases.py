@@ -11,8 +11,7 @@ import pytest
 import zarr
 
 from fer_probe.config import ProbeConfig
-from tests.helpers import BIN, write_config, write_planted_store
-from tests.reliability.test_user_mistakes import assert_one_line_error, run
+from tests.helpers import BIN, assert_one_line_error, run, write_config, write_planted_store
 
 FSIZE_LIMIT = "ulimit -f 20"  # 20 KiB: shared-memory frames and weight files no longer fit
 

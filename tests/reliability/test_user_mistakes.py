@@ -1,16 +1,11 @@
 """Every user mistake: exit code 1, one line on stderr, no traceback. The commands run in-process (CliRunner);
 one test runs the real console scripts, where the process boundary (exit status, stderr) is the point."""
 
-import os
 import subprocess
-from dataclasses import dataclass
 
 import pytest
-from typer.testing import CliRunner
 
-from fer_cache.cli import app as cache_app
-from fer_probe.cli import app as probe_app
-from tests.helpers import BIN, ENCODER_FIXTURES, write_config, write_planted_store
+from tests.helpers import BIN, ENCODER_FIXTURES, assert_one_line_error, run, write_config, write_planted_store
 
 CONFIG_MISTAKES = {
     "unknown top-level key": "datasets: {}\nencoder: {}\n",
@@ -28,41 +23,11 @@ CONFIG_MISTAKES = {
 }
 
 
-@dataclass
-class Ran:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def run(program, *args, cwd=None) -> Ran:
-    """`fer-cache ...` or `fer-probe ...` in this process; an exception that escapes the CLI fails the test."""
-    app = cache_app if program.name == "fer-cache" else probe_app
-    here = os.getcwd()
-    os.chdir(cwd or here)
-    try:
-        result = CliRunner().invoke(app, [str(a) for a in args])
-    finally:
-        os.chdir(here)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return Ran(result.exit_code, result.stdout, result.stderr)
-
-
 def test_console_scripts_exit_with_one_line(tmp_path):
     for program, args, needle in ((BIN / "fer-cache", ["info", tmp_path / "nothing.zarr"], "no such store"),
                                   (BIN / "fer-probe", ["report", tmp_path], "config.json")):
         result = subprocess.run([str(program), *map(str, args)], capture_output=True, text=True, timeout=120)
         assert_one_line_error(result, needle)
-
-
-def assert_one_line_error(result, *needles):
-    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
-    message = result.stderr.strip()
-    assert message and "\n" not in message, message
-    assert "Traceback" not in result.stdout + result.stderr
-    for needle in needles:
-        assert needle in message, (needle, message)
 
 
 @pytest.mark.parametrize("kind", sorted(CONFIG_MISTAKES))
