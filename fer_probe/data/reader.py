@@ -155,10 +155,13 @@ class CacheReader:
                                             out=out.numpy() if direct else None)
         except StoreFormatError as exc:
             raise StoreReadError(str(exc)) from exc
+        as_stored = str(dtype).removeprefix("torch.") == self.storage_dtype
         if direct:
             values = out
-        elif self.storage_dtype == "bfloat16" and dtype == torch.bfloat16:  # the stored bits as they are
+        elif as_stored and dtype == torch.bfloat16:  # the stored bits as they are
             values = torch.from_numpy(stored.view(np.int16)).view(torch.bfloat16)
+        elif as_stored:
+            values = torch.from_numpy(stored)
         else:
             values = torch.from_numpy(schema.decode_tokens(stored, self.storage_dtype, scale)).to(dtype)
         if check:
@@ -172,25 +175,26 @@ class CacheReader:
             raise StoreReadError(f"{self.location}: video {self.ids[v]} has non-finite tokens; run "
                                  "`fer-cache verify` and re-extract it")
 
-    def video(self, v: int, out: torch.Tensor | None = None, *, check: bool = True) -> torch.Tensor:
-        """All clips and views of one video -> [K, S, N, D] (one shard read; into `out` where given)."""
+    def _values(self, v: int, selection: tuple, *, out: torch.Tensor | None, check: bool) -> torch.Tensor:
+        """Video v's values (or `selection` within [K, S]) from memory where preloaded (checked when loaded), else
+        read; into `out` where given."""
         if v in self._memory:
-            return self._memory[v] if out is None else out.copy_(self._memory[v])
-        return self._read(v, (), out=out, check=check)
-
-    def clip(self, ref: ClipRef, out: torch.Tensor | None = None, *, check: bool = True) -> torch.Tensor:
-        """One clip view -> [N, D] (into `out` [N, D] where given)."""
-        if ref.video in self._memory:
-            values = self._memory[ref.video][ref.clip, ref.view]
+            values = self._memory[v][selection] if selection else self._memory[v]
             return values if out is None else out.copy_(values)
-        return self._read(ref.video, (ref.clip, ref.view), out=out, check=check)
+        return self._read(v, selection, out=out, check=check)
 
-    def view(self, v: int, s: int, *, out: torch.Tensor | None = None, check: bool = True) -> torch.Tensor:
-        """Every clip of one view -> [K, N, D] (into `out` [K, N, D] where given)."""
-        if v in self._memory:
-            values = self._memory[v][:, s]
-            return values if out is None else out.copy_(values)
-        return self._read(v, (slice(None), s), out=out, check=check)
+    def video(self, v: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        """All clips and views of one video -> [K, S, N, D] (one shard read; into `out` where given), checked
+        finite."""
+        return self._values(v, (), out=out, check=True)
+
+    def clip(self, ref: ClipRef, out: torch.Tensor | None = None) -> torch.Tensor:
+        """One clip view -> [N, D] (into `out` [N, D] where given), checked finite."""
+        return self._values(ref.video, (ref.clip, ref.view), out=out, check=True)
+
+    def view(self, v: int, s: int, *, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Every clip of one view -> [K, N, D] (into `out` [K, N, D] where given), checked finite."""
+        return self._values(v, (slice(None), s), out=out, check=True)
 
     def preload(self) -> bool:
         """Keep every decoded video in memory when the whole store fits the budget (read once, reuse per epoch)."""
@@ -214,8 +218,8 @@ class CacheReader:
 
         def load(v: int) -> torch.Tensor:  # checked finite in the consuming thread
             if not recycle:
-                return self.pinned(self.video(v, check=False))
-            return self.video(v, self.buffer(shape), check=False)
+                return self.pinned(self._values(v, (), out=None, check=False))
+            return self._values(v, (), out=self.buffer(shape), check=False)
         indices = list(indices)
         for values, v in zip(self.load_all(load, indices, ahead), indices):  # resumed after the last: given back
             self.require_finite(v, values)
@@ -257,9 +261,9 @@ class CacheReader:
         inputs = self.buffer((len(rows), K * N, D) if all_clips else (len(rows), N, D))  # [B, (K*)N, D]
         for row, v, k, s in zip(inputs, rows, clips, views):
             if all_clips:
-                self.view(int(v), int(s), out=row.view(K, N, D), check=False)
+                self._values(int(v), (slice(None), int(s)), out=row.view(K, N, D), check=False)
             else:
-                self.clip(ClipRef(int(v), int(k), int(s)), out=row, check=False)
+                self._values(int(v), (int(k), int(s)), out=row, check=False)
         return inputs
 
     def pinned(self, values: torch.Tensor) -> torch.Tensor:
