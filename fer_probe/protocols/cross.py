@@ -23,9 +23,9 @@ from fer_probe.protocols.runs import (
     RunResult,
     SavedProbe,
     collapse_warning,
-    fit_to_store,
     fold_plan,
     open_source,
+    plan_run,
     require_two_classes,
     write_run,
 )
@@ -100,8 +100,8 @@ def run_cross(train_store: str, test_store: str, out: str | Path, *, cfg: ProbeC
     with source_a.reader as a, source_b.reader as b:
         check_same_encoder(a, b)
         require_two_classes(a, train_store)
-        out = outputs.prepare_run_dir(out, overwrite)
-        cfg, notes = fit_to_store(cfg, a)
+        run = plan_run("", out, cfg, reader=a, overwrite=overwrite)
+        out, cfg, notes = run.out, run.config, run.notes
         mapping = map_labels(a, b, policy, calm_as_neutral=calm_as_neutral)
         names_a = [canonical(a.label_names[i], calm_as_neutral) for i in a.labels]
         targets = np.array([mapping.train_classes.index(n) for n in names_a], dtype=np.int64)

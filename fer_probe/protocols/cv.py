@@ -21,16 +21,17 @@ from fer_probe.data.reader import CacheReader
 from fer_probe.data.sampling import TokenSource
 from fer_probe.errors import FerProbeError
 from fer_probe.probes.registry import registered
-from fer_probe.protocols.engine import PlannedRun, Progress, TrainedRun, score_tests, train_folds, train_together
+from fer_probe.protocols.engine import Progress, TrainedRun, score_tests, train_folds, train_together
 from fer_probe.protocols.folds import Fold, FoldCount, fold_indices, load_folds, make_folds, official_folds
 from fer_probe.protocols.runs import (
     FinishedRun,
+    PlannedRun,
     RunResult,
     SavedProbe,
     collapse_warning,
-    fit_to_store,
     fold_plan,
     open_source,
+    plan_run,
     require_two_classes,
     write_run,
 )
@@ -77,12 +78,6 @@ def plan_cv(reader: CacheReader, store: str, cfg: ProbeConfig, *, n_folds: FoldC
         plans.append(fold_plan(f, train_idx, subjects=reader.subjects, targets=targets, cfg=cfg, seed=cfg.seed + f))
         tests.append(test_idx)
     return CvPlan(store=store, class_names=class_names, targets=targets, folds=folds, plans=plans, tests=tests)
-
-
-def plan_run(name: str, out: str | Path, cfg: ProbeConfig, *, reader: CacheReader, overwrite: bool) -> PlannedRun:
-    out = outputs.prepare_run_dir(out, overwrite)
-    fitted, notes = fit_to_store(cfg, reader)
-    return PlannedRun(name=name, out=out, config=fitted, notes=notes)
 
 
 def write_run_config(run: PlannedRun, reader: CacheReader, plan: CvPlan, *, folds_file, allow_incomplete: bool) -> None:
@@ -133,7 +128,7 @@ def run_cv(store: str, out: str | Path, cfg: ProbeConfig, *, n_folds: FoldCount 
         write_run_config(run, reader, plan, folds_file=folds_file, allow_incomplete=allow_incomplete)
         training = train_folds(source, plan.plans, plan.targets, cfg=run.config, num_classes=len(plan.class_names),
                                on_progress=on_progress)
-        posteriors = score_tests(source, training, plan.plans, tests=plan.tests, runs={"": (run.config, "")})[""]
+        posteriors = score_tests(source, training, plan.plans, tests=plan.tests, runs=[run], variants={"": ""})[""]
         finished = finish(TrainedRun(run=run, training=training, variant="", posteriors=posteriors), plan, reader)
     return write_run(finished)
 

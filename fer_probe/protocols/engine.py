@@ -8,26 +8,17 @@ Axes: M scored inputs of a test video, C classes.
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from fer_probe.config import ProbeConfig
 from fer_probe.data.sampling import TokenSource
+from fer_probe.protocols.runs import PlannedRun
 from fer_probe.training.candidates import CandidateGrid, FoldPlan, Training, select
 from fer_probe.training.scoring import video_posteriors
 from fer_probe.training.train import train_plans
 
 Progress = Callable[[str, int, int], None]  # (what is training, epochs done, epochs in all)
-
-
-@dataclass(kw_only=True)
-class PlannedRun:
-    """One run of a protocol before training: its name, run directory and config fitted to the store."""
-    name: str
-    out: Path
-    config: ProbeConfig
-    notes: list[str]  # how store-dependent defaults were resolved
 
 
 @dataclass(kw_only=True)
@@ -63,26 +54,25 @@ def train_folds(source: TokenSource, plans: list[FoldPlan], targets: np.ndarray,
 
 
 def score_tests(source: TokenSource, training: Training, plans: list[FoldPlan], *, tests: list[np.ndarray],
-                runs: dict[str, tuple[ProbeConfig, str]]) -> dict[str, list[list[np.ndarray]]]:
+                runs: list[PlannedRun], variants: dict[str, str]) -> dict[str, list[list[np.ndarray]]]:
     """Run name -> per fold, the posteriors of each test video under the fold's chosen candidate of the run's
-    variant, scoring the clips its config says. Each test video is read once for all the runs, and every fold's
-    test videos in one stream of reads (no fold starts by waiting for its first video)."""
+    variant (`variants`, by run name), scoring the clips its config says. Each test video is read once for all the
+    runs, and every fold's test videos in one stream of reads (no fold starts by waiting for its first video)."""
     models, modes, videos, wanted = [], [], [], []
     model_of: dict[tuple[int, str], int] = {}  # (fold, run name) -> its position in models
     for plan, test_idx in zip(plans, tests):
-        for name, (run_cfg, variant) in runs.items():
-            model_of[(plan.fold, name)] = len(models)
-            models.append(select(training.grid.fold(plan.fold, variant)).chosen.model)
-            modes.append((run_cfg.train_clips, run_cfg.test_clips))
+        for run in runs:
+            model_of[(plan.fold, run.name)] = len(models)
+            models.append(select(training.grid.fold(plan.fold, variants[run.name])).chosen.model)
+            modes.append((run.config.train_clips, run.config.test_clips))
         videos += test_idx.tolist()
-        wanted += [[model_of[(plan.fold, name)] for name in runs]] * len(test_idx)
-    per_video = iter(video_posteriors(source, models, videos, cfg=next(iter(runs.values()))[0], wanted=wanted,
-                                      modes=modes))
-    out: dict[str, list[list[np.ndarray]]] = {name: [] for name in runs}
+        wanted += [[model_of[(plan.fold, run.name)] for run in runs]] * len(test_idx)
+    per_video = iter(video_posteriors(source, models, videos, cfg=runs[0].config, wanted=wanted, modes=modes))
+    out: dict[str, list[list[np.ndarray]]] = {run.name: [] for run in runs}
     for plan, test_idx in zip(plans, tests):
         fold_videos = [next(per_video) for _ in test_idx]
-        for name in runs:
-            out[name].append([posteriors[model_of[(plan.fold, name)]] for posteriors in fold_videos])
+        for run in runs:
+            out[run.name].append([posteriors[model_of[(plan.fold, run.name)]] for posteriors in fold_videos])
     return out
 
 
@@ -98,7 +88,6 @@ def train_together(source: TokenSource, plans: list[FoldPlan], runs: list[Planne
     training = train_folds(source, plans, targets, cfg=runs[0].config, num_classes=num_classes,
                            on_progress=progress, variants=variants if several else None)
     chosen = {run.name: run.config.variant() if several else "" for run in runs}
-    scored = score_tests(source, training, plans, tests=tests,
-                         runs={run.name: (run.config, chosen[run.name]) for run in runs})
+    scored = score_tests(source, training, plans, tests=tests, runs=runs, variants=chosen)
     return [TrainedRun(run=run, training=training, variant=chosen[run.name], posteriors=scored[run.name])
             for run in runs]

@@ -67,12 +67,24 @@ def open_source(store: str, cfg: ProbeConfig, allow_incomplete: bool) -> TokenSo
     return TokenSource(reader)
 
 
-def fit_to_store(cfg: ProbeConfig, reader: CacheReader) -> tuple[ProbeConfig, list[str]]:
-    """Resolve the defaults that depend on the store (attention heads, for probes that have them) and say how."""
+@dataclass(kw_only=True)
+class PlannedRun:
+    """One run of a protocol before training: its name, its (new or emptied) run directory, and its config fitted to
+    the store, with notes on how store-dependent defaults were resolved."""
+    name: str
+    out: Path
+    config: ProbeConfig
+    notes: list[str]
+
+
+def plan_run(name: str, out: str | Path, cfg: ProbeConfig, *, reader: CacheReader, overwrite: bool) -> PlannedRun:
+    """The run directory prepared, and the defaults that depend on the store (attention heads, for probes that have
+    them) resolved and said."""
+    out = outputs.prepare_run_dir(out, overwrite)
     if "num_heads" not in registered(cfg.probe).Settings.__dataclass_fields__:
-        return cfg, []
+        return PlannedRun(name=name, out=out, config=cfg, notes=[])
     heads, note = resolve_num_heads(cfg.num_heads, reader.encoder, reader.width)
-    return cfg.with_num_heads(heads), [note]
+    return PlannedRun(name=name, out=out, config=cfg.with_num_heads(heads), notes=[note])
 
 
 def require_two_classes(reader: CacheReader, store: str) -> None:

@@ -105,7 +105,9 @@ def write_weights(path: Path, candidate, cfg, *, class_names: list[str], width: 
     (read_probe)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in candidate.model.state_dict().items()}
-    meta = {"probe": cfg.probe, "settings": json.dumps(candidate.model.settings_dict()), "recipe": cfg.recipe,
+    meta = {"probe": cfg.probe, "settings": json.dumps(candidate.model.settings_dict()),
+            "head": cfg.head, "num_heads": str(cfg.num_heads), "num_queries": str(cfg.num_queries),
+            "use_proj": str(cfg.use_proj), "recipe": cfg.recipe,
             "width": str(width), "classes": json.dumps(class_names), "selected_head": candidate.name,
             "lr": str(candidate.lr), "weight_decay": str(candidate.weight_decay)}
     save_file(state, str(path), metadata=meta)
@@ -164,7 +166,7 @@ def read_probe(path: Path):
     kind = registered(meta["probe"])
     if "settings" in meta:
         settings = kind.make_settings(**json.loads(meta["settings"]))
-    else:  # weights written before settings were saved whole
+    else:  # weights written before the settings were saved whole
         settings = kind.settings_from({"head": meta.get("head"), "num_heads": int(meta.get("num_heads") or 16),
                                        "num_queries": int(meta.get("num_queries") or 1),
                                        "use_proj": meta.get("use_proj") == "True"})
