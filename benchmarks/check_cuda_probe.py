@@ -37,7 +37,7 @@ def main() -> int:
         print("no CUDA GPU visible", file=sys.stderr)
         return 1
     folder = args.out or Path(tempfile.mkdtemp())
-    store = str(write_planted_store(folder / "planted.zarr", signal=0.4, clips=4, views=2, tokens=64, width=128))
+    store = str(write_planted_store(folder / "planted.zarr", signal=0.15, clips=4, views=2, tokens=64, width=128))
     failures: list[str] = []
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}", flush=True)
     base = dict(epochs=6, num_heads=4, seed=0)
@@ -46,10 +46,18 @@ def main() -> int:
     cpu_uar = cpu.metrics["uar_pbv"]["mean"]
     print(f"cpu float32: UAR {cpu_uar:.3f} ({time.perf_counter() - started:.1f} s)", flush=True)
     folds = folder / "cpu" / "folds.json"
+    for name, dtype in (("auto", torch.bfloat16), ("float16", torch.float16)):
+        precision = ProbeConfig(device="cuda", precision=name).resolve_precision()
+        with precision.autocast():
+            product = torch.ones(4, 4, device="cuda") @ torch.ones(4, 4, device="cuda")
+        check(f"precision {name}", precision.compute == dtype and product.dtype == dtype and
+              precision.scaled == (dtype == torch.float16), f"computes in {precision.compute}, autocast gives "
+              f"{product.dtype}, gradient scaler {precision.scaled}", failures)
+    runs = {}
     for precision in ("float32", "auto", "float16"):
         cfg = ProbeConfig.from_recipe("paper", device="cuda", precision=precision, **base)
         started = time.perf_counter()
-        result = run_cv(store, folder / f"cuda-{precision}", cfg, n_folds=4, folds_file=folds)
+        result = runs[precision] = run_cv(store, folder / f"cuda-{precision}", cfg, n_folds=4, folds_file=folds)
         uar = result.metrics["uar_pbv"]["mean"]
         same = [np.abs(a - b).max() for fa, fb in zip(result.folds, cpu.folds)
                 for a, b in zip(fa.clip_posteriors, fb.clip_posteriors)]
@@ -57,6 +65,10 @@ def main() -> int:
         check(f"cv cuda {precision}", abs(uar - cpu_uar) <= 0.1 and max(same) <= tolerance,
               f"UAR {uar:.3f} vs cpu {cpu_uar:.3f}, largest posterior difference {max(same):.2e} "
               f"({time.perf_counter() - started:.1f} s)", failures)
+    half = max(np.abs(a - b).max() for fa, fb in zip(runs["auto"].folds, runs["float32"].folds)
+               for a, b in zip(fa.clip_posteriors, fb.clip_posteriors))
+    check("bfloat16 autocast in effect", half > 1e-5, f"largest posterior difference to float32 {half:.2e}",
+          failures)
     fast = ProbeConfig.from_recipe("fast", device="cuda", **base)
     started = time.perf_counter()
     summary = run_ablation(store, folder / "ablate", fast, n_folds=4)
@@ -66,7 +78,7 @@ def main() -> int:
     other = str(write_planted_store(folder / "other.zarr", signal=0.8, clips=4, views=2, tokens=64, width=128,
                                     n_subjects=3))
     result = run_cross(store, other, folder / "cross", cfg=fast, policy="strict")
-    check("cross cuda", result.metrics["uar_pbv"]["mean"] > 0.5, f"UAR {result.metrics['uar_pbv']['mean']:.3f}",
+    check("cross cuda", result.metrics["uar_pbv"]["mean"] > 0.3, f"UAR {result.metrics['uar_pbv']['mean']:.3f}",
           failures)
     print("all passed" if not failures else f"failed: {', '.join(failures)}", flush=True)
     return 1 if failures else 0
