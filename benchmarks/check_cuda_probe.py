@@ -1,7 +1,9 @@
 """The probe stage on a CUDA machine, after a change to its precision or reading paths: cross-validation in each
 precision (bfloat16 autocast, float16 with a gradient scaler, float32) against the CPU's float32 run on the same
 folds, the ablation variants trained together, and cross-dataset transfer. Prints one line per check; exit 1 if
-one fails. Needs a GPU; a planted store is written here (zarr only).
+one fails. Needs a GPU; a planted store is written here (zarr only). Its posteriors saturate, so they cannot show
+bfloat16's rounding: the autocast dtypes are checked directly, and benchmarks/compare_runs_across_trees.py compares
+a change's runs with an earlier tree's byte for byte.
 
 python benchmarks/check_cuda_probe.py [--out DIR]
 """
@@ -53,11 +55,10 @@ def main() -> int:
         check(f"precision {name}", precision.compute == dtype and product.dtype == dtype and
               precision.scaled == (dtype == torch.float16), f"computes in {precision.compute}, autocast gives "
               f"{product.dtype}, gradient scaler {precision.scaled}", failures)
-    runs = {}
     for precision in ("float32", "auto", "float16"):
         cfg = ProbeConfig.from_recipe("paper", device="cuda", precision=precision, **base)
         started = time.perf_counter()
-        result = runs[precision] = run_cv(store, folder / f"cuda-{precision}", cfg, n_folds=4, folds_file=folds)
+        result = run_cv(store, folder / f"cuda-{precision}", cfg, n_folds=4, folds_file=folds)
         uar = result.metrics["uar_pbv"]["mean"]
         same = [np.abs(a - b).max() for fa, fb in zip(result.folds, cpu.folds)
                 for a, b in zip(fa.clip_posteriors, fb.clip_posteriors)]
@@ -65,10 +66,6 @@ def main() -> int:
         check(f"cv cuda {precision}", abs(uar - cpu_uar) <= 0.1 and max(same) <= tolerance,
               f"UAR {uar:.3f} vs cpu {cpu_uar:.3f}, largest posterior difference {max(same):.2e} "
               f"({time.perf_counter() - started:.1f} s)", failures)
-    half = max(np.abs(a - b).max() for fa, fb in zip(runs["auto"].folds, runs["float32"].folds)
-               for a, b in zip(fa.clip_posteriors, fb.clip_posteriors))
-    check("bfloat16 autocast in effect", half > 1e-5, f"largest posterior difference to float32 {half:.2e}",
-          failures)
     fast = ProbeConfig.from_recipe("fast", device="cuda", **base)
     started = time.perf_counter()
     summary = run_ablation(store, folder / "ablate", fast, n_folds=4)
