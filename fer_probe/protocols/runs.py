@@ -1,7 +1,7 @@
 """What every protocol shares: opening a store for a run, resolving store-dependent defaults, fold plans, the
 record of a finished run, its warnings, and writing its run directory (small results first, then the weights)."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +81,7 @@ def plan_run(name: str, out: str | Path, cfg: ProbeConfig, *, reader: CacheReade
     """The run directory prepared, and the defaults that depend on the store (attention heads, for probes that have
     them) resolved and said."""
     out = outputs.prepare_run_dir(out, overwrite)
-    if "num_heads" not in registered(cfg.probe).Settings.__dataclass_fields__:
+    if "num_heads" not in {f.name for f in fields(registered(cfg.probe).Settings)}:
         return PlannedRun(name=name, out=out, config=cfg, notes=[])
     heads, note = resolve_num_heads(cfg.num_heads, reader.encoder, reader.width)
     return PlannedRun(name=name, out=out, config=cfg.with_num_heads(heads), notes=[note])
