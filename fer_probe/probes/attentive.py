@@ -6,6 +6,7 @@ Axes: B clips, N tokens, D width, Q queries, C classes.
 """
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import get_args
 
@@ -167,6 +168,9 @@ class DeepAttentiveProbe(AttentiveProbe):
 def load_reference_classifier(state_dict: dict, num_heads: int = 16, use_proj: bool = False) -> AttentiveProbe:
     """A V-JEPA 1 AttentiveClassifier state dict -> an AttentiveProbe giving the same logits (fast path).
     use_proj=False reproduces upstream V-JEPA 1, use_proj=True the paper's fork; the weights cannot tell which."""
+    if not isinstance(state_dict, Mapping):
+        raise FerProbeError(f"load_reference_classifier takes a state dict (e.g. safetensors.torch.load_file(path)), "
+                            f"got {type(state_dict).__name__}")
     state = {k.removeprefix("module."): v for k, v in state_dict.items()}
     try:
         _, num_queries, dim = state["pooler.query_tokens"].shape

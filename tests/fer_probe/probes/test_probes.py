@@ -78,6 +78,14 @@ def test_upstream_classifier_fixture_reproduces_without_proj():
     assert (logits - reference["logits"]).abs().max() < 1e-4
 
 
+def test_a_path_instead_of_a_state_dict_is_one_line():
+    from fer_probe.errors import FerProbeError
+    with pytest.raises(FerProbeError, match="takes a state dict .*got str"):
+        load_reference_classifier(str(ENCODER_FIXTURES / "vjepa1-tiny" / "attentive_classifier.safetensors"))
+    with pytest.raises(FerProbeError, match="use_proj must be True or False"):
+        AttentiveSettings(use_proj="no")
+
+
 def test_fork_classifier_fixture_reproduces_with_proj_and_only_with_it():
     folder = ENCODER_FIXTURES / "vjepa1-tiny"
     state = load_file(str(folder / "fork_classifier.safetensors"))
