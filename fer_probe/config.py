@@ -44,23 +44,22 @@ def _check_choice(value, kind, name: str) -> None:
 
 # What a field does to runs trained together (cv's engine trains several runs from one read of each clip: ablate):
 SHARED = "shared"  # runs trained together must agree on it (they share batches, schedules and candidates' folds)
-PROBE = "probe"  # runs on the same kind of input (tokens, pooled) must agree on it
 VARIANT = "variant"  # runs trained together may differ in it: each value is a candidate group of one grid
-SCORING = "scoring"  # decides only how test videos are scored: runs that differ in it share their trained probes
 REPORTING = "reporting"  # describes the run and changes nothing that is computed
-ROLES = (SHARED, PROBE, VARIANT, SCORING, REPORTING)
+ROLES = (SHARED, VARIANT, REPORTING)
 
 
-def role(kind: str, default=None, **options):
-    """A ProbeConfig field with its role (field metadata), read by fields_with_role."""
-    return field(default=default, metadata={"role": kind}, **options)
+def role(kind: str, default=None, *, test_only: bool = False, **options):
+    """A ProbeConfig field with its role (field metadata). A test_only variant decides only how test videos are
+    scored: runs that differ in nothing else share their trained probes."""
+    return field(default=default, metadata={"role": kind, "test_only": test_only}, **options)
 
 
 @dataclass(frozen=True, kw_only=True)
 class ProbeConfig:
     """Everything that decides a probe run; written into RUN/config.json. A recipe field left None takes the
     recipe's value, and a given one that differs from it is recorded in `overridden`: `recipe` never lies. Every
-    field declares its role for runs trained together (SHARED, PROBE, VARIANT, SCORING, REPORTING)."""
+    field declares its role for runs trained together (SHARED, VARIANT, REPORTING)."""
     recipe: RecipeName = role(REPORTING, "paper")
     use_proj: bool | None = role(VARIANT)  # apply the cross-attention's output projection (the paper's fork) or not
     batch_size: int | None = role(SHARED)
@@ -73,11 +72,11 @@ class ProbeConfig:
     weight_decays: tuple[float, ...] | None = role(SHARED)
     wd_schedule: WeightDecaySchedule | None = role(SHARED)  # cosine: from each weight decay to final_weight_decay
     final_weight_decay: float | None = role(SHARED)
-    probe: str = role(PROBE, "attentive")  # a name in fer_probe.probes.registry.PROBES
+    probe: str = role(VARIANT, "attentive")  # a name in fer_probe.probes.registry.PROBES
     head: Head = role(SHARED, "linear")  # linear (as V-JEPA) or mlp (3 layers)
     num_heads: int | None = role(SHARED)  # attention heads; None: the store's encoder heads (resolve_num_heads)
     num_queries: int = role(SHARED, 1)
-    test_clips: ClipMode = role(SCORING, "all")
+    test_clips: ClipMode = role(VARIANT, "all", test_only=True)
     grad_clip: float = role(SHARED, 1.0)
     seed: int = role(SHARED, 0)
     device: str = role(SHARED, "auto")  # auto, cpu, cuda or cuda:N (checked by precision.resolve_device)
@@ -155,14 +154,10 @@ class ProbeConfig:
         return Precision.resolve(self.precision, self.device)
 
     def variant(self) -> str:
-        """The candidate group of this config among runs trained together: its VARIANT fields, e.g.
-        `use_proj=True/train_clips=all`."""
-        return "/".join(f"{name}={getattr(self, name)}" for name in fields_with_role(VARIANT))
-
-
-def fields_with_role(kind: str) -> tuple[str, ...]:
-    """The ProbeConfig fields of a role; a field without one counts as SHARED (never merged silently)."""
-    return tuple(f.name for f in fields(ProbeConfig) if f.metadata.get("role", SHARED) == kind)
+        """The candidate group of this config among runs trained together: its VARIANT fields that decide training,
+        e.g. `use_proj=True/train_clips=all/probe=attentive`."""
+        return "/".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self)
+                        if f.metadata.get("role") == VARIANT and not f.metadata.get("test_only"))
 
 
 def differences(configs: list[ProbeConfig], kind: str) -> list[str]:
@@ -171,11 +166,10 @@ def differences(configs: list[ProbeConfig], kind: str) -> list[str]:
     return [name for name in names if len({repr(getattr(c, name)) for c in configs}) > 1]
 
 
-def check_trained_together(configs: list[ProbeConfig], grid: list[ProbeConfig]) -> None:
-    """Runs trained together may differ only in VARIANT, SCORING and REPORTING fields, and those of `grid` (the ones
-    trained as candidate groups of one grid: the token probes) not in PROBE fields either; the pooled baselines
-    train one by one from the same reads. Anything else is refused in one line, never merged."""
-    differ = differences(configs, SHARED) + (differences(grid, PROBE) if grid else [])
+def check_trained_together(configs: list[ProbeConfig]) -> None:
+    """Runs trained together may differ only in VARIANT and REPORTING fields; anything else (a field without a role
+    counts as SHARED) is refused in one line, never merged."""
+    differ = differences(configs, SHARED)
     if differ:
         raise FerProbeError(f"runs trained together must agree on {', '.join(differ)}; run them one by one")
 

@@ -141,7 +141,7 @@ def run_cv_many(store: str, runs: dict[str, tuple[str | Path, ProbeConfig]], *, 
     kind_of = {name: registered(cfg.probe).input_kind for name, (_, cfg) in runs.items()}
     on_tokens = [name for name in runs if kind_of[name] == InputKind.TOKENS]
     on_pooled = [name for name in runs if kind_of[name] == InputKind.POOLED]
-    check_trained_together([cfg for _, cfg in runs.values()], grid=[runs[name][1] for name in on_tokens])
+    check_trained_together([cfg for _, cfg in runs.values()])
     first = runs[(on_tokens or on_pooled)[0]][1]
     source = open_source(store, first, allow_incomplete)
     with source.reader as reader:

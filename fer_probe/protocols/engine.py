@@ -1,7 +1,7 @@
 """The engine under every protocol: train the candidates of some fold plans from one read of each sampled clip,
 then score every test video once for each run trained. Several runs can train together (ablate): token-probe runs
-that differ only in VARIANT fields are candidate groups of one grid, runs that differ only in SCORING fields share
-their trained probes, and the pooled baselines train on the clip means that the test pass measured.
+that differ in VARIANT fields are candidate groups of one grid, runs that differ only in test-only ones share their
+trained probes, and the pooled baselines train on the clip means that the test pass measured.
 
 Axes: M scored inputs of a test video, C classes.
 """

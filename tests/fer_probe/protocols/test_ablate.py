@@ -173,3 +173,16 @@ def test_ablation_of_three_encoders_made_by_the_fixtures(tmp_path, demo_small):
     widths = [json.loads((out / name / "config.json").read_text())["store_attrs"]["encoder"].get("token_width", 96)
               for name in ("attentive", "attentive-on-demo-v21")]
     assert widths == [96, 512]
+
+
+def test_different_token_probes_train_as_variants_of_one_grid(tmp_path):
+    """The probe is a variant field: attentive and attentive-deep train from the same reads, each as it would alone."""
+    store = write_planted_store(tmp_path / "s.zarr", signal=0.6, clips=2)
+    runs = {"attentive": BASE, "deep": BASE.with_settings(probe="attentive-deep")}
+    together = run_cv_many(str(store), {n: (tmp_path / "together" / n, c) for n, c in runs.items()}, n_folds=2)
+    for name, cfg in runs.items():
+        alone = run_cv(str(store), tmp_path / "alone" / name, cfg, n_folds=2,
+                       folds_file=tmp_path / "together" / "attentive" / "folds.json")
+        for fa, fb in zip(together[name].folds, alone.folds):
+            for pa, pb in zip(fa.clip_posteriors, fb.clip_posteriors):
+                np.testing.assert_allclose(pa, pb, atol=1e-4)
