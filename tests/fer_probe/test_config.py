@@ -107,7 +107,10 @@ def test_runs_trained_together_may_differ_only_as_their_roles_say():
         check_trained_together([base, base.with_settings(seed=1)])
 
 
-def test_python_api_arguments_are_checked_in_one_line():
+def test_python_api_arguments_are_checked_in_one_line(tmp_path):
+    from fer_probe.protocols.cv import run_cv
+    with pytest.raises(FerProbeError, match="run_cv takes a ProbeConfig .*got str"):
+        run_cv(str(tmp_path / "s.zarr"), tmp_path / "run", "vjepa")
     with pytest.raises(FerProbeError, match="epochs must be a whole number"):
         ProbeConfig.from_recipe("vjepa", epochs="1")
     with pytest.raises(FerProbeError, match="use_proj must be True or False"):
