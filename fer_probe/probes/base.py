@@ -88,8 +88,9 @@ class Probe(nn.Module, ABC):
     @classmethod
     def forward_shared(cls, probes: list["Probe"], x: torch.Tensor, rows: list[list[int]] | None, *,
                        matmul_dtype: torch.dtype | None) -> list[torch.Tensor]:
-        """Logits of several probes over one traversal of the inputs x [B, ...] -> P x [B_p, C]."""
-        raise NotImplementedError(f"{cls.__name__} has no shared pass")
+        """Logits of several probes over one traversal of the inputs x [B, ...] -> P x [B_p, C]. This default runs
+        each probe alone; a probe kind that can share the traversal overrides it (AttentiveProbe)."""
+        return [p(x if rows is None else x[r]) for p, r in zip(probes, rows or [None] * len(probes))]
 
 
 def forward_many(probes: list[Probe], x: torch.Tensor, rows: list[list[int]] | None = None, *,

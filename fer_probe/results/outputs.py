@@ -155,23 +155,31 @@ def write_train_log(out: Path, log: list[dict]) -> None:
 
 
 def read_probe(path: Path):
-    """A probe saved by write_weights, rebuilt with its settings and weights, in eval mode; and its metadata."""
+    """A probe saved by write_weights, rebuilt with its settings and weights, in eval mode; and its metadata. A file
+    that is not such a probe is refused in one line naming it."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
     from fer_probe.probes.registry import registered
 
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata()
-    kind = registered(meta["probe"])
-    if "settings" in meta:
-        settings = kind.make_settings(**json.loads(meta["settings"]))
-    else:  # weights written before the settings were saved whole
-        settings = kind.settings_from({"head": meta.get("head"), "num_heads": int(meta.get("num_heads") or 16),
-                                       "num_queries": int(meta.get("num_queries") or 1),
-                                       "use_proj": meta.get("use_proj") == "True"})
-    probe = kind.build(int(meta["width"]), len(json.loads(meta["classes"])), settings)
-    probe.load_state_dict(load_file(str(path)))
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        kind = registered(meta["probe"])
+        if "settings" in meta:
+            settings = kind.make_settings(**json.loads(meta["settings"]))
+        else:  # weights written before the settings were saved whole
+            settings = kind.settings_from({"head": meta.get("head"), "num_heads": int(meta.get("num_heads") or 16),
+                                           "num_queries": int(meta.get("num_queries") or 1),
+                                           "use_proj": meta.get("use_proj") == "True"})
+        probe = kind.build(int(meta["width"]), len(json.loads(meta["classes"])), settings)
+        probe.load_state_dict(load_file(str(path)))
+    except FerProbeError as exc:
+        raise FerProbeError(f"{path}: {exc}") from exc
+    except Exception as exc:  # safetensors' own error, a missing key, bad JSON: the file is not ours
+        raise FerProbeError(f"{path}: not probe weights written by fer-probe ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); rerun the fer-probe command "
+                            "that wrote it") from exc
     return probe.eval(), meta
 
 

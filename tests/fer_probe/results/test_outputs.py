@@ -37,3 +37,23 @@ def test_a_failed_write_names_what_was_lost_and_kept(tmp_path):
     with writing(tmp_path, "nothing"):  # no failure, nothing said
         pass
     assert os.listdir(tmp_path) == []
+
+
+def test_damaged_or_foreign_weights_are_refused_in_one_line(tmp_path):
+    import pytest
+    import torch
+    from safetensors.torch import save_file
+
+    from fer_probe.errors import FerProbeError
+    from fer_probe.results.outputs import read_probe
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(b"\x10\x00\x00")
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, str(foreign))  # no fer-probe metadata
+    unknown = tmp_path / "unknown.safetensors"
+    save_file({"w": torch.zeros(2)}, str(unknown), metadata={"probe": "transformer", "width": "2", "classes": "[]"})
+    for path, needle in ((truncated, "not probe weights"), (foreign, "not probe weights"),
+                         (unknown, "unknown probe 'transformer'")):
+        with pytest.raises(FerProbeError, match=needle) as raised:
+            read_probe(path)
+        assert str(path) in str(raised.value) and "\n" not in str(raised.value)
