@@ -27,11 +27,12 @@ class ReadPolicy:
 
     recycle (CPU only): a streamed batch's or video's tokens are valid only until the next is asked for; their
     memory is then read into again, instead of fresh pages faulted in for every read (0.5 GB a paper-recipe batch).
-    batch_check: who checks training batches for non-finite tokens: "reader" (every batch, in the consuming thread)
-    or "trainer" (Batch.verify, called by a trainer whose probe outputs turn non-finite with any non-finite token
-    they read: it checks only batches whose outputs are not finite). Test and validation videos are always checked."""
+    trainer_checks_batches: training batches are checked for non-finite tokens by the trainer (Batch.verify, called
+    by a trainer whose probe outputs turn non-finite with any non-finite token they read: it checks only batches
+    whose outputs are not finite), not on every batch (in the consuming thread). Test and validation videos are
+    always checked."""
     recycle: bool = False
-    batch_check: str = "reader"
+    trainer_checks_batches: bool = False
 
 
 @dataclass(frozen=True)
@@ -256,7 +257,7 @@ class CacheReader:
     def read_batch(self, rows: np.ndarray, clips: np.ndarray, views: np.ndarray, *, all_clips: bool) -> torch.Tensor:
         """Training inputs [B, N, D] (clip `clips[b]` of view `views[b]` of video `rows[b]`), or every clip of the
         view concatenated [B, K*N, D], into a buffer (recycled under the policy). Not checked finite: the consumer
-        checks (policy.batch_check), in its own thread (require_finite)."""
+        checks (ReadPolicy.trainer_checks_batches), in its own thread (require_finite)."""
         K, N, D = self.clips, self.num_tokens, self.width
         inputs = self.buffer((len(rows), K * N, D) if all_clips else (len(rows), N, D))  # [B, (K*)N, D]
         for row, v, k, s in zip(inputs, rows, clips, views):

@@ -72,7 +72,7 @@ class TokenSource:
         batches = [[(order[i:i + batch_size], clips[i:i + batch_size], views[i:i + batch_size])
                     for i in range(0, len(order), batch_size)] for order, clips, views in draws]
         policy = self.reader.policy
-        check, recycle = policy.batch_check == "reader", policy.recycle
+        check, recycle = not policy.trainer_checks_batches, policy.recycle
 
         def load(batch: tuple[np.ndarray, np.ndarray, np.ndarray]) -> torch.Tensor:
             rows, clips, views = batch

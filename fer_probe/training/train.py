@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 
 from fer_probe.config import ProbeConfig
-from fer_probe.data.inputs import InputKind
 from fer_probe.data.precision import Precision
 from fer_probe.data.sampling import Batch, TokenSource
 from fer_probe.probes.base import forward_many
@@ -143,9 +142,8 @@ def train_plans(source: TokenSource, plans: list[FoldPlan], targets: np.ndarray,
     total_steps = cfg.epochs * math.ceil(source.samples_per_epoch(len(union), all_clips) / batch_size)
     # on the CPU a non-finite token turns the outputs of every probe that reads it non-finite (NaN through the
     # LayerNorm statistics), and every token of a batch is read when all candidates train on the same clips
-    check = device.type != "cpu" or len({c.train_clips for c in variants.values()}) > 1 or \
-        source.kind == InputKind.POOLED
-    source.reader.policy = replace(source.reader.policy, batch_check="reader" if check else "trainer")
+    check = device.type != "cpu" or len({c.train_clips for c in variants.values()}) > 1
+    source.reader.policy = replace(source.reader.policy, trainer_checks_batches=not check)
     epochs = source.epochs(union, [np.random.default_rng([sampling_seed, epoch]) for epoch in range(cfg.epochs)],
                            batch_size, all_clips=all_clips)  # the first batch is read now
     with collector_paused():  # 20M-parameter probes and every step's autograd objects: no walks over all objects
