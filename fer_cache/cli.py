@@ -173,6 +173,38 @@ def print_summary(summary) -> None:
 
 @app.command()
 @user_errors
+def compact(store: Store, *, out: Annotated[str, typer.Option(help="the compact store to write (STORE.zarr)")],
+            rank: Annotated[int | None, typer.Option(min=1, help="principal directions kept (e.g. 256)")] = None,
+            dtype: Annotated[str, typer.Option(help="coordinates stored as int8 (per-token scale) or float16")
+                             ] = "int8",
+            sample_tokens: Annotated[int, typer.Option(min=2, help="tokens the basis is fitted on, spread over "
+                                                                   "every done video")] = 200_000,
+            seed: Annotated[int, typer.Option(help="seed of the token sample")] = 0,
+            basis_from: Annotated[str | None, typer.Option(help="reuse this compact store's basis (e.g. the "
+                                                                "training set's for a test set)")] = None,
+            overwrite: Annotated[bool, typer.Option(help="replace a store of another compaction")] = False):
+    """Write a compact copy of a store: every token as its R coordinates on a principal basis of the store's
+    tokens (about D/R times smaller); resumes a partial one. fer-probe reads it like any store."""
+    from fer_cache.store.compaction import CompactRequest, compact_store
+
+    request = CompactRequest(source=store, out=out, rank=rank, dtype=dtype, sample_tokens=sample_tokens, seed=seed,
+                             basis_from=basis_from, overwrite=overwrite)
+    with progress_bar() as bar:
+        summary = compact_store(request, on_fit=counted(bar, "fitting the basis"),
+                                on_video=counted(bar, "videos compacted"))
+    basis = summary.basis
+    before, after = summary.bytes_per_clip
+    console.print(f"{summary.store}: {summary.done}/{summary.total} videos compacted ({summary.written_now} now) in "
+                  f"{summary.seconds:.1f} s; rank {basis.rank} keeps {basis.explained:.1%} of the variance of "
+                  f"{basis.fitted_on.get('tokens', '?')} sampled tokens; {before / 1e3:.1f} -> {after / 1e3:.1f} kB "
+                  f"per clip view ({before / after:.1f}x smaller)", highlight=False)
+    if summary.not_done:
+        console.print(f"[yellow]note:[/yellow] {summary.not_done} videos are not done in {store} (pending or failed)"
+                      "; rerun compact after finishing its extraction", highlight=False)
+
+
+@app.command()
+@user_errors
 def info(store: Store, as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False):
     """Attributes, counts by status, sizes and bytes per clip of a store."""
     from fer_cache.store.audit import store_info
@@ -202,8 +234,24 @@ def info(store: Store, as_json: Annotated[bool, typer.Option("--json", help="pri
                   + (f" (key {encoder['checkpoint_key']})" if encoder.get("checkpoint_key") else ""), highlight=False)
     if encoder.get("fine_tuned"):
         console.print(f"[yellow]note:[/yellow] the encoder was {encoder['fine_tuned']}", highlight=False)
+    basis = result.attrs.get("storage", {}).get("basis")
+    if basis:
+        print_basis(basis, result.attrs.get("compacted_from"))
     for key in ("dataset", "label_names", "token_grid", "encoder", "sampling", "storage", "fingerprint"):
         console.print(f"{key}: {result.attrs.get(key)}", highlight=False)
+
+
+def print_basis(basis: dict, parent: dict | None) -> None:
+    """A compact store's rank, what it keeps and where its basis came from, with the curve to choose R by."""
+    fitted = basis.get("fitted_on", {})
+    console.print(f"[bold]compact[/bold]: rank {basis['rank']}, {basis['explained']:.1%} of the token variance kept; "
+                  f"basis fitted on {fitted.get('tokens', '?')} tokens of {fitted.get('videos', '?')} videos of "
+                  f"{fitted.get('store', '?')} (seed {fitted.get('seed', '?')})"
+                  + (f"; compacted from {parent['store']}" if parent else ""), highlight=False)
+    curve = basis.get("curve") or {}
+    if curve:
+        console.print("explained variance by rank: " + ", ".join(f"{r}: {share:.1%}" for r, share in curve.items()),
+                      highlight=False)
 
 
 @app.command()

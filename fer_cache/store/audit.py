@@ -124,6 +124,7 @@ def check_attrs(group) -> list[str]:
     shape = group["tokens"].shape
     t, h, w = attrs["token_grid"]
     width = attrs["encoder"].get("token_width", attrs["encoder"].get("embed_dim"))
+    width = (attrs["storage"].get("basis") or {}).get("rank", width)  # a compact store holds R coordinates
     if shape[3] != t * h * w or shape[4] != width:
         problems.append(f"tokens shape {shape} disagrees with token_grid {attrs['token_grid']} / token width {width}")
     problem = schema.label_problem(group["videos/label"][:], list(attrs["label_names"]))

@@ -14,6 +14,7 @@ import numpy as np
 import zarr
 
 from fer_cache.store import schema
+from fer_cache.store.basis import Basis
 from fer_cache.store.schema import StoreFormatError
 from fer_cache.store.shards import ShardReader, writes_whole_shards
 
@@ -42,6 +43,8 @@ class Store:
         self.tokens = group["tokens"]
         self.scales = group["tokens_scale"] if "tokens_scale" in group else None
         self.dtype = schema.storage_dtype(group)
+        compact = group.attrs.get("fer_cache_schema") == schema.COMPACT_SCHEMA_VERSION
+        self.basis = Basis.read(group) if compact else None  # tokens are coordinates on it (compact stores)
         local = direct and not schema.is_url(self.location)
         self.direct = ShardReader(self.tokens, self.location) if local and ShardReader.applies(
             self.tokens, self.location) else None

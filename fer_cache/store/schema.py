@@ -16,6 +16,7 @@ import zarr
 from fer_cache.errors import StoreError
 
 SCHEMA_VERSION = 1
+COMPACT_SCHEMA_VERSION = 2  # schema 1 whose tokens are coordinates on a principal basis (store.basis)
 PENDING, DONE, FAILED = 0, 1, 2
 STATUS_NAMES = {PENDING: "pending", DONE: "done", FAILED: "failed"}
 STORED_DTYPES = {"float16": "float16", "bfloat16": "uint16", "int8": "int8",
@@ -124,10 +125,12 @@ def check_schema(group: zarr.Group, location: str) -> None:
     version = group.attrs.get("fer_cache_schema")
     if version is None:
         raise StoreFormatError(f"{location}: not a fer-cache store (no fer_cache_schema attribute)")
-    if version != SCHEMA_VERSION:
-        raise StoreFormatError(f"{location}: store schema {version!r}; this tool reads schema {SCHEMA_VERSION} "
-                               "(re-extract, or use the fer-jepa version that wrote it)")
-    missing = [node for node in REQUIRED_NODES if node not in group]
+    if version not in (SCHEMA_VERSION, COMPACT_SCHEMA_VERSION):
+        raise StoreFormatError(f"{location}: store schema {version!r}; this tool reads schemas {SCHEMA_VERSION} and "
+                               f"{COMPACT_SCHEMA_VERSION} (re-extract, or use the fer-jepa version that wrote it)")
+    from fer_cache.store.basis import NODES
+    required = REQUIRED_NODES + (NODES if version == COMPACT_SCHEMA_VERSION else ())
+    missing = [node for node in required if node not in group]
     if missing:
         raise StoreFormatError(f"{location}: missing '{missing[0]}'; not a complete fer-cache store")
 

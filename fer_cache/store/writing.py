@@ -17,6 +17,7 @@ import zarr.codecs
 
 from fer_cache.errors import StoreError, StoreMismatchError
 from fer_cache.store import schema, shards
+from fer_cache.store.basis import Basis
 from fer_cache.store.handle import Store
 from fer_cache.store.schema import Layout
 
@@ -40,25 +41,29 @@ def is_replaceable(path: Path) -> bool:
         return False
 
 
-def create_store(location: str | Path, layout: Layout, videos: list, *, attrs: dict) -> Store:
-    """A new, all-pending store for `videos` (VideoItem-like: id, path, label, subject[, split]).
+def create_store(location: str | Path, layout: Layout, videos: list, *, attrs: dict, basis: Basis | None = None) \
+        -> Store:
+    """A new, all-pending store for `videos` (VideoItem-like: id, path, label, subject[, split]); with a basis, a
+    compact store (schema 2) whose tokens are coordinates on it (layout.width is then its rank).
 
     A local store is built beside its destination and renamed into place, so an interrupted creation never leaves
     a half-made store behind (nor removes the old one before the new one is complete)."""
     if schema.is_url(location):
-        return Store(fill_store(zarr.open_group(str(location), mode="w"), layout, videos, attrs=attrs), location)
+        return Store(fill_store(zarr.open_group(str(location), mode="w"), layout, videos, attrs=attrs, basis=basis),
+                     location)
     final = Path(location)
     partial = final.with_name(final.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)  # left by an interrupted creation
-    fill_store(zarr.open_group(str(partial), mode="w"), layout, videos, attrs=attrs)
+    fill_store(zarr.open_group(str(partial), mode="w"), layout, videos, attrs=attrs, basis=basis)
     if final.exists():
         shutil.rmtree(final)
     partial.rename(final)
     return Store(zarr.open_group(str(final), mode="r+"), final)
 
 
-def fill_store(group: zarr.Group, layout: Layout, videos: list, *, attrs: dict) -> zarr.Group:
+def fill_store(group: zarr.Group, layout: Layout, videos: list, *, attrs: dict, basis: Basis | None = None) \
+        -> zarr.Group:
     compressors = compressors_for(layout.compressor)
     for name, spec in schema.array_specs(layout).items():
         group.create_array(name, shape=spec.shape, chunks=spec.chunks, shards=spec.shards,
@@ -72,7 +77,10 @@ def fill_store(group: zarr.Group, layout: Layout, videos: list, *, attrs: dict) 
             continue  # official split membership (e.g. "test:3"), only where an adapter knows it
         write_column(group, name, [getattr(v, field) for v in videos], dtype=str if dtype == "str" else dtype,
                      chunks=whole)
-    group.attrs.update(attrs | {"fer_cache_schema": schema.SCHEMA_VERSION})
+    if basis is not None:
+        basis.write(group)
+    version = schema.SCHEMA_VERSION if basis is None else schema.COMPACT_SCHEMA_VERSION
+    group.attrs.update(attrs | {"fer_cache_schema": version})  # last: a store without it is not a store yet
     return group
 
 
@@ -84,9 +92,12 @@ def write_column(group: zarr.Group, name: str, values: list, *, dtype, chunks: t
 
 
 def write_video(store: Store, index: int, tokens: np.ndarray, *, frame_index: np.ndarray, n_frames: int) -> None:
-    """Write one video's tokens [K, S, N, D] and clip indices, then (last) mark it done. In the default layout of a
-    local store, whole shards go straight to their files (shards.write_shard)."""
+    """Write one video's tokens [K, S, N, D] and clip indices, then (last) mark it done; a compact store keeps their
+    coordinates on its basis. In the default layout of a local store, whole shards go straight to their files
+    (shards.write_shard)."""
     group = store.group
+    if store.basis is not None and tokens.shape[-1] == store.basis.width:
+        tokens = store.basis.project(tokens)  # [K, S, N, R]
     if tuple(tokens.shape) != tuple(store.tokens.shape[1:]):  # a shard file would take any bytes: check here
         raise StoreError(f"{store.location}: tokens of shape {tuple(tokens.shape)} for video row {index}, but the "
                          f"store holds {tuple(store.tokens.shape[1:])} per video")
@@ -238,9 +249,10 @@ def update_metadata(group: zarr.Group, videos: list, rows: list[int]) -> int:
 
 
 def prepare_for_extraction(location: str, layout: Layout, videos: list, *, attrs: dict, overwrite: bool,
-                           rank: int = 0, wait: Callable[[], None] = lambda: None) -> tuple[Store, Reconciled]:
-    """Rank 0 creates the store (replacing it with overwrite), or reconciles an existing one with the dataset
-    (growing it); the other ranks open it once it is ready (`wait` is the ranks' barrier)."""
+                           rank: int = 0, wait: Callable[[], None] = lambda: None, basis: Basis | None = None) \
+        -> tuple[Store, Reconciled]:
+    """Rank 0 creates the store (replacing it with overwrite; compact with a basis), or reconciles an existing one
+    with the dataset (growing it); the other ranks open it once it is ready (`wait` is the ranks' barrier)."""
     exists = (Path(location) / "zarr.json").exists() if not schema.is_url(location) else url_exists(location)
     reconciled = Reconciled(rows=list(range(len(videos))))
     if rank == 0:
@@ -252,7 +264,7 @@ def prepare_for_extraction(location: str, layout: Layout, videos: list, *, attrs
                 raise StoreError(f"{location} exists and is not a fer-cache store; choose another output (nothing "
                                  "was changed there)")
             try:
-                store = create_store(location, layout, videos, attrs=attrs)
+                store = create_store(location, layout, videos, attrs=attrs, basis=basis)
             except OSError as exc:
                 raise StoreError(f"cannot write the store at {location}: {exc.strerror or exc}; choose a writable "
                                  "output") from exc

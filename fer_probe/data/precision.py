@@ -1,12 +1,14 @@
 """Where and in what precision a probe run computes, resolved once per run into one `Precision` that the reader,
 the trainer and the scorer read: the device, the dtype the probes compute in, the dtype tokens travel in from the
-store, what the CPU's streamed pooling multiplies in, and autocast."""
+store, what the CPU's streamed pooling multiplies in, autocast, and how tokens are represented (as themselves, or
+as coordinates on a compact store's basis, which the store's reader sets)."""
 
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
+from fer_probe.data.coordinates import TokenBasis
 from fer_probe.errors import FerProbeError
 
 STORED_HALF = {"float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -29,6 +31,7 @@ class Precision:
     inside the streamed pooling (not exact)."""
     device: torch.device
     compute: torch.dtype  # what the probes compute in: float32, or bfloat16/float16
+    basis: TokenBasis | None = None  # tokens arrive as coordinates on it (a compact store; set by its reader)
 
     @classmethod
     def resolve(cls, precision: str = "auto", device: str = "auto") -> "Precision":
@@ -43,6 +46,10 @@ class Precision:
         compute = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}.get(
             precision, torch.bfloat16 if cuda else torch.float32)
         return cls(device=where, compute=compute)
+
+    def with_basis(self, basis: TokenBasis | None) -> "Precision":
+        """The same numbers, for tokens that arrive as coordinates on `basis` (None: as themselves)."""
+        return replace(self, basis=basis)
 
     @property
     def cuda(self) -> bool:

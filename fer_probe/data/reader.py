@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from fer_cache.store import Store, StoreFormatError, schema
+from fer_probe.data.coordinates import TokenBasis
 from fer_probe.data.precision import CPU_FLOAT32, Precision
 from fer_probe.errors import IncompleteStoreError, StoreReadError
 
@@ -71,7 +72,9 @@ def clip_means(values: torch.Tensor) -> np.ndarray:
 
 
 class CacheReader:
-    """A store's videos, labels and subjects, and its tokens in the compute dtype, streamed chunk by chunk.
+    """A store's videos, labels and subjects, and its tokens in the compute dtype, streamed chunk by chunk. The tokens
+    of a compact store come as their coordinates [.., R] on its basis, which the reader's precision then carries
+    (Precision.basis): `width` is the tokens' width D, `stored_width` what a read holds (R, or D).
 
     Opening refuses a store with pending or failed videos (unless allow_incomplete) and one whose done videos miss
     token chunks (they would read back as zeros). Use it as a context manager, or call close()."""
@@ -88,11 +91,15 @@ class CacheReader:
         except StoreFormatError as exc:
             raise StoreReadError(str(exc)) from exc
         self.attrs = self.store.attrs
+        self.basis = self.store.basis  # the store's principal basis (compact stores), else None
+        if self.basis is not None:
+            self.precision = precision.with_basis(TokenBasis.create(self.basis.mean, self.basis.components,
+                                                                    precision.device))
         self.label_names: list[str] = manifest.label_names
         self.fingerprint: str = self.attrs.get("fingerprint", "")
         self.tokens = self.store.tokens
         self.storage_dtype = self.store.dtype  # how tokens are stored: float16, bfloat16, int8 or float32
-        self.transfer_dtype = precision.transfer(self.storage_dtype)
+        self.transfer_dtype = self.precision.transfer(self.storage_dtype)
         usable = manifest.status == schema.DONE
         self.excluded = int((~usable).sum())
         if self.excluded and not allow_incomplete:
@@ -107,7 +114,8 @@ class CacheReader:
         self.subjects = [manifest.subjects[i] for i in self.rows]
         self.splits = [manifest.splits[i] for i in self.rows] if manifest.splits is not None else None
         self.labels = labels[self.rows]
-        _, self.clips, self.views, self.num_tokens, self.width = self.tokens.shape
+        _, self.clips, self.views, self.num_tokens, self.stored_width = self.tokens.shape
+        self.width = self.basis.width if self.basis is not None else self.stored_width
         self.memory_budget = memory_budget_mb * 1e6
         self._memory: dict[int, torch.Tensor] = {}
         self._spare: list[torch.Tensor] = []  # buffers given back, to read into again (buffer, give_back)
@@ -138,7 +146,7 @@ class CacheReader:
 
     @property
     def clip_bytes(self) -> int:
-        return self.num_tokens * self.width * self.tokens.dtype.itemsize
+        return self.num_tokens * self.stored_width * self.tokens.dtype.itemsize
 
     @property
     def encoder(self) -> dict:
@@ -200,7 +208,7 @@ class CacheReader:
     def preload(self) -> bool:
         """Keep every decoded video in memory when the whole store fits the budget (read once, reuse per epoch)."""
         itemsize = torch.finfo(self.transfer_dtype).bits // 8
-        needed = len(self) * self.clips * self.views * self.num_tokens * self.width * itemsize
+        needed = len(self) * self.clips * self.views * self.num_tokens * self.stored_width * itemsize
         if needed > self.memory_budget or self._memory:
             return bool(self._memory)
         for v, values in enumerate(self.load_all(self.video, range(len(self)))):  # kept unpinned
@@ -215,7 +223,7 @@ class CacheReader:
         """Yield [K, S, N, D] for each video index, prefetching (and pinning, for CUDA) in background threads, each
         checked finite; with the policy's recycle (CPU, streamed stores) valid until the next is asked for."""
         recycle = self.recycle
-        shape = (self.clips, self.views, self.num_tokens, self.width)
+        shape = (self.clips, self.views, self.num_tokens, self.stored_width)
 
         def load(v: int) -> torch.Tensor:  # checked finite in the consuming thread
             if not recycle:
@@ -258,7 +266,7 @@ class CacheReader:
         """Training inputs [B, N, D] (clip `clips[b]` of view `views[b]` of video `rows[b]`), or every clip of the
         view concatenated [B, K*N, D], into a buffer (recycled under the policy). Not checked finite: the consumer
         checks (ReadPolicy.trainer_checks_batches), in its own thread (require_finite)."""
-        K, N, D = self.clips, self.num_tokens, self.width
+        K, N, D = self.clips, self.num_tokens, self.stored_width
         inputs = self.buffer((len(rows), K * N, D) if all_clips else (len(rows), N, D))  # [B, (K*)N, D]
         for row, v, k, s in zip(inputs, rows, clips, views):
             if all_clips:
@@ -279,8 +287,14 @@ class CacheReader:
         videos = self.load_all(self.video, indices) if self.pin_memory else \
             self.videos(indices)  # never pinned: pooled on the CPU
         for i, values in enumerate(videos):
-            out[i] = clip_means(values)
+            out[i] = self.clip_means(values)
         return out
+
+    def clip_means(self, values: torch.Tensor) -> np.ndarray:
+        """A video's tokens [K, S, N, D or R] -> the token mean of each clip view [K, S, D] float32 (a compact
+        store's mean coordinates lifted: the mean of x~ is mean + mean(z) @ components)."""
+        means = clip_means(values)
+        return means if self.basis is None else self.precision.basis.lift_numpy(means)
 
     def active_classes(self) -> list[int]:
         """Label indices that occur among the usable videos, in label_names order."""

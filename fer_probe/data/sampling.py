@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from fer_probe.data.inputs import InputKind
-from fer_probe.data.reader import CacheReader, clip_means
+from fer_probe.data.reader import CacheReader
 
 
 @dataclass
@@ -113,7 +113,7 @@ class TokenSource:
             return
         for values, v in zip(self.reader.videos(videos), videos):  # reader first: its last is given back
             if self.means is not None and not self.measured[v]:
-                self.means[v], self.measured[v] = clip_means(values), True
+                self.means[v], self.measured[v] = self.reader.clip_means(values), True
             yield values
 
     def record_means(self) -> None:

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 
 from fer_probe.config import Head
+from fer_probe.data.precision import Precision
 from fer_probe.errors import FerProbeError
 from fer_probe.probes.attention import CrossAttentionBlock, SelfAttentionBlock, attend_many
 from fer_probe.probes.base import Probe
@@ -89,7 +90,7 @@ class AttentiveProbe(Probe):
     """tokens [B, N, D] -> logits [B, C]; `linear` is named as in V-JEPA's AttentiveClassifier."""
 
     Settings = AttentiveSettings
-    takes_float16 = True  # its pooling widens them a chunk at a time (attention.StreamedPool)
+    takes_float16 = True  # its pooling widens them a chunk at a time (pooling.StreamedPool)
     depth = 1  # blocks: depth - 1 self-attention blocks, then the cross-attention
 
     def __init__(self, dim: int, num_classes: int, settings: AttentiveSettings = AttentiveSettings(), *,
@@ -144,11 +145,12 @@ class AttentiveProbe(Probe):
 
     @classmethod
     def forward_shared(cls, probes: list["AttentiveProbe"], x: torch.Tensor, rows: list[list[int]] | None, *,
-                       matmul_dtype: torch.dtype | None) -> list[torch.Tensor]:
+                       precision: Precision) -> list[torch.Tensor]:
         """Every probe's score columns stacked into one traversal of the tokens (attention.attend_many)."""
         blocks = [p.pooler.cross_attention_block for p in probes]
         queries = [p.pooler.query_tokens for p in probes]
-        attended = attend_many(blocks, queries, x, rows=rows, matmul_dtype=matmul_dtype)  # P x [B_p, Q, D]
+        attended = attend_many(blocks, queries, x, rows=rows, matmul_dtype=precision.matmul,
+                               basis=precision.basis)  # P x [B_p, Q, D]
         return [p.classify(block.finish(query, y).mean(dim=1))  # [B_p, C]
                 for p, block, query, y in zip(probes, blocks, queries, attended)]
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from fer_probe.data.inputs import InputKind
+from fer_probe.data.precision import CPU_FLOAT32, Precision
 from fer_probe.errors import FerProbeError
 
 
@@ -87,17 +88,19 @@ class Probe(nn.Module, ABC):
 
     @classmethod
     def forward_shared(cls, probes: list["Probe"], x: torch.Tensor, rows: list[list[int]] | None, *,
-                       matmul_dtype: torch.dtype | None) -> list[torch.Tensor]:
-        """Logits of several probes over one traversal of the inputs x [B, ...] -> P x [B_p, C]. This default runs
-        each probe alone; a probe kind that can share the traversal overrides it (AttentiveProbe)."""
+                       precision: Precision) -> list[torch.Tensor]:
+        """Logits of several probes over one traversal of the inputs x [B, ...] -> P x [B_p, C] (tokens as
+        `precision` holds them: coordinates on its basis for a compact store). This default runs each probe alone;
+        a probe kind that can share the traversal overrides it (AttentiveProbe)."""
         return [p(x if rows is None else x[r]) for p, r in zip(probes, rows or [None] * len(probes))]
 
 
 def forward_many(probes: list[Probe], x: torch.Tensor, rows: list[list[int]] | None = None, *,
-                 matmul_dtype: torch.dtype | None = None) -> list[torch.Tensor]:
+                 precision: Precision = CPU_FLOAT32) -> list[torch.Tensor]:
     """Logits of several probes on the same inputs [B, ...] -> P x [B_p, C], each on its rows of the batch (all rows
     by default). Probes with a shared pass share it (one traversal of the tokens for all of them); float16 CPU tokens
-    are multiplied in matmul_dtype there (Precision.matmul)."""
+    are multiplied in Precision.matmul there. Tokens of a compact store (coordinates on Precision.basis) go to the
+    shared pass as they are, and are lifted to D once for the probes that need every token in D."""
     out: list[torch.Tensor | None] = [None] * len(probes)
     groups: dict[type, list[int]] = {}
     for i, probe in enumerate(probes):
@@ -106,14 +109,16 @@ def forward_many(probes: list[Probe], x: torch.Tensor, rows: list[list[int]] | N
             groups.setdefault(kind, []).append(i)
     for kind, members in groups.items():
         logits = kind.forward_shared([probes[i] for i in members], x,
-                                     [rows[i] for i in members] if rows is not None else None,
-                                     matmul_dtype=matmul_dtype)
+                                     [rows[i] for i in members] if rows is not None else None, precision=precision)
         for i, lg in zip(members, logits):
             out[i] = lg
     widened = None  # CPU float16 tokens as float32, for the probes that do not take them (made once)
+    lifted = None  # coordinates lifted to tokens (made once)
     for i, probe in enumerate(probes):
         if out[i] is None:
             inputs = x
+            if precision.basis is not None and probe.input_kind == InputKind.TOKENS:
+                inputs = lifted = precision.basis.lift(x) if lifted is None else lifted
             if x.dtype == torch.float16 and x.device.type == "cpu" and not probe.takes_float16:
                 inputs = widened = x.float() if widened is None else widened
             out[i] = probe(inputs if rows is None else inputs[rows[i]])

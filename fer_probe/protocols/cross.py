@@ -107,7 +107,8 @@ def run_cross(train_store: str, test_store: str, out: str | Path, *, cfg: ProbeC
         targets = np.array([mapping.train_classes.index(n) for n in names_a], dtype=np.int64)
         outputs.write_config(out, {"command": "cross", "train_store": str(train_store), "test_store": str(test_store),
                                    "fingerprint": a.fingerprint, "mapping": mapping.summary, "notes": notes,
-                                   "protocol": PROTOCOL, "store_attrs": a.attrs}, cfg)
+                                   "protocol": PROTOCOL, "store_attrs": a.attrs,
+                                   "test_basis": b.attrs.get("storage", {}).get("basis")}, cfg)
         plan = fold_plan(0, np.arange(len(a)), subjects=a.subjects, targets=targets, cfg=cfg, seed=cfg.seed)
         training = train_folds(source_a, [plan], targets, cfg=cfg, num_classes=len(mapping.train_classes),
                                on_progress=on_progress)

@@ -9,7 +9,7 @@ import numpy as np
 from fer_probe.errors import FerProbeError
 from fer_probe.results.metrics import METRIC_KEYS, confusion, distinguishable, paired_bootstrap, uar
 from fer_probe.results.plots import confusion_png, curves_png
-from fer_probe.results.report_tables import fold_table, paper_table, words
+from fer_probe.results.report_tables import compact_text, fold_table, paper_table, words
 
 
 def read_run(run: Path) -> tuple[dict, dict, list[dict], list[str]]:
@@ -174,6 +174,10 @@ def describe_data(config: dict, n_rows: int) -> list[str]:
     if encoder.get("fine_tuned"):
         lines.append(f"- **note: the encoder was {encoder['fine_tuned']}**; this is not a frozen self-supervised "
                      "encoder's result")
+    for role, basis in (("", attrs.get("storage", {}).get("basis")), ("test store: ", config.get("test_basis"))):
+        if basis:
+            lines.append(f"- **{role}{compact_text(basis)}**: the probe computed exactly on the tokens these "
+                         "coordinates stand for, not on the encoder's own tokens")
     lines += [f"- {note}" for note in config.get("notes", [])]
     return lines + [""]
 

@@ -17,6 +17,7 @@ PAPER = {
     "init": "V-JEPA's: trunc_normal(0.02), proj and fc2 / sqrt(2)",
     "precision": "float16 autocast with a gradient scaler (GPU)",
     "selection": "the last epoch",
+    "tokens": "the encoder's tokens, every one D wide",
 }
 
 
@@ -31,7 +32,17 @@ def several_candidates(probe: dict) -> bool:
     return len(probe.get("lrs", [])) * len(probe.get("weight_decays", [])) > 1
 
 
-def this_run(probe: dict, clips: int | None) -> dict[str, str]:
+def compact_text(basis: dict | None) -> str | None:
+    """How a compact store holds its tokens, for the reports (None for a full store)."""
+    if not basis:
+        return None
+    fitted = basis.get("fitted_on", {})
+    return (f"rank-{basis['rank']} coordinates of a compact store ({basis['explained']:.1%} of the token variance "
+            f"kept; basis fitted on {fitted.get('tokens', '?')} tokens of {fitted.get('videos', '?')} videos of "
+            f"{fitted.get('store', '?')})")
+
+
+def this_run(probe: dict, clips: int | None, basis: dict | None = None) -> dict[str, str]:
     several = several_candidates(probe)
     wd_end = f", cosine to {probe.get('final_weight_decay'):g}" if probe.get("wd_schedule") == "cosine" else \
         ", constant"
@@ -49,10 +60,11 @@ def this_run(probe: dict, clips: int | None) -> dict[str, str]:
         "init": "V-JEPA's (the same)",
         "precision": words(probe.get("precision")),
         "selection": "the last epoch" + ("; candidates chosen on an inner validation split" if several else ""),
+        "tokens": compact_text(basis) or "the encoder's tokens (the same)",
     }
 
 
-def same_as_paper(probe: dict, encoder_heads) -> dict[str, bool]:
+def same_as_paper(probe: dict, encoder_heads, compact: bool = False) -> dict[str, bool]:
     """Setting by setting, whether this run trains as the paper recipe does (config.RECIPES["paper"])."""
     several = several_candidates(probe)
     paper = ProbeConfig(recipe="paper")
@@ -73,14 +85,16 @@ def same_as_paper(probe: dict, encoder_heads) -> dict[str, bool]:
         "init": True,
         "precision": probe.get("precision") == "float16",
         "selection": not several,
+        "tokens": not compact,
     }
 
 
 def paper_table(config: dict) -> list[str]:
     probe = config.get("probe", {})
     attrs = config.get("store_attrs", {})
-    mine = this_run(probe, attrs.get("sampling", {}).get("clips_per_video"))
-    same = same_as_paper(probe, attrs.get("encoder", {}).get("num_heads"))
+    basis = attrs.get("storage", {}).get("basis")
+    mine = this_run(probe, attrs.get("sampling", {}).get("clips_per_video"), basis)
+    same = same_as_paper(probe, attrs.get("encoder", {}).get("num_heads"), compact=bool(basis))
     lines = ["| setting | this run | the paper's code |", "|---|---|---|"]
     for key, paper in PAPER.items():
         lines.append(f"| {key} | {mine[key]}{'' if same[key] else ' *'} | {paper} |")

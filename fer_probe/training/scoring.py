@@ -39,7 +39,7 @@ def video_posteriors(source: TokenSource, models: list[nn.Module], videos: list[
             for chunk in x.split(CHUNK):
                 with precision.autocast():
                     for j, logits in enumerate(forward_many([models[m] for m in scorers], chunk,
-                                                            matmul_dtype=precision.matmul)):
+                                                            precision=precision)):
                         parts[j].append(logits.float())
             for m, chunks in zip(scorers, parts):
                 logits = torch.cat(chunks)  # [M, C]

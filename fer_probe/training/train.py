@@ -63,7 +63,7 @@ class StepRunner:
             with self.precision.autocast():
                 logits += forward_many([self.grid[key].model.train() for key in keys], inputs,
                                        None if every else [rows[key] for key in keys],
-                                       matmul_dtype=self.precision.matmul)
+                                       precision=self.precision)
         if batch.verify is not None and not all(bool(torch.isfinite(lg).all()) for lg in logits):
             batch.verify()  # refuses the video whose non-finite tokens made them, else training itself diverged
         losses, correct = [], []

@@ -4,8 +4,8 @@ boundaries, for float32, float16 and bfloat16 tokens."""
 import pytest
 import torch
 
-from fer_probe.probes import attention
-from fer_probe.probes.attention import StreamedPool, pool, whole_pool
+from fer_probe.probes import attention, pooling
+from fer_probe.probes.pooling import StreamedPool, pool, whole_pool
 
 
 def tokens(n: int, width: int, dtype: torch.dtype, batch: int = 2) -> torch.Tensor:
@@ -15,7 +15,7 @@ def tokens(n: int, width: int, dtype: torch.dtype, batch: int = 2) -> torch.Tens
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_streamed_pooling_equals_whole_tensor_pooling_across_chunks(monkeypatch, dtype):
-    monkeypatch.setattr(attention, "TOKEN_CHUNK", 64)  # 300 tokens: four whole chunks and a partial one
+    monkeypatch.setattr(pooling, "TOKEN_CHUNK", 64)  # 300 tokens: four whole chunks and a partial one
     x = tokens(300, 48, dtype)
     u = (torch.randn(7, 48) * 0.3).requires_grad_()
     grad = torch.randn(2, 7, 48)
@@ -28,14 +28,14 @@ def test_streamed_pooling_equals_whole_tensor_pooling_across_chunks(monkeypatch,
 
 
 def test_streamed_pooling_gradient_is_exact_in_float64(monkeypatch):
-    monkeypatch.setattr(attention, "TOKEN_CHUNK", 50)
+    monkeypatch.setattr(pooling, "TOKEN_CHUNK", 50)
     x = tokens(130, 16, torch.float64, batch=1)
     u = (torch.randn(3, 16, dtype=torch.float64) * 0.3).requires_grad_()
     assert torch.autograd.gradcheck(lambda columns: StreamedPool.apply(x, columns, 1e-6), (u,))
 
 
 def test_bfloat16_tokens_multiply_in_bfloat16_close_to_float32(monkeypatch):
-    monkeypatch.setattr(attention, "TOKEN_CHUNK", 64)
+    monkeypatch.setattr(pooling, "TOKEN_CHUNK", 64)
     x = tokens(300, 48, torch.bfloat16)
     u = torch.randn(5, 48) * 0.3
     reference = whole_pool(x.float(), u, 1e-6)
@@ -45,7 +45,7 @@ def test_bfloat16_tokens_multiply_in_bfloat16_close_to_float32(monkeypatch):
 def test_float16_tokens_multiplied_in_bfloat16_are_bfloat16_tokens(monkeypatch):
     """A CPU bfloat16 run reads float16 as stored and converts each chunk: the pooling and its gradient are those of
     the same tokens cast to bfloat16 up front, to the bit."""
-    monkeypatch.setattr(attention, "TOKEN_CHUNK", 64)
+    monkeypatch.setattr(pooling, "TOKEN_CHUNK", 64)
     x = tokens(300, 48, torch.float16)
     u = (torch.randn(5, 48) * 0.3).requires_grad_()
     grad = torch.randn(2, 5, 48)

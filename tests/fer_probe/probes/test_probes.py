@@ -165,11 +165,12 @@ def test_fer_probe_never_imports_video_or_encoder_code():
 
 def test_the_default_shared_pass_runs_each_probe_on_its_rows():
     """A probe kind without a pass of its own inherits one that runs each probe alone, on its rows of the batch."""
+    from fer_probe.data.precision import CPU_FLOAT32
     from fer_probe.probes import LinearProbe
     torch.manual_seed(0)
     probes = [LinearProbe.build(8, 3, LinearProbe.make_settings()) for _ in range(2)]
     x = torch.randn(4, 8)
-    logits = LinearProbe.forward_shared(probes, x, [[0, 2], [1, 2, 3]], matmul_dtype=None)
+    logits = LinearProbe.forward_shared(probes, x, [[0, 2], [1, 2, 3]], precision=CPU_FLOAT32)
     assert torch.equal(logits[0], probes[0](x[[0, 2]])) and torch.equal(logits[1], probes[1](x[[1, 2, 3]]))
-    assert all(torch.equal(a, p(x)) for a, p in zip(LinearProbe.forward_shared(probes, x, None, matmul_dtype=None),
+    assert all(torch.equal(a, p(x)) for a, p in zip(LinearProbe.forward_shared(probes, x, None, precision=CPU_FLOAT32),
                                                     probes))

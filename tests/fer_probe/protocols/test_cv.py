@@ -194,13 +194,13 @@ def test_cli_cv_with_reused_folds_file(tmp_path, planted_store):
 def test_cpu_bfloat16_runs_multiply_the_tokens_in_bfloat16_and_learn_what_float32_learns(tmp_path, monkeypatch):
     """The reader hands out float16 as stored; the streamed pooling gets bfloat16 as its matmul dtype, training and
     scoring alike, and the posteriors stay close to the exact float32 run's."""
-    from fer_probe.probes import attention
+    from fer_probe.probes import pooling
     store = write_planted_store(tmp_path / "s.zarr", signal=0.6)
     exact = run_cv(str(store), tmp_path / "float32", FAST, n_folds=4)
     asked = set()
-    apply = attention.StreamedPool.apply
-    monkeypatch.setattr(attention.StreamedPool, "apply",
-                        lambda x, u, eps, dtype=None: asked.add((x.dtype, dtype)) or apply(x, u, eps, dtype))
+    apply = pooling.StreamedPool.apply
+    monkeypatch.setattr(pooling.StreamedPool, "apply", lambda x, u, eps, dtype=None, basis=None:
+                        asked.add((x.dtype, dtype)) or apply(x, u, eps, dtype, basis))
     fast = run_cv(str(store), tmp_path / "bfloat16", ProbeConfig.from_recipe("fast", epochs=8, num_heads=4,
                                                                             device="cpu", precision="bfloat16"),
                   n_folds=4)
