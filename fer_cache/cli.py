@@ -118,6 +118,9 @@ def extract(*, dataset: Annotated[str, typer.Option(help="dataset name in the co
                                                                     f"[{request_default('workers')}]")] = None,
             limit: Annotated[int | None, typer.Option(min=1, help="only the first N videos")] = None,
             overwrite: Annotated[bool, typer.Option(help="replace a store of another extraction")] = False,
+            rank: Annotated[int | None, typer.Option(min=1, help="write a compact store of this rank (a basis "
+                                                                 "fitted on a seeded sample of videos first)")
+                            ] = None,
             compile_encoder: Annotated[str | None, typer.Option(
                 "--compile", help="auto (compiled on CUDA, eager on the CPU), on or off "
                                   f"[{request_default('compile')}]")
@@ -128,7 +131,7 @@ def extract(*, dataset: Annotated[str, typer.Option(help="dataset name in the co
     from fer_cache.extraction.pipeline import run_extraction
 
     given = dict(device=device, batch_size=batch_size, workers=workers, compile=compile_encoder)
-    request = ExtractRequest(dataset=dataset, encoder=encoder, out=out, limit=limit, overwrite=overwrite,
+    request = ExtractRequest(dataset=dataset, encoder=encoder, out=out, limit=limit, overwrite=overwrite, rank=rank,
                              **{k: v for k, v in given.items() if v is not None})  # defaults: ExtractRequest's
     with progress_bar() as bar:
         progress = ExtractProgress(bar)
@@ -246,7 +249,8 @@ def print_basis(basis: dict, parent: dict | None) -> None:
     fitted = basis.get("fitted_on", {})
     console.print(f"[bold]compact[/bold]: rank {basis['rank']}, {basis['explained']:.1%} of the token variance kept; "
                   f"basis fitted on {fitted.get('tokens', '?')} tokens of {fitted.get('videos', '?')} videos of "
-                  f"{fitted.get('store', '?')} (seed {fitted.get('seed', '?')})"
+                  f"{fitted.get('store') or 'dataset ' + str(fitted.get('dataset')) + ' at extraction'} (seed "
+                  f"{fitted.get('seed', '?')})"
                   + (f"; compacted from {parent['store']}" if parent else ""), highlight=False)
     curve = basis.get("curve") or {}
     if curve:

@@ -47,6 +47,10 @@ class ExtractionConfig:
     compressor: str = "none"  # float16 tokens compress by ~8-10% at 4-5x slower reads (benchmarks/bench_store.py)
     face_crop: bool = False  # one detected face box per clip, cropped before resizing (needs fer-jepa[face])
     face_margin: float = 0.25
+    rank: int | None = None  # a compact store: tokens as coordinates on a rank-R principal basis (fer-cache compact)
+    basis_videos: int = 32  # videos encoded first, the basis fitted on their tokens
+    basis_tokens: int = 200_000  # tokens of those videos the basis is fitted on
+    basis_seed: int = 0
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -218,7 +222,8 @@ def _encoder(name: str, entry, base: Path, *, source: str, line: int) -> Encoder
 
 
 _EXTRACTION_TYPES = {"frames_per_clip": int, "frame_step": int, "clips_per_video": int, "spatial_views": int,
-                     "resize": int, "dtype": str, "compressor": str, "face_crop": bool, "face_margin": float}
+                     "resize": int, "dtype": str, "compressor": str, "face_crop": bool, "face_margin": float,
+                     "rank": int, "basis_videos": int, "basis_tokens": int, "basis_seed": int}
 
 
 def _extraction(entry, source: str, line: int) -> ExtractionConfig:
@@ -245,6 +250,11 @@ def check_extraction(cfg: ExtractionConfig, where: str) -> ExtractionConfig:
     if not 0 <= cfg.face_margin <= 2:
         raise ConfigError(f"{where}: 'face_margin' must be between 0 and 2 (a fraction of the face box), got "
                           f"{cfg.face_margin}")
+    if cfg.rank is not None and (cfg.rank < 1 or cfg.dtype not in ("int8", "float16")):
+        raise ConfigError(f"{where}: 'rank' must be at least 1, with dtype int8 or float16 (compact stores hold "
+                          f"their coordinates as int8 or float16), got rank {cfg.rank} with dtype {cfg.dtype}")
+    if cfg.basis_videos < 1 or cfg.basis_tokens < 2:
+        raise ConfigError(f"{where}: 'basis_videos' must be at least 1 and 'basis_tokens' at least 2")
     return cfg
 
 

@@ -88,7 +88,7 @@ def tree_digest(path: Path) -> str:
 
 
 def extract_process(config: Path, store: Path, *, fault: str | None = None, batch: str = "3", workers: str = "0",
-                    timeout: float = 120) -> tuple[int, str]:
+                    timeout: float = 600, extra: tuple[str, ...] = ()) -> tuple[int, str]:
     """`fer-cache extract` as a separate process, interrupted deterministically where `fault` says ("N:KILL" or
     "N:TERM": it signals itself after N committed videos; tests/extract_with_fault.py). Its decode workers,
     orphaned by a SIGKILL, are ended with its group."""
@@ -96,7 +96,7 @@ def extract_process(config: Path, store: Path, *, fault: str | None = None, batc
     import subprocess
     import tempfile
     arguments = ["extract", "--dataset", "demo", "--encoder", "tiny", "--out", str(store), "--config", str(config),
-                 "--workers", workers, "--batch-size", batch]
+                 "--workers", workers, "--batch-size", batch, *extra]
     command = [sys.executable, "-m", "tests.extract_with_fault", fault, *arguments] if fault \
         else [str(BIN / "fer-cache"), *arguments]
     with tempfile.TemporaryFile(mode="w+") as log:

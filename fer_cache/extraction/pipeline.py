@@ -19,6 +19,7 @@ from fer_cache.config import Config, check_extraction
 from fer_cache.encoders import describe_encoder, load_encoder
 from fer_cache.errors import FerCacheError
 from fer_cache.extraction.batching import Advance, BatchEncoder
+from fer_cache.extraction.compacting import BasisPlan, BasisSampler
 from fer_cache.extraction.compiling import compile_for
 from fer_cache.extraction.decoding import WORKER_TIMEOUT, VideoClips, quiet_worker, worker_reason
 from fer_cache.extraction.distributed import barrier, init_distributed, resolve_device
@@ -28,6 +29,7 @@ from fer_cache.extraction.writer import Writer
 from fer_cache.inputs.datasets import scan_dataset
 from fer_cache.inputs.video import Sampling
 from fer_cache.store import Store, schema, writing
+from fer_cache.store.basis import Basis
 
 OUT_DTYPES = {"float16": torch.float16}  # what the encoder hands back per storage dtype; others go as float32
 
@@ -51,27 +53,24 @@ def run_extraction(config: Config, request: ExtractRequest, *, on_start: Callabl
     if sampling.face_crop:
         from fer_cache.inputs.faces import load_detector
         load_detector()  # a missing OpenCV is a one-line error now, not a failure per video
-    storage = {"dtype": extraction.dtype, "compressor": extraction.compressor}
-    attrs = schema.store_attrs(dataset=request.dataset, label_names=scan.label_names, encoder=describe_encoder(model),
-                               sampling=sampling.as_attrs(), storage=storage, token_grid=list(model.cfg.token_grid))
-    attrs |= {"software": software_versions(), "created_by": {  # the resolved request (not in the fingerprint)
-        "data_yaml": str(config.path.resolve()), "dataset_entry": {k: str(v) for k, v in asdict(dataset_cfg).items()},
-        "encoder_entry": {k: str(v) for k, v in asdict(encoder_cfg).items()}, "extraction": asdict(extraction),
-        "batch_size": request.batch_size, "device": str(device), "limit": request.limit, "argv": sys.argv}}
-    layout = schema.Layout(videos=len(videos), clips=sampling.clips_per_video, views=sampling.spatial_views,
-                           tokens=model.cfg.num_tokens, width=model.cfg.token_width,
-                           frames_per_clip=sampling.frames_per_clip, dtype=extraction.dtype,
-                           compressor=extraction.compressor)
+    forward, compile_note = compile_for(model, device, request.compile)
     lock = writing.StoreLock(request.out) if info.rank == 0 else nullcontext()
     with lock, StopFlag() as stop:
+        basis = fitted_basis(forward, model, videos, root=dataset_cfg.root, sampling=sampling, request=request,
+                             plan=basis_plan(extraction, request), first_rank=info.rank == 0, device=device, stop=stop)
+        attrs = store_attributes(config, request, model=model, sampling=sampling, extraction=extraction,
+                                 basis=basis, label_names=scan.label_names, device=device)
+        layout = schema.Layout(videos=len(videos), clips=sampling.clips_per_video, views=sampling.spatial_views,
+                               tokens=model.cfg.num_tokens, width=basis.rank if basis else model.cfg.token_width,
+                               frames_per_clip=sampling.frames_per_clip, dtype=extraction.dtype,
+                               compressor=extraction.compressor)
         store, reconciled = writing.prepare_for_extraction(request.out, layout, videos, attrs=attrs,
                                                       overwrite=request.overwrite, rank=info.rank,
-                                                      wait=lambda: barrier(info))
+                                                      wait=lambda: barrier(info), basis=basis)
         status = store.group["videos/status"][:]
         todo = [(row, v.path) for row, v in zip(reconciled.rows, videos) if status[row] != schema.DONE]
         if on_start is not None:
             on_start(len(reconciled.rows), len(todo))
-        forward, compile_note = compile_for(model, device, request.compile)
         clips = VideoClips(dataset_cfg.root, todo[info.rank::info.world], sampling)
         encoded, clip_count = encode_all(forward, store, clips, request=request, device=device, stop=stop,
                                          out_dtype=OUT_DTYPES.get(extraction.dtype, torch.float32),
@@ -81,7 +80,58 @@ def run_extraction(config: Config, request: ExtractRequest, *, on_start: Callabl
                         seconds=time.perf_counter() - started, stopped=stop.raised)
     summary.notes += [n for n in (forward.fallback or compile_note,) if n]
     summary.notes += run_notes(config, encoder_cfg, scan=scan, reconciled=reconciled)
+    if basis is not None:
+        summary.notes.append(f"compact store: rank {basis.rank} keeps {basis.explained:.1%} of the variance of "
+                             f"{basis.fitted_on.get('tokens')} tokens of {basis.fitted_on.get('videos')} sampled "
+                             "videos")
     return summary
+
+
+def store_attributes(config: Config, request: ExtractRequest, *, model, sampling: Sampling, extraction, basis,
+                     label_names: list[str], device: torch.device) -> dict:
+    """The store's attributes (its fingerprint among them; a compact store's names its basis) and the resolved
+    request (not in the fingerprint)."""
+    storage = {"dtype": extraction.dtype, "compressor": extraction.compressor}
+    if basis is not None:
+        storage["basis"] = basis.describe()
+    attrs = schema.store_attrs(dataset=request.dataset, label_names=label_names, encoder=describe_encoder(model),
+                               sampling=sampling.as_attrs(), storage=storage, token_grid=list(model.cfg.token_grid))
+    dataset_cfg, encoder_cfg = config.dataset(request.dataset), config.encoder(request.encoder)
+    return attrs | {"software": software_versions(), "created_by": {
+        "data_yaml": str(config.path.resolve()), "dataset_entry": {k: str(v) for k, v in asdict(dataset_cfg).items()},
+        "encoder_entry": {k: str(v) for k, v in asdict(encoder_cfg).items()}, "extraction": asdict(extraction),
+        "batch_size": request.batch_size, "device": str(device), "limit": request.limit, "argv": sys.argv}}
+
+
+def basis_plan(extraction, request: ExtractRequest) -> BasisPlan | None:
+    rank = request.rank or extraction.rank
+    if not rank:
+        return None
+    return BasisPlan(rank=rank, videos=extraction.basis_videos, tokens=extraction.basis_tokens,
+                     seed=extraction.basis_seed, dataset=request.dataset)
+
+
+def fitted_basis(forward, model, videos: list, *, root, sampling: Sampling, request: ExtractRequest,
+                 plan: BasisPlan | None, first_rank: bool, device: torch.device, stop: "StopFlag") -> Basis | None:
+    """The basis of a compact extraction: the resumed store's, or fitted on a seeded sample of videos encoded now
+    (by the first rank only; the others read it from the store that rank creates)."""
+    if plan is None or not first_rank:
+        return None
+    width = model.cfg.token_width
+    if not 0 < plan.rank < width:
+        raise FerCacheError(f"extraction rank {plan.rank}: choose a rank between 1 and the token width {width} "
+                            "(exclusive)")
+    reused = plan.reusable(request.out, request.overwrite)
+    if reused is not None:
+        return reused
+    sample = plan.sample(len(videos))
+    sampler = BasisSampler(width, plan, len(sample))
+    clips = VideoClips(root, [(i, videos[i].path) for i in sample], sampling)
+    encode_all(forward, None, clips, request=request, device=device, stop=stop, out_dtype=torch.float32,
+               on_advance=None, writer=sampler)
+    if stop.raised:
+        raise FerCacheError("stopped while encoding the basis sample; nothing was written (rerun to start again)")
+    return sampler.basis()
 
 
 def software_versions() -> dict:
@@ -116,15 +166,17 @@ class StopFlag:
             signal.signal(sig, handler)
 
 
-def encode_all(model, store: Store, dataset: VideoClips, *, request: ExtractRequest, device: torch.device,
-               out_dtype: torch.dtype, stop: StopFlag, on_advance) -> tuple[int, int]:
-    """Decode workers feed the batch encoder; a writer thread commits finished videos. Returns (videos, clips)."""
+def encode_all(model, store: Store | None, dataset: VideoClips, *, request: ExtractRequest, device: torch.device,
+               out_dtype: torch.dtype, stop: StopFlag, on_advance, writer: Writer | BasisSampler | None = None) \
+        -> tuple[int, int]:
+    """Decode workers feed the batch encoder; a writer thread commits finished videos (or `writer`, e.g. the basis
+    sampler, takes them). Returns (videos, clips)."""
     if not len(dataset):
         return 0, 0
     workers = request.workers
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None,
                         worker_init_fn=quiet_worker if workers else None, timeout=WORKER_TIMEOUT if workers else 0)
-    writer = Writer(store)
+    writer = writer or Writer(store)
     writer.start()
     encoder = BatchEncoder(model, writer, batch_size=request.batch_size, device=device, out_dtype=out_dtype,
                            on_advance=on_advance)

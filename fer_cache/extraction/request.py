@@ -19,6 +19,7 @@ class ExtractRequest:
     limit: int | None = None
     overwrite: bool = False
     compile: Compile = "auto"  # auto: compiled on CUDA, eager on the CPU; on; off
+    rank: int | None = None  # a compact store of this rank (overrides data.yaml's extraction rank)
 
 
 def default_of(name: str):

@@ -58,7 +58,8 @@ class VideoRow:
 
 def fit_basis(store: Store, rank: int, *, sample_tokens: int, seed: int, on_video: Progress | None = None) -> Basis:
     """A rank-R basis from `sample_tokens` tokens of the store's done videos: per video, an equal share of tokens at
-    seeded positions of one seeded clip view (one chunk read per video, never the whole store)."""
+    seeded positions of one seeded clip view (one chunk read per video, never the whole store; every clip view of
+    the video where the share is larger than a clip)."""
     manifest = store.manifest()
     done = np.flatnonzero(manifest.status == schema.DONE)
     if not len(done):
@@ -68,10 +69,10 @@ def fit_basis(store: Store, rank: int, *, sample_tokens: int, seed: int, on_vide
     fit = BasisFit(D)
     for i, row in enumerate(done):
         rng = np.random.default_rng([seed, int(row), 1])
-        k, s = int(rng.integers(K)), int(rng.integers(S))
-        stored, scale = store.read(int(row), manifest.ids[row], (k, s))
-        tokens = schema.decode_tokens(stored, store.dtype, scale)  # [N, D]
-        fit.add(tokens[sample_positions(int(row), min(per_video, N), N, seed)])
+        selection = (int(rng.integers(K)), int(rng.integers(S))) if per_video <= N else ()  # one clip view, or all
+        stored, scale = store.read(int(row), manifest.ids[row], selection)
+        tokens = schema.decode_tokens(stored, store.dtype, scale).reshape(-1, D)  # [N or K*S*N, D]
+        fit.add(tokens[sample_positions(int(row), per_video, len(tokens), seed)])
         if on_video is not None:
             on_video(i + 1, len(done))
     fitted_on = {"store": store.location, "fingerprint": store.attrs.get("fingerprint", ""),

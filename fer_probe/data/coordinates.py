@@ -55,12 +55,17 @@ class TokenBasis:
         return self.components @ directions.T, directions @ self.mean
 
     def token_statistics(self, z: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each token's LayerNorm mean and reciprocal standard deviation from its coordinates z [n, R] (float32):
-        mean(x~) = mean(mean) + z . c1, |x~|^2 = |mean|^2 + 2 z . (C mean) + |z|^2."""
+        """Each token's LayerNorm mean and reciprocal standard deviation from its coordinates z [n, R] (float32)."""
         zf = z.float()
-        both = zf @ self.statistics  # [n, 2]
-        mu = both[:, :1] + self.mean_mean  # [n, 1]
-        square = self.mean_square + 2 * both[:, 1:] + zf.square().sum(-1, keepdim=True)  # [n, 1] |x~|^2
+        return self.statistics_from(zf @ self.statistics, torch.linalg.vector_norm(zf, dim=-1, keepdim=True), eps)
+
+    def statistics_from(self, products: torch.Tensor, norm: torch.Tensor, eps: float) \
+            -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, 1/std) [n, 1] from z @ statistics [n, 2] and |z| [n, 1] (a caller that multiplies z by other
+        columns anyway appends `statistics` to them): mean(x~) = mean(mean) + z . c1 and
+        |x~|^2 = |mean|^2 + 2 z . (C mean) + |z|^2."""
+        mu = products[:, :1] + self.mean_mean  # [n, 1]
+        square = norm.square().add_(products[:, 1:], alpha=2).add_(self.mean_square)  # [n, 1] |x~|^2
         return mu, torch.rsqrt((square / self.width - mu.square()).clamp_min(0) + eps)
 
     def combine(self, weighted: torch.Tensor, totals: torch.Tensor) -> torch.Tensor:

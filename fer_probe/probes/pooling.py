@@ -70,7 +70,8 @@ def whole_pool_compact(z: torch.Tensor, u: torch.Tensor, eps: float, basis: Toke
     return centred(basis.combine(weighted, weights.sum(1)))  # [B, M, D] = sum a x_hat
 
 
-TOKEN_CHUNK = 2048  # tokens of one streamed chunk: 10 MB in float32, resident in the L3 cache of a server CPU
+TOKEN_CHUNK = 2048  # tokens of one streamed chunk at D = 1280: 10 MB in float32, resident in the L3 cache of a
+CHUNK_VALUES = TOKEN_CHUNK * 1280  # server CPU; narrower tokens (a compact store's coordinates) take longer chunks
 
 
 class StreamedPool(torch.autograd.Function):
@@ -91,7 +92,7 @@ class StreamedPool(torch.autograd.Function):
         M, D = u.shape
         matmul_dtype, stats = matmul_dtypes(x, u, matmul_dtype)
         ctx.matmul_dtype, ctx.basis = matmul_dtype, basis
-        columns, offset = directions(centred(u), basis, matmul_dtype)  # [D or R, M], [M] or None
+        columns, offset = directions(centred(u), basis, matmul_dtype, with_statistics=True)  # [D, M] or [R, M + 2]
         scores, rstd = x.new_empty((B, N, M), dtype=stats), x.new_empty((B, N, 1), dtype=stats)
         top, total, pooled = u.new_empty(B, M), u.new_empty(B, M), u.new_empty(B, M, D)
         for b in range(B):
@@ -100,9 +101,10 @@ class StreamedPool(torch.autograd.Function):
             weights = u.new_zeros(M)  # sum e rstd (coordinates only: the mean token's share of the pooled sum)
             for start, chunk in chunks(x[b], matmul_dtype):  # [n, D or R]
                 n = slice(start, start + chunk.shape[0])
-                rstd_c = token_rstd(chunk, eps, stats, basis)  # [n, 1]
-                raw = (chunk @ columns).to(stats)  # [n, M]
-                s = torch.mul(raw if offset is None else raw.add_(offset), rstd_c, out=scores[b, n])  # x_hat . u
+                raw = (chunk @ columns).to(stats)  # [n, M] (+ the statistics' 2 columns on coordinates)
+                rstd_c = token_rstd(chunk, eps, stats) if basis is None else \
+                    basis.statistics_from(raw[:, M:], torch.linalg.vector_norm(chunk, dim=-1, keepdim=True), eps)[1]
+                s = torch.mul(raw if offset is None else raw[:, :M].add_(offset), rstd_c, out=scores[b, n])  # x_hat.u
                 new = torch.maximum(running, s.amax(0))  # [M]
                 rescale = torch.exp(running - new)  # [M]
                 e = torch.exp(s - new)  # [n, M]
@@ -144,20 +146,20 @@ class StreamedPool(torch.autograd.Function):
         return None, centred(grad_u), None, None, None
 
 
-def directions(v: torch.Tensor, basis: TokenBasis | None, matmul_dtype: torch.dtype) \
-        -> tuple[torch.Tensor, torch.Tensor | None]:
+def directions(v: torch.Tensor, basis: TokenBasis | None, matmul_dtype: torch.dtype, *,
+               with_statistics: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Directions v [M, D] as the columns that apply them to a chunk of tokens: v^T [D, M], or on coordinates
-    (C v^T [R, M], mean . v [M])."""
+    (C v^T [R, M], mean . v [M]), with the basis's statistics columns appended where asked ([R, M + 2])."""
     if basis is None:
         return v.T.to(matmul_dtype).contiguous(), None
     columns, offset = basis.columns(v)
+    if with_statistics:
+        columns = torch.cat([columns, basis.statistics], dim=1)
     return columns.to(matmul_dtype).contiguous(), offset
 
 
-def token_rstd(chunk: torch.Tensor, eps: float, stats: torch.dtype, basis: TokenBasis | None) -> torch.Tensor:
-    """Each token's LayerNorm 1/std [n, 1], from the tokens themselves or from their coordinates."""
-    if basis is not None:
-        return basis.token_statistics(chunk, eps)[1]
+def token_rstd(chunk: torch.Tensor, eps: float, stats: torch.dtype) -> torch.Tensor:
+    """Each token's LayerNorm 1/std [n, 1]."""
     D = chunk.shape[1]
     mu = chunk.sum(-1, keepdim=True, dtype=stats) / D  # [n, 1]
     norm = torch.linalg.vector_norm(chunk, dim=-1, keepdim=True, dtype=stats)  # [n, 1]
@@ -179,15 +181,17 @@ def matmul_dtypes(x: torch.Tensor, other: torch.Tensor, wanted: torch.dtype | No
 
 
 def chunks(x: torch.Tensor, dtype: torch.dtype):
-    """(start, tokens [n, D] in dtype) for consecutive TOKEN_CHUNK rows of x [N, D]; converted chunks share one
+    """(start, tokens [n, D] in dtype) for consecutive chunks of x [N, D] (TOKEN_CHUNK rows, a multiple of it for
+    narrower tokens); converted chunks share one
     buffer, so that a chunk is valid until the next is drawn. float16 reaches bfloat16 through float32: the same
     values as a direct cast, four times faster in torch on the CPU."""
-    shape = (min(TOKEN_CHUNK, x.shape[0]), x.shape[1])
+    rows = TOKEN_CHUNK * max(1, CHUNK_VALUES // (TOKEN_CHUNK * x.shape[1]))  # TOKEN_CHUNK rows at D >= 1280
+    shape = (min(rows, x.shape[0]), x.shape[1])
     buffer = x.new_empty(shape, dtype=dtype) if x.dtype != dtype else None
     widened = x.new_empty(shape, dtype=torch.float32) if x.dtype == torch.float16 and dtype == torch.bfloat16 \
         else None
-    for start in range(0, x.shape[0], TOKEN_CHUNK):
-        chunk = x[start:start + TOKEN_CHUNK]
+    for start in range(0, x.shape[0], rows):
+        chunk = x[start:start + rows]
         if widened is not None:
             chunk = widened[:chunk.shape[0]].copy_(chunk)
         yield start, chunk if buffer is None else buffer[:chunk.shape[0]].copy_(chunk)

@@ -39,7 +39,7 @@ def compact_text(basis: dict | None) -> str | None:
     fitted = basis.get("fitted_on", {})
     return (f"rank-{basis['rank']} coordinates of a compact store ({basis['explained']:.1%} of the token variance "
             f"kept; basis fitted on {fitted.get('tokens', '?')} tokens of {fitted.get('videos', '?')} videos of "
-            f"{fitted.get('store', '?')})")
+            f"{fitted.get('store') or 'dataset ' + str(fitted.get('dataset')) + ' at extraction'})")
 
 
 def this_run(probe: dict, clips: int | None, basis: dict | None = None) -> dict[str, str]:

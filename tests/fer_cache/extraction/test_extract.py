@@ -275,3 +275,29 @@ def test_new_families_extract_the_tokens_of_the_python_api(tmp_path, demo_small,
     assert np.abs(stored - expected.numpy()).max() < 1e-4
     info = runner.invoke(app, ["info", str(store)])
     assert f"family {settings['family']}" in info.output and f"output {settings.get('output', 'last')}" in info.output
+
+
+def test_extraction_with_rank_writes_a_compact_store_that_resumes_exactly(tmp_path, demo_small, reference_store):
+    """A basis fitted on a seeded sample of videos first, then every video's coordinates on it: the same store after
+    a kill and a resume, the projection of the full extraction's tokens, and a store fer-probe trains on."""
+    from fer_cache.store import Store
+    config = write_config(tmp_path, demo_small)
+    whole = tmp_path / "whole.zarr"
+    assert extract(config, whole, "--batch-size", "3", "--rank", "6").exit_code == 0
+    store = Store.open(whole)
+    basis = store.basis
+    assert store.tokens.shape[-1] == 6 and basis.fitted_on["sample"] == "extraction"
+    assert store.attrs["storage"]["basis"]["digest"] == basis.digest
+    full = Store.open(reference_store)
+    for row in (0, 7):
+        x = schema.decode_tokens(*full.read(row, "v"), full.dtype)
+        assert np.abs(store.read(row, "v")[0].astype(np.float32) - basis.project(x)).max() < 1e-2
+    killed = tmp_path / "killed.zarr"
+    code, _ = extract_process(config, killed, fault="4:KILL", extra=("--rank", "6"))
+    assert code == -signal.SIGKILL
+    resumed = extract(config, killed, "--batch-size", "3", "--rank", "6")
+    assert resumed.exit_code == 0, resumed.output
+    assert tree_digest(killed / "tokens") == tree_digest(whole / "tokens")
+    assert Store.open(killed).basis.digest == basis.digest
+    refused = extract(config, killed, "--batch-size", "3", "--rank", "5")
+    assert refused.exit_code == 1 and "extracted differently" in refused.output

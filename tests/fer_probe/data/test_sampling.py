@@ -54,7 +54,7 @@ def check_one_stream_of_epochs(reader: CacheReader, all_clips: bool) -> None:
     try:
         epochs = source.epochs(videos, [np.random.default_rng([4, e]) for e in range(2)], 3, all_clips=all_clips)
         with seen:
-            assert seen.wait_for(lambda: len(reads) >= 3, timeout=10)  # the first batch, nothing asked for yet
+            assert seen.wait_for(lambda: len(reads) >= 3, timeout=300)  # the first batch, nothing asked for yet
         first_of_next = alone[1][0][1].tolist()
         together = []
         for e, batches in enumerate(epochs):
@@ -63,7 +63,7 @@ def check_one_stream_of_epochs(reader: CacheReader, all_clips: bool) -> None:
                 together[-1].append((b.inputs.clone(), b.videos, b.clips))
                 if e == 0 and len(together[0]) == len(alone[0]):  # holding the last batch of epoch 0
                     with seen:
-                        assert seen.wait_for(lambda: reads[-3:] == first_of_next, timeout=10)
+                        assert seen.wait_for(lambda: reads[-3:] == first_of_next, timeout=300)
     finally:
         reader._read = read
     for mine, theirs in zip(together, alone, strict=True):
