@@ -6,6 +6,7 @@ and the projected time of the whole RAVDESS protocol from the measured per-clip 
 
 python benchmarks/bench_probe.py [--subjects 10] [--clips 2] [--epochs 2] [--device cpu]
 python benchmarks/bench_probe.py --mode floor   # the paper recipe against its bare token matmuls plus reads
+python benchmarks/bench_probe.py --mode floor --rank 256 --epochs 4   # full store against its rank-256 compaction
 python benchmarks/bench_probe.py --mode disk    # ablate from one read vs one by one, every read from the disk
 """
 
@@ -165,6 +166,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3, help="floor mode: fresh-process cv runs per setting, "
                         "the fastest reported against the floor's fastest timings (every run printed)")
+    parser.add_argument("--rank", type=int, default=None, help="floor mode: also compact the store to this rank "
+                        "(int8) and compare the paper recipe on both")
     parser.add_argument("--keep", default=None, help="folder to keep the store in (default: a temp folder)")
     parser.add_argument("--mode", choices=("scale", "floor", "disk"), default="scale",
                         help="scale: the fast recipe's 5 x 4 candidates and the projection (default); floor: the "
@@ -173,6 +176,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
+    if args.mode == "floor" and args.rank:
+        from bench_compact import compact_mode
+        compact_mode(args)
+        return
     if args.mode == "floor":
         from bench_floor import floor_mode
         floor_mode(args)

@@ -77,8 +77,29 @@ def main() -> int:
     result = run_cross(store, other, folder / "cross", cfg=fast, policy="strict")
     check("cross cuda", result.metrics["uar_pbv"]["mean"] > 0.3, f"UAR {result.metrics['uar_pbv']['mean']:.3f}",
           failures)
+    check_compact(store, folder, base, failures)
     print("all passed" if not failures else f"failed: {', '.join(failures)}", flush=True)
     return 1 if failures else 0
+
+
+def check_compact(store: str, folder: Path, base: dict, failures: list[str]) -> None:
+    """A compact store (rank 32 of 128, int8) on CUDA: float32 against the CPU's float32 on the same folds (the
+    whole-tensor pooling on coordinates against the CPU's streamed one), and auto (bfloat16) close to it."""
+    from fer_cache.store.compaction import CompactRequest, compact_store
+    compact = folder / "compact.zarr"
+    compact_store(CompactRequest(source=store, out=str(compact), rank=32, dtype="int8", sample_tokens=4000))
+    cpu = run_cv(str(compact), folder / "compact-cpu", ProbeConfig.from_recipe("paper", device="cpu", **base),
+                 n_folds=4)
+    for precision, tolerance in (("float32", 1e-3), ("auto", 0.15)):
+        cfg = ProbeConfig.from_recipe("paper", device="cuda", precision=precision, **base)
+        started = time.perf_counter()
+        result = run_cv(str(compact), folder / f"compact-{precision}", cfg, n_folds=4,
+                        folds_file=folder / "compact-cpu" / "folds.json")
+        same = max(np.abs(a - b).max() for fa, fb in zip(result.folds, cpu.folds)
+                   for a, b in zip(fa.clip_posteriors, fb.clip_posteriors))
+        check(f"compact cv cuda {precision}", same <= tolerance, f"UAR {result.metrics['uar_pbv']['mean']:.3f} vs "
+              f"cpu {cpu.metrics['uar_pbv']['mean']:.3f}, largest posterior difference {same:.2e} "
+              f"({time.perf_counter() - started:.1f} s)", failures)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ weight decay on biases and norms) and gradient-norm clipping."""
 
 import math
 
+import torch
 import torch.nn as nn
 
 
@@ -19,12 +20,13 @@ def cosine(start: float, end: float, progress: float) -> float:
 
 
 def clip_gradients(model: nn.Module, max_norm: float) -> None:
-    """nn.utils.clip_grad_norm_, minus its multiplication of every gradient by 1.0 when the norm is within bounds
-    on the CPU (a pass over 20M gradients an update; on CUDA the test would wait for the device)."""
+    """nn.utils.clip_grad_norm_, with the total norm as the square root of each gradient's dot product with itself
+    (one BLAS pass over 20M gradients, half the time of its per-tensor norms on the CPU), and without multiplying
+    every gradient by 1.0 when the norm is within bounds (on CUDA the test would wait for the device)."""
     parameters = [p for p in model.parameters() if p.grad is not None]
-    if not parameters or parameters[0].device.type != "cpu" or not hasattr(nn.utils, "get_total_norm"):
+    if not parameters or parameters[0].device.type != "cpu" or not hasattr(nn.utils, "clip_grads_with_norm_"):
         nn.utils.clip_grad_norm_(parameters, max_norm, foreach=True)
         return
-    total = nn.utils.get_total_norm([p.grad for p in parameters], foreach=True)
+    total = torch.stack([torch.dot(g, g) for g in (p.grad.reshape(-1) for p in parameters)]).sum().sqrt()
     if bool(max_norm / (total + 1e-6) < 1.0):  # the factor clip_grad_norm_ clamps to 1, computed as it does
         nn.utils.clip_grads_with_norm_(parameters, max_norm, total, foreach=True)
