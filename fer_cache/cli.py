@@ -118,9 +118,7 @@ def extract(*, dataset: Annotated[str, typer.Option(help="dataset name in the co
                                                                     f"[{request_default('workers')}]")] = None,
             limit: Annotated[int | None, typer.Option(min=1, help="only the first N videos")] = None,
             overwrite: Annotated[bool, typer.Option(help="replace a store of another extraction")] = False,
-            rank: Annotated[int | None, typer.Option(min=1, help="write a compact store of this rank (a basis "
-                                                                 "fitted on a seeded sample of videos first)")
-                            ] = None,
+            rank: Annotated[int | None, typer.Option(min=1, help="write a compact store of this rank")] = None,
             compile_encoder: Annotated[str | None, typer.Option(
                 "--compile", help="auto (compiled on CUDA, eager on the CPU), on or off "
                                   f"[{request_default('compile')}]")
@@ -178,13 +176,10 @@ def print_summary(summary) -> None:
 @user_errors
 def compact(store: Store, *, out: Annotated[str, typer.Option(help="the compact store to write (STORE.zarr)")],
             rank: Annotated[int | None, typer.Option(min=1, help="principal directions kept (e.g. 256)")] = None,
-            dtype: Annotated[str, typer.Option(help="coordinates stored as int8 (per-token scale) or float16")
-                             ] = "int8",
-            sample_tokens: Annotated[int, typer.Option(min=2, help="tokens the basis is fitted on, spread over "
-                                                                   "every done video")] = 200_000,
+            dtype: Annotated[str, typer.Option(help="int8 (a scale per token) or float16 coordinates")] = "int8",
+            sample_tokens: Annotated[int, typer.Option(min=2, help="tokens fitted on, from every video")] = 200_000,
             seed: Annotated[int, typer.Option(help="seed of the token sample")] = 0,
-            basis_from: Annotated[str | None, typer.Option(help="reuse this compact store's basis (e.g. the "
-                                                                "training set's for a test set)")] = None,
+            basis_from: Annotated[str | None, typer.Option(help="reuse this compact store's basis")] = None,
             overwrite: Annotated[bool, typer.Option(help="replace a store of another compaction")] = False):
     """Write a compact copy of a store: every token as its R coordinates on a principal basis of the store's
     tokens (about D/R times smaller); resumes a partial one. fer-probe reads it like any store."""
@@ -195,15 +190,14 @@ def compact(store: Store, *, out: Annotated[str, typer.Option(help="the compact 
     with progress_bar() as bar:
         summary = compact_store(request, on_fit=counted(bar, "fitting the basis"),
                                 on_video=counted(bar, "videos compacted"))
-    basis = summary.basis
-    before, after = summary.bytes_per_clip
+    basis, (before, after) = summary.basis, summary.bytes_per_clip
     console.print(f"{summary.store}: {summary.done}/{summary.total} videos compacted ({summary.written_now} now) in "
                   f"{summary.seconds:.1f} s; rank {basis.rank} keeps {basis.explained:.1%} of the variance of "
                   f"{basis.fitted_on.get('tokens', '?')} sampled tokens; {before / 1e3:.1f} -> {after / 1e3:.1f} kB "
                   f"per clip view ({before / after:.1f}x smaller)", highlight=False)
-    if summary.not_done:
-        console.print(f"[yellow]note:[/yellow] {summary.not_done} videos are not done in {store} (pending or failed)"
-                      "; rerun compact after finishing its extraction", highlight=False)
+    if summary.not_done:  # pending or failed in the source
+        console.print(f"[yellow]note:[/yellow] {summary.not_done} videos of {store} are not done; rerun compact "
+                      "after finishing its extraction", highlight=False)
 
 
 @app.command()
@@ -246,16 +240,14 @@ def info(store: Store, as_json: Annotated[bool, typer.Option("--json", help="pri
 
 def print_basis(basis: dict, parent: dict | None) -> None:
     """A compact store's rank, what it keeps and where its basis came from, with the curve to choose R by."""
-    fitted = basis.get("fitted_on", {})
+    fitted, curve = basis.get("fitted_on", {}), basis.get("curve") or {}
     console.print(f"[bold]compact[/bold]: rank {basis['rank']}, {basis['explained']:.1%} of the token variance kept; "
                   f"basis fitted on {fitted.get('tokens', '?')} tokens of {fitted.get('videos', '?')} videos of "
                   f"{fitted.get('store') or 'dataset ' + str(fitted.get('dataset')) + ' at extraction'} (seed "
-                  f"{fitted.get('seed', '?')})"
-                  + (f"; compacted from {parent['store']}" if parent else ""), highlight=False)
-    curve = basis.get("curve") or {}
-    if curve:
-        console.print("explained variance by rank: " + ", ".join(f"{r}: {share:.1%}" for r, share in curve.items()),
-                      highlight=False)
+                  f"{fitted.get('seed', '?')})" + (f"; compacted from {parent['store']}" if parent else ""),
+                  highlight=False)
+    console.print("explained variance by rank: " + ", ".join(f"{r}: {share:.1%}" for r, share in curve.items()),
+                  highlight=False)
 
 
 @app.command()

@@ -20,7 +20,7 @@ extraction: {frames_per_clip: 16, frame_step: 4, clips_per_video: 8, spatial_vie
 YAML
 for rank in "" 256; do
   python3 -m fer_cache.cli extract --dataset demo --encoder vith-random --config /tmp/gpu.yaml --device cuda \
-      --out /tmp/ex${rank}.zarr --batch-size 16 ${rank:+--rank $rank} 2>&1 | grep -v "━" | tee "$OUT/extract${rank:-full}.txt"
+      --out /tmp/ex${rank}.zarr --batch-size 16 --compile off ${rank:+--rank $rank} 2>&1 | grep -v "━" | tee "$OUT/extract${rank:-full}.txt"
   python3 -m fer_cache.cli info /tmp/ex${rank}.zarr | head -8 | tee -a "$OUT/extract${rank:-full}.txt"
 done
 /usr/bin/time -v python3 -m fer_cache.cli compact /tmp/ex.zarr --rank 256 --out /tmp/ex-c.zarr 2>&1 \

@@ -66,7 +66,7 @@ class BasisSampler:
         if isinstance(job, Failure) or not job.finite:
             return  # a video that does not decode, or with non-finite tokens, is left out of the fit
         tokens = job.tokens.reshape(-1, job.tokens.shape[-1])  # [K*S*N, D]
-        self.fit.add(tokens[sample_positions(job.index, self.per_video, len(tokens), self.plan.seed)])
+        self.fit.add(tokens[sample_positions(job.index, self.per_video, len(tokens), seed=self.plan.seed)])
         self.used += 1
 
     @staticmethod

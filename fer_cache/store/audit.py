@@ -8,6 +8,7 @@ import numpy as np
 
 from fer_cache.errors import StoreError
 from fer_cache.store import schema
+from fer_cache.store.basis import NODES
 from fer_cache.store.handle import Store
 
 Progress = Callable[[int, int], None]  # (videos done, videos in all)
@@ -164,4 +165,7 @@ def export_h5(location: str, out: str | Path, on_video: Progress | None = None) 
             f.create_dataset(name, data=group[name][:])
         if "tokens_scale" in group:
             f.create_dataset("tokens_scale", data=group["tokens_scale"][:])
+        for name in NODES:  # a compact store's basis: its tokens are coordinates on it
+            if name in group:
+                f.create_dataset(name, data=group[name][...])
     return tokens.shape[0]

@@ -117,7 +117,7 @@ class BasisFit:
                      fitted_on=fitted_on | {"tokens": int(self.count)})
 
 
-def sample_positions(row: int, count: int, available: int, seed: int) -> np.ndarray:
+def sample_positions(row: int, count: int, available: int, *, seed: int) -> np.ndarray:
     """The token positions (flat over a video's K x S x N) sampled from store row `row`, seeded per row."""
     if count >= available:
         return np.arange(available)

@@ -72,7 +72,7 @@ def fit_basis(store: Store, rank: int, *, sample_tokens: int, seed: int, on_vide
         selection = (int(rng.integers(K)), int(rng.integers(S))) if per_video <= N else ()  # one clip view, or all
         stored, scale = store.read(int(row), manifest.ids[row], selection)
         tokens = schema.decode_tokens(stored, store.dtype, scale).reshape(-1, D)  # [N or K*S*N, D]
-        fit.add(tokens[sample_positions(int(row), per_video, len(tokens), seed)])
+        fit.add(tokens[sample_positions(int(row), per_video, len(tokens), seed=seed)])
         if on_video is not None:
             on_video(i + 1, len(done))
     fitted_on = {"store": store.location, "fingerprint": store.attrs.get("fingerprint", ""),
@@ -151,7 +151,7 @@ def compact_store(request: CompactRequest, *, on_fit: Progress | None = None,
     with writing.StoreLock(request.out):
         out, reconciled = writing.prepare_for_extraction(request.out, layout, rows, attrs=attrs,
                                                          overwrite=request.overwrite, basis=basis)
-        written = copy_videos(source, out, manifest, reconciled.rows, on_video)
+        written = copy_videos(source, out, rows=reconciled.rows, on_video=on_video)
     status = out.group["videos/status"][:]
     itemsize = source.tokens.dtype.itemsize
     compact_bytes = N * basis.rank * (1 if request.dtype == "int8" else 2) + (4 * N if request.dtype == "int8" else 0)
@@ -161,11 +161,12 @@ def compact_store(request: CompactRequest, *, on_fit: Progress | None = None,
                           seconds=time.perf_counter() - started)
 
 
-def copy_videos(source: Store, out: Store, manifest, rows: list[int], on_video: Progress | None) -> int:
+def copy_videos(source: Store, out: Store, *, rows: list[int], on_video: Progress | None) -> int:
     """Every done source video not yet done in the compact store, projected onto its basis; failures copied."""
-    status = out.group["videos/status"][:]
+    status, manifest = out.group["videos/status"][:], source.manifest()
     errors = source.strings("videos/error")
-    todo = [(v, row) for v, row in enumerate(rows) if status[row] != schema.DONE and manifest.status[v] != schema.PENDING]
+    todo = [(v, row) for v, row in enumerate(rows)
+            if status[row] != schema.DONE and manifest.status[v] != schema.PENDING]
     written = 0
     for i, (v, row) in enumerate(todo):
         if manifest.status[v] == schema.FAILED:

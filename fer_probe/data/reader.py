@@ -72,9 +72,8 @@ def clip_means(values: torch.Tensor) -> np.ndarray:
 
 
 class CacheReader:
-    """A store's videos, labels and subjects, and its tokens in the compute dtype, streamed chunk by chunk. The tokens
-    of a compact store come as their coordinates [.., R] on its basis, which the reader's precision then carries
-    (Precision.basis): `width` is the tokens' width D, `stored_width` what a read holds (R, or D).
+    """A store's videos, labels and subjects, and its tokens in the compute dtype, streamed chunk by chunk; a compact
+    store's as coordinates [..., R] on its basis, which the reader's precision carries (width D, stored_width R).
 
     Opening refuses a store with pending or failed videos (unless allow_incomplete) and one whose done videos miss
     token chunks (they would read back as zeros). Use it as a context manager, or call close()."""

@@ -28,7 +28,7 @@ def pool(x: torch.Tensor, u: torch.Tensor, eps: float, *, matmul_dtype: torch.dt
     if x.device.type == "cpu" and not x.requires_grad:
         return StreamedPool.apply(x, u, eps, None if basis is not None else matmul_dtype, basis)
     if basis is not None:
-        return whole_pool_compact(x, u, eps, basis)
+        return whole_pool_compact(x, u, eps, basis=basis)
     return whole_pool(x.float() if x.dtype == torch.float16 and not torch.is_autocast_enabled() else x, u, eps)
 
 
@@ -55,7 +55,7 @@ def whole_pool(x: torch.Tensor, u: torch.Tensor, eps: float) -> torch.Tensor:
     return pooled - (weights * mu).sum(1).unsqueeze(-1)  # [B, M, D] = sum a x_hat
 
 
-def whole_pool_compact(z: torch.Tensor, u: torch.Tensor, eps: float, basis: TokenBasis) -> torch.Tensor:
+def whole_pool_compact(z: torch.Tensor, u: torch.Tensor, eps: float, *, basis: TokenBasis) -> torch.Tensor:
     """whole_pool on coordinates z [B, N, R]: x~ . c(u) = z @ (C c(u)^T) + mean . c(u), the statistics from z
     (TokenBasis.token_statistics, in float32 outside autocast), and sum w x~ lifted once per column."""
     B, N, R = z.shape

@@ -176,11 +176,15 @@ def run_ablation(store: str, out: str | Path, base: ProbeConfig, *, n_folds: int
 def store_label(store: str) -> str:
     """A store's name and encoder, e.g. `ravdess-vjepa21.zarr: vjepa2.1 vit_large (hierarchical)`."""
     try:
-        encoder = Store.open(store).attrs.get("encoder", {})
+        attrs = Store.open(store).attrs
+        encoder = attrs.get("encoder", {})
     except StoreFormatError:  # unreadable stores were refused already; the name alone then
         return Path(store).name
     output = f" ({encoder['output']})" if encoder.get("output", "last") != "last" else ""
-    return f"{Path(store).name}: {encoder.get('family')} {encoder.get('arch') or encoder.get('embed_dim')}{output}"
+    basis = attrs.get("storage", {}).get("basis")
+    compact = f", compact: rank {basis['rank']}, {basis['explained']:.1%} of the variance" if basis else ""
+    return (f"{Path(store).name}: {encoder.get('family')} {encoder.get('arch') or encoder.get('embed_dim')}{output}"
+            f"{compact}")
 
 
 def shares_training(cfg: ProbeConfig, base: ProbeConfig) -> bool:

@@ -4,7 +4,7 @@ boundaries, for float32, float16 and bfloat16 tokens."""
 import pytest
 import torch
 
-from fer_probe.probes import attention, pooling
+from fer_probe.probes import pooling
 from fer_probe.probes.pooling import StreamedPool, pool, whole_pool
 
 

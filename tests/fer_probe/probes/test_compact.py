@@ -60,10 +60,10 @@ def test_whole_tensor_pooling_on_coordinates_equals_it_on_tokens_with_gradients(
     basis, z, tokens = coordinates_and_tokens(tokens=50)
     u = torch.randn(7, D, requires_grad=True)
     g = torch.randn(3, 7, D)
-    (whole_pool_compact(z, u, 1e-5, basis) * g).sum().backward()
+    (whole_pool_compact(z, u, 1e-5, basis=basis) * g).sum().backward()
     grad_compact, u.grad = u.grad.clone(), None
     (whole_pool(tokens, u, 1e-5) * g).sum().backward()
-    assert close(whole_pool_compact(z, u, 1e-5, basis), whole_pool(tokens, u, 1e-5), 1e-4)
+    assert close(whole_pool_compact(z, u, 1e-5, basis=basis), whole_pool(tokens, u, 1e-5), 1e-4)
     assert close(grad_compact, u.grad, 1e-4)
     assert close(pool(z, u, 1e-5, basis=basis), whole_pool(tokens, u, 1e-5), 1e-4)  # the streamed CPU path
 

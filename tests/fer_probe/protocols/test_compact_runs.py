@@ -68,3 +68,17 @@ def test_cross_between_compact_stores_of_two_bases_equals_cross_on_their_reconst
     on_compact = run_cross(str(train), str(test), tmp_path / "compact", cfg=ATTENTIVE)
     on_full = run_cross(str(train_full), str(test_full), tmp_path / "full", cfg=ATTENTIVE)
     assert_same_posteriors(on_compact, on_full)
+
+
+def test_ablate_versus_measures_what_compaction_costs(tmp_path):
+    """A user checks a compaction against its full store: the same folds and videos, a paired comparison, and the
+    compact store named with its rank in the ablation."""
+    from fer_probe.protocols.ablate import run_ablation
+    full = write_planted_store(tmp_path / "full.zarr", seed=0)
+    compact = tmp_path / "c.zarr"
+    compact_store(CompactRequest(source=str(full), out=str(compact), rank=8, sample_tokens=400))
+    summary = run_ablation(str(full), tmp_path / "ablate", ATTENTIVE, n_folds=4, versus=[str(compact)],
+                           stores_only=True)
+    assert len(summary.variants) == 2 and all(0 <= v.uar_pbv <= 1 for v in summary.variants)
+    text = (tmp_path / "ablate" / "ablation.md").read_text()
+    assert "c.zarr: planted 32, compact: rank 8" in text and "store (full.zarr vs c.zarr)" in text
