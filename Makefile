@@ -42,6 +42,8 @@ bench: install
 	$(PY) benchmarks/bench_pipeline.py
 	$(PY) benchmarks/bench_probe.py
 	$(PY) benchmarks/bench_probe.py --mode floor
+	$(PY) benchmarks/bench_probe.py --mode floor --rank 256 --epochs 4
+	$(PY) benchmarks/bench_optimizer.py
 	$(PY) benchmarks/bench_probe.py --mode disk
 
 # On a fresh CUDA machine with torch (no .venv): the missing libraries come from .whl/ (scripts/gpu_wheels.sh).

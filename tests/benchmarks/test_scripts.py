@@ -59,3 +59,13 @@ def test_bench_probe_disk_mode_reads_less_from_one_read(tmp_path):
         megabytes[schedule] = float(line.split(" s, ")[1].split(" MB")[0])
     assert "read floor" in result.stdout and (tmp_path / "probe_disk.csv").is_file()
     assert 0 < megabytes["one-read"] < megabytes["one-by-one"]
+
+
+def test_bench_probe_floor_mode_with_a_rank_compares_a_full_store_and_its_compaction(tmp_path):
+    result = run(tmp_path, ROOT / "benchmarks" / "bench_probe.py", "--mode", "floor", "--rank", "8", "--tokens", "64",
+                 "--width", "64", "--epochs", "1", "--repeats", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for line in ("fer-cache compact --rank 8", "full    : cv", "compact : cv", "parameter updates",
+                 "compact against full:", "projected whole RAVDESS paper protocol"):
+        assert line in result.stdout, line
+    assert (tmp_path / "probe_compact.csv").is_file()
