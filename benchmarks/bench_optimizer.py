@@ -58,12 +58,13 @@ def main() -> None:
     exact = torch.stack([torch.dot(g.reshape(-1).double(), g.reshape(-1).double()) for g in grads]).sum().sqrt()
     torch_norm = nn.utils.get_total_norm(grads, foreach=True)
     dot_norm = torch.stack([torch.dot(g.reshape(-1), g.reshape(-1)) for g in grads]).sum().sqrt()
-    print(f"the paper's probe at width 1280 ({n / 1e6:.1f}M parameters, {len(params)} tensors) on {machine(torch.device('cpu'))}")
+    where = machine(torch.device("cpu"))
+    print(f"the paper's probe at width 1280 ({n / 1e6:.1f}M parameters, {len(params)} tensors) on {where}")
     for name, ms in timings.items():
         print(f"  {name:22s} {ms:7.2f} ms")
     print(f"  gradient norm relative error against float64: torch {abs(torch_norm - exact) / exact:.1e}, dot "
           f"{abs(dot_norm - exact) / exact:.1e}")
-    append_row("optimizer", {"machine": machine(torch.device("cpu"))} | {k: round(v, 2) for k, v in timings.items()})
+    append_row("optimizer", {"machine": where} | {k: round(v, 2) for k, v in timings.items()})
 
 
 if __name__ == "__main__":
