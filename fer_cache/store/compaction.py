@@ -9,6 +9,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -128,6 +129,8 @@ def compact_store(request: CompactRequest, *, on_fit: Progress | None = None,
     started = time.perf_counter()
     if request.dtype not in COMPACT_DTYPES:
         raise StoreError(f"--dtype {request.dtype}: compact stores hold int8 or float16 coordinates")
+    if not schema.is_url(request.out) and Path(request.out).resolve() == Path(request.source).resolve():
+        raise StoreError(f"--out {request.out} is the store being compacted; write the compact store beside it")
     source = Store.open(request.source)
     if source.basis is not None:
         raise StoreError(f"{request.source} is already compact (rank {source.basis.rank}); compact the full store")

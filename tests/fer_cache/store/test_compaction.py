@@ -63,6 +63,9 @@ def test_compaction_mistakes_are_one_line_errors(tmp_path):
     assert_one_line_error(compact(full, tmp_path / "x.zarr", "--rank", "32"), "between 1 and the token width 32")
     assert_one_line_error(compact(full, tmp_path / "x.zarr"), "--rank")
     assert_one_line_error(compact(full, tmp_path / "x.zarr", "--rank", "4", "--dtype", "bfloat16"), "int8 or float16")
+    before = tree_digest(full)
+    assert_one_line_error(compact(full, full, "--rank", "4", "--overwrite"), "is the store being compacted")
+    assert tree_digest(full) == before
     assert compact(full, tmp_path / "c.zarr", "--rank", "4").returncode == 0
     assert_one_line_error(compact(tmp_path / "c.zarr", tmp_path / "y.zarr", "--rank", "2"), "already compact")
     assert_one_line_error(compact(full, tmp_path / "y.zarr", "--basis-from", full), "not a compact store")

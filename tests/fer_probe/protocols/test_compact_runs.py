@@ -58,6 +58,8 @@ def test_cv_on_a_compact_store_equals_cv_on_its_reconstruction(tmp_path, cfg):
     assert on_compact.metrics["uar_pbv"]["mean"] > 0.35  # above chance (0.25): the signal survives rank 8 of 32
     report = (tmp_path / "compact" / "config.json").read_text()
     assert '"basis"' in report and '"rank": 8' in report
+    from fer_probe.results.plots import embedding_plot  # a probe's pooled vectors, from the coordinates lifted
+    assert embedding_plot(str(compact), tmp_path / "embed.png", run=tmp_path / "compact").is_file()
 
 
 def test_cross_between_compact_stores_of_two_bases_equals_cross_on_their_reconstructions(tmp_path):
