@@ -26,7 +26,7 @@ def pool(x: torch.Tensor, u: torch.Tensor, eps: float, *, matmul_dtype: torch.dt
     runs; coordinates always multiply in float32), and each chunk is read from memory once forward and once backward.
     Elsewhere (CUDA, or the tokens of attentive-deep's self-attention blocks) it is whole_pool."""
     if x.device.type == "cpu" and not x.requires_grad:
-        return StreamedPool.apply(x, u, eps, None if basis is not None else matmul_dtype, basis)
+        return StreamedPool.apply(x, u, eps, torch.float32 if basis is not None else matmul_dtype, basis)
     if basis is not None:
         return whole_pool_compact(x, u, eps, basis=basis)
     return whole_pool(x.float() if x.dtype == torch.float16 and not torch.is_autocast_enabled() else x, u, eps)

@@ -16,6 +16,7 @@ from fer_probe.probes.registry import registered
 from fer_probe.protocols.folds import inner_split
 from fer_probe.results import outputs
 from fer_probe.results.metrics import FoldPredictions, summarise
+from fer_probe.results.report_tables import compact_text
 from fer_probe.training.candidates import Candidate, FoldPlan
 
 
@@ -81,10 +82,13 @@ def plan_run(name: str, out: str | Path, cfg: ProbeConfig, *, reader: CacheReade
     """The run directory prepared, and the defaults that depend on the store (attention heads, for probes that have
     them) resolved and said."""
     out = outputs.prepare_run_dir(out, overwrite)
+    compact = compact_text(reader.attrs.get("storage", {}).get("basis"))
+    notes = [f"tokens: {compact}; the probe computes exactly on the tokens these coordinates stand for, not on the "
+             "encoder's own tokens"] if compact else []
     if "num_heads" not in {f.name for f in fields(registered(cfg.probe).Settings)}:
-        return PlannedRun(name=name, out=out, config=cfg, notes=[])
+        return PlannedRun(name=name, out=out, config=cfg, notes=notes)
     heads, note = resolve_num_heads(cfg.num_heads, reader.encoder, reader.width)
-    return PlannedRun(name=name, out=out, config=cfg.with_num_heads(heads), notes=[note])
+    return PlannedRun(name=name, out=out, config=cfg.with_num_heads(heads), notes=[note, *notes])
 
 
 def require_two_classes(reader: CacheReader, store: str) -> None:

@@ -174,10 +174,8 @@ def describe_data(config: dict, n_rows: int) -> list[str]:
     if encoder.get("fine_tuned"):
         lines.append(f"- **note: the encoder was {encoder['fine_tuned']}**; this is not a frozen self-supervised "
                      "encoder's result")
-    for role, basis in (("", attrs.get("storage", {}).get("basis")), ("test store: ", config.get("test_basis"))):
-        if basis:
-            lines.append(f"- **{role}{compact_text(basis)}**: the probe computed exactly on the tokens these "
-                         "coordinates stand for, not on the encoder's own tokens")
+    if config.get("test_basis"):  # the training store's is among the run's notes (runs.plan_run)
+        lines.append(f"- test store: {compact_text(config['test_basis'])}")
     lines += [f"- {note}" for note in config.get("notes", [])]
     return lines + [""]
 
