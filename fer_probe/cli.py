@@ -190,13 +190,16 @@ def ablate(store: Store, *, cfg, allow_incomplete: bool, overwrite: bool, out: O
 @app.command()
 @user_errors
 def compare(runs: Annotated[list[Path], typer.Argument(help="run directories of fer-probe cv or cross")],
-            out: Annotated[Path | None, typer.Option(help="also write the table here (.md and .csv)")] = None):
+            out: Annotated[Path | None, typer.Option(help="also write the table here (.md and .csv)")] = None,
+            overwrite: Annotated[bool, typer.Option(help="replace existing table files")] = False):
     """One table of several runs: recipe, store, encoder, UAR/WAR with intervals, paired tests where the videos
     match."""
     from fer_probe.results.compare import compare_runs
 
-    table = compare_runs(runs, out)
+    table = compare_runs(runs, out, overwrite=overwrite)
     print_comparison(table)
+    for path in table.written:
+        console.print(f"wrote {path}", highlight=False)
 
 
 def print_run(result, title: str) -> None:

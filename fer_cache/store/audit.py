@@ -84,11 +84,14 @@ def verify_store(location: str, on_video: Progress | None = None) -> VerifyRepor
     ids, errors = store.strings("videos/id"), store.strings("videos/error")
     status = group["videos/status"][:]
     missing = set(store.lost_chunks(np.flatnonzero(status == schema.DONE)) or [])
+    pending = [ids[i] for i in np.flatnonzero(status == schema.PENDING)]
+    if pending:  # one line for all of them: a partial store has hundreds
+        report.problems.append(f"{len(pending)} of {len(ids)} videos pending (not extracted; rerun extract to "
+                               f"resume): {', '.join(pending[:3])}" + (" ..." if len(pending) > 3 else ""))
     for i, video_id in enumerate(ids):
         if on_video is not None:
             on_video(i + 1, len(ids))
         if status[i] == schema.PENDING:
-            report.problems.append(f"video {video_id}: pending (not extracted; rerun extract to resume)")
             continue
         if status[i] == schema.FAILED:
             report.problems.append(f"video {video_id}: failed ({errors[i]})")

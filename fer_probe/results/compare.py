@@ -21,6 +21,7 @@ class Comparison:
     rows: list[dict] = field(default_factory=list)
     tests: list[str] = field(default_factory=list)  # one line per pair of runs over the same videos
     notes: list[str] = field(default_factory=list)  # what makes the runs' numbers not comparable
+    written: list[Path] = field(default_factory=list)  # the table's files, where asked for
 
 
 def interval(metric: dict, cross: bool) -> str:
@@ -61,8 +62,10 @@ def paired_line(a: tuple, b: tuple, seed: int = 0) -> str | None:
             f"({verdict} from noise)")
 
 
-def compare_runs(runs: list[Path], out: Path | None = None) -> Comparison:
-    """Read each run directory; write out.md and out.csv when `out` is given."""
+def compare_runs(runs: list[Path], out: Path | None = None, *, overwrite: bool = False) -> Comparison:
+    """Read each run directory; write out.md and out.csv when `out` is given (Comparison.written), never over a
+    run's own files, and over existing files only with overwrite."""
+    targets = output_paths(Path(out), overwrite) if out is not None else []
     if len(runs) < 1:
         raise FerProbeError("name at least one run directory")
     table = Comparison(columns=list(COLUMNS))
@@ -80,15 +83,30 @@ def compare_runs(runs: list[Path], out: Path | None = None) -> Comparison:
         line = paired_line(a, b)
         if line:
             table.tests.append(line)
-    if out is not None:
-        write_comparison(table, Path(out))
+    if targets:
+        write_comparison(table, *targets)
+        table.written = targets
     return table
 
 
-def write_comparison(table: Comparison, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
+def output_paths(out: Path, overwrite: bool) -> tuple[Path, Path]:
+    """(out.md, out.csv), refused in one line where they would replace a run's files or an existing file."""
+    if out.is_dir():
+        raise FerProbeError(f"--out {out} is a folder; name the table's file, e.g. {out / 'table.md'}")
     base = out.with_suffix("")
-    with open(base.with_suffix(".csv"), "w", newline="") as f:
+    targets = (base.with_suffix(".md"), base.with_suffix(".csv"))
+    for folder in (out.parent, *out.parent.parents):
+        if (folder / "config.json").is_file() or (folder / "ablation.md").is_file():
+            raise FerProbeError(f"--out {out} is inside the run directory {folder}; write the table outside it")
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not overwrite:
+        raise FerProbeError(f"{existing[0]} exists; pass --overwrite to replace it, or choose another --out")
+    return targets
+
+
+def write_comparison(table: Comparison, markdown: Path, spreadsheet: Path) -> None:
+    markdown.parent.mkdir(parents=True, exist_ok=True)
+    with open(spreadsheet, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=table.columns)
         writer.writeheader()
         writer.writerows(table.rows)
@@ -98,4 +116,4 @@ def write_comparison(table: Comparison, out: Path) -> None:
         lines += [""] + [f"**Note:** {n}" for n in table.notes]
     if table.tests:
         lines += ["", "Paired tests (runs that scored the same videos):", ""] + [f"- {t}" for t in table.tests]
-    base.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    markdown.write_text("\n".join(lines) + "\n")

@@ -12,7 +12,15 @@ from fer_probe.results.plots import confusion_png, curves_png
 from fer_probe.results.report_tables import compact_text, fold_table, paper_table, words
 
 
+PREDICTION_COLUMNS = ("fold", "video_id", "subject", "label", "pred_pbv", "pred_mv")
+
+
 def read_run(run: Path) -> tuple[dict, dict, list[dict], list[str]]:
+    if not run.is_dir():
+        raise FerProbeError(f"{run}: no such directory; pass a run directory written by fer-probe cv or cross")
+    if (run / "ablation.md").is_file() and not (run / "config.json").is_file():
+        raise FerProbeError(f"{run} is an ablation: read {run / 'ablation.md'}, or report one of its variants' run "
+                            "directories (its subfolders)")
     if (run / "config.json").is_file() and not (run / "metrics.json").is_file():
         raise FerProbeError(f"{run}: the run is incomplete (it stopped before metrics.json was written); rerun its "
                             "fer-probe command with --overwrite")
@@ -24,8 +32,12 @@ def read_run(run: Path) -> tuple[dict, dict, list[dict], list[str]]:
     with open(run / "predictions.csv", newline="") as f:
         reader = csv.DictReader(f)
         rows = list(reader)
-        classes = [c[2:] for c in reader.fieldnames if c.startswith("p_")]
-    return config, metrics, rows, classes
+        columns = reader.fieldnames or []
+    missing = [c for c in PREDICTION_COLUMNS if c not in columns]
+    if missing or not any(c.startswith("p_") for c in columns):
+        raise FerProbeError(f"{run / 'predictions.csv'} lacks the column {missing[0] if missing else 'p_<class>'}; "
+                            "it is not a fer-probe predictions file (rerun the run's command with --overwrite)")
+    return config, metrics, rows, [c[2:] for c in columns if c.startswith("p_")]
 
 
 def read_optional(run: Path, name: str, default):

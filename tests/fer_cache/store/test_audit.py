@@ -30,7 +30,8 @@ def test_verify_names_each_problem(tmp_path):
     report = verify_store(str(tmp_path / "s.zarr"))
     problems = " | ".join(report.problems)
     assert not report.ok
-    assert "video v1: pending" in problems and "video v2: failed (cannot decode: moov atom not found)" in problems
+    assert "1 of 3 videos pending (not extracted; rerun extract to resume): v1" in problems
+    assert "video v2: failed (cannot decode: moov atom not found)" in problems
     assert "attributes missing" in problems  # the small attrs lack dataset/encoder/...: named, not a crash
     bad = np.full((2, 1, 5, 8), np.inf, dtype=np.float32)
     writing.write_video(store, 1, bad, frame_index=np.zeros((2, 4), np.int32), n_frames=3)

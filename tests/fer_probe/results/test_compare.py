@@ -24,3 +24,28 @@ def test_compare_lays_out_runs_and_pairs_those_on_the_same_videos(tmp_path, plan
     assert text.count("| cv |") == 3 and "| paper |" in text and "| fast |" in text
     assert "paper - fast: UAR (PBV)" in text and "other" not in text.split("Paired tests")[1]
     assert (tmp_path / "table.csv").read_text().startswith("run,command,recipe")
+
+
+def test_compare_never_writes_over_a_run_or_an_existing_table(tmp_path, planted_store):
+    """--out inside a run directory, over an existing file or at a folder is refused in one line, before any work,
+    and the run's files stay as they were; the paths written are printed; report names a damaged column."""
+    run = tmp_path / "run"
+    run_cv(str(planted_store), run, QUICK, n_folds=4)
+    predictions = (run / "predictions.csv").read_text()
+
+    def compare(*extra):
+        return runner.invoke(app, ["compare", str(run), *map(str, extra)])
+    for out, needle in ((run / "predictions.csv", "inside the run directory"), (run / "report.md",
+                        "inside the run directory"), (tmp_path, "is a folder")):
+        result = compare("--out", out)
+        assert result.exit_code == 1 and needle in result.output and "Traceback" not in result.output, out
+    assert (run / "predictions.csv").read_text() == predictions and not (run / "report.md").exists()
+    written = compare("--out", tmp_path / "table.md")
+    assert written.exit_code == 0 and f"wrote {tmp_path / 'table.md'}" in written.output
+    assert "exists; pass --overwrite" in compare("--out", tmp_path / "table.md").output
+    assert compare("--out", tmp_path / "table.md", "--overwrite").exit_code == 0
+    (run / "predictions.csv").write_text(predictions.replace("label,", "labels,", 1))
+    damaged = runner.invoke(app, ["report", str(run)])
+    assert damaged.exit_code == 1 and "lacks the column label" in damaged.output
+    missing = runner.invoke(app, ["report", str(tmp_path / "nonexistent")])
+    assert missing.exit_code == 1 and "no such directory" in missing.output
