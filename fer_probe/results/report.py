@@ -11,7 +11,6 @@ from fer_probe.results.metrics import METRIC_KEYS, confusion, distinguishable, p
 from fer_probe.results.plots import confusion_png, curves_png
 from fer_probe.results.report_tables import compact_text, fold_table, paper_table, words
 
-
 PREDICTION_COLUMNS = ("fold", "video_id", "subject", "label", "pred_pbv", "pred_mv")
 
 
