@@ -42,3 +42,10 @@ def test_calm_as_neutral_is_explicit(tmp_path):
     mapped = run_cross(str(train), str(test), tmp_path / "mapped", cfg=FAST, policy="strict", calm_as_neutral=True)
     assert "calm" not in mapped.class_names
     assert mapped.metrics["uar_pbv"]["mean"] > plain.metrics["uar_pbv"]["mean"]
+
+
+def test_a_misspelt_policy_is_refused_before_any_store_is_opened(tmp_path):
+    from tests.helpers import BIN, assert_one_line_error, run
+    result = run(BIN / "fer-probe", "cross", "--train", tmp_path / "missing-a.zarr", "--test",
+                 tmp_path / "missing-b.zarr", "--policy", "strcit", "--out", tmp_path / "run")
+    assert_one_line_error(result, "policy must be shared or strict, got 'strcit'")
