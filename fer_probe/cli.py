@@ -159,7 +159,8 @@ def embed_plot(store: Store, *, out: Annotated[Path, typer.Option(help="PNG file
 
     chosen = [c.strip() for c in classes.split(",")] if classes else None
     path = embedding_plot(store, out, method=method, classes=chosen, run=run, color_by=color_by,
-                          allow_incomplete=allow_incomplete)
+                          allow_incomplete=allow_incomplete,
+                          on_warning=lambda w: errors.print(f"[yellow]warning:[/yellow] {w}", highlight=False))
     console.print(f"wrote {path}")
 
 

@@ -5,6 +5,7 @@ with and without --classes and across datasets.
 """
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -169,9 +170,11 @@ def tested_ids(run: Path, weights_name: str) -> list[str]:
 
 
 def embedding_plot(store: str, out: Path, *, method: str = "pca", classes: list[str] | None = None,
-                   run: Path | None = None, color_by: str = "class", allow_incomplete: bool = False) -> Path:
+                   run: Path | None = None, color_by: str = "class", allow_incomplete: bool = False,
+                   on_warning: Callable[[str], None] | None = None) -> Path:
     """Video-level embeddings (mean-pooled tokens, or a probe's pooled vector) in 2-D, coloured by class or
-    subject; with a run, the videos that probe was trained on are drawn apart from its held-out videos."""
+    subject; with a run, the videos that probe was trained on are drawn apart from its held-out videos. A chosen
+    class without videos is said through on_warning."""
     from fer_probe.data.reader import CacheReader
 
     if color_by not in ("class", "subject"):
@@ -182,6 +185,9 @@ def embedding_plot(store: str, out: Path, *, method: str = "pca", classes: list[
             unknown = sorted(set(classes) - set(reader.label_names))
             if unknown:
                 raise FerProbeError(f"classes {', '.join(unknown)} are not among {', '.join(reader.label_names)}")
+        for name in [c for c in classes or [] if c not in names]:
+            if on_warning is not None:
+                on_warning(f"class {name}: 0 videos in {store}; the plot shows the other classes only")
         keep = np.array([not classes or n in classes for n in names])
         if keep.sum() < 3:
             raise FerProbeError("fewer than 3 videos of the chosen classes; nothing to plot")

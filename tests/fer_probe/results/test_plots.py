@@ -43,3 +43,12 @@ def test_embedding_maps_of_the_store_and_of_a_runs_probe(tmp_path, planted_store
                                  color_by="subject"))
     with pytest.raises(FerProbeError, match="not among"):
         embedding_plot(str(planted_store), tmp_path / "x.png", classes=["joy"])
+
+
+def test_a_chosen_class_without_videos_is_said(tmp_path):
+    """A store whose vocabulary names a class that none of its videos has: the plot is drawn, the user told."""
+    from tests.helpers import BIN, run, write_planted_store
+    store = write_planted_store(tmp_path / "s.zarr", classes=3, label_names=["neutral", "calm", "happy", "sad"])
+    result = run(BIN / "fer-probe", "embed-plot", store, "--classes", "neutral,sad,calm", "--out", tmp_path / "e.png")
+    assert result.returncode == 0 and is_png(tmp_path / "e.png")
+    assert "class sad: 0 videos" in result.stderr
