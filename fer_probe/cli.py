@@ -221,10 +221,12 @@ def print_run(result, title: str) -> None:
 
 
 def print_ablation(rows: list[dict]) -> None:
+    from fer_probe.results.metrics import p_text
+
     table = Table("comparison", "A", "B", "UAR A", "UAR B", "A - B [95% CI]", "p", title="ablations (UAR)")
     for r in rows:
         table.add_row(r.comparison, r.a, r.b, f"{r.uar_a:.3f}", f"{r.uar_b:.3f}",
-                      f"{r.difference:+.3f} [{r.ci95[0]:+.3f}, {r.ci95[1]:+.3f}]", f"{r.p_value:.3f}")
+                      f"{r.difference:+.3f} [{r.ci95[0]:+.3f}, {r.ci95[1]:+.3f}]", p_text(r.p_value))
     console.print(table, overflow="fold", crop=False)
 
 

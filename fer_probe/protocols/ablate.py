@@ -14,7 +14,7 @@ from fer_probe.data.reader import CacheReader
 from fer_probe.errors import FerProbeError, RunDirectoryError
 from fer_probe.protocols.cv import run_cv, run_cv_many
 from fer_probe.protocols.runs import RunResult
-from fer_probe.results.metrics import N_BOOT, bootstrap_ci, distinguishable, paired_bootstrap, uar
+from fer_probe.results.metrics import N_BOOT, bootstrap_ci, distinguishable, p_text, paired_bootstrap, uar
 from fer_probe.results.outputs import is_run_dir
 
 OWNED = ("ablation.json", "ablation.md", "ablation.png")
@@ -246,6 +246,6 @@ def write_ablation_md(out: Path, stores: list[str], base: ProbeConfig, *, n_fold
               "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r.comparison} | {r.a} | {r.b} | {r.uar_a:.3f} | {r.uar_b:.3f} | "
-                     f"{r.difference:+.3f} [{r.ci95[0]:+.3f}, {r.ci95[1]:+.3f}] | {r.p_value:.3f} | "
+                     f"{r.difference:+.3f} [{r.ci95[0]:+.3f}, {r.ci95[1]:+.3f}] | {p_text(r.p_value)} | "
                      f"{'yes' if r.distinguishable else 'no'} |")
     (out / "ablation.md").write_text("\n".join(lines) + "\n")

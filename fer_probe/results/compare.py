@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_probe.errors import FerProbeError
-from fer_probe.results.metrics import distinguishable, paired_bootstrap, uar
+from fer_probe.results.metrics import distinguishable, p_text, paired_bootstrap, uar
 from fer_probe.results.report import read_run
 
 COLUMNS = ["run", "command", "recipe", "probe", "data", "encoder", "test videos", "UAR (PBV)", "WAR (PBV)", "classes",
@@ -58,8 +58,8 @@ def paired_line(a: tuple, b: tuple, seed: int = 0) -> str | None:
     test = paired_bootstrap(labels, pred_a, pred_b, metric=uar, seed=seed)
     verdict = "distinguishable" if distinguishable(test["p_value"]) else "not distinguishable"
     return (f"{name_a} - {name_b}: UAR (PBV) {test['difference']:+.3f} [{test['ci95'][0]:+.3f}, "
-            f"{test['ci95'][1]:+.3f}], paired bootstrap p = {test['p_value']:.3f} over {len(labels)} videos "
-            f"({verdict} from noise)")
+            f"{test['ci95'][1]:+.3f}], paired bootstrap p {p_text(test['p_value'], relation=True)} over "
+            f"{len(labels)} videos ({verdict} from noise)")
 
 
 def compare_runs(runs: list[Path], out: Path | None = None, *, overwrite: bool = False) -> Comparison:

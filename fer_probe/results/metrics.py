@@ -32,6 +32,14 @@ def distinguishable(p_value: float) -> bool:
     return p_value < SIGNIFICANCE
 
 
+def p_text(p_value: float, *, relation: bool = False) -> str:
+    """A bootstrap p-value as a reader takes it: `< 0.001` where no resample of N_BOOT crossed zero, not `0.000`
+    (with relation, `= 0.004` or `< 0.001`, for a sentence)."""
+    if p_value == 0:
+        return f"< {1 / N_BOOT:g}"
+    return f"= {p_value:.3f}" if relation else f"{p_value:.3f}"
+
+
 METRICS = tuple(MetricName(score, level) for level in ("pbv", "mv", "clip") for score in ("uar", "war"))
 METRIC_KEYS = tuple(m.key for m in METRICS)  # uar_pbv war_pbv uar_mv war_mv uar_clip war_clip (DESIGN section 7)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_probe.errors import FerProbeError
-from fer_probe.results.metrics import METRIC_KEYS, confusion, distinguishable, paired_bootstrap, uar
+from fer_probe.results.metrics import METRIC_KEYS, confusion, distinguishable, p_text, paired_bootstrap, uar
 from fer_probe.results.plots import confusion_png, curves_png
 from fer_probe.results.report_tables import compact_text, fold_table, paper_table, words
 
@@ -141,8 +141,8 @@ def pbv_vs_mv(labels: np.ndarray, preds: dict, seed: int) -> list[str]:
     verdict = "distinguishable from" if distinguishable(test["p_value"]) else "not distinguishable from"
     return ["## PBV against MV", "",
             f"UAR(PBV) - UAR(MV) = {test['difference']:+.3f}, 95% CI [{test['ci95'][0]:+.3f}, "
-            f"{test['ci95'][1]:+.3f}], paired bootstrap p = {test['p_value']:.3f} over {len(labels)} test videos "
-            f"({verdict} noise).", ""]
+            f"{test['ci95'][1]:+.3f}], paired bootstrap p {p_text(test['p_value'], relation=True)} over "
+            f"{len(labels)} test videos ({verdict} noise).", ""]
 
 
 def describe_data(config: dict, n_rows: int) -> list[str]:

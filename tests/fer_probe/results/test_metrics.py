@@ -49,3 +49,12 @@ def test_summary_schema_and_values():
         assert np.isclose(m["mean"], np.mean(m["per_fold"]))
     pred = folds[0].video_level()[0]
     assert np.isclose(metrics["war_pbv"]["per_fold"][0], accuracy_score(folds[0].labels, pred))
+
+
+def test_a_p_value_no_resample_reached_reads_as_below_one_over_the_resamples():
+    from fer_probe.results.metrics import N_BOOT, p_text, paired_bootstrap, uar
+    y = np.repeat(np.arange(3), 40)
+    test = paired_bootstrap(y, y, (y + 1) % 3, metric=uar)  # a perfect probe against an always-wrong one
+    assert test["p_value"] == 0 and N_BOOT == 1000
+    assert p_text(test["p_value"]) == "< 0.001" and p_text(0.0, relation=True) == "< 0.001"
+    assert p_text(0.004) == "0.004" and p_text(0.004, relation=True) == "= 0.004"
