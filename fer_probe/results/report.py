@@ -81,12 +81,13 @@ def write_report(run: str | Path) -> list[Path]:
     lines = [f"# {config.get('command', 'run')}: {probe.get('probe')} probe, recipe {probe.get('recipe')}", ""]
     lines += warnings_section(read_optional(run, "warnings.json", []))
     lines += describe_data(config, len(rows))
-    lines += results_section(metrics, labels, cross)
+    single = one_posterior(config)
+    lines += results_section(metrics, labels, cross, single=single)
     lines += recall_section(rows, classes)
     if not cross:
         lines += ["## Folds", ""] + fold_table(rows, classes, read_optional(run, "folds.json", {}),
                                                heads=read_optional(run, "heads.json", [])) + [""]
-    lines += pbv_vs_mv(labels, preds, probe.get("seed", 0))
+    lines += [] if single else pbv_vs_mv(labels, preds, probe.get("seed", 0))
     if log:
         lines += ["## Training curves", "", "Mean training loss and accuracy per epoch (and inner-validation UAR "
                   f"where candidates were chosen), one line per {'candidate' if cross else 'fold'}; the data are in "
@@ -106,18 +107,34 @@ def warnings_section(warnings: list[str]) -> list[str]:
     return ["## Warnings", ""] + [f"- **{w}**" for w in warnings] + [""]
 
 
-def results_section(metrics: dict, labels: np.ndarray, cross: bool) -> list[str]:
+def one_posterior(config: dict) -> str | None:
+    """Why each test video has one posterior (so MV and clip-level metrics are PBV's by construction), or None:
+    scored on one clip, or trained on all clips concatenated and scored in one pass over a store of one view."""
+    probe = config.get("probe", {})
+    views = config.get("store_attrs", {}).get("sampling", {}).get("spatial_views", 1)
+    if probe.get("test_clips") == "one":
+        return "each test video is scored on one clip"
+    if probe.get("train_clips") == "all" and views == 1 and config.get("command") != "cross":
+        return "each test video is scored in one pass over its concatenated clips, in one view"
+    return None
+
+
+def results_section(metrics: dict, labels: np.ndarray, cross: bool, *, single: str | None = None) -> list[str]:
     chance = 1 / len(np.unique(labels))
     lines = ["## Results", "", f"Chance level: UAR {chance:.3f} ({len(np.unique(labels))} classes among the test "
              "videos).", ""]
+    if single:
+        lines += [f"MV and clip-level metrics are identical to PBV by construction here ({single}: one posterior per "
+                  "video, nothing to vote over); only PBV is shown (metrics.json holds all six).", ""]
+    keys = [k for k in METRIC_KEYS if not single or k.endswith("_pbv")]
     if cross:
         lines += ["| metric | value | 95% CI (bootstrap over test videos) |", "|---|---|---|"]
-        for key in METRIC_KEYS:
+        for key in keys:
             m = metrics[key]
             lines.append(f"| {key} | {m['mean']:.3f} | [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}] |")
     else:
         lines += ["| metric | mean ± std over folds | 95% CI (bootstrap over videos) | per fold |", "|---|---|---|---|"]
-        for key in METRIC_KEYS:
+        for key in keys:
             m = metrics[key]
             lines.append(f"| {key} | {m['mean']:.3f} ± {m['std']:.3f} | [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}] | "
                          + " ".join(f"{v:.3f}" for v in m["per_fold"]) + " |")

@@ -22,7 +22,8 @@ def test_report_is_rebuilt_from_the_run_directory(tmp_path, planted_store):
     result = runner.invoke(app, ["report", str(run)])
     assert result.exit_code == 0, result.output
     text = (run / "report.md").read_text()
-    for needle in ("uar_pbv", "Per-class recall", "PBV against MV", "subject-disjoint", "95% CI", "happy",
+    assert "identical to PBV by construction" in text and "PBV against MV" not in text and "| uar_mv |" not in text
+    for needle in ("uar_pbv", "Per-class recall", "subject-disjoint", "95% CI", "happy",
                    "Chance level: UAR 0.250", "## Folds", "| fold | test subjects |", "## Training curves",
                    "recipe **paper**", "## This run and the paper", "| use_proj | applied |", "use_proj yes",
                    "[training_curves.png](training_curves.png)", "[confusion_pbv.png](confusion_pbv.png)"):
@@ -59,3 +60,9 @@ def test_cross_dataset_report_has_no_cross_validation_text(tmp_path):
     assert "| angry | 0 | - | - |" in text  # a class with no test videos is marked, not scored 0
 
 
+def test_runs_that_vote_over_several_posteriors_keep_every_metric_and_the_pbv_mv_test(tmp_path, planted_store):
+    run = tmp_path / "fast"
+    run_cv(str(planted_store), run, ProbeConfig.from_recipe("fast", epochs=2, num_heads=4, device="cpu"), n_folds=4)
+    assert runner.invoke(app, ["report", str(run)]).exit_code == 0
+    text = (run / "report.md").read_text()
+    assert "PBV against MV" in text and "| uar_mv |" in text and "by construction" not in text
