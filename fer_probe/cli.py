@@ -226,6 +226,7 @@ def print_ablation(rows: list[dict]) -> None:
     table = Table("comparison", "A", "B", "UAR A", "UAR B", "A - B [95% CI]", "p", title="ablations (UAR)")
     for r in rows:
         table.add_row(r.comparison, r.a, r.b, f"{r.uar_a:.3f}", f"{r.uar_b:.3f}",
+                      "same by construction" if r.by_construction else
                       f"{r.difference:+.3f} [{r.ci95[0]:+.3f}, {r.ci95[1]:+.3f}]", p_text(r.p_value))
     console.print(table, overflow="fold", crop=False)
 

@@ -41,6 +41,7 @@ class PairedComparison:
     ci95: list[float]
     p_value: float
     distinguishable: bool
+    by_construction: bool = False  # A and B are the same posteriors (one per video): not a measured null effect
 
 
 @dataclass(kw_only=True)
@@ -72,6 +73,13 @@ def comparisons(names: list[str]) -> list[tuple[str, str, str, str, str]]:
     return [("probe type", base, linear, "pbv", "pbv"), ("cross-attention proj", base, proj, "pbv", "pbv"),
             ("clips at test time", base, test_one, "pbv", "pbv"), ("voting", base, base, "pbv", "mv"),
             ("training clips", base, clips, "pbv", "pbv")]
+
+
+def by_construction(question: str, base: ProbeConfig, result: RunResult) -> bool:
+    """Whether a row compares what cannot differ: voting over one posterior per video, or the test clips of a probe
+    that scores all its clips concatenated in one pass over a store of one view (one clip is that same pass)."""
+    single = all(len(p) == 1 for fold in result.folds for p in fold.clip_posteriors)
+    return single and (question == "voting" or (question == "clips at test time" and base.train_clips == "all"))
 
 
 def video_predictions(result: RunResult, vote: str) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -163,7 +171,8 @@ def run_ablation(store: str, out: str | Path, base: ProbeConfig, *, n_folds: int
         test = paired_bootstrap(labels, pred_a, pred_b, metric=uar, seed=base.seed)
         rows.append(PairedComparison(comparison=question, a=f"{a} ({vote_a.upper()})", b=f"{b} ({vote_b.upper()})",
                                      uar_a=uar(labels, pred_a), uar_b=uar(labels, pred_b), **test,
-                                     distinguishable=distinguishable(test["p_value"])))
+                                     distinguishable=distinguishable(test["p_value"]),
+                                     by_construction=by_construction(question, base, results[a])))
     summary = AblationSummary(variants=variant_rows(results, configs, base, stores=stores), comparisons=rows)
     (out / "ablation.json").write_text(json.dumps(summary.as_json(), indent=1))
     write_ablation_md(out, [store, *versus], base, n_folds=n_folds, rows=rows)
@@ -245,7 +254,8 @@ def write_ablation_md(out: Path, stores: list[str], base: ProbeConfig, *, n_fold
     lines += ["| comparison | A | B | UAR A | UAR B | A - B [95% CI] | p | distinguishable from noise |",
               "|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        verdict = "identical by construction (one posterior per video)" if r.by_construction else \
+            ("yes" if r.distinguishable else "no")
         lines.append(f"| {r.comparison} | {r.a} | {r.b} | {r.uar_a:.3f} | {r.uar_b:.3f} | "
-                     f"{r.difference:+.3f} [{r.ci95[0]:+.3f}, {r.ci95[1]:+.3f}] | {p_text(r.p_value)} | "
-                     f"{'yes' if r.distinguishable else 'no'} |")
+                     f"{r.difference:+.3f} [{r.ci95[0]:+.3f}, {r.ci95[1]:+.3f}] | {p_text(r.p_value)} | {verdict} |")
     (out / "ablation.md").write_text("\n".join(lines) + "\n")

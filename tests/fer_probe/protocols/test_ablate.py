@@ -120,6 +120,11 @@ def test_ablation_table_and_figure(tmp_path, planted_store):
     folds = {(tmp_path / "ab" / v / "folds.json").read_text() for v in names}
     assert len(folds) == 1  # every variant on the same folds
     assert "distinguishable" in (tmp_path / "ab" / "ablation.md").read_text()
+    # the paper recipe on one view scores each video in one pass: its voting and test-clip rows are not measurements
+    assert {r["comparison"]: r["by_construction"] for r in rows} == {
+        "probe type": False, "cross-attention proj": False, "clips at test time": True, "voting": True,
+        "training clips": False}
+    assert "| identical by construction (one posterior per video) |" in (tmp_path / "ab" / "ablation.md").read_text()
     assert (tmp_path / "ab" / "ablation.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((tmp_path / "ab" / "attentive-no-proj" / "config.json").read_text())["probe"]["overridden"] \
         == ["epochs", "use_proj"]
