@@ -210,8 +210,14 @@ def print_run(result, title: str) -> None:
         console.print(f"[yellow]left out {result.excluded} pending or failed videos (--allow-incomplete)[/yellow]")
     if result.unlabelled:
         console.print(f"[yellow]left out {result.unlabelled} videos without a label (label -1)[/yellow]")
+    single = all(len(p) == 1 for fold in result.folds for p in fold.clip_posteriors)
+    if single:
+        console.print("[dim]MV and clip metrics equal PBV by construction: one posterior per test video "
+                      "(metrics.json holds all six)[/dim]")
     table = Table("metric", "mean", "± std", "95% CI", "per fold", title=title)
     for key, m in result.metrics.items():
+        if single and not key.endswith("_pbv"):
+            continue
         table.add_row(key, f"{m['mean']:.3f}", f"{m['std']:.3f}", f"[{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]",
                       " ".join(f"{v:.2f}" for v in m["per_fold"]))
     console.print(table)
