@@ -43,7 +43,7 @@ def main() -> None:
     step("6/7 ablations: probe type, proj, test clips, voting, training clips", "fer-probe", "ablate",
          "caches/demo.zarr", "--out", "runs/demo/ablate", "--overwrite")
     step("7/7 one table of the runs", "fer-probe", "compare", "runs/demo", "runs/demo/linear", "--out",
-         "runs/demo/compare.md")
+         "runs/demo/compare.md", "--overwrite")
     table = Table("probe", "metric", "mean ± std", "95% CI", title="demo results (6 classes, chance 0.167)")
     for name, run in (("attentive (paper recipe)", ROOT / "runs/demo"), ("linear", ROOT / "runs/demo/linear")):
         metrics = json.loads((run / "metrics.json").read_text())

@@ -9,6 +9,7 @@ import numpy as np
 
 from fer_probe.errors import FerProbeError
 from fer_probe.results.metrics import distinguishable, p_text, paired_bootstrap, uar
+from fer_probe.results.outputs import RUN_FILES, RUN_FOLDERS, is_run_dir
 from fer_probe.results.report import read_run
 
 COLUMNS = ["run", "command", "recipe", "probe", "data", "encoder", "test videos", "UAR (PBV)", "WAR (PBV)", "classes",
@@ -90,14 +91,18 @@ def compare_runs(runs: list[Path], out: Path | None = None, *, overwrite: bool =
 
 
 def output_paths(out: Path, overwrite: bool) -> tuple[Path, Path]:
-    """(out.md, out.csv), refused in one line where they would replace a run's files or an existing file."""
+    """(out.md, out.csv), refused in one line where they would replace a run's own files or an existing file."""
     if out.is_dir():
         raise FerProbeError(f"--out {out} is a folder; name the table's file, e.g. {out / 'table.md'}")
     base = out.with_suffix("")
     targets = (base.with_suffix(".md"), base.with_suffix(".csv"))
-    for folder in (out.parent, *out.parent.parents):
-        if (folder / "config.json").is_file() or (folder / "ablation.md").is_file():
-            raise FerProbeError(f"--out {out} is inside the run directory {folder}; write the table outside it")
+    for target in targets:
+        folder = target.parent
+        own = (is_run_dir(folder) and target.name in RUN_FILES) or (folder.name in RUN_FOLDERS and is_run_dir(
+            folder.parent)) or ((folder / "ablation.md").is_file() and target.stem == "ablation")
+        if own:
+            raise FerProbeError(f"--out {out} would replace {target}, a file of the run in {folder}; choose another "
+                                "name")
     existing = [str(t) for t in targets if t.exists()]
     if existing and not overwrite:
         raise FerProbeError(f"{existing[0]} exists; pass --overwrite to replace it, or choose another --out")

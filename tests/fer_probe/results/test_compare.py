@@ -35,11 +35,12 @@ def test_compare_never_writes_over_a_run_or_an_existing_table(tmp_path, planted_
 
     def compare(*extra):
         return runner.invoke(app, ["compare", str(run), *map(str, extra)])
-    for out, needle in ((run / "predictions.csv", "inside the run directory"), (run / "report.md",
-                        "inside the run directory"), (tmp_path, "is a folder")):
+    for out, needle in ((run / "predictions.csv", "a file of the run"), (run / "report.md", "a file of the run"),
+                        (run / "weights" / "t.md", "a file of the run"), (tmp_path, "is a folder")):
         result = compare("--out", out)
         assert result.exit_code == 1 and needle in result.output and "Traceback" not in result.output, out
     assert (run / "predictions.csv").read_text() == predictions and not (run / "report.md").exists()
+    assert compare("--out", run / "table.md").exit_code == 0  # a new file beside a run's own ones is fine
     written = compare("--out", tmp_path / "table.md")
     assert written.exit_code == 0 and f"wrote {tmp_path / 'table.md'}" in written.output
     assert "exists; pass --overwrite" in compare("--out", tmp_path / "table.md").output
