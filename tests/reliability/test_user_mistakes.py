@@ -26,7 +26,7 @@ CONFIG_MISTAKES = {
 def test_console_scripts_exit_with_one_line(tmp_path):
     for program, args, needle in ((BIN / "fer-cache", ["info", tmp_path / "nothing.zarr"], "no such store"),
                                   (BIN / "fer-probe", ["report", tmp_path], "config.json")):
-        result = subprocess.run([str(program), *map(str, args)], capture_output=True, text=True, timeout=120)
+        result = subprocess.run([str(program), *map(str, args)], capture_output=True, text=True, timeout=600)
         assert_one_line_error(result, needle)
 
 
