@@ -85,6 +85,9 @@ def plan_run(name: str, out: str | Path, cfg: ProbeConfig, *, reader: CacheReade
     compact = compact_text(reader.attrs.get("storage", {}).get("basis"))
     notes = [f"tokens: {compact}; the probe computes exactly on the tokens these coordinates stand for, not on the "
              "encoder's own tokens"] if compact else []
+    if cfg.batch_size > len(reader):
+        notes.append(f"batch size {cfg.batch_size} is more than the store's {len(reader)} videos: every step trains "
+                     "on a fold's whole training set (one step an epoch)")
     if "num_heads" not in {f.name for f in fields(registered(cfg.probe).Settings)}:
         return PlannedRun(name=name, out=out, config=cfg, notes=notes)
     heads, note = resolve_num_heads(cfg.num_heads, reader.encoder, reader.width)

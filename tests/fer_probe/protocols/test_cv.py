@@ -208,3 +208,9 @@ def test_cpu_bfloat16_runs_multiply_the_tokens_in_bfloat16_and_learn_what_float3
     assert fast.metrics["uar_pbv"]["mean"] > 0.9
     for a, b in zip(exact.folds, fast.folds):
         assert max(np.abs(pa - pb).max() for pa, pb in zip(a.clip_posteriors, b.clip_posteriors)) < 0.1
+
+
+def test_a_batch_larger_than_the_store_is_said(tmp_path, planted_store):
+    cfg = ProbeConfig.from_recipe("fast", epochs=1, num_heads=4, device="cpu", batch_size=100000)
+    result = run_cv(str(planted_store), tmp_path / "run", cfg, n_folds=4)
+    assert any("batch size 100000 is more than the store's 64 videos" in note for note in result.notes)
