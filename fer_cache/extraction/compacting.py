@@ -12,8 +12,8 @@ import numpy as np
 
 from fer_cache.errors import FerCacheError
 from fer_cache.extraction.writer import Failure, Finished
-from fer_cache.store import Store
 from fer_cache.store.basis import Basis, BasisFit, sample_positions
+from fer_cache.store.compaction import reusable_basis
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,16 +36,7 @@ class BasisPlan:
 
     def reusable(self, location: str, overwrite: bool) -> Basis | None:
         """The basis of the compact store being resumed, when it was fitted as this plan says."""
-        if overwrite:
-            return None
-        try:
-            basis = Store.open(location).basis
-        except FerCacheError:
-            return None
-        if basis is None or basis.rank != self.rank:
-            return None
-        wanted = self.fitted_on()
-        return basis if all(basis.fitted_on.get(k) == v for k, v in wanted.items()) else None
+        return None if overwrite else reusable_basis(location, self.rank, self.fitted_on())
 
 
 class BasisSampler:

@@ -42,6 +42,12 @@ class Basis:
         """What identifies the basis in a fingerprint: sha256 of its mean and components."""
         return hashlib.sha256(self.mean.tobytes() + self.components.tobytes()).hexdigest()
 
+    def consistent(self, coordinates: int) -> bool:
+        """Whether its nodes fit each other and a store whose tokens hold `coordinates` values each."""
+        R, D = self.components.shape
+        return (R == coordinates and self.mean.shape == (D,) and self.variance.shape == (R,)
+                and self.spectrum.shape == (D,) and R < D)
+
     def curve(self) -> dict[int, float]:
         """Explained share of the sample's variance at ranks 8, 16, ... up to the width: how to choose R."""
         total = max(float(self.spectrum.sum()), 1e-30)

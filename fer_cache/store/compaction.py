@@ -109,18 +109,22 @@ def choose_basis(source: Store, request: CompactRequest, on_fit: Progress | None
         raise StoreError("name the rank (--rank R), or reuse a basis with --basis-from")
     wanted = {"fingerprint": source.attrs.get("fingerprint", ""), "seed": request.seed,
               "sample_tokens": request.sample_tokens}
-    existing = existing_basis(request.out) if not request.overwrite else None
-    if existing is not None and existing.rank == request.rank and all(
-            existing.fitted_on.get(k) == v for k, v in wanted.items()):
+    existing = None if request.overwrite else reusable_basis(request.out, request.rank, wanted)
+    if existing is not None:
         return existing  # resuming: the same fit, not repeated
     return fit_basis(source, request.rank, sample_tokens=request.sample_tokens, seed=request.seed, on_video=on_fit)
 
 
-def existing_basis(location: str) -> Basis | None:
+def reusable_basis(location: str, rank: int, wanted: dict) -> Basis | None:
+    """The basis of the compact store at `location` where it has this rank and was fitted as `wanted` says (its
+    fitted_on): what a resumed compaction or extraction reuses instead of fitting again. None otherwise."""
     try:
-        return Store.open(location).basis
+        basis = Store.open(location).basis
     except StoreError:
         return None
+    if basis is None or basis.rank != rank or any(basis.fitted_on.get(k) != v for k, v in wanted.items()):
+        return None
+    return basis
 
 
 def compact_store(request: CompactRequest, *, on_fit: Progress | None = None,

@@ -45,6 +45,10 @@ class Store:
         self.dtype = schema.storage_dtype(group)
         compact = group.attrs.get("fer_cache_schema") == schema.COMPACT_SCHEMA_VERSION
         self.basis = Basis.read(group) if compact else None  # tokens are coordinates on it (compact stores)
+        if self.basis is not None and not self.basis.consistent(self.tokens.shape[-1]):
+            raise StoreFormatError(f"{self.location}: basis/mean {self.basis.mean.shape}, basis/components "
+                                   f"{self.basis.components.shape} and tokens of width {self.tokens.shape[-1]} do not "
+                                   "fit together; the compact store is damaged (compact it again)")
         local = direct and not schema.is_url(self.location)
         self.direct = ShardReader(self.tokens, self.location) if local and ShardReader.applies(
             self.tokens, self.location) else None

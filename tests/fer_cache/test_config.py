@@ -57,6 +57,12 @@ CASES = [
     ("encoders:\n  e: {family: vjepa3}\n", "'family' must be one of"),
     ("extraction: {spatial_views: 2}\n", "'spatial_views' must be 1 or 3"),
     ("extraction: {dtype: float64}\n", "'dtype' must be one of"),
+    ("extraction: {rank: 256, dtype: bfloat16}\n", "'rank' must be at least 1, with dtype int8 or float16"),
+    ("extraction: {rank: 0, dtype: int8}\n", "'rank' must be at least 1"),
+    ("extraction: {rank: many}\n", "'rank' must be an integer"),
+    ("extraction: {rank: 8, basis_videos: 0}\n", "'basis_videos' must be at least 1"),
+    ("extraction: {basis_tokens: 1.5}\n", "'basis_tokens' must be an integer"),
+    ("extraction: {rnak: 8}\n", "unknown key 'rnak'"),
     ("- just\n- a list\n", "expected a mapping"),
     ("datasets:\n  a: {adapter: ravdess, root: /x, vocal_channel: [shout]}\n", "'vocal_channel' must list"),
 ]

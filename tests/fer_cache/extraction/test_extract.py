@@ -301,3 +301,6 @@ def test_extraction_with_rank_writes_a_compact_store_that_resumes_exactly(tmp_pa
     assert Store.open(killed).basis.digest == basis.digest
     refused = extract(config, killed, "--batch-size", "3", "--rank", "5")
     assert refused.exit_code == 1 and "extracted differently" in refused.output
+    too_wide = extract(config, tmp_path / "wide.zarr", "--rank", "48")  # the tiny encoder's tokens are 48 wide
+    assert too_wide.exit_code == 1 and "between 1 and the token width 48" in too_wide.output
+    assert not (tmp_path / "wide.zarr").exists()

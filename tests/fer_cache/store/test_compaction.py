@@ -74,7 +74,13 @@ def test_compaction_mistakes_are_one_line_errors(tmp_path):
     foreign = write_planted_store(tmp_path / "foreign.zarr", width=32, encoder_name="another")
     assert_one_line_error(compact(foreign, tmp_path / "y.zarr", "--basis-from", tmp_path / "c.zarr"),
                           "another encoder")
+    assert_one_line_error(compact(full, tmp_path / "y.zarr", "--basis-from", tmp_path / "nowhere.zarr"),
+                          "nowhere.zarr: no such store")
     tampered = zarr.open_group(str(tmp_path / "c.zarr"), mode="r+")
+    tampered.create_array("basis/components", data=np.zeros((3, 32), np.float32), overwrite=True)  # rank 4 stored
+    assert_one_line_error(run(CACHE, "info", tmp_path / "c.zarr"), "do not fit together", "compact it again")
+    assert_one_line_error(run(BIN / "fer-probe", "cv", tmp_path / "c.zarr", "--out", tmp_path / "r"),
+                          "do not fit together")
     del tampered["basis/mean"]
     assert_one_line_error(run(CACHE, "info", tmp_path / "c.zarr"), "basis/mean")
     assert json.loads(json.dumps(Store.open(full).attrs))["storage"] == {"dtype": "float16", "compressor": "none"}
