@@ -210,7 +210,7 @@ def print_run(result, title: str) -> None:
         console.print(f"[yellow]left out {result.excluded} pending or failed videos (--allow-incomplete)[/yellow]")
     if result.unlabelled:
         console.print(f"[yellow]left out {result.unlabelled} videos without a label (label -1)[/yellow]")
-    single = all(len(p) == 1 for fold in result.folds for p in fold.clip_posteriors)
+    single = result.one_posterior_per_video
     if single:
         console.print("[dim]MV and clip metrics equal PBV by construction: one posterior per test video "
                       "(metrics.json holds all six)[/dim]")

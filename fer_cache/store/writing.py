@@ -96,7 +96,10 @@ def write_video(store: Store, index: int, tokens: np.ndarray, *, frame_index: np
     coordinates on its basis. In the default layout of a local store, whole shards go straight to their files
     (shards.write_shard)."""
     group = store.group
-    if store.basis is not None and tokens.shape[-1] == store.basis.width:
+    if store.basis is not None:
+        if tokens.shape[-1] != store.basis.width:
+            raise StoreError(f"{store.location}: tokens of width {tokens.shape[-1]} for video row {index}, but the "
+                             f"store's basis takes tokens of width {store.basis.width}")
         tokens = store.basis.project(tokens)  # [K, S, N, R]
     if tuple(tokens.shape) != tuple(store.tokens.shape[1:]):  # a shard file would take any bytes: check here
         raise StoreError(f"{store.location}: tokens of shape {tuple(tokens.shape)} for video row {index}, but the "

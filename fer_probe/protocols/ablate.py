@@ -78,8 +78,8 @@ def comparisons(names: list[str]) -> list[tuple[str, str, str, str, str]]:
 def by_construction(question: str, base: ProbeConfig, result: RunResult) -> bool:
     """Whether a row compares what cannot differ: voting over one posterior per video, or the test clips of a probe
     that scores all its clips concatenated in one pass over a store of one view (one clip is that same pass)."""
-    single = all(len(p) == 1 for fold in result.folds for p in fold.clip_posteriors)
-    return single and (question == "voting" or (question == "clips at test time" and base.train_clips == "all"))
+    return result.one_posterior_per_video and (question == "voting" or (question == "clips at test time"
+                                                                        and base.train_clips == "all"))
 
 
 def video_predictions(result: RunResult, vote: str) -> tuple[list[str], np.ndarray, np.ndarray]:

@@ -33,6 +33,11 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)  # e.g. a fold that predicts one class for every video
     notes: list[str] = field(default_factory=list)  # how defaults were resolved against the store
 
+    @property
+    def one_posterior_per_video(self) -> bool:
+        """Every test video scored with one posterior: its MV and clip-level metrics are PBV's by construction."""
+        return all(len(p) == 1 for fold in self.folds for p in fold.clip_posteriors)
+
 
 @dataclass(kw_only=True)
 class SavedProbe:
