@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	# The CPU build of torch where no GPU is present; a GPU box keeps whatever torch it resolves.
 	if command -v nvidia-smi >/dev/null 2>&1; then $(PIP) install -q "torch>=2.4"; \
 	else $(PIP) install -q torch==2.13.0 || $(PIP) install -q torch --index-url https://download.pytorch.org/whl/cpu; fi
-	$(PIP) install -q -e ".[dev,plots]"
+	$(PIP) install -q -e ".[dev,plots,hf]"
 	touch $@
 
 install: $(VENV)/.installed

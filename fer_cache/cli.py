@@ -8,19 +8,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from fer_cache import __version__
 from fer_cache.errors import FerCacheError, StoreMismatchError
 from fer_cache.extraction.request import ExtractRequest
 from fer_cache.extraction.request import default_of as request_default
+from fer_cache.views import console, errors, print_basis, print_families, print_scan, print_summary
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,  # plain help: no <bool> columns
                   help="Encode face videos once into a Zarr cache.")
-console = Console()
-errors = Console(stderr=True)
 
 ConfigOpt = Annotated[Path, typer.Option("--config", help="the YAML file naming datasets and encoders")]
 Store = Annotated[str, typer.Argument(help="a store (STORE.zarr, or an fsspec URL) written by fer-cache extract")]
@@ -85,25 +82,6 @@ def scan(*, dataset: Annotated[str, typer.Option(help="dataset name in the confi
     raise typer.Exit(3 if report.errors else 0)
 
 
-def print_scan(report, dataset: str, config: Path, *, decode: bool, as_json: bool) -> None:
-    if report.skipped:
-        errors.print(f"{report.skipped} videos left out by the dataset's filters in {config}")
-    if as_json:
-        print(json.dumps(report.as_json(), indent=1))
-        return
-    table = Table("id", "label", "subject", *(["split"] if report.splits else []),
-                  *(["frames"] if decode else []),
-                  title=f"{dataset}: {len(report.videos)} videos, {len(report.errors)} errors")
-    for v in report.videos:
-        table.add_row(v["id"], v["label_name"], v["subject"], *([str(v.get("split", ""))] if report.splits else []),
-                      *([str(v["n_frames"])] if decode else []))
-    console.print(table)
-    for title, counts in (("videos per class", report.per_class), ("videos per subject", report.per_subject)):
-        console.print(f"{title}: " + ", ".join(f"{k} {n}" for k, n in counts.items()), highlight=False)
-    for e in report.errors:
-        console.print(f"[yellow]error[/yellow] {e['path']}: {e['reason']}", highlight=False)
-
-
 @app.command()
 @user_errors
 def extract(*, dataset: Annotated[str, typer.Option(help="dataset name in the config file")],
@@ -131,45 +109,39 @@ def extract(*, dataset: Annotated[str, typer.Option(help="dataset name in the co
     given = dict(device=device, batch_size=batch_size, workers=workers, compile=compile_encoder)
     request = ExtractRequest(dataset=dataset, encoder=encoder, out=out, limit=limit, overwrite=overwrite, rank=rank,
                              **{k: v for k, v in given.items() if v is not None})  # defaults: ExtractRequest's
-    with progress_bar() as bar:
-        progress = ExtractProgress(bar)
+    progress = ExtractProgress()
+    try:
         summary = run_extraction(load_config(config), request, on_start=progress.start, on_advance=progress.advance)
+    finally:
+        progress.stop()
     print_summary(summary)
     raise typer.Exit(summary.exit_code)
 
 
 class ExtractProgress:
-    """Videos done out of all, clips/s and failures, fed by the pipeline's callbacks."""
+    """Videos done out of all, clips/s and failures, fed by the pipeline's callbacks; drawn only once the encoder is
+    built and the store prepared, so that a mistake in data.yaml is one line with no bar above it."""
 
-    def __init__(self, bar: Progress):
-        self.bar, self.task = bar, bar.add_task("videos", total=None, rate="")
+    def __init__(self):
+        self.bar: Progress | None = None
         self.clips = self.failed = 0
         self.started = time.perf_counter()
 
     def start(self, total: int, todo: int) -> None:
         self.started = time.perf_counter()
-        self.bar.update(self.task, total=total, completed=total - todo)
+        self.bar = progress_bar()
+        self.bar.start()
+        self.task = self.bar.add_task("videos", total=total, completed=total - todo, rate="")
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
     def advance(self, step) -> None:
         self.clips += step.clips
         self.failed += step.failed
         rate = self.clips / max(time.perf_counter() - self.started, 1e-9)
         self.bar.update(self.task, advance=step.videos, rate=f"{rate:.1f} clips/s, {self.failed} failed")
-
-
-def print_summary(summary) -> None:
-    rate = summary.clips_now / summary.seconds if summary.seconds else 0.0
-    console.print(f"{summary.store}: {summary.done}/{summary.total} videos done, {len(summary.failed)} failed; "
-                  f"this run encoded {summary.encoded_now} videos ({summary.clips_now} clips, {rate:.1f} clips/s) "
-                  f"in {summary.seconds:.1f} s", highlight=False)
-    for note in summary.notes:
-        console.print(f"[dim]{note}[/dim]", highlight=False)
-    for video_id, reason in summary.failed:
-        console.print(f"[red]failed[/red] {video_id}: {reason}", highlight=False)
-    for path, reason in summary.scan_errors:
-        console.print(f"[yellow]not a dataset video[/yellow] {path}: {reason}", highlight=False)
-    if summary.stopped or summary.pending:
-        console.print("[yellow]stopped before the end: rerun the same command to resume[/yellow]")
 
 
 @app.command()
@@ -225,7 +197,7 @@ def info(store: Store, as_json: Annotated[bool, typer.Option("--json", help="pri
         console.print(f"{result.dtype} rounding error at most {result.quantisation_error:.3g} (first video)")
     encoder = result.attrs.get("encoder") or {}
     width = encoder.get("token_width", encoder.get("embed_dim"))
-    console.print(f"encoder: family {encoder.get('family')}, preset {encoder.get('arch') or 'none (dimensions given)'}"
+    console.print(f"encoder: family {encoder.get('family')}, preset {encoder.get('arch') or 'none'}"
                   f", output {encoder.get('output', 'last')}, width {width}, "
                   f"checkpoint {encoder.get('checkpoint') or 'none (random weights)'}"
                   + (f" (key {encoder['checkpoint_key']})" if encoder.get("checkpoint_key") else ""), highlight=False)
@@ -236,18 +208,6 @@ def info(store: Store, as_json: Annotated[bool, typer.Option("--json", help="pri
         print_basis(basis, result.attrs.get("compacted_from"))
     for key in ("dataset", "label_names", "token_grid", "encoder", "sampling", "storage", "fingerprint"):
         console.print(f"{key}: {result.attrs.get(key)}", highlight=False)
-
-
-def print_basis(basis: dict, parent: dict | None) -> None:
-    """A compact store's rank, what it keeps and where its basis came from, with the curve to choose R by."""
-    fitted, curve = basis.get("fitted_on", {}), basis.get("curve") or {}
-    console.print(f"[bold]compact[/bold]: rank {basis['rank']}, {basis['explained']:.1%} of the token variance kept; "
-                  f"basis fitted on {fitted.get('tokens', '?')} tokens of {fitted.get('videos', '?')} videos of "
-                  f"{fitted.get('store') or 'dataset ' + str(fitted.get('dataset')) + ' at extraction'} (seed "
-                  f"{fitted.get('seed', '?')})" + (f"; compacted from {parent['store']}" if parent else ""),
-                  highlight=False)
-    console.print("explained variance by rank: " + ", ".join(f"{r}: {share:.1%}" for r, share in curve.items()),
-                  highlight=False)
 
 
 @app.command()
@@ -274,6 +234,13 @@ def export_h5(store: Store, out: Annotated[Path, typer.Argument(help="the HDF5 f
     with progress_bar(stderr=True) as bar:
         n = export(store, out, on_video=counted(bar, "videos exported"))
     console.print(f"wrote {n} videos to {out}")
+
+
+@app.command()
+def families():
+    """The encoder families: what each was pretrained to do, what `checkpoint:` points at, presets and outputs."""
+    from fer_cache.encoders import FAMILIES
+    print_families(list(FAMILIES.values()))
 
 
 @app.command("demo-data")

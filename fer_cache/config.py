@@ -1,5 +1,5 @@
-"""data.yaml -> frozen dataclasses. Defaults live here only (an encoder entry's in `encoders/families.py`, beside the
-family table); every mistake names its key and line."""
+"""data.yaml -> frozen dataclasses. Defaults live here only (an encoder entry's in `encoder_entry.py`); every mistake
+names its key and line. The encoder family is checked where the encoder is built (`fer_cache.encoders`)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,11 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import yaml
 
+from fer_cache.encoder_entry import ENCODER_SETTINGS, EncoderConfig
 from fer_cache.errors import ConfigError
-
-if TYPE_CHECKING:  # the encoder entry is built in _encoder, which imports torch only when data.yaml has encoders
-    from fer_cache.encoders.families import EncoderConfig
 
 ADAPTERS = ("ravdess", "crema_d", "manifest", "dfew", "ferv39k", "mafw")
 SOURCES = {"dfew": ("frames", "videos"), "mafw": ("frames", "videos"), "ferv39k": ("frames",)}  # official releases
@@ -207,13 +204,9 @@ def _dataset(name: str, entry, base: Path, *, source: str, line: int) -> Dataset
 
 
 def _encoder(name: str, entry, base: Path, *, source: str, line: int) -> EncoderConfig:
-    from fer_cache.encoders.families import ENCODER_SETTINGS, FAMILIES, EncoderConfig  # torch import deferred to here
-
     where = f"{source} line {line} (encoders.{name})"
     _check_keys(entry, set(ENCODER_SETTINGS) | {"checkpoint"}, f"encoders.{name}", source=source)
     values = {key: _typed(entry[key], kind, key, where=where) for key, kind in ENCODER_SETTINGS.items() if key in entry}
-    if values.get("family", "vjepa") not in FAMILIES:
-        raise ConfigError(f"{where}: 'family' must be one of {', '.join(FAMILIES)}, got {values['family']!r}")
     checkpoint = entry.get("checkpoint")
     checkpoint = expand_path(checkpoint, base, where) if checkpoint is not None else None
     return EncoderConfig(name=name, checkpoint=checkpoint, line=line, config_file=source,

@@ -1,47 +1,28 @@
-"""build_encoder: the one way to get a frozen video encoder (DESIGN section 8). Families: `families.py`."""
+"""build_encoder: the one way to get a frozen encoder (DESIGN section 8). The families, each one entry with its
+behaviour: `families.py`."""
 
 import hashlib
-import json
-from dataclasses import fields, replace
+from dataclasses import fields
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from fer_cache.encoders.checkpoint import (
-    check_position_table,
-    infer_dims,
-    load_state_strict,
-    read_torch_checkpoint,
-    read_vjepa21_checkpoint,
-    sha256_file,
-)
-from fer_cache.encoders.families import FAMILIES, EncoderConfig, Family, family_of_model_type, family_of_state
-from fer_cache.encoders.families import pretraining_grid as rope_pretraining_grid
-from fer_cache.encoders.hf import fine_tuning_note, read_hf_videomae, read_hf_vjepa2
+from fer_cache.encoder_entry import ENCODER_SETTINGS, EncoderConfig
+from fer_cache.encoders.building import RANDOM_SEED
+from fer_cache.encoders.checkpoint import sha256_file, strip_prefixes
+from fer_cache.encoders.families import FAMILIES, Family, claimant
 from fer_cache.encoders.presets import list_presets
 from fer_cache.encoders.vit import EncoderIdentity, VideoViT, ViTConfig
+from fer_cache.encoders.weights import Evidence, Weights, directory_config
 from fer_cache.errors import CheckpointError, ConfigError
 
-RANDOM_SEED = 0
-READERS = {  # a family's `reader` -> (path, checkpoint key) -> (config.json or None, state dict, settings it fixes)
-    "training_checkpoint": lambda path, key: (None, read_torch_checkpoint(path, key), {}),
-    "vjepa21_checkpoint": lambda path, key: vjepa21_weights(read_vjepa21_checkpoint(path, key)),
-    "hf_vjepa2": lambda path, key: read_hf_vjepa2(path),
-    "hf_videomae": lambda path, key: read_hf_videomae(path),
-}
-
-
-def vjepa21_weights(state: dict[str, torch.Tensor]) -> tuple[None, dict[str, torch.Tensor], dict]:
-    """V-JEPA 2.1 encoders are built with a video modality embedding unless `modality_embedding` was off."""
-    return None, state, {"modality_embed": "video_mod_embed" in state}
-
-
-__all__ = ["build_encoder", "load_encoder", "EncoderIdentity", "VideoViT", "ViTConfig", "list_presets", "FAMILIES"]
+__all__ = ["build_encoder", "load_encoder", "describe_encoder", "EncoderIdentity", "VideoViT", "ViTConfig",
+           "list_presets", "FAMILIES"]
 
 
 def build_encoder(*, device: str | torch.device | None = None, seed: int = RANDOM_SEED,
-                  checkpoint_sha256: str | None = None, **settings) -> VideoViT:
+                  checkpoint_sha256: str | None = None, **settings) -> nn.Module:
     """A frozen encoder from the keyword settings of an encoder entry in data.yaml (family, checkpoint,
     checkpoint_key, arch, embed_dim, depth, num_heads, mlp_ratio, patch_size, tubelet_size, resolution,
     frames_per_clip, uniform_power, output); random seeded weights when checkpoint is None."""
@@ -49,6 +30,13 @@ def build_encoder(*, device: str | torch.device | None = None, seed: int = RANDO
     unknown = sorted(set(settings) - known)
     if unknown:
         raise ConfigError(f"unknown encoder setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    if "family" not in settings:
+        raise ConfigError(f"build_encoder needs family=, one of: {', '.join(FAMILIES)}")
+    for key, kind in ENCODER_SETTINGS.items():
+        value = settings.get(key)
+        wrong = not isinstance(value, kind) or (kind is int and isinstance(value, bool))
+        if value is not None and wrong and not (kind is float and isinstance(value, int)):
+            raise ConfigError(f"encoder setting {key}: expected {kind.__name__}, got {value!r}")
     if settings.get("checkpoint") is not None:
         settings["checkpoint"] = Path(settings["checkpoint"]).expanduser()
     return load_encoder(EncoderConfig(name="", **settings), device=device, seed=seed,
@@ -56,140 +44,74 @@ def build_encoder(*, device: str | torch.device | None = None, seed: int = RANDO
 
 
 def load_encoder(spec: EncoderConfig, *, device: str | torch.device | None = None, seed: int = RANDOM_SEED,
-                 checkpoint_sha256: str | None = None) -> VideoViT:
-    """A frozen encoder in eval mode with gradients off, built from a data.yaml encoder entry.
-
-    Dimensions come from, in rising precedence: ViTConfig's defaults, the checkpoint's own shapes (heads from the
-    preset of the same width and depth), the `arch` preset, a Hugging Face config.json, the explicit settings."""
+                 checkpoint_sha256: str | None = None) -> nn.Module:
+    """A frozen encoder in eval mode with gradients off, built by its family from a data.yaml encoder entry: video
+    [B, 3, T, H, W] normalised with `model.normalisation` -> tokens [B, N, D] on the grid `model.cfg.token_grid`."""
     if spec.family not in FAMILIES:
-        raise ConfigError(f"unknown encoder family '{spec.family}'; use one of: {', '.join(FAMILIES)}")
+        raise ConfigError(f"{spec.where('family')}: 'family' must be one of {', '.join(FAMILIES)}, got "
+                          f"{spec.family!r}")
     family = FAMILIES[spec.family]
     if spec.output not in family.outputs:
         raise ConfigError(f"{spec.where('output')}: 'output' must be one of {', '.join(family.outputs)} for family "
                           f"{family.name}, got {spec.output!r}")
-    hf_config, state, fixed = read_weights(spec, family)
-    cfg, notes = resolve_config(spec, family, fixed=fixed,
-                                inferred=infer_dims(state, family) if state is not None else {})
+    weights = read_weights(spec, family)
     path = spec.checkpoint
     identity = EncoderIdentity(
         family=spec.family, arch=spec.arch, checkpoint=path.name if path is not None else None,
         checkpoint_sha256=checkpoint_sha256 or (fingerprint_checkpoint(path) if path is not None else None),
         checkpoint_key=(spec.checkpoint_key or family.default_key) if family.layout == "file" and path else None,
-        notes=tuple(notes), fine_tuned=fine_tuning_note(spec.family, hf_config))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = VideoViT(cfg, identity)
-        init_weights(model)
-    if state is not None:
-        if spec.family == "vjepa":
-            check_position_table(state, cfg, source=str(path))
-        load_state_strict(model, state, str(path))
+        fine_tuned=weights.fine_tuned if weights is not None else None)
+    model = family.build(spec, family, weights, identity=identity, seed=seed)
+    model.normalisation = family.normalisation(path)
     model.eval().requires_grad_(False)
     return model.to(device) if device is not None else model
 
 
-def read_weights(spec: EncoderConfig, family: Family) -> tuple[dict | None, dict[str, torch.Tensor] | None, dict]:
-    """(config.json or None, encoder state dict or None, settings the checkpoint fixes) of an entry's checkpoint;
-    a checkpoint of another family is refused in one line that names the right one."""
+def read_weights(spec: EncoderConfig, family: Family) -> Weights | None:
+    """The weights of an entry's checkpoint (None: seeded random weights); a checkpoint that another family claims
+    is refused in one line that names that family."""
     kind = "a Hugging Face directory (config.json + model.safetensors)" if family.layout == "directory" else \
-        "a training checkpoint file"
+        "a checkpoint file"
     if spec.checkpoint is None:
         if family.layout == "directory":
-            raise CheckpointError(f"family {family.name} needs `checkpoint`: {kind}")
-        return None, None, {}
-    path = Path(spec.checkpoint)
-    if path.is_dir() != (family.layout == "directory") and (path.is_dir() or path.is_file()):
-        if path.is_dir():
-            other = family_of_model_type(directory_model_type(path))
-            hint = f"; a {FAMILIES[other].title} directory: use family {other}" if other else \
-                "; for a Hugging Face directory use family vjepa2-hf or videomae"
-            raise CheckpointError(f"{path} is a directory, but family {family.name} reads {kind}{hint}")
-        raise CheckpointError(f"{path} is a file, but family {family.name} reads {kind}; for a training checkpoint "
-                              "use family vjepa, vjepa2 or vjepa2.1")
-    if family.layout == "directory":
-        other = family_of_model_type(directory_model_type(path))
-        if other not in (None, family.name):
-            raise CheckpointError(f"{path}: {FAMILIES[other].evidence}, not {family.title}; use family {other}")
-    hf_config, state, fixed = READERS[family.reader](path, spec.checkpoint_key or family.default_key)
-    if family.layout == "file":
-        other = family_of_state(state)
-        if other != family.name:
-            raise CheckpointError(f"{path}: {FAMILIES[other].evidence}; a {FAMILIES[other].title} checkpoint? "
-                                  f"use family {other}")
-    return hf_config, state, fixed
-
-
-def directory_model_type(path: Path) -> str | None:
-    """config.json's model_type, or None where there is none to read (the reader then explains)."""
-    try:
-        return json.loads((path / "config.json").read_text()).get("model_type")
-    except (OSError, ValueError, AttributeError):
+            raise CheckpointError(f"{spec.where('checkpoint')}: family {family.name} needs `checkpoint`: {kind}")
         return None
+    path = Path(spec.checkpoint)
+    other = claimant(evidence_of(path, spec.checkpoint_key or family.default_key))
+    if other is not None and other is not family:
+        raise CheckpointError(f"{path}: {other.evidence}, not {family.title}; use family {other.name}")
+    if path.is_dir() != (family.layout == "directory") and (path.is_dir() or path.is_file()):
+        what = "directory" if path.is_dir() else "file"
+        readers = [f.name for f in FAMILIES.values() if f.layout == ("directory" if path.is_dir() else "file")]
+        raise CheckpointError(f"{path} is a {what}, but family {family.name} reads {kind}; families that read a "
+                              f"{what}: {', '.join(readers)}")
+    return family.read(path, spec.checkpoint_key or family.default_key)
 
 
-def resolve_config(spec: EncoderConfig, family: Family, *, fixed: dict, inferred: dict) -> tuple[ViTConfig, list[str]]:
-    """Checkpoint shapes, then the preset, then HF config.json, then explicit settings: the later wins. Returns the
-    config and notes on choices a reader of the store should know about."""
-    values: dict = dict(inferred)
-    if spec.arch is not None:
-        if spec.arch not in family.presets:
-            raise ConfigError(f"unknown arch '{spec.arch}' for family {family.name}; use one of: "
-                              f"{', '.join(sorted(family.presets))}")
-        preset = family.presets[spec.arch]
-        values.update(embed_dim=preset.embed_dim, depth=preset.depth, num_heads=preset.num_heads,
-                      mlp_ratio=preset.mlp_ratio)
-    values.update(fixed)
-    explicit = {f: getattr(spec, f) for f in ("embed_dim", "depth", "num_heads", "mlp_ratio", "patch_size",
-                                              "tubelet_size", "resolution", "frames_per_clip")}
-    values.update({k: v for k, v in explicit.items() if v is not None})
-    if "num_heads" not in values and family.head_dim and values.get("embed_dim", 0) % family.head_dim == 0:
-        values["num_heads"] = values["embed_dim"] // family.head_dim
-    for key in ("embed_dim", "depth", "num_heads"):
-        if key not in values:
-            raise ConfigError(f"encoder needs `arch` (one of {', '.join(sorted(family.presets))}) or an explicit "
-                              f"`{key}`" + (" (the checkpoint's shapes do not say)" if inferred else ""))
-    if values["embed_dim"] % values["num_heads"]:
-        key = "num_heads" if spec.num_heads is not None or spec.embed_dim is None else "embed_dim"
-        raise ConfigError(f"{spec.where(key)}: embed_dim {values['embed_dim']} is not divisible by num_heads "
-                          f"{values['num_heads']}; give a head count that divides the width")
-    settings = {"uniform_power": spec.uniform_power if family.uses_uniform_power else None, "output": spec.output}
-    settings |= {k: v for k, v in family.architecture.items() if k != "rope_grid"} | values
-    cfg = ViTConfig(**settings)
-    if family.architecture.get("rope_grid") == "pretraining":
-        cfg = replace(cfg, rope_grid=rope_pretraining_grid(cfg.patch_size, cfg.resolution))
-    if cfg.resolution % cfg.patch_size:
-        nearest = max(cfg.patch_size, cfg.resolution // cfg.patch_size * cfg.patch_size)
-        raise ConfigError(f"{spec.where('resolution')}: resolution {cfg.resolution} is not a multiple of patch_size "
-                          f"{cfg.patch_size}; use e.g. {nearest}")
-    if cfg.frames_per_clip % cfg.tubelet_size:
-        raise ConfigError(f"{spec.where('frames_per_clip')}: frames_per_clip {cfg.frames_per_clip} is not a multiple "
-                          f"of tubelet_size {cfg.tubelet_size}; use e.g. "
-                          f"{max(cfg.tubelet_size, cfg.frames_per_clip // cfg.tubelet_size * cfg.tubelet_size)}")
-    if cfg.final_norm == "per_layer" and cfg.depth < 4:
-        raise ConfigError(f"depth {cfg.depth}: a {family.title} encoder has 4 hierarchical layers, so at least 4 "
-                          "blocks")
-    return cfg, head_notes(cfg, family)
+def evidence_of(path: Path, key: str | None) -> Evidence | None:
+    """How a checkpoint looks from outside (model_type, tensor names), or None where it cannot be read: the family's
+    reader then says why."""
+    if path.is_dir():
+        config = directory_config(path) or {}
+        return Evidence(config.get("model_type"), frozenset(safetensors_keys(path / "model.safetensors")))
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - unreadable here means: let the reader explain
+        return None
+    if not isinstance(blob, dict):
+        return None
+    entries = [blob[k] for k in (key, "target_encoder", "ema_encoder", "encoder") if isinstance(blob.get(k), dict)]
+    state = entries[0] if entries else blob
+    return Evidence(None, frozenset(strip_prefixes(k) for k, v in state.items() if isinstance(v, torch.Tensor)))
 
 
-def head_notes(cfg: ViTConfig, family: Family) -> list[str]:
-    """Heads cannot be read off the weights: a count that no preset of this width and depth uses is worth a note."""
-    for name, preset in family.presets.items():
-        if (preset.embed_dim, preset.depth) == (cfg.embed_dim, cfg.depth) and preset.num_heads != cfg.num_heads:
-            return [f"num_heads {cfg.num_heads} differs from the {name} preset's {preset.num_heads} for width "
-                    f"{cfg.embed_dim} and depth {cfg.depth}; the official checkpoints of that size use "
-                    f"{preset.num_heads}"]
-    return []
-
-
-def init_weights(model: nn.Module) -> None:
-    """V-JEPA's initialisation (truncated normal 0.02), used for the seeded random encoder."""
-    for module in model.modules():
-        if isinstance(module, nn.Linear):
-            nn.init.trunc_normal_(module.weight, std=0.02)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+def safetensors_keys(file: Path) -> list[str]:
+    from safetensors import safe_open
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            return list(f.keys())
+    except Exception:  # noqa: BLE001 - a missing or damaged file: the reader says so
+        return []
 
 
 _SHA_CACHE: dict[tuple[str, float, int], str] = {}
@@ -205,7 +127,7 @@ def fingerprint_checkpoint(path: Path) -> str:
     return _SHA_CACHE[key]
 
 
-def describe_encoder(model: VideoViT) -> dict:
+def describe_encoder(model: nn.Module) -> dict:
     """The encoder attributes written into a store (DESIGN section 4): what was really used."""
     cfg, identity = model.cfg, model.identity
     described = {"family": identity.family, "arch": identity.arch, "embed_dim": cfg.embed_dim, "depth": cfg.depth,

@@ -1,15 +1,19 @@
-"""Reading official V-JEPA checkpoints into VideoViT: the only place that knows their key layouts."""
+"""Reading official V-JEPA training checkpoints into VideoViT's key names, and the strict copy into the model that
+every ViT family shares (each key accounted for, each shape checked, a stored position table verified)."""
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from fer_cache.encoders.families import Family
+from fer_cache.encoders.presets import ArchPreset
 from fer_cache.encoders.vit import VideoViT, sincos_3d
+from fer_cache.encoders.weights import Weights
 from fer_cache.errors import CheckpointError
 
 WRAPPER_PREFIXES = ("module.", "backbone.")
+FROZEN_KEYS = ("target_encoder", "ema_encoder")  # the EMA encoder that frozen evaluation uses (V-JEPA 1/2, 2.1)
 
 
 def sha256_file(path: str | Path) -> str:
@@ -20,8 +24,9 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def read_torch_checkpoint(path: Path, checkpoint_key: str) -> dict[str, torch.Tensor]:
-    """The encoder state dict of a V-JEPA 1 `.pth.tar` / V-JEPA 2 `.pt` training checkpoint."""
+def read_training_checkpoint(path: Path, checkpoint_key: str | None) -> Weights:
+    """The encoder entry of a V-JEPA 1 `.pth.tar` / V-JEPA 2 `.pt` training checkpoint (or a bare state dict), in
+    our key names; an entry that holds no encoder (a predictor) is refused, naming the entries that do."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path} (download the official release file and point the "
                               "encoder's `checkpoint:` at it)")
@@ -31,16 +36,34 @@ def read_torch_checkpoint(path: Path, checkpoint_key: str) -> dict[str, torch.Te
         raise CheckpointError(f"{path}: {unloadable_reason(path, exc)}") from exc
     if not isinstance(blob, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, found {type(blob).__name__}")
-    if checkpoint_key in blob:
-        state = blob[checkpoint_key]
-    elif all(isinstance(v, torch.Tensor) for v in blob.values()):
-        state = blob  # a bare state dict
-    else:
-        keys = ", ".join(sorted(k for k, v in blob.items() if isinstance(v, dict)))
-        raise CheckpointError(f"{path}: no '{checkpoint_key}' entry; set checkpoint_key to one of: {keys}")
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: '{checkpoint_key}' is not a state dict")
-    return {strip_prefixes(k): v for k, v in state.items()}
+    if all(isinstance(v, torch.Tensor) for v in blob.values()):
+        return Weights(state={strip_prefixes(k): v for k, v in blob.items()})  # a bare state dict
+    encoders = sorted((k for k, v in blob.items() if isinstance(v, dict) and holds_encoder(v)),
+                      key=lambda k: k not in FROZEN_KEYS)  # the EMA copy that frozen evaluation uses first
+    choose = f"set checkpoint_key to {encoders[0]}" if encoders else "it holds no encoder weights"
+    if encoders[1:]:
+        choose += f" (the {'EMA ' if encoders[0] in FROZEN_KEYS else ''}encoder; also: {', '.join(encoders[1:])})"
+    if checkpoint_key not in blob:
+        raise CheckpointError(f"{path}: no '{checkpoint_key}' entry; {choose}")
+    state = blob[checkpoint_key]
+    if not isinstance(state, dict) or not holds_encoder(state):
+        what = "the predictor, not an encoder" if "predictor" in str(checkpoint_key) else "not an encoder's weights"
+        raise CheckpointError(f"{path}: '{checkpoint_key}' is {what}; {choose}")
+    return Weights(state={strip_prefixes(k): v for k, v in state.items()},
+                   notes=online_encoder_note(blob, checkpoint_key))
+
+
+def holds_encoder(state: dict) -> bool:
+    """An entry of a training checkpoint holds an encoder if it has a patch embedding (a predictor has none)."""
+    return any(strip_prefixes(k) == "patch_embed.proj.weight" for k in state)
+
+
+def online_encoder_note(blob_keys, checkpoint_key: str | None) -> tuple[str, ...]:
+    """`encoder` is the online encoder where the file also holds its EMA (target) copy, which frozen evaluation uses."""
+    frozen = [k for k in FROZEN_KEYS if k in blob_keys]
+    if checkpoint_key == "encoder" and frozen:
+        return (f"checkpoint_key encoder chose the online encoder; the frozen evaluation uses {frozen[0]}",)
+    return ()
 
 
 def unloadable_reason(path: Path, exc: Exception) -> str:
@@ -55,12 +78,14 @@ def unloadable_reason(path: Path, exc: Exception) -> str:
     return "is not a readable PyTorch checkpoint (damaged, truncated or another format); refusing to load it"
 
 
-def read_vjepa21_checkpoint(path: Path, checkpoint_key: str) -> dict[str, torch.Tensor]:
-    """A V-JEPA 2.1 checkpoint: V-JEPA 2's layout plus image-only weights that a video encoder does not use."""
-    state = read_torch_checkpoint(path, checkpoint_key)
+def read_vjepa21_checkpoint(path: Path, checkpoint_key: str | None) -> Weights:
+    """A V-JEPA 2.1 checkpoint: V-JEPA 2's layout plus image-only weights that a video encoder does not use; built
+    with a video modality embedding unless the checkpoint was trained without one."""
+    weights = read_training_checkpoint(path, checkpoint_key)
+    state = weights.state
     for key in [k for k in state if k == "img_mod_embed" or k.startswith("patch_embed_img.")]:
         del state[key]  # the image path (single frames); accepted, not needed for video
-    return state
+    return replace(weights, fixed={"modality_embed": "video_mod_embed" in state})
 
 
 def strip_prefixes(key: str) -> str:
@@ -73,7 +98,7 @@ def strip_prefixes(key: str) -> str:
     return key
 
 
-def infer_dims(state: dict[str, torch.Tensor], family: Family) -> dict:
+def infer_dims(state: dict[str, torch.Tensor], presets: dict[str, ArchPreset]) -> dict:
     """Width, depth, MLP ratio, patch and tubelet read off the weights; heads from the family's preset of that
     width and depth (the weights cannot tell how the width is split)."""
     dims: dict = {}
@@ -86,7 +111,7 @@ def infer_dims(state: dict[str, torch.Tensor], family: Family) -> dict:
     fc1 = state.get("blocks.0.mlp.fc1.weight")
     if fc1 is not None and "embed_dim" in dims:
         dims["mlp_ratio"] = fc1.shape[0] / dims["embed_dim"]
-    for preset in family.presets.values():
+    for preset in presets.values():
         if (preset.embed_dim, preset.depth) == (dims.get("embed_dim"), dims.get("depth")):
             dims["num_heads"] = preset.num_heads
     return dims
@@ -115,13 +140,15 @@ def load_state_strict(model: VideoViT, state: dict[str, torch.Tensor], source: s
 
 
 def check_position_table(state: dict[str, torch.Tensor], cfg, *, source: str) -> None:
-    """A V-JEPA 1 table is trained for one grid; a resolution or frame count that gives another grid is refused."""
-    if state["pos_embed"].shape[1] != cfg.num_tokens:
-        trained = stored_grid(state["pos_embed"], cfg)
-        where = f"trained at {trained[1]} px and {trained[0]} frames" if trained else "trained on another grid"
-        raise CheckpointError(f"{source}: its position table has {state['pos_embed'].shape[1]} tokens ({where}), "
-                              f"but resolution {cfg.resolution} and frames_per_clip {cfg.frames_per_clip} give "
-                              f"{cfg.num_tokens}; set the encoder's resolution and frames_per_clip to the checkpoint's")
+    """A stored position table (V-JEPA 1, MARLIN) is trained for one grid; a resolution or frame count that gives
+    another grid is refused."""
+    if "pos_embed" not in state or state["pos_embed"].shape[1] == cfg.num_tokens:
+        return
+    trained = stored_grid(state["pos_embed"], cfg) if cfg.positions == "sincos3d" else None
+    where = f"trained at {trained[1]} px and {trained[0]} frames" if trained else "trained on another grid"
+    raise CheckpointError(f"{source}: its position table has {state['pos_embed'].shape[1]} tokens ({where}), "
+                          f"but resolution {cfg.resolution} and frames_per_clip {cfg.frames_per_clip} give "
+                          f"{cfg.num_tokens}; set the encoder's resolution and frames_per_clip to the checkpoint's")
 
 
 def stored_grid(stored: torch.Tensor, cfg) -> tuple[int, int] | None:
@@ -142,8 +169,9 @@ def check_pos_embed(model: VideoViT, stored: torch.Tensor, source: str) -> None:
     cfg = model.cfg
     if stored.shape[-1] != cfg.embed_dim:
         raise CheckpointError(f"{source}: key 'pos_embed' has width {stored.shape[-1]}, expected {cfg.embed_dim}")
-    regenerated = sincos_3d(cfg.embed_dim, cfg.token_grid, cfg.uniform_power)
+    regenerated = model.position_table(cfg.token_grid)
     error = (stored.float() - regenerated).abs().max().item()
     if error > 1e-4:
-        raise CheckpointError(f"{source}: stored 'pos_embed' differs from the 3-D sin-cos table by {error:.3g}; "
-                              "check uniform_power")
+        hint = "check uniform_power" if cfg.positions == "sincos3d" else "is it a checkpoint of another family?"
+        raise CheckpointError(f"{source}: stored 'pos_embed' differs from the family's sin-cos table by {error:.3g}; "
+                              f"{hint}")

@@ -1,114 +1,131 @@
-"""The encoder families as one table: what a checkpoint of each looks like and which ViT switches it sets.
+"""The encoder families as one table. Each entry carries its behaviour: how to read and strictly map its
+checkpoint, how to build its model, how to recognise its checkpoints (so a mis-declared one is refused naming the
+right family), how its frames are normalised, its presets and what it was pretrained to do.
 
-A new family is one `Family` entry here plus its reader (a function that turns its checkpoint into our key names).
-This module imports no torch at module level, so config parsing can check family names cheaply.
+A new family is one `Family` entry here, plus a reader (and a model module where the architecture is new).
 """
 
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from fer_cache.encoders.building import build_vit
+from fer_cache.encoders.checkpoint import read_training_checkpoint, read_vjepa21_checkpoint
+from fer_cache.encoders.framewise import frame_wise, read_image_directory
+from fer_cache.encoders.hf import read_hf_videomae, read_hf_vjepa2
+from fer_cache.encoders.marlin import PRESETS as MARLIN_PRESETS
+from fer_cache.encoders.marlin import read_marlin
 from fer_cache.encoders.presets import PRESETS as VJEPA_PRESETS
 from fer_cache.encoders.presets import VIDEOMAE_PRESETS, VJEPA21_PRESETS, ArchPreset
+from fer_cache.encoders.weights import IMAGENET, UNIT, Evidence, Normalisation, Weights, preprocessor_normalisation
 
-
-@dataclass(kw_only=True, frozen=True)
-class EncoderConfig:
-    """One encoder entry of data.yaml (the keywords of `build_encoder`); None means: from the checkpoint or preset."""
-    name: str
-    family: str = "vjepa"
-    checkpoint: Path | None = None
-    checkpoint_key: str | None = None  # None: the family's default (target_encoder for training checkpoints)
-    arch: str | None = None
-    embed_dim: int | None = None
-    depth: int | None = None
-    num_heads: int | None = None
-    mlp_ratio: float | None = None
-    patch_size: int | None = None  # None: from the checkpoint, else 16
-    tubelet_size: int | None = None  # None: from the checkpoint, else 2
-    resolution: int | None = None
-    frames_per_clip: int | None = None
-    uniform_power: bool = True
-    output: str = "last"  # V-JEPA 2.1: `hierarchical` stores four normed layer outputs side by side (4 x width)
-    line: int = 0
-    config_file: str = "data.yaml"
-    key_lines: dict[str, int] = field(default_factory=dict, compare=False)  # data.yaml line of each key
-
-    def with_frames(self, frames_per_clip: int) -> "EncoderConfig":
-        return replace(self, frames_per_clip=frames_per_clip)
-
-    def where(self, key: str) -> str:
-        """Where a setting was written, for messages: `data.yaml line 12 (encoders.tiny.num_heads)`; from the
-        Python API, the keyword."""
-        if not self.name:
-            return f"encoder setting {key}"
-        if key == "frames_per_clip" and key not in self.key_lines:
-            return f"{self.config_file} (extraction.frames_per_clip, used by encoders.{self.name})"
-        return f"{self.config_file} line {self.key_lines.get(key, self.line)} (encoders.{self.name}.{key})"
-
-
-ENCODER_SETTINGS = {"family": str, "checkpoint_key": str, "arch": str, "embed_dim": int, "depth": int,
-                    "num_heads": int, "mlp_ratio": float, "patch_size": int, "tubelet_size": int, "resolution": int,
-                    "frames_per_clip": int, "uniform_power": bool, "output": str}  # besides `checkpoint` (a path)
-
-Layout = Literal["file", "directory"]  # a training checkpoint file, or a Hugging Face directory
+Objective = Literal["latent prediction", "pixel reconstruction", "image-text contrastive", "self-distillation"]
+Layout = Literal["file", "directory"]  # a checkpoint file, or a Hugging Face directory
+CLIP_MEAN_STD = Normalisation((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
+HALF = Normalisation((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 
 @dataclass(frozen=True, kw_only=True)
 class Family:
     name: str  # what data.yaml's `family:` says
     title: str  # what people call it
-    objective: Literal["latent prediction", "pixel reconstruction"]  # how it was pretrained (the paper's contrast)
+    objective: Objective  # how it was pretrained: the contrast the paper draws
+    checkpoint_format: str  # what `checkpoint:` points at, for the families table
     layout: Layout
-    reader: str  # the function in readers.py that returns (config.json or None, state dict in our key names)
-    architecture: dict  # ViTConfig switches fixed by the family (positions, norms, modality embedding)
+    read: Callable[[Path, str | None], Weights]  # checkpoint -> weights in the model's key names
+    build: Callable[..., object]  # (entry, family, weights or None, *, identity, seed) -> the encoder module
+    claims: Callable[[Evidence], bool]  # is this checkpoint one of ours?
+    normalisation: Callable[[Path | None], Normalisation] = lambda path: IMAGENET
+    evidence: str  # what its checkpoints hold that others do not, said when refusing a mis-declared one
     presets: dict[str, ArchPreset]
+    architecture: dict  # VideoViT switches fixed by the family (positions, norms, modality embedding)
     default_key: str | None = None  # the checkpoint entry that holds the frozen encoder (training checkpoints)
     outputs: tuple[str, ...] = ("last",)
     head_dim: int | None = None  # heads = width / head_dim when no preset of that width and depth says otherwise
-    evidence: str = ""  # what its checkpoints hold that others do not, for refusing a mis-declared one
-    model_types: tuple[str, ...] = ()  # config.json model_type of a Hugging Face directory
     uses_uniform_power: bool = False
+    sampling: str = ""  # how its releases are used, as a hint to the user
+
+
+def model_type(*names: str) -> Callable[[Evidence], bool]:
+    return lambda evidence: evidence.model_type in names
+
+
+def vjepa_keys(*, table: bool) -> Callable[[Evidence], bool]:
+    """V-JEPA 1 stores a position table, V-JEPA 2 has none; neither has V-JEPA 2.1's per-layer norms."""
+    return lambda e: (e.has("patch_embed.proj.weight") and e.has("pos_embed") == table
+                      and not e.has_prefix("norms_block.") and not e.has("video_mod_embed"))
+
+
+def own_normalisation(default: Normalisation) -> Callable[[Path | None], Normalisation]:
+    return lambda path: preprocessor_normalisation(path, default)
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
-    Family(name="vjepa", title="V-JEPA 1", objective="latent prediction", layout="file", reader="training_checkpoint",
-           architecture={"positions": "sincos3d"}, presets=VJEPA_PRESETS, default_key="target_encoder",
-           evidence="unexpected key 'pos_embed' (a fixed position table, as V-JEPA 1 checkpoints store)",
-           uses_uniform_power=True),
-    Family(name="vjepa2", title="V-JEPA 2", objective="latent prediction", layout="file", reader="training_checkpoint",
-           architecture={"positions": "rope"}, presets=VJEPA_PRESETS, default_key="target_encoder",
+    Family(name="vjepa", title="V-JEPA 1", objective="latent prediction", layout="file", read=read_training_checkpoint,
+           checkpoint_format="training checkpoint .pth.tar (target_encoder)", build=build_vit,
+           claims=vjepa_keys(table=True), architecture={"positions": "sincos3d"}, presets=VJEPA_PRESETS,
+           default_key="target_encoder", uses_uniform_power=True, sampling="16 frames at 224 or 384 px",
+           evidence="it has a 'pos_embed' table, as V-JEPA 1 checkpoints do"),
+    Family(name="vjepa2", title="V-JEPA 2", objective="latent prediction", layout="file", read=read_training_checkpoint,
+           checkpoint_format="training checkpoint .pt (target_encoder)", build=build_vit,
+           claims=vjepa_keys(table=False), architecture={"positions": "rope"}, presets=VJEPA_PRESETS,
+           default_key="target_encoder", sampling="64 frames at 256 or 384 px (any grid: rotary positions)",
            evidence="no 'pos_embed' in the weights and no 'norms_block', as in V-JEPA 2 checkpoints (rotary "
                     "positions)"),
     Family(name="vjepa2-hf", title="V-JEPA 2 (Hugging Face)", objective="latent prediction", layout="directory",
-           reader="hf_vjepa2", architecture={"positions": "rope"}, presets=VJEPA_PRESETS, model_types=("vjepa2",),
-           evidence="a Hugging Face V-JEPA 2 directory (model_type vjepa2)"),
+           read=read_hf_vjepa2, checkpoint_format="Hugging Face directory (model_type vjepa2)", build=build_vit,
+           claims=model_type("vjepa2"), architecture={"positions": "rope"}, presets=VJEPA_PRESETS,
+           sampling="its config.json's frames and crop", evidence="a Hugging Face V-JEPA 2 directory (model_type "
+                                                                  "vjepa2)"),
     Family(name="vjepa2.1", title="V-JEPA 2.1", objective="latent prediction", layout="file",
-           reader="vjepa21_checkpoint", architecture={"positions": "rope", "modality_embed": True,
-                                                      "final_norm": "per_layer", "rope_grid": "pretraining",
-                                                      "rope_interleaved": True},
+           read=read_vjepa21_checkpoint, checkpoint_format="training checkpoint .pt (ema_encoder or target_encoder)",
+           build=build_vit, claims=lambda e: e.has_prefix("norms_block.") or e.has("video_mod_embed"),
+           architecture={"positions": "rope", "modality_embed": True, "final_norm": "per_layer",
+                         "rope_grid": "pretraining", "rope_interleaved": True},
            presets=VJEPA21_PRESETS, default_key="target_encoder", outputs=("last", "hierarchical"), head_dim=64,
-           evidence="has 'norms_block' LayerNorms and a 'video_mod_embed', as V-JEPA 2.1 checkpoints do"),
+           sampling="16 frames at 256 or 384 px",
+           evidence="it has 'norms_block' LayerNorms and a 'video_mod_embed', as V-JEPA 2.1 checkpoints do"),
     Family(name="videomae", title="VideoMAE", objective="pixel reconstruction", layout="directory",
-           reader="hf_videomae", architecture={"positions": "sincos1d"}, presets=VIDEOMAE_PRESETS,
-           model_types=("videomae",), evidence="a Hugging Face VideoMAE directory (model_type videomae)"),
+           read=read_hf_videomae, checkpoint_format="Hugging Face directory (model_type videomae)", build=build_vit,
+           claims=model_type("videomae"), architecture={"positions": "sincos1d"}, presets=VIDEOMAE_PRESETS,
+           sampling="16 frames at 224 px (its config.json's grid)",
+           evidence="a Hugging Face VideoMAE directory (model_type videomae)"),
+    Family(name="marlin", title="MARLIN", objective="pixel reconstruction", layout="file", read=read_marlin,
+           checkpoint_format="release state dict .encoder.pt or .full.pt", build=build_vit,
+           claims=lambda e: e.has("encoder.patch_embedding.projection.weight"),
+           normalisation=lambda path: UNIT, architecture={"positions": "sincos1d"}, presets=MARLIN_PRESETS,
+           head_dim=64, sampling="16 frames at 224 px, face crops (frames in [0, 1], no mean/std)",
+           evidence="it holds 'encoder.patch_embedding' and 'encoder.pos_embedding', as MARLIN releases do"),
+    Family(name="clip", title="CLIP", objective="image-text contrastive", layout="directory",
+           read=read_image_directory, checkpoint_format="Hugging Face directory (model_type clip)",
+           build=frame_wise("CLIPVisionModel", "flag"), claims=model_type("clip", "clip_vision_model"),
+           normalisation=own_normalisation(CLIP_MEAN_STD), architecture={}, presets={}, outputs=("last", "cls"),
+           sampling="frame by frame at the directory's crop size",
+           evidence="a Hugging Face CLIP directory (model_type clip)"),
+    Family(name="siglip", title="SigLIP", objective="image-text contrastive", layout="directory",
+           read=read_image_directory, checkpoint_format="Hugging Face directory (model_type siglip)",
+           build=frame_wise("SiglipVisionModel", "flag"), claims=model_type("siglip", "siglip_vision_model"),
+           normalisation=own_normalisation(HALF), architecture={}, presets={}, outputs=("last", "cls"),
+           sampling="frame by frame at the directory's crop size",
+           evidence="a Hugging Face SigLIP directory (model_type siglip)"),
+    Family(name="dinov2", title="DINOv2", objective="self-distillation", layout="directory",
+           read=read_image_directory, checkpoint_format="Hugging Face directory (model_type dinov2)",
+           build=frame_wise("Dinov2Model", "always"), claims=model_type("dinov2"),
+           normalisation=own_normalisation(IMAGENET), architecture={}, presets={}, outputs=("last", "cls"),
+           sampling="frame by frame at 224 px (position table interpolated from 518)",
+           evidence="a Hugging Face DINOv2 directory (model_type dinov2)"),
+    Family(name="dinov3", title="DINOv3", objective="self-distillation", layout="directory",
+           read=read_image_directory, checkpoint_format="Hugging Face directory (model_type dinov3_vit)",
+           build=frame_wise("DINOv3ViTModel", "rope"), claims=model_type("dinov3_vit"),
+           normalisation=own_normalisation(IMAGENET), architecture={}, presets={}, outputs=("last", "cls"),
+           sampling="frame by frame at the directory's size (rotary positions: any size)",
+           evidence="a Hugging Face DINOv3 directory (model_type dinov3_vit)"),
 )}
 
 
-def family_of_state(state: dict) -> str:
-    """Which training-checkpoint family a state dict (our key names) belongs to, by the keys only it has."""
-    if "video_mod_embed" in state or any(k.startswith("norms_block.") for k in state):
-        return "vjepa2.1"
-    return "vjepa" if "pos_embed" in state else "vjepa2"
-
-
-def family_of_model_type(model_type: str | None) -> str | None:
-    for f in FAMILIES.values():
-        if model_type in f.model_types:
-            return f.name
-    return None
-
-
-def pretraining_grid(patch_size: int, resolution: int) -> int:
-    """V-JEPA 2.1 pretrained at 256 px (252 px with patch 14); its rotary positions are rescaled to that grid."""
-    return {16: 16, 14: 18}.get(patch_size, resolution // patch_size)
+def claimant(evidence: Evidence | None) -> Family | None:
+    """The family whose checkpoints look like this, or None where none (or the evidence is unreadable)."""
+    if evidence is None:
+        return None
+    return next((f for f in FAMILIES.values() if f.claims(evidence)), None)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import torch
 
+from fer_cache.encoders.weights import Weights
 from fer_cache.errors import CheckpointError
 
 VIDEOMAE_MODELS = {"VideoMAEForPreTraining": None, "VideoMAEModel": None,
@@ -38,8 +39,8 @@ def read_directory(path: Path, family_title: str) -> tuple[dict, dict[str, torch
     return config, weights
 
 
-def read_hf_vjepa2(path: Path) -> tuple[dict, dict[str, torch.Tensor], dict]:
-    """A Hugging Face V-JEPA 2 directory: encoder weights under `encoder.`; (config, state, architecture)."""
+def read_hf_vjepa2(path: Path, checkpoint_key: str | None = None) -> Weights:
+    """A Hugging Face V-JEPA 2 directory: encoder weights under `encoder.`, dimensions from config.json."""
     config, weights = read_directory(path, "V-JEPA 2")
     state: dict[str, torch.Tensor] = {}
     for key, value in weights.items():
@@ -65,14 +66,14 @@ def read_hf_vjepa2(path: Path) -> tuple[dict, dict[str, torch.Tensor], dict]:
             "patch_size": config.get("patch_size"), "tubelet_size": config.get("tubelet_size"),
             "resolution": config.get("crop_size") or config.get("image_size"),
             "frames_per_clip": config.get("frames_per_clip"), "layernorm_eps": config.get("layer_norm_eps")}
-    return config, state, {k: v for k, v in dims.items() if v is not None}
+    return Weights(state=state, config=config, fixed={k: v for k, v in dims.items() if v is not None})
 
 
 VIDEOMAE_LAYER = {"layernorm_before": "norm1", "layernorm_after": "norm2", "attention.output.dense": "attn.proj",
                   "intermediate.dense": "mlp.fc1", "output.dense": "mlp.fc2"}
 
 
-def read_hf_videomae(path: Path) -> tuple[dict, dict[str, torch.Tensor], dict]:
+def read_hf_videomae(path: Path, checkpoint_key: str | None = None) -> Weights:
     """A Hugging Face VideoMAE directory: encoder under `videomae.`; query and value biases, no key bias; a final
     LayerNorm unless the model mean-pools (fine-tuned releases). Decoder and classifier weights are left out."""
     config, weights = read_directory(path, "VideoMAE")
@@ -118,14 +119,9 @@ def read_hf_videomae(path: Path) -> tuple[dict, dict[str, torch.Tensor], dict]:
             "resolution": config.get("image_size"), "frames_per_clip": config.get("num_frames"),
             "layernorm_eps": config.get("layer_norm_eps"), "qkv_bias": biased,
             "final_norm": "norm" if final_norm else "none"}
-    return config, state, {k: v for k, v in dims.items() if v is not None}
-
-
-def fine_tuning_note(family: str, config: dict | None) -> str | None:
-    """A fine-tuned (label-supervised) VideoMAE is accepted, and every store and report says so."""
-    if family != "videomae" or config is None:
-        return None
-    return VIDEOMAE_MODELS.get((config.get("architectures") or ["VideoMAEForPreTraining"])[0])
+    # a fine-tuned (label-supervised) VideoMAE is accepted, and every store and report says so
+    return Weights(state=state, config=config, fixed={k: v for k, v in dims.items() if v is not None},
+                   fine_tuned=VIDEOMAE_MODELS[model])
 
 
 def take(encoder: dict[str, torch.Tensor], key: str, source: Path) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """A compact video ViT that covers V-JEPA 1 (fixed 3-D sin-cos position table), V-JEPA 2 (3-D RoPE), V-JEPA 2.1
-(interpolated 3-D RoPE, a video modality embedding, one LayerNorm per hierarchical layer) and VideoMAE (a fixed 1-D
-sin-cos table over the tokens, query/value biases only). Which family sets which switch: `families.py`.
+(interpolated 3-D RoPE, a video modality embedding, one LayerNorm per hierarchical layer), VideoMAE and MARLIN (a fixed
+1-D sin-cos table over the tokens, query/value biases only). Which family sets which switch: `families.py`.
 
 Axes: B clips, C=3 channels, T frames, H/W pixels, N tokens (T' x H' x W', row-major), D width, h heads.
 """

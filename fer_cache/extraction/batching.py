@@ -13,7 +13,6 @@ import torch
 
 from fer_cache.extraction.staging import Download, Downloader, Uploader
 from fer_cache.extraction.writer import Failure, Finished, Writer
-from fer_cache.inputs.video import normalise
 
 
 @dataclass(kw_only=True)
@@ -59,7 +58,7 @@ class BatchEncoder:
     batches are always full (zero-padded), so a resumed run writes exactly what an uninterrupted one would."""
 
     def __init__(self, model, writer: Writer, *, batch_size: int, device: torch.device, out_dtype: torch.dtype,
-                 prepare: Callable[[torch.Tensor], torch.Tensor] = normalise,
+                 prepare: Callable[[torch.Tensor], torch.Tensor],
                  on_advance: Callable[[Advance], None] | None = None):
         self.model, self.writer, self.batch_size, self.device = model, writer, batch_size, device
         self.out_dtype = out_dtype  # float16 stores take float16 off the GPU: half the bytes to copy back

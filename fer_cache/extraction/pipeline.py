@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from fer_cache.config import Config, check_extraction
-from fer_cache.encoders import describe_encoder, load_encoder
+from fer_cache.encoders import FAMILIES, describe_encoder, load_encoder
 from fer_cache.errors import FerCacheError
 from fer_cache.extraction.batching import Advance, BatchEncoder
 from fer_cache.extraction.compacting import BasisPlan, BasisSampler
@@ -49,7 +49,8 @@ def run_extraction(config: Config, request: ExtractRequest, *, on_start: Callabl
     info = init_distributed(request.device)
     device = resolve_device(request.device, info.local_rank)
     model = load_encoder(encoder_cfg.with_frames(extraction.frames_per_clip), device=device)
-    sampling = Sampling.from_config(extraction, model.cfg.resolution, where=f"{config.path}")
+    sampling = Sampling.from_config(extraction, model.cfg.resolution, normalisation=model.normalisation,
+                                    where=f"{config.path}")
     if sampling.face_crop:
         from fer_cache.inputs.faces import load_detector
         load_detector()  # a missing OpenCV is a one-line error now, not a failure per video
@@ -97,7 +98,8 @@ def store_attributes(config: Config, request: ExtractRequest, *, model, sampling
     attrs = schema.store_attrs(dataset=request.dataset, label_names=label_names, encoder=describe_encoder(model),
                                sampling=sampling.as_attrs(), storage=storage, token_grid=list(model.cfg.token_grid))
     dataset_cfg, encoder_cfg = config.dataset(request.dataset), config.encoder(request.encoder)
-    return attrs | {"software": software_versions(), "created_by": {
+    objective = FAMILIES[model.identity.family].objective  # outside the fingerprint: ablate groups stores by it
+    return attrs | {"objective": objective, "software": software_versions(), "created_by": {
         "data_yaml": str(config.path.resolve()), "dataset_entry": {k: str(v) for k, v in asdict(dataset_cfg).items()},
         "encoder_entry": {k: str(v) for k, v in asdict(encoder_cfg).items()}, "extraction": asdict(extraction),
         "batch_size": request.batch_size, "device": str(device), "limit": request.limit, "argv": sys.argv}}
@@ -179,7 +181,7 @@ def encode_all(model, store: Store | None, dataset: VideoClips, *, request: Extr
     writer = writer or Writer(store)
     writer.start()
     encoder = BatchEncoder(model, writer, batch_size=request.batch_size, device=device, out_dtype=out_dtype,
-                           on_advance=on_advance)
+                           prepare=dataset.sampling.normalise, on_advance=on_advance)
     try:
         try:
             for decoded in loader:

@@ -4,7 +4,7 @@ own (a grown dataset, repairs, a frame count that replaced another, short videos
 from dataclasses import dataclass, field
 
 from fer_cache.config import Config
-from fer_cache.encoders.families import EncoderConfig
+from fer_cache.encoder_entry import EncoderConfig
 from fer_cache.inputs.datasets import ScanResult
 from fer_cache.store import Store, schema
 from fer_cache.store.writing import Reconciled

@@ -13,8 +13,6 @@ import numpy as np
 from fer_cache.errors import ConfigError, DecodeError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,11 +27,13 @@ class Sampling:
     crop: int  # square crop fed to the encoder
     face_crop: bool  # crop one face box per clip (fer_cache.inputs.faces) instead of the centre
     face_margin: float  # the face box grows by this fraction of its side on each side
+    mean: tuple[float, float, float]  # the encoder family's normalisation of frames in [0, 1]
+    std: tuple[float, float, float]
 
     @classmethod
-    def from_config(cls, extraction, resolution: int, *, where: str = "extraction") -> "Sampling":
-        """The sampling of an extraction entry for an encoder of this input resolution (resize defaults to it);
-        a resize below the crop (0 included) is refused, naming `where`."""
+    def from_config(cls, extraction, resolution: int, *, normalisation, where: str = "extraction") -> "Sampling":
+        """The sampling of an extraction entry for an encoder of this input resolution (resize defaults to it) and
+        normalisation (its `mean` and `std`); a resize below the crop (0 included) is refused, naming `where`."""
         resize = resolution if extraction.resize is None else extraction.resize
         if resize < resolution and not extraction.face_crop:
             raise ConfigError(f"{where}: extraction resize {resize} is smaller than the encoder's {resolution} px "
@@ -41,16 +41,20 @@ class Sampling:
         return cls(frames_per_clip=extraction.frames_per_clip, frame_step=extraction.frame_step,
                    clips_per_video=extraction.clips_per_video, spatial_views=extraction.spatial_views,
                    resize=resize, crop=resolution, face_crop=extraction.face_crop,
-                   face_margin=extraction.face_margin)
+                   face_margin=extraction.face_margin, mean=tuple(normalisation.mean), std=tuple(normalisation.std))
 
     def as_attrs(self) -> dict:
         attrs = {"frames_per_clip": self.frames_per_clip, "frame_step": self.frame_step,
                  "clips_per_video": self.clips_per_video, "spatial_views": self.spatial_views,
-                 "resize": self.resize, "crop": self.crop, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+                 "resize": self.resize, "crop": self.crop, "mean": list(self.mean), "std": list(self.std)}
         if self.face_crop:  # only then: stores without face crops keep their fingerprints
             from fer_cache.inputs.faces import DETECTOR
             attrs["face_crop"] = {"detector": DETECTOR, "margin": self.face_margin}
         return attrs
+
+    def normalise(self, clips_uint8):
+        """uint8 [..., T, H, W, 3] -> float32 [..., 3, T, H, W], normalised as this sampling's encoder expects."""
+        return normalise(clips_uint8, self.mean, self.std)
 
     @property
     def decode_side(self) -> tuple[int, bool]:
@@ -192,8 +196,8 @@ def cut_clips(frames: np.ndarray, sampling: Sampling, detector=None) -> tuple[np
     return np.stack(views, axis=1), indices  # [K, S, T, crop, crop, 3], [K, T]
 
 
-def normalise(clips_uint8, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-    """uint8 [..., T, H, W, 3] (numpy or torch) -> float32 torch [..., 3, T, H, W] with ImageNet statistics."""
+def normalise(clips_uint8, mean: tuple[float, ...], std: tuple[float, ...]):
+    """uint8 [..., T, H, W, 3] (numpy or torch) -> float32 torch [..., 3, T, H, W] with the encoder's statistics."""
     import torch
 
     x = torch.as_tensor(clips_uint8)

@@ -184,16 +184,32 @@ def run_ablation(store: str, out: str | Path, base: ProbeConfig, *, n_folds: int
 
 def store_label(store: str) -> str:
     """A store's name and encoder, e.g. `ravdess-vjepa21.zarr: vjepa2.1 vit_large (hierarchical)`."""
-    try:
-        attrs = Store.open(store).attrs
-        encoder = attrs.get("encoder", {})
-    except StoreFormatError:  # unreadable stores were refused already; the name alone then
+    attrs = store_attrs(store)
+    if attrs is None:  # unreadable stores were refused already; the name alone then
         return Path(store).name
+    encoder = attrs.get("encoder", {})
     output = f" ({encoder['output']})" if encoder.get("output", "last") != "last" else ""
     basis = attrs.get("storage", {}).get("basis")
     compact = f", compact: rank {basis['rank']}, {basis['explained']:.1%} of the variance" if basis else ""
     return (f"{Path(store).name}: {encoder.get('family')} {encoder.get('arch') or encoder.get('embed_dim')}{output}"
             f"{compact}")
+
+
+def store_attrs(store: str) -> dict | None:
+    try:
+        return Store.open(store).attrs
+    except StoreFormatError:
+        return None
+
+
+def by_objective(stores: list[str]) -> dict[str, list[str]]:
+    """Stores grouped by what their encoder was pretrained to do (latent prediction, pixel reconstruction, ...),
+    as extraction recorded it; the paper's question is the contrast between those groups."""
+    groups: dict[str, list[str]] = {}
+    for store in stores:
+        objective = (store_attrs(store) or {}).get("objective") or "objective not recorded (an older store)"
+        groups.setdefault(objective, []).append(store)
+    return groups
 
 
 def shares_training(cfg: ProbeConfig, base: ProbeConfig) -> bool:
@@ -235,6 +251,7 @@ def variant_rows(results: dict[str, RunResult], configs: dict[str, ProbeConfig],
                    if k != "overridden" and v != base.as_dict().get(k)}
         if stores[name] != first:
             changed["store"] = store_label(stores[name])
+            changed["objective"] = (store_attrs(stores[name]) or {}).get("objective")
         out.append(VariantResult(variant=name, uar_pbv=uar(labels, preds),
                                  ci95=bootstrap_ci(labels, preds, uar, seed=base.seed), changes=changed))
     return out
@@ -250,7 +267,9 @@ def write_ablation_md(out: Path, stores: list[str], base: ProbeConfig, *, n_fold
              "![UAR per variant with 95% intervals, and paired differences](ablation.png)", ""]
     if len(stores) > 1:
         lines += ["Stores compared (the same videos; each probe at its store's token width and heads, on the same "
-                  "folds):", "", *[f"- `{store_label(s)}`" for s in stores], ""]
+                  "folds), by their encoder's pretraining objective:", ""]
+        lines += [f"- {objective}: " + "; ".join(f"`{store_label(s)}`" for s in members)
+                  for objective, members in by_objective(stores).items()] + [""]
     lines += ["| comparison | A | B | UAR A | UAR B | A - B [95% CI] | p | distinguishable from noise |",
               "|---|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -162,7 +162,7 @@ encoders:
     assert_one_line_error(extract("demo", "nokey", store), "no 'target_encoder' entry", "encoder")
     assert_one_line_error(extract("demo", "json", store), "is a JSON file, not a PyTorch checkpoint")
     assert "weights_only" not in extract("demo", "json", store).stderr
-    assert_one_line_error(extract("demo", "v2as1", store), "a V-JEPA 2 checkpoint? use family vjepa2")
+    assert_one_line_error(extract("demo", "v2as1", store), "not V-JEPA 1; use family vjepa2")
     assert_one_line_error(extract("demo", "tiny", "/proc/fer-cache-test.zarr"), "cannot write the store")
     assert_one_line_error(extract("demo", "tiny", tmp_path / "a_file"), "not a fer-cache store")
     assert_one_line_error(run(BIN / "fer-cache", "scan", "--dataset", "latin", "--config", config), "not a UTF-8 CSV")

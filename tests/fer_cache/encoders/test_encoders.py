@@ -1,4 +1,5 @@
 import pickle
+import re
 
 import pytest
 import torch
@@ -50,8 +51,8 @@ def test_dimensions_are_read_off_the_checkpoint():
 
 def test_target_encoder_is_used_not_encoder():
     path = ENCODER_FIXTURES / "vjepa1-tiny" / "checkpoint.pth.tar"
-    target = build_encoder(checkpoint=path, **TINY)
-    online = build_encoder(checkpoint=path, checkpoint_key="encoder", **TINY)
+    target = build_encoder(family="vjepa", checkpoint=path, **TINY)
+    online = build_encoder(family="vjepa", checkpoint=path, checkpoint_key="encoder", **TINY)
     x = torch.randn(1, 3, 8, 64, 64)
     with torch.inference_mode():
         assert not torch.allclose(target(x), online(x))
@@ -68,16 +69,16 @@ def fixture_state(tmp_path, edit):
 def test_strict_loading_names_the_key(tmp_path):
     missing = fixture_state(tmp_path, lambda s: s.pop("module.backbone.blocks.1.norm2.bias"))
     with pytest.raises(CheckpointError, match="missing key 'blocks.1.norm2.bias'"):
-        build_encoder(checkpoint=missing, **TINY)
+        build_encoder(family="vjepa", checkpoint=missing, **TINY)
     extra = fixture_state(tmp_path, lambda s: s.__setitem__("module.backbone.extra.weight", torch.zeros(3)))
     with pytest.raises(CheckpointError, match="unexpected key 'extra.weight'"):
-        build_encoder(checkpoint=extra, **TINY)
+        build_encoder(family="vjepa", checkpoint=extra, **TINY)
     shaped = fixture_state(tmp_path, lambda s: s.__setitem__("module.backbone.norm.weight", torch.zeros(95)))
     with pytest.raises(CheckpointError, match="'norm.weight' has shape"):
-        build_encoder(checkpoint=shaped, **TINY)
+        build_encoder(family="vjepa", checkpoint=shaped, **TINY)
     wrong_pos = fixture_state(tmp_path, lambda s: s["module.backbone.pos_embed"].mul_(-1))
     with pytest.raises(CheckpointError, match="pos_embed"):
-        build_encoder(checkpoint=wrong_pos, **TINY)
+        build_encoder(family="vjepa", checkpoint=wrong_pos, **TINY)
 
 
 class Evil:
@@ -90,7 +91,7 @@ def test_pickled_objects_are_refused(tmp_path):
     with open(path, "wb") as f:
         pickle.dump({"target_encoder": Evil()}, f)
     with pytest.raises(CheckpointError, match="refusing to load"):
-        build_encoder(checkpoint=path, **TINY)
+        build_encoder(family="vjepa", checkpoint=path, **TINY)
 
 
 def test_stored_pos_embed_equals_regenerated_table():
@@ -117,8 +118,8 @@ def test_every_preset_builds_at_reduced_depth(arch):
 
 
 def test_random_weights_are_seeded_and_other_resolutions_work():
-    a = build_encoder(**TINY)
-    b = build_encoder(**TINY)
+    a = build_encoder(family="vjepa", **TINY)
+    b = build_encoder(family="vjepa", **TINY)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     # the V-JEPA 1 table is regenerated for another grid
     with torch.inference_mode():
@@ -133,8 +134,26 @@ def test_checkpoint_sha256_is_recorded():
     assert describe_encoder(model)["checkpoint_sha256"] == sha256_file(path)
 
 
+CHECKPOINTS = {"vjepa": "vjepa1-tiny/checkpoint.pth.tar", "vjepa2": "vjepa2-tiny/checkpoint.pt",
+               "vjepa2-hf": "vjepa2-hf-tiny", "vjepa2.1": "vjepa21-tiny/checkpoint.pt", "videomae": "videomae-tiny",
+               "marlin": "marlin-tiny/marlin_vit_fixture_ytf.encoder.pt", "clip": "clip-tiny",
+               "siglip": "siglip-tiny", "dinov2": "dinov2-tiny", "dinov3": "dinov3-tiny"}
+
+
+@pytest.mark.parametrize("actual", sorted(CHECKPOINTS))
+def test_every_mis_declared_checkpoint_is_refused_naming_its_family(actual):
+    """Each family's checkpoint declared as each other family: one line that names the right one, before any
+    weights are mapped (a CLIP directory as siglip, a DINOv2 one as dinov3, MARLIN as videomae and back)."""
+    from fer_cache.encoders import FAMILIES
+    for declared in FAMILIES:
+        if declared == actual:
+            continue
+        with pytest.raises(CheckpointError, match=f"use family {re.escape(actual)}$"):
+            build_encoder(family=declared, checkpoint=ENCODER_FIXTURES / CHECKPOINTS[actual])
+
+
 def test_family_mismatches_are_explained(tmp_path):
-    with pytest.raises(CheckpointError, match="unexpected key 'pos_embed'"):
+    with pytest.raises(CheckpointError, match="'pos_embed'.*use family vjepa$"):
         build_encoder(family="vjepa2", checkpoint=ENCODER_FIXTURES / "vjepa1-tiny" / "checkpoint.pth.tar", **TINY)
     with pytest.raises(CheckpointError, match="vjepa2-hf"):
         build_encoder(family="vjepa2", checkpoint=ENCODER_FIXTURES / "vjepa2-hf-tiny", **TINY)
@@ -149,9 +168,9 @@ def test_family_mismatches_are_explained(tmp_path):
 def test_a_grid_that_disagrees_with_the_stored_position_table_is_refused():
     path = ENCODER_FIXTURES / "vjepa1-tiny" / "checkpoint.pth.tar"
     with pytest.raises(CheckpointError, match="trained at 64 px and 8 frames.*resolution 96 and frames_per_clip 8"):
-        build_encoder(checkpoint=path, **(TINY | {"resolution": 96}))
+        build_encoder(family="vjepa", checkpoint=path, **(TINY | {"resolution": 96}))
     with pytest.raises(CheckpointError, match="trained at 64 px and 8 frames"):
-        build_encoder(checkpoint=path, **(TINY | {"frames_per_clip": 16}))
+        build_encoder(family="vjepa", checkpoint=path, **(TINY | {"frames_per_clip": 16}))
 
 
 def test_hugging_face_config_wins_over_defaults_and_is_recorded(tmp_path):
@@ -182,7 +201,7 @@ def test_a_json_file_is_not_a_checkpoint(tmp_path):
     path = tmp_path / "vith16.pth.tar"
     path.write_text('{"model": "vit_huge"}')
     with pytest.raises(CheckpointError, match="is a JSON file, not a PyTorch checkpoint") as caught:
-        build_encoder(checkpoint=path, **TINY)
+        build_encoder(family="vjepa", checkpoint=path, **TINY)
     assert "weights_only" not in str(caught.value)
 
 
@@ -210,8 +229,13 @@ def test_vjepa21_key_is_the_users_and_image_weights_are_accepted():
     reference = load_file(str(V21 / "reference.safetensors"))
     with torch.inference_mode():
         assert (online(reference["input"]) - reference["tokens"]).abs().max().item() > 1e-3  # not the frozen one
-    with pytest.raises(CheckpointError, match="no 'target_encoder' entry; set checkpoint_key to one of: ema_encoder"):
+    assert "online encoder; the frozen evaluation uses ema_encoder" in online.identity.notes[-1]
+    with pytest.raises(CheckpointError, match="no 'target_encoder' entry; set checkpoint_key to ema_encoder "
+                                              r"\(the EMA encoder; also: encoder\)$"):  # never the predictor
         build_encoder(family="vjepa2.1", checkpoint=V21 / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="'predictor' is the predictor, not an encoder; set checkpoint_key to "
+                                              "ema_encoder"):
+        build_encoder(family="vjepa2.1", checkpoint=V21 / "checkpoint.pt", checkpoint_key="predictor")
 
 
 def test_vjepa21_presets_have_64_channel_heads():

@@ -235,21 +235,35 @@ NEW_FAMILIES = """\
   v21: {{family: vjepa2.1, checkpoint: {fixtures}/vjepa21-tiny/checkpoint.pt, checkpoint_key: ema_encoder,
          resolution: 96, frames_per_clip: 8, output: hierarchical}}
   mae: {{family: videomae, checkpoint: {fixtures}/videomae-tiny, frames_per_clip: 8}}
+  marlin: {{family: marlin, checkpoint: {fixtures}/marlin-tiny/marlin_vit_fixture_ytf.encoder.pt, num_heads: 4,
+            resolution: 64, frames_per_clip: 8}}
+  clip: {{family: clip, checkpoint: {fixtures}/clip-tiny, frames_per_clip: 4}}
+  siglip: {{family: siglip, checkpoint: {fixtures}/siglip-tiny, frames_per_clip: 4}}
+  dinov2: {{family: dinov2, checkpoint: {fixtures}/dinov2-tiny, frames_per_clip: 4}}
+  dinov3: {{family: dinov3, checkpoint: {fixtures}/dinov3-tiny, frames_per_clip: 4, output: cls}}
 """
+NEW_FAMILY_CHECKPOINTS = {"v21": "vjepa21-tiny/checkpoint.pt", "mae": "videomae-tiny",
+                          "marlin": "marlin-tiny/marlin_vit_fixture_ytf.encoder.pt"}
 
 
 @pytest.mark.parametrize("name,settings", [
     ("v21", dict(family="vjepa2.1", checkpoint_key="ema_encoder", resolution=96, frames_per_clip=8,
                  output="hierarchical")),
     ("mae", dict(family="videomae", frames_per_clip=8)),
+    ("marlin", dict(family="marlin", num_heads=4, resolution=64, frames_per_clip=8)),
+    ("clip", dict(family="clip", frames_per_clip=4)),
+    ("siglip", dict(family="siglip", frames_per_clip=4)),
+    ("dinov2", dict(family="dinov2", frames_per_clip=4)),
+    ("dinov3", dict(family="dinov3", frames_per_clip=4, output="cls")),
 ])
 def test_new_families_extract_the_tokens_of_the_python_api(tmp_path, demo_small, name, settings):
     """data.yaml entries of the fixture encoders through fer-cache extract into a float32 store: the stored tokens
-    are the Python API's tokens of the same clip (which test_encoders checks against the official references)."""
+    are the Python API's tokens of the same clip (which test_encoders checks against the official references),
+    normalised with the family's own mean and std, which the store records."""
     import torch
 
-    from fer_cache.encoders import build_encoder
-    from fer_cache.inputs.video import Sampling, cut_clips, decode_video, normalise
+    from fer_cache.encoders import FAMILIES, build_encoder
+    from fer_cache.inputs.video import Sampling, cut_clips, decode_video
     from tests.helpers import ENCODER_FIXTURES
     text = write_config(tmp_path, demo_small).read_text().replace("encoders:\n", "encoders:\n" + NEW_FAMILIES.format(
         fixtures=ENCODER_FIXTURES)).replace("dtype: float16", "dtype: float32")
@@ -261,17 +275,21 @@ def test_new_families_extract_the_tokens_of_the_python_api(tmp_path, demo_small,
     group = zarr.open_group(str(store), mode="r")
     attrs = dict(group.attrs)
     assert attrs["encoder"]["family"] == settings["family"] and attrs["storage"]["dtype"] == "float32"
+    assert attrs["objective"] == FAMILIES[settings["family"]].objective
+    model = build_encoder(checkpoint=ENCODER_FIXTURES / NEW_FAMILY_CHECKPOINTS.get(name, f"{name}-tiny"), **settings)
+    assert (tuple(attrs["sampling"]["mean"]), tuple(attrs["sampling"]["std"])) == (model.normalisation.mean,
+                                                                                 model.normalisation.std)
     recorded = {k: v for k, v in attrs["sampling"].items() if k not in ("mean", "std", "crop")}
-    sampling = Sampling.from_config(ExtractionConfig(**recorded), attrs["sampling"]["crop"])
+    sampling = Sampling.from_config(ExtractionConfig(**recorded), attrs["sampling"]["crop"],
+                                    normalisation=model.normalisation)
     frames = decode_video(demo_small / schema.read_strings(group["videos/path"])[0], sampling.resize)
     clips, _ = cut_clips(frames, sampling)  # [K, S, T, h, w, 3]
-    folder = "vjepa21-tiny/checkpoint.pt" if name == "v21" else "videomae-tiny"
-    model = build_encoder(checkpoint=ENCODER_FIXTURES / folder, **settings)
     with torch.inference_mode():
-        expected = model(normalise(clips[:, 0]))  # [K, N, D]
+        expected = model(sampling.normalise(clips[:, 0]))  # [K, N, D]
     stored = group["tokens"][0, :, 0]
     assert stored.shape == tuple(expected.shape) and stored.shape[-1] == attrs["encoder"].get("token_width",
                                                                                              model.cfg.embed_dim)
+    assert list(attrs["token_grid"]) == list(model.cfg.token_grid)
     assert np.abs(stored - expected.numpy()).max() < 1e-4
     info = runner.invoke(app, ["info", str(store)])
     assert f"family {settings['family']}" in info.output and f"output {settings.get('output', 'last')}" in info.output

@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from fer_cache.cli import app
 from fer_cache.config import ExtractionConfig
+from fer_cache.encoders.weights import IMAGENET
 from fer_cache.errors import DecodeError
 from fer_cache.inputs.faces import face_boxes, load_detector
 from fer_cache.inputs.video import Sampling, clip_frame_indices, cut_clips, decode_video
@@ -37,7 +38,7 @@ def test_the_face_is_inside_every_crop(clip):
 
 def test_face_crops_are_cut_before_resizing_and_faceless_videos_fail():
     extraction = ExtractionConfig(frames_per_clip=4, frame_step=4, clips_per_video=2, face_crop=True)
-    sampling = Sampling.from_config(extraction, 64)
+    sampling = Sampling.from_config(extraction, 64, normalisation=IMAGENET)
     frames = decode_video(CREMA_D / "1001_DFA_NEU_XX.flv", *sampling.decode_side)
     clips, indices = cut_clips(frames, sampling, load_detector())
     assert clips.shape == (2, 1, 4, 64, 64, 3) and indices.shape == (2, 4)

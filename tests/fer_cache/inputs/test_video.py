@@ -2,11 +2,10 @@ import numpy as np
 import pytest
 
 from fer_cache.config import ExtractionConfig
+from fer_cache.encoders.weights import IMAGENET, UNIT
 from fer_cache.errors import DecodeError
 from fer_cache.inputs.datasets.synthetic import write_video
 from fer_cache.inputs.video import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     Sampling,
     clip_frame_indices,
     count_frames,
@@ -52,7 +51,8 @@ def test_real_crema_d_clips_decode_with_exact_counts(emotion, frames):
     decoded = decode_video(path, short_side=48)
     assert decoded.shape == (frames, 48, 64, 3) and decoded.dtype == np.uint8  # 480x360 scaled during decoding
     clips, idx = cut_clips(decoded, Sampling.from_config(
-        ExtractionConfig(frames_per_clip=16, frame_step=4, clips_per_video=8, spatial_views=3), 48))
+        ExtractionConfig(frames_per_clip=16, frame_step=4, clips_per_video=8, spatial_views=3), 48,
+        normalisation=IMAGENET))
     assert clips.shape == (8, 3, 16, 48, 48, 3)
     assert idx.max() == frames - 1
 
@@ -69,7 +69,7 @@ def test_generated_video_round_trip(tmp_path):
     brightness = decoded.reshape(7, -1).mean(axis=1)
     assert (np.diff(brightness) > 10).all()  # frames come back in order
     clips, idx = cut_clips(decoded, Sampling.from_config(
-        ExtractionConfig(frames_per_clip=4, frame_step=2, clips_per_video=2), 20))
+        ExtractionConfig(frames_per_clip=4, frame_step=2, clips_per_video=2), 20, normalisation=IMAGENET))
     assert (idx == [[0, 2, 4, 6], [0, 2, 4, 6]]).all()
 
 
@@ -82,10 +82,12 @@ def test_broken_inputs_raise_decode_errors(tmp_path):
             decode_video(tmp_path / name, 32)
 
 
-def test_normalise_uses_imagenet_statistics():
+def test_normalise_uses_the_encoders_statistics():
     clip = np.zeros((2, 4, 4, 3), dtype=np.uint8)
     clip[..., 0] = 255
-    x = normalise(clip)
+    x = normalise(clip, IMAGENET.mean, IMAGENET.std)
     assert tuple(x.shape) == (3, 2, 4, 4)
-    assert np.isclose(float(x[0, 0, 0, 0]), (1 - IMAGENET_MEAN[0]) / IMAGENET_STD[0], atol=1e-6)
-    assert np.isclose(float(x[1, 0, 0, 0]), -IMAGENET_MEAN[1] / IMAGENET_STD[1], atol=1e-6)
+    assert np.isclose(float(x[0, 0, 0, 0]), (1 - IMAGENET.mean[0]) / IMAGENET.std[0], atol=1e-6)
+    assert np.isclose(float(x[1, 0, 0, 0]), -IMAGENET.mean[1] / IMAGENET.std[1], atol=1e-6)
+    unit = normalise(clip, UNIT.mean, UNIT.std)  # MARLIN: frames in [0, 1]
+    assert float(unit[0, 0, 0, 0]) == 1.0 and float(unit[1, 0, 0, 0]) == 0.0

@@ -141,43 +141,54 @@ def test_ablation_against_another_extraction_of_the_same_videos(tmp_path, plante
         run_ablation(str(planted_store), tmp_path / "ab2", cfg, n_folds=2, versus=str(other))
 
 
-def test_ablation_of_three_encoders_made_by_the_fixtures(tmp_path, demo_small):
-    """The central claim as one command: V-JEPA 2, V-JEPA 2.1 (hierarchical) and VideoMAE stores of the same videos,
-    one probe each at its store's width and heads, paired against the first store, table and figure written."""
+def test_ablation_of_encoders_of_every_objective_made_by_the_fixtures(tmp_path, demo_small):
+    """The central claim as one command: V-JEPA 2, V-JEPA 2.1 (hierarchical), VideoMAE, MARLIN, CLIP and DINOv3 (one
+    pooled vector per frame) stores of the same videos, of different token counts and widths, one probe each at its
+    store's width and heads, paired against the first store; the report groups the stores by pretraining objective."""
     from fer_cache.cli import app as cache_app
     from tests.helpers import ENCODER_FIXTURES, write_config
     entries = (f"  v2: {{family: vjepa2, checkpoint: {ENCODER_FIXTURES}/vjepa2-tiny/checkpoint.pt, num_heads: 4, "
                f"resolution: 64, frames_per_clip: 8}}\n"
                f"  v21: {{family: vjepa2.1, checkpoint: {ENCODER_FIXTURES}/vjepa21-tiny/checkpoint.pt, "
                f"checkpoint_key: ema_encoder, resolution: 64, frames_per_clip: 8, output: hierarchical}}\n"
-               f"  mae: {{family: videomae, checkpoint: {ENCODER_FIXTURES}/videomae-tiny, frames_per_clip: 8}}\n")
+               f"  mae: {{family: videomae, checkpoint: {ENCODER_FIXTURES}/videomae-tiny, frames_per_clip: 8}}\n"
+               f"  marlin: {{family: marlin, checkpoint: {ENCODER_FIXTURES}/marlin-tiny/"
+               f"marlin_vit_fixture_ytf.encoder.pt, num_heads: 4, resolution: 64, frames_per_clip: 8}}\n"
+               f"  clip: {{family: clip, checkpoint: {ENCODER_FIXTURES}/clip-tiny}}\n"
+               f"  dino: {{family: dinov3, checkpoint: {ENCODER_FIXTURES}/dinov3-tiny, output: cls}}\n")
     config = write_config(tmp_path, demo_small)
     config.write_text(config.read_text().replace("encoders:\n", "encoders:\n" + entries))
+    names = ("v2", "v21", "mae", "marlin", "clip", "dino")
     stores = []
-    for name in ("v2", "v21", "mae"):
+    for name in names:
         stores.append(str(tmp_path / f"demo-{name}.zarr"))
         result = runner.invoke(cache_app, ["extract", "--dataset", "demo", "--encoder", name, "--out", stores[-1],
                                            "--config", str(config), "--workers", "0"])
         assert result.exit_code == 0, result.output
     out = tmp_path / "claim"
-    result = runner.invoke(app, ["ablate", stores[0], "--versus", stores[1], "--versus", stores[2], "--stores-only",
-                                 "--recipe", "fast", "--epochs", "1", "--folds", "2", "--out", str(out)])
+    result = runner.invoke(app, ["ablate", stores[0], *[a for s in stores[1:] for a in ("--versus", s)],
+                                 "--stores-only", "--recipe", "fast", "--epochs", "1", "--folds", "2", "--out",
+                                 str(out)])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "ablation.json").read_text())
-    assert [r["comparison"] for r in summary["comparisons"]] == ["store (demo-v2.zarr vs demo-v21.zarr)",
-                                                                 "store (demo-v2.zarr vs demo-mae.zarr)"]
-    assert [v["variant"] for v in summary["variants"]] == ["attentive", "attentive-on-demo-v21",
-                                                           "attentive-on-demo-mae"]
+    assert [r["comparison"] for r in summary["comparisons"]] == [f"store (demo-v2.zarr vs demo-{n}.zarr)"
+                                                                 for n in names[1:]]
+    variants = ["attentive", *[f"attentive-on-demo-{n}" for n in names[1:]]]
+    assert [v["variant"] for v in summary["variants"]] == variants
+    assert [v["changes"].get("objective") for v in summary["variants"]] == [
+        None, "latent prediction", "pixel reconstruction", "pixel reconstruction", "image-text contrastive",
+        "self-distillation"]
     assert (out / "ablation.png").stat().st_size > 0
     text = (out / "ablation.md").read_text()
     assert "demo-v21.zarr: vjepa2.1 128 (hierarchical)" in text
-    assert "videomae" in text and "demo-mae.zarr" in text
-    folds = {json.dumps(json.loads((out / name / "folds.json").read_text())) for name in
-             ("attentive", "attentive-on-demo-v21", "attentive-on-demo-mae")}
+    assert "- pixel reconstruction: `demo-mae.zarr: videomae 96`; `demo-marlin.zarr: marlin 128`" in text
+    assert "- self-distillation: `demo-dino.zarr: dinov3 128 (cls)`" in text
+    folds = {json.dumps(json.loads((out / name / "folds.json").read_text())) for name in variants}
     assert len(folds) == 1  # the same folds for every store
-    widths = [json.loads((out / name / "config.json").read_text())["store_attrs"]["encoder"].get("token_width", 96)
-              for name in ("attentive", "attentive-on-demo-v21")]
-    assert widths == [96, 512]
+    shapes = [json.loads((out / name / "config.json").read_text())["store_attrs"] for name in variants]
+    assert [a["encoder"].get("token_width", a["encoder"]["embed_dim"]) for a in shapes] == [96, 512, 96, 128, 128,
+                                                                                            128]
+    assert [a["token_grid"] for a in shapes] == [[4, 4, 4]] * 5 + [[4, 1, 1]]  # CLIP: 4 frames of 4 x 4 patches
 
 
 def test_different_token_probes_train_as_variants_of_one_grid(tmp_path):

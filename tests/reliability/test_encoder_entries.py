@@ -1,0 +1,51 @@
+"""Encoder entries that cannot work (issue 33, cases 1, 6, 10, 11): each is refused in one line that names the
+data.yaml file, line and entry (or, from Python, the argument), before any progress bar is drawn."""
+
+import pytest
+
+from fer_cache.encoders import build_encoder
+from fer_cache.errors import ConfigError
+from tests.helpers import BIN, ENCODER_FIXTURES, assert_one_line_error, run, write_config
+
+V21 = ENCODER_FIXTURES / "vjepa21-tiny" / "checkpoint.pt"
+ENTRIES = {
+    # a VideoMAE table rebuilt for a grid the model never saw (config.json: 64 px, 8 frames)
+    "mae96": (f"{{family: videomae, checkpoint: {ENCODER_FIXTURES}/videomae-tiny, frames_per_clip: 8, resolution: "
+              "96}", "resolution 96 differs from", "config.json's 64"),
+    "mae16": (f"{{family: videomae, checkpoint: {ENCODER_FIXTURES}/videomae-tiny, frames_per_clip: 16}}",
+              "frames_per_clip 16 differs from", "config.json's 8"),
+    "large": (f"{{family: vjepa2.1, checkpoint: {V21}, checkpoint_key: ema_encoder, arch: vit_large, resolution: 96, "
+              "frames_per_clip: 8}", "(encoders.large.arch)", "the checkpoint has 12 blocks of width 128"),
+    "shallow": ("{family: vjepa2.1, embed_dim: 128, depth: 3, resolution: 64, frames_per_clip: 8}",
+                "(encoders.shallow.depth)", "4 hierarchical layers"),
+    "headless": ("{family: vjepa, embed_dim: 96, depth: 2, resolution: 64, frames_per_clip: 8}",
+                 "(encoders.headless.num_heads)", "or an explicit `num_heads`"),
+    "predictor": (f"{{family: vjepa2.1, checkpoint: {V21}, checkpoint_key: predictor, resolution: 96, "
+                  "frames_per_clip: 8}", "'predictor' is the predictor, not an encoder", "ema_encoder"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ENTRIES))
+def test_an_entry_that_cannot_work_is_one_line_naming_it_and_no_bar_is_drawn(tmp_path, demo_small, name):
+    entry, *needles = ENTRIES[name]
+    config = write_config(tmp_path, demo_small)
+    config.write_text(config.read_text().replace("encoders:\n", f"encoders:\n  {name}: {entry}\n"))
+    result = run(BIN / "fer-cache", "extract", "--dataset", "demo", "--encoder", name, "--config", config, "--out",
+                 tmp_path / "s.zarr", "--workers", "0")
+    assert_one_line_error(result, *needles)
+    if name != "predictor":  # the checkpoint's own errors name the file; the entry's name data.yaml's line
+        assert f"{config} line 5 (encoders.{name}" in result.stderr
+    assert "videos" not in result.stdout and not (tmp_path / "s.zarr").exists()
+
+
+@pytest.mark.parametrize("settings,needle", [
+    (dict(family="vjepa", resolution="64"), "encoder setting resolution: expected int, got '64'"),
+    (dict(family="vjepa", embed_dim=-96, depth=2, num_heads=4), "embed_dim must be a positive integer, got -96"),
+    (dict(family="vjepa", embed_dim=96, depth=0, num_heads=4), "depth must be a positive integer, got 0"),
+    (dict(embed_dim=96, depth=2, num_heads=4), "build_encoder needs family=, one of: vjepa, vjepa2"),
+    (dict(family="vjepa", embed_dim=96, depth=2, num_heads=4, uniform_power="no"), "uniform_power: expected bool"),
+    (dict(family="vjepa", arch="vit_tiny", mlp_ratio="4"), "mlp_ratio: expected float"),
+])
+def test_python_api_misuse_names_the_argument(settings, needle):
+    with pytest.raises(ConfigError, match=needle.replace("(", r"\(")):
+        build_encoder(**settings)
