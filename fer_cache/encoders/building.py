@@ -1,6 +1,7 @@
 """The builder of every video-ViT family (V-JEPA 1/2/2.1, VideoMAE, MARLIN): dimensions resolved from the
 checkpoint, the preset, config.json and the entry, then VideoViT built and loaded strictly."""
 
+import math
 from dataclasses import replace
 
 import torch
@@ -21,6 +22,7 @@ def build_vit(spec: EncoderConfig, family, weights: Weights | None, *, identity:
     """VideoViT with the checkpoint's weights (every key accounted for), or seeded random weights without one."""
     state = weights.state if weights is not None else None
     inferred = infer_dims(state, family.presets) if state is not None else {}
+    inferred |= grid_of_table(state, spec, inferred) if state is not None else {}
     cfg, notes = resolve_config(spec, family, fixed=weights.fixed if weights is not None else {}, inferred=inferred)
     check_shape(spec, cfg, inferred)
     with torch.random.fork_rng(devices=[]):
@@ -77,6 +79,21 @@ def resolve_config(spec: EncoderConfig, family, *, fixed: dict, inferred: dict) 
         cfg = replace(cfg, rope_grid=pretraining_grid(cfg.patch_size, cfg.resolution))
     check_grid(spec, cfg, family)
     return cfg, notes + head_notes(cfg, family)
+
+
+def grid_of_table(state: dict, spec: EncoderConfig, inferred: dict) -> dict:
+    """A stored position table fixes T' x H' x W': the resolution follows from the frames (or the frames from the
+    resolution) where only one is given, so a MARLIN or V-JEPA 1 file needs no size it already says."""
+    table, patch, tubelet = state.get("pos_embed"), inferred.get("patch_size"), inferred.get("tubelet_size")
+    if table is None or patch is None or tubelet is None or (spec.resolution is None) == (spec.frames_per_clip is None):
+        return {}
+    tokens = table.shape[1]
+    if spec.resolution is None:
+        per_frame = tokens / max(1, spec.frames_per_clip // tubelet)
+        side = math.isqrt(int(per_frame))
+        return {"resolution": side * patch} if side * side == per_frame else {}
+    per_frame = (spec.resolution // patch) ** 2
+    return {"frames_per_clip": tokens // per_frame * tubelet} if per_frame and tokens % per_frame == 0 else {}
 
 
 def check_shape(spec: EncoderConfig, cfg: ViTConfig, inferred: dict) -> None:

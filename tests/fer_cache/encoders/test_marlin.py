@@ -55,3 +55,13 @@ def test_heads_come_from_the_release_presets_or_64_channel_heads_with_a_note():
     assert model.cfg.num_heads == 2 and "64-channel heads" in model.identity.notes[0]
     with pytest.raises(ConfigError, match="unknown arch 'vit_huge' for family marlin"):
         build_encoder(family="marlin", checkpoint=RELEASE, arch="vit_huge", **TINY)
+
+
+def test_the_stored_table_gives_the_size_the_frames_leave_open():
+    """Extraction always sets frames_per_clip; the stored table then says the resolution (and the reverse)."""
+    reference = load_file(str(FOLDER / "reference.safetensors"))
+    for given in (dict(frames_per_clip=8), dict(resolution=64)):
+        model = build_encoder(family="marlin", checkpoint=RELEASE, num_heads=4, **given)
+        assert (model.cfg.resolution, model.cfg.frames_per_clip) == (64, 8)
+        with torch.inference_mode():
+            assert (model(reference["input"]) - reference["tokens"]).abs().max().item() < 1e-4
