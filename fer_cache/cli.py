@@ -14,7 +14,7 @@ from fer_cache import __version__
 from fer_cache.errors import FerCacheError, StoreMismatchError
 from fer_cache.extraction.request import ExtractRequest
 from fer_cache.extraction.request import default_of as request_default
-from fer_cache.views import console, errors, print_basis, print_families, print_scan, print_summary
+from fer_cache.views import console, errors, print_basis, print_families, print_scan, print_summary, print_verify
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,  # plain help: no <bool> columns
                   help="Encode face videos once into a Zarr cache.")
@@ -212,16 +212,15 @@ def info(store: Store, as_json: Annotated[bool, typer.Option("--json", help="pri
 
 @app.command()
 @user_errors
-def verify(store: Store):
-    """Exit 0 only if every video is done and every value is finite; otherwise list what is wrong (exit 3)."""
+def verify(store: Store, repair: Annotated[bool, typer.Option(
+        help="mark videos whose stored values are damaged pending, for the extraction to encode again")] = False):
+    """Exit 0 only if every video is done, its values readable and finite and the attributes as extraction wrote
+    them; otherwise list what is wrong, naming each chunk (exit 3)."""
     from fer_cache.store.audit import verify_store
 
     with progress_bar(stderr=True) as bar:
-        report = verify_store(store, on_video=counted(bar, "videos checked"))
-    for problem in report.problems:
-        console.print(f"[red]✗[/red] {problem}", highlight=False)
-    if report.ok:
-        console.print(f"[green]✓[/green] {store}: every video done, every value finite")
+        report = verify_store(store, on_video=counted(bar, "videos checked"), repair=repair)
+    print_verify(report, repair=repair)
     raise typer.Exit(0 if report.ok else 3)
 
 

@@ -66,3 +66,21 @@ def print_families(families) -> None:
                           highlight=False)
             console.print(f"      presets: {', '.join(family.presets) or 'none (dimensions from config.json)'}; "
                           f"outputs: {', '.join(family.outputs)}; used as: {family.sampling}", highlight=False)
+
+
+def print_verify(report, *, repair: bool) -> None:
+    """Each problem, what was not checked, and the way to a repair; success says what was checked."""
+    for problem in report.problems:
+        console.print(f"[red]✗[/red] {problem}", highlight=False)
+    for note in report.notes:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+    rerun = f": {report.command}" if report.command else ""
+    if report.damaged and repair:
+        console.print(f"{len(report.damaged)} damaged videos marked pending; rerun the extraction that wrote this "
+                      f"store to encode them again{rerun}", highlight=False)
+    elif report.damaged:
+        console.print(f"{len(report.damaged)} videos have damaged values: `fer-cache verify {report.location} "
+                      "--repair` marks them pending, then rerun the extraction", highlight=False)
+    if report.ok:
+        console.print(f"[green]✓[/green] {report.location}: every video done; every value read back and finite; "
+                      "attributes as extracted", highlight=False)

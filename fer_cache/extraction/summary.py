@@ -39,12 +39,15 @@ def summarise(store: Store, rows: list[int], *, scan: ScanResult, encoded: int, 
     status = store.group["videos/status"][:]
     errors, ids = store.strings("videos/error"), store.strings("videos/id")
     failed = [(ids[r], errors[r]) for r in rows if status[r] == schema.FAILED]
-    padding = schema.padding_note(*schema.padded_videos(store.group, rows))
-    return ExtractSummary(store=store.location, total=len(rows),
-                          done=int(sum(status[r] == schema.DONE for r in rows)), failed=failed,
+    notes = [n for n in (schema.padding_note(*schema.padded_videos(store.group, rows)),) if n]
+    done = int(sum(status[r] == schema.DONE for r in rows))
+    if not encoded and done == len(rows):  # done means written and committed, not checked since
+        notes.append(f"nothing to encode: every video is marked done; `fer-cache verify {store.location}` checks "
+                     "the stored values (`--repair` marks damaged videos for this command to encode again)")
+    return ExtractSummary(store=store.location, total=len(rows), done=done, failed=failed,
                           scan_errors=list(scan.errors), encoded_now=encoded, clips_now=clips, seconds=seconds,
                           pending=int(sum(status[r] == schema.PENDING for r in rows)), stopped=stopped,
-                          notes=[padding] if padding else [])
+                          notes=notes)
 
 
 def run_notes(config: Config, encoder_cfg: EncoderConfig, *, scan: ScanResult, reconciled: Reconciled) -> list[str]:

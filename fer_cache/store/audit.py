@@ -69,18 +69,25 @@ def quantisation_error(group, dtype: str, status: np.ndarray) -> float | None:
 class VerifyReport:
     location: str
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what could not be checked, and why
+    damaged: list[int] = field(default_factory=list)  # rows of done videos whose stored values are unusable
+    command: str | None = None  # the extraction that wrote the store, to rerun after a repair
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def verify_store(location: str, on_video: Progress | None = None) -> VerifyReport:
-    """Every video done and every stored value present and finite; each problem named."""
-    report = VerifyReport(location)
-    store = Store.open(location, direct=False)  # through zarr: a check independent of the fast shard reader
-    group = store.group
+def verify_store(location: str, on_video: Progress | None = None, *, repair: bool = False) -> VerifyReport:
+    """Every video done and every stored value present and finite; each problem named with the chunk it is in.
+    `repair` marks the damaged videos pending, so that rerunning the extraction encodes them again."""
+    store = Store.open(location, mode="r+" if repair else "r", direct=False)  # through zarr: independent of the
+    group = store.group                                                        # fast shard reader
+    report = VerifyReport(location, command=" ".join(group.attrs.get("created_by", {}).get("argv") or []) or None)
     report.problems += check_attrs(group)
+    if "attributes_digest" not in group.attrs:
+        report.notes.append("no attributes_digest (a store written before it existed): a hand edit of dataset or "
+                            "label_names cannot be detected")
     ids, errors = store.strings("videos/id"), store.strings("videos/error")
     status = group["videos/status"][:]
     missing = set(store.lost_chunks(np.flatnonzero(status == schema.DONE)) or [])
@@ -97,19 +104,24 @@ def verify_store(location: str, on_video: Progress | None = None) -> VerifyRepor
             report.problems.append(f"video {video_id}: failed ({errors[i]})")
             continue
         if i in missing:
-            report.problems.append(f"video {video_id}: token chunks missing from the store (deleted or never "
-                                   "written); rerun extract on this store to re-encode it")
+            report.problems.append(f"video {video_id}: token chunks missing from {store.chunk_folder(i)} (deleted or "
+                                   "never written); rerun the extraction on this store to encode it again")
             continue
         try:
             stored, scale = store.read(i, video_id)
         except schema.StoreFormatError as exc:
-            report.problems.append(f"video {video_id}: tokens unreadable ({exc.__cause__.__class__.__name__}); "
-                                   "rerun extract after deleting its chunk")
+            report.problems.append(f"video {video_id}: tokens unreadable ({exc.__cause__.__class__.__name__}) in "
+                                   f"{store.chunk_folder(i)}")
+            report.damaged.append(i)
             continue
         decoded = schema.decode_tokens(stored, store.dtype, scale)
         if not np.isfinite(decoded).all():
             bad = int((~np.isfinite(decoded)).sum())
-            report.problems.append(f"video {video_id}: {bad} non-finite token values (NaN/inf)")
+            report.problems.append(f"video {video_id}: {bad} non-finite token values (NaN/inf) in "
+                                   f"{store.chunk_folder(i)}")
+            report.damaged.append(i)
+    if repair and report.damaged:
+        group["videos/status"][report.damaged] = schema.PENDING  # the extraction encodes pending videos again
     return report
 
 
@@ -131,7 +143,8 @@ def check_attrs(group) -> list[str]:
     width = (attrs["storage"].get("basis") or {}).get("rank", width)  # a compact store holds R coordinates
     if shape[3] != t * h * w or shape[4] != width:
         problems.append(f"tokens shape {shape} disagrees with token_grid {attrs['token_grid']} / token width {width}")
-    problem = schema.label_problem(group["videos/label"][:], list(attrs["label_names"]))
+    problem = schema.label_names_problem(attrs) or schema.label_problem(group["videos/label"][:],
+                                                                        list(attrs["label_names"]))
     if problem:
         problems.append(problem)
     return problems

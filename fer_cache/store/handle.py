@@ -77,8 +77,9 @@ class Store:
     def manifest(self) -> Manifest:
         """The videos' ids, labels, subjects, splits and statuses; labels outside label_names are refused."""
         labels = self.group["videos/label"][:].astype(np.int64)
+        problem = schema.label_names_problem(self.attrs)
         label_names = list(self.attrs.get("label_names", []))
-        problem = schema.label_problem(labels, label_names)
+        problem = problem or schema.label_problem(labels, label_names)
         if problem:
             raise StoreFormatError(f"{self.location}: {problem}; the store is inconsistent (run `fer-cache verify`)")
         return Manifest(ids=self.strings("videos/id"), labels=labels, subjects=self.strings("videos/subject"),
@@ -104,9 +105,13 @@ class Store:
             scale = self.scales[(row, *selection)] if self.scales is not None else None
         except Exception as exc:  # any decoding failure of a chunk means the same to the user
             raise StoreFormatError(f"{self.location}: the tokens of video {video_id} do not decode "
-                                   f"({type(exc).__name__}); delete its chunk and rerun `fer-cache extract` on this "
-                                   "store to re-encode it") from exc
+                                   f"({type(exc).__name__}, in {self.chunk_folder(row)}); `fer-cache verify "
+                                   f"{self.location} --repair`, then rerun the extraction to re-encode it") from exc
         return stored, scale
+
+    def chunk_folder(self, row: int) -> str:
+        """Where video `row`'s token chunks live (its shard file, or its clip views' chunks, are under it)."""
+        return f"{self.location.rstrip('/')}/tokens/c/{row}"
 
     def lost_chunks(self, rows: np.ndarray) -> list[int] | None:
         """Rows among `rows` (done videos) whose token chunks (or int8 scales) are not all in the store: they would

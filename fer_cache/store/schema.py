@@ -116,9 +116,32 @@ COLUMNS = {"videos/id": "str", "videos/path": "str", "videos/label": "int16", "v
 def store_attrs(*, dataset: str, label_names: list[str], encoder: dict, sampling: dict, storage: dict,
                 token_grid: list[int]) -> dict:
     """The group attributes of a store (section 4), its fingerprint among them."""
+    fingerprinted = fingerprint(encoder, sampling, storage, token_grid=token_grid)
     return {"dataset": dataset, "label_names": list(label_names), "encoder": encoder, "sampling": sampling,
-            "token_grid": list(token_grid), "storage": storage,
-            "fingerprint": fingerprint(encoder, sampling, storage, token_grid=token_grid)}
+            "token_grid": list(token_grid), "storage": storage, "fingerprint": fingerprinted,
+            "attributes_digest": attributes_digest(dataset, label_names, fingerprinted)}
+
+
+def attributes_digest(dataset: str, label_names: list[str], fingerprinted: str) -> str:
+    """sha256 over what the fingerprint leaves out (dataset, label_names) and the fingerprint itself: a hand edit of
+    any store attribute that a run depends on no longer matches it."""
+    payload = {"dataset": dataset, "label_names": list(label_names), "fingerprint": fingerprinted}
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+
+
+def label_names_problem(attrs: dict) -> str | None:
+    """What is wrong with a store's label_names, or None: a list of distinct, non-empty names, unchanged since
+    extraction where the store has an attributes_digest (older stores do not)."""
+    names = attrs.get("label_names")
+    if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
+        return f"label_names must be a list of class names, got {names!r}"
+    if len(set(names)) != len(names):
+        return f"label_names {names} name a class twice"
+    digest = attrs.get("attributes_digest")
+    if digest is not None and digest != attributes_digest(attrs.get("dataset"), names, attrs.get("fingerprint")):
+        return (f"dataset, label_names or fingerprint were edited after extraction (label_names now {names}); "
+                "restore them or extract again")
+    return None
 
 
 def check_schema(group: zarr.Group, location: str) -> None:

@@ -13,6 +13,7 @@ from fer_cache.store import schema
 from fer_probe.cli import app as probe_app
 from fer_probe.data.reader import CacheReader
 from fer_probe.errors import StoreReadError
+from tests.helpers import write_config
 
 runner = CliRunner()
 
@@ -93,3 +94,50 @@ def test_a_chunk_that_does_not_decode_names_its_video(tmp_path, reference_store)
         reader.video(4)
     probe = CliRunner().invoke(probe_app, ["cv", str(store), "--out", str(tmp_path / "run")])
     assert probe.exit_code == 1 and video in probe.stderr and "Traceback" not in probe.output
+
+
+@pytest.mark.parametrize("damage", [lambda s: poke(s, 2, np.nan), truncate_chunk])
+def test_verify_repair_queues_damaged_videos_and_the_extraction_restores_them(tmp_path, reference_store, demo_small,
+                                                                              damage):
+    """Before: verify named no file, gave a NaN video no advice, and a rerun of extract said '24/24 done, encoded 0'
+    and changed nothing while verify still failed."""
+    store, video = damaged(tmp_path, reference_store, damage)
+    row = schema.read_strings(zarr.open_group(str(store), mode="r")["videos/id"]).index(video)
+    config = write_config(tmp_path, demo_small)
+    command = ["extract", "--dataset", "demo", "--encoder", "tiny", "--out", str(store), "--config", str(config),
+               "--workers", "0", "--batch-size", "3"]
+    stale = runner.invoke(app, command)
+    assert stale.exit_code == 0 and "nothing to encode: every video is marked done" in stale.output
+    found = runner.invoke(app, ["verify", str(store)])
+    assert found.exit_code == 3 and f"{store}/tokens/c/{row}" in found.output and "--repair" in found.output
+    repaired = runner.invoke(app, ["verify", str(store), "--repair"])
+    assert repaired.exit_code == 3 and "1 damaged videos marked pending" in repaired.output
+    again = runner.invoke(app, command)
+    assert again.exit_code == 0 and "encoded 1 videos" in again.output, again.output
+    assert runner.invoke(app, ["verify", str(store)]).exit_code == 0
+    restored, reference = (zarr.open_group(str(s), mode="r")["tokens"][row] for s in (store, reference_store))
+    assert np.array_equal(restored, reference)  # exactly what an uninterrupted extraction wrote
+
+
+def edit_labels(store, names):
+    meta = json.loads((store / "zarr.json").read_text())
+    meta["attributes"]["label_names"] = names
+    (store / "zarr.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("names,needle", [
+    (lambda names: [names[0], names[3], names[2], names[1], *names[4:]], "edited after extraction"),
+    (lambda names: "neutral,calm", "must be a list of class names, got 'neutral,calm'"),
+    (lambda names: [names[0], *names[:-1]], "name a class twice"),
+])
+def test_hand_edited_label_names_are_refused_wherever_the_store_is_opened(tmp_path, reference_store, names, needle):
+    """Before: swapped names trained silently, and a string became the classes ['n', 'u', 't', 'r', 'a', 'l']."""
+    store = tmp_path / "e.zarr"
+    shutil.copytree(reference_store, store)
+    edit_labels(store, names(zarr.open_group(str(store), mode="r").attrs["label_names"]))
+    result = runner.invoke(app, ["verify", str(store)])
+    assert result.exit_code == 3 and needle in result.output
+    with pytest.raises(StoreReadError, match=needle):
+        CacheReader(store)
+    probe = runner.invoke(probe_app, ["cv", str(store), "--out", str(tmp_path / "run")])
+    assert probe.exit_code == 1 and needle in probe.stderr and "\n" not in probe.stderr.strip()
