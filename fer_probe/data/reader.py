@@ -79,7 +79,8 @@ class CacheReader:
     token chunks (they would read back as zeros). Use it as a context manager, or call close()."""
 
     def __init__(self, location: str | Path, *, allow_incomplete: bool = False, memory_budget_mb: float = 0,
-                 precision: Precision = CPU_FLOAT32, policy: ReadPolicy | None = None):
+                 precision: Precision = CPU_FLOAT32, policy: ReadPolicy | None = None,
+                 only: frozenset[str] | None = None):
         self.location = str(location)
         self.precision = precision
         self.policy = policy or ReadPolicy()
@@ -106,6 +107,9 @@ class CacheReader:
                                        f"and {int((manifest.status == schema.FAILED).sum())} failed videos; finish "
                                        "the extraction (rerun fer-cache extract) or leave them out")
         self._check_chunks(np.flatnonzero(usable), manifest.ids)
+        if only is not None:  # a comparison across stores: the videos done in every one of them
+            usable &= np.isin(np.asarray(manifest.ids, dtype=object), list(only))
+            self.excluded = int((~usable).sum())
         labels = manifest.labels
         self.unlabelled = int((usable & (labels < 0)).sum())  # label -1: unknown, neither trained nor scored
         self.rows = np.flatnonzero(usable & (labels >= 0))  # store row of each usable video

@@ -48,10 +48,12 @@ class PairedComparison:
 class AblationSummary:
     variants: list[VariantResult]
     comparisons: list[PairedComparison]
+    left_out: int = 0  # videos done in only some of the compared stores (--allow-incomplete), left out of all
 
     def as_json(self) -> dict:
-        """ablation.json: {"variants": [...], "comparisons": [...]}."""
-        return {"variants": [asdict(v) for v in self.variants], "comparisons": [asdict(c) for c in self.comparisons]}
+        """ablation.json: {"variants": [...], "comparisons": [...], "left_out_videos": n}."""
+        return {"variants": [asdict(v) for v in self.variants], "comparisons": [asdict(c) for c in self.comparisons],
+                "left_out_videos": self.left_out}
 
 
 def variants(base: ProbeConfig) -> dict[str, ProbeConfig]:
@@ -140,8 +142,7 @@ def run_ablation(store: str, out: str | Path, base: ProbeConfig, *, n_folds: int
     if not stores_only and base.probe != "attentive":
         raise FerProbeError(f"the ablations vary the attentive probe (one row is the linear probe); --probe "
                             f"{base.probe} applies with --stores-only, where it is the probe trained on every store")
-    for other in versus:
-        check_same_videos(store, other, allow_incomplete)
+    common, left_out = compared_videos(store, versus, allow_incomplete)
     prepare_ablation_dir(out, overwrite)
     configs = {"attentive": base} if stores_only else variants(base)
     stores = {name: store for name in configs}
@@ -150,14 +151,15 @@ def run_ablation(store: str, out: str | Path, base: ProbeConfig, *, n_folds: int
     # the variants on the baseline's store train with it, from one read of each clip per epoch (run_cv_many)
     together = [n for n, c in configs.items() if stores[n] == store and shares_training(c, base)]
     results = run_cv_many(store, {n: (out / n, configs[n]) for n in together}, n_folds=n_folds,
-                          allow_incomplete=allow_incomplete,
+                          allow_incomplete=allow_incomplete, only=common,
                           on_progress=labelled(on_progress, f"{len(together)} variants" if len(together) > 1
                                                else together[0]))
     folds_file = out / together[0] / "folds.json"
     for name, cfg in configs.items():
         if name not in together:
             results[name] = run_cv(stores[name], out / name, cfg, n_folds=n_folds, folds_file=folds_file,
-                                   allow_incomplete=allow_incomplete, on_progress=labelled(on_progress, name))
+                                   allow_incomplete=allow_incomplete, on_progress=labelled(on_progress, name),
+                                   only=common)
     results = {name: results[name] for name in configs}
     questions = [] if stores_only else comparisons(list(configs)[:5])
     for name, other in zip(versus_names(store, versus), versus):
@@ -173,13 +175,27 @@ def run_ablation(store: str, out: str | Path, base: ProbeConfig, *, n_folds: int
                                      uar_a=uar(labels, pred_a), uar_b=uar(labels, pred_b), **test,
                                      distinguishable=distinguishable(test["p_value"]),
                                      by_construction=by_construction(question, base, results[a])))
-    summary = AblationSummary(variants=variant_rows(results, configs, base, stores=stores), comparisons=rows)
+    summary = AblationSummary(variants=variant_rows(results, configs, base, stores=stores), comparisons=rows,
+                              left_out=left_out)
     (out / "ablation.json").write_text(json.dumps(summary.as_json(), indent=1))
-    write_ablation_md(out, [store, *versus], base, n_folds=n_folds, rows=rows)
+    write_ablation_md(out, [store, *versus], base, n_folds=n_folds, rows=rows, left_out=left_out)
     from fer_probe.results.plots import ablation_png
     ablation_png(summary, out / "ablation.png", f"ablations on {Path(store).name} (recipe {base.recipe})",
                  chance=1 / len(results["attentive"].class_names))
     return summary
+
+
+def compared_videos(store: str, versus: list[str], allow_incomplete: bool) -> tuple[frozenset[str] | None, int]:
+    """(the videos every store holds done, or None when nothing is left out; how many done videos were left out):
+    with --allow-incomplete, stores are compared on the videos done in all of them."""
+    common, done = None, set()
+    for other in versus:
+        both, either = shared_videos(store, other, allow_incomplete)
+        common = both if common is None else common & both
+        done |= either
+    if common is None or common == done:
+        return None, 0
+    return frozenset(common), len(done - common)
 
 
 def store_label(store: str) -> str:
@@ -223,13 +239,15 @@ def labelled(on_progress: Callable[[str, int, int], None] | None, name: str):
     return lambda label, done, total: on_progress(f"{name} ({label})", done, total)
 
 
-def check_same_videos(store_a: str, store_b: str, allow_incomplete: bool) -> None:
-    """Store comparisons are paired over videos: both stores must hold the same videos with the same labels."""
+def shared_videos(store_a: str, store_b: str, allow_incomplete: bool) -> tuple[set[str], set[str]]:
+    """Store comparisons are paired over videos: both stores must hold the same videos (pending ones count as held)
+    with the same subjects and label names. Returns (videos done in both, videos done in either)."""
     with CacheReader(store_a, allow_incomplete=allow_incomplete) as a, \
             CacheReader(store_b, allow_incomplete=allow_incomplete) as b:
-        rows_a = {v: (s, int(y)) for v, s, y in zip(a.ids, a.subjects, a.labels)}
-        rows_b = {v: (s, int(y)) for v, s, y in zip(b.ids, b.subjects, b.labels)}
-        only_a, only_b = sorted(set(rows_a) - set(rows_b)), sorted(set(rows_b) - set(rows_a))
+        held_a, held_b = set(a.store.manifest().ids), set(b.store.manifest().ids)
+        rows_a = {v: (s, a.label_names[int(y)]) for v, s, y in zip(a.ids, a.subjects, a.labels)}
+        rows_b = {v: (s, b.label_names[int(y)]) for v, s, y in zip(b.ids, b.subjects, b.labels)}
+        only_a, only_b = sorted(held_a - held_b), sorted(held_b - held_a)
         differ = sorted(v for v in set(rows_a) & set(rows_b) if rows_a[v] != rows_b[v])
         if only_a or only_b or differ:
             what = (f"{len(only_a)} videos only in {store_a} (e.g. {only_a[0]})" if only_a else
@@ -238,6 +256,7 @@ def check_same_videos(store_a: str, store_b: str, allow_incomplete: bool) -> Non
                     f"other ({len(differ)} such)")
             raise FerProbeError(f"{store_a} and {store_b} do not hold the same videos: {what}; compare stores "
                                 "extracted from one dataset")
+        return set(rows_a) & set(rows_b), set(rows_a) | set(rows_b)
 
 
 def variant_rows(results: dict[str, RunResult], configs: dict[str, ProbeConfig], base: ProbeConfig, *,
@@ -258,13 +277,16 @@ def variant_rows(results: dict[str, RunResult], configs: dict[str, ProbeConfig],
 
 
 def write_ablation_md(out: Path, stores: list[str], base: ProbeConfig, *, n_folds: int,
-                      rows: list[PairedComparison]) -> None:
+                      rows: list[PairedComparison], left_out: int = 0) -> None:
     store = stores[0]
     lines = ["# Ablations", "", f"Store `{store}`, recipe **{base.recipe}**, {n_folds} subject-independent folds "
              f"shared by every variant, {base.epochs} epochs, seed {base.seed}. Each variant changes one setting of "
              "the baseline. UAR over all test videos pooled across folds (so the baseline differs slightly from cv's "
              f"mean of per-fold UARs); paired bootstrap over the same test videos ({N_BOOT} resamples).", "",
              "![UAR per variant with 95% intervals, and paired differences](ablation.png)", ""]
+    if left_out:
+        lines += [f"{left_out} videos done in only some of the stores were left out of every run "
+                  "(--allow-incomplete): each store is measured on the videos done in all of them.", ""]
     if len(stores) > 1:
         lines += ["Stores compared (the same videos; each probe at its store's token width and heads, on the same "
                   "folds), by their encoder's pretraining objective:", ""]

@@ -117,11 +117,12 @@ def finish(trained: TrainedRun, plan: CvPlan, reader: CacheReader) -> FinishedRu
 
 def run_cv(store: str, out: str | Path, cfg: ProbeConfig, *, n_folds: FoldCount = DEFAULT_FOLDS,
            folds_file: str | Path | None = None, allow_incomplete: bool = False, overwrite: bool = False,
-           on_progress: Progress | None = None) -> RunResult:
-    """Cross-validate a probe on one store; writes the run directory (DESIGN section 5) and returns its metrics."""
+           on_progress: Progress | None = None, only: frozenset[str] | None = None) -> RunResult:
+    """Cross-validate a probe on one store (on the videos `only` names, where given); writes the run directory
+    (DESIGN section 5) and returns its metrics."""
     if not isinstance(cfg, ProbeConfig):
         raise FerProbeError(f"run_cv takes a ProbeConfig (ProbeConfig.from_recipe(...)), got {type(cfg).__name__}")
-    source = open_source(store, cfg, allow_incomplete)
+    source = open_source(store, cfg, allow_incomplete, only=only)
     with source.reader as reader:
         plan = plan_cv(reader, store, cfg, n_folds=n_folds, folds_file=folds_file)
         run = plan_run("", out, cfg, reader=reader, overwrite=overwrite)
@@ -135,7 +136,7 @@ def run_cv(store: str, out: str | Path, cfg: ProbeConfig, *, n_folds: FoldCount 
 
 def run_cv_many(store: str, runs: dict[str, tuple[str | Path, ProbeConfig]], *, n_folds: FoldCount = DEFAULT_FOLDS,
                 folds_file: str | Path | None = None, allow_incomplete: bool = False, overwrite: bool = False,
-                on_progress: Progress | None = None) -> dict[str, RunResult]:
+                on_progress: Progress | None = None, only: frozenset[str] | None = None) -> dict[str, RunResult]:
     """Several cv runs (name -> (run directory, config)) on the same folds from one read of each clip (engine):
     the configs may differ only as config.check_trained_together allows."""
     kind_of = {name: registered(cfg.probe).input_kind for name, (_, cfg) in runs.items()}
@@ -143,7 +144,7 @@ def run_cv_many(store: str, runs: dict[str, tuple[str | Path, ProbeConfig]], *, 
     on_pooled = [name for name in runs if kind_of[name] == InputKind.POOLED]
     check_trained_together([cfg for _, cfg in runs.values()])
     first = runs[(on_tokens or on_pooled)[0]][1]
-    source = open_source(store, first, allow_incomplete)
+    source = open_source(store, first, allow_incomplete, only=only)
     with source.reader as reader:
         plan = plan_cv(reader, store, first, n_folds=n_folds, folds_file=folds_file)
         planned = {name: plan_run(name, out, cfg, reader=reader, overwrite=overwrite)

@@ -59,11 +59,13 @@ class FinishedRun:
     mapping: dict | None = None  # cross: how the test store's labels were mapped
 
 
-def open_source(store: str, cfg: ProbeConfig, allow_incomplete: bool) -> TokenSource:
+def open_source(store: str, cfg: ProbeConfig, allow_incomplete: bool, *,
+                only: frozenset[str] | None = None) -> TokenSource:
     """The store's tokens for a run in its precision (resolved here, once), streamed into recycled buffers; the
-    pooled baselines get every clip's mean in one pass, token probes the store in memory where it fits."""
+    pooled baselines get every clip's mean in one pass, token probes the store in memory where it fits. `only`:
+    the videos a comparison across stores keeps."""
     reader = CacheReader(store, allow_incomplete=allow_incomplete, memory_budget_mb=cfg.memory_budget_mb,
-                         precision=cfg.resolve_precision(), policy=ReadPolicy(recycle=True))
+                         precision=cfg.resolve_precision(), policy=ReadPolicy(recycle=True), only=only)
     if len(reader) == 0:
         reader.close()
         raise FerProbeError(f"{store}: no usable videos")

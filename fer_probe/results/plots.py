@@ -33,10 +33,26 @@ def class_colour(name: str, names: list[str]):
 
 
 def _save(fig, path: Path) -> Path:
+    """The figure under a temporary name, then renamed: a full disk leaves no truncated PNG, and says so in one line."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    _pyplot().close(fig)
+    try:
+        written_whole(path, lambda partial: fig.savefig(partial, dpi=120, format="png"))
+    finally:
+        _pyplot().close(fig)
     return path
+
+
+def written_whole(path: Path, write: Callable[[Path], object]) -> None:
+    """`write` into PATH.partial, then rename it to PATH; on an OSError nothing is left behind and the error is one
+    line naming the file."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        write(partial)
+        partial.replace(path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise FerProbeError(f"cannot write {path}: {exc.strerror or exc}; free space or write the run elsewhere") \
+            from exc
 
 
 def confusion_png(matrix: np.ndarray, class_names: list[str], path: Path, *, title: str) -> Path:

@@ -8,7 +8,7 @@ import numpy as np
 
 from fer_probe.errors import FerProbeError
 from fer_probe.results.metrics import METRIC_KEYS, confusion, distinguishable, p_text, paired_bootstrap, uar
-from fer_probe.results.plots import confusion_png, curves_png
+from fer_probe.results.plots import confusion_png, curves_png, written_whole
 from fer_probe.results.report_tables import compact_text, fold_table, paper_table, words
 
 PREDICTION_COLUMNS = ("fold", "video_id", "subject", "label", "pred_pbv", "pred_mv")
@@ -97,7 +97,7 @@ def write_report(run: str | Path) -> list[Path]:
     lines += describe_protocol(config, run)
     lines += figures_section(run, written)
     path = run / "report.md"
-    path.write_text("\n".join(lines) + "\n")
+    written_whole(path, lambda partial: partial.write_text("\n".join(lines) + "\n"))
     return [path] + written
 
 

@@ -1,6 +1,7 @@
 """Variants of one store train together: one read of each sampled clip per epoch for all of them, the same numbers
 as run one by one, and no variant ever sees a fold's test videos through another."""
 
+import csv
 import json
 
 import numpy as np
@@ -139,6 +140,43 @@ def test_ablation_against_another_extraction_of_the_same_videos(tmp_path, plante
     other = write_planted_store(tmp_path / "other.zarr", n_subjects=4)
     with pytest.raises(FerProbeError, match="do not hold the same videos"):
         run_ablation(str(planted_store), tmp_path / "ab2", cfg, n_folds=2, versus=str(other))
+
+
+def test_a_partly_extracted_store_is_compared_on_the_videos_done_in_both(tmp_path, planted_store):
+    """Before: with --allow-incomplete the run failed with 'do not hold the same videos: N videos only in ...' although
+    they were pending in the other store (issue 33, case 7)."""
+    cfg = ProbeConfig.from_recipe("fast", epochs=1, num_heads=4, device="cpu")
+    status = np.ones(64, dtype=np.uint8)
+    status[::4] = 0  # every fourth video still pending
+    partial = write_planted_store(tmp_path / "partial.zarr", signal=2.0, status=status)
+    with pytest.raises(FerProbeError, match="--allow-incomplete|pending"):
+        run_ablation(str(planted_store), tmp_path / "refused", cfg, n_folds=2, versus=str(partial), stores_only=True)
+    summary = run_ablation(str(planted_store), tmp_path / "ab", cfg, n_folds=2, versus=str(partial), stores_only=True,
+                           allow_incomplete=True)
+    assert summary.left_out == 16 and json.loads((tmp_path / "ab" / "ablation.json").read_text())["left_out_videos"] \
+        == 16
+    assert "16 videos done in only some of the stores were left out" in (tmp_path / "ab" / "ablation.md").read_text()
+    tested = [sorted(row["video_id"] for row in csv.DictReader(open(tmp_path / "ab" / run / "predictions.csv")))
+              for run in ("attentive", "attentive-on-partial")]
+    assert tested[0] == tested[1] and len(tested[0]) == 48  # the same 48 videos in both runs
+
+
+def test_stores_with_their_own_label_order_are_compared_by_name(tmp_path, planted_store):
+    """Before: the same videos with the same label names in another order were refused, printing indices (case 8)."""
+    cfg = ProbeConfig.from_recipe("fast", epochs=1, num_heads=4, device="cpu")
+    other = write_planted_store(tmp_path / "reordered.zarr", signal=2.0)
+    group = zarr.open_group(str(other), mode="r+")
+    names = list(group.attrs["label_names"])
+    order = names[::-1]
+    group["videos/label"][:] = np.array([order.index(names[y]) for y in group["videos/label"][:]], dtype=np.int16)
+    group.attrs["label_names"] = order
+    summary = run_ablation(str(planted_store), tmp_path / "ab", cfg, n_folds=2, versus=str(other), stores_only=True)
+    assert summary.comparisons[0].uar_b > 0
+    labels = group["videos/label"][:]
+    labels[0] = (labels[0] + 1) % len(order)  # now one video really has another label
+    group["videos/label"][:] = labels
+    with pytest.raises(FerProbeError, match=r"has subject/label \('1', '\w+'\) in one and \('1', '\w+'\)"):
+        run_ablation(str(planted_store), tmp_path / "ab2", cfg, n_folds=2, versus=str(other), stores_only=True)
 
 
 def test_ablation_of_encoders_of_every_objective_made_by_the_fixtures(tmp_path, demo_small):

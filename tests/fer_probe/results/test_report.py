@@ -66,3 +66,19 @@ def test_runs_that_vote_over_several_posteriors_keep_every_metric_and_the_pbv_mv
     assert runner.invoke(app, ["report", str(run)]).exit_code == 0
     text = (run / "report.md").read_text()
     assert "PBV against MV" in text and "| uar_mv |" in text and "by construction" not in text
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_no_truncated_figure(tmp_path, planted_store):
+    """Before: a 234-line matplotlib traceback and a 0-byte confusion_mv.png (issue 33, case 5). A file-size limit
+    stands in for the full disk: every write past it fails as a full disk's would."""
+    import subprocess
+
+    from tests.helpers import BIN, assert_one_line_error
+    run = tmp_path / "run"
+    run_cv(str(planted_store), run, QUICK, n_folds=4)
+    for png in run.glob("*.png"):
+        png.unlink()
+    line = f"ulimit -f 8; exec '{BIN / 'fer-probe'}' report '{run}'"  # 8 KiB: report.md fits, the figures do not
+    result = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=600)
+    assert_one_line_error(result, "cannot write", ".png", "free space")
+    assert not list(run.glob("*.partial")) and all(is_png(p) for p in run.glob("*.png"))
