@@ -112,8 +112,18 @@ class ProbeConfig:
             raise FerProbeError(f"use_proj must be True or False, got {self.use_proj!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.num_queries < 1:
             raise FerProbeError("epochs, batch_size and num_queries must be at least 1")
-        if self.num_heads is not None and self.num_heads < 1:
-            raise FerProbeError(f"num_heads must be at least 1, got {self.num_heads}")
+        if self.num_heads is not None and (not isinstance(self.num_heads, int) or isinstance(self.num_heads, bool)
+                                           or self.num_heads < 1):
+            raise FerProbeError(f"num_heads must be a whole number of at least 1, got {self.num_heads!r}")
+        for name in ("lrs", "weight_decays"):  # a single number is one candidate
+            value = getattr(self, name)
+            value = (value,) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+            if not isinstance(value, (tuple, list)) or not all(isinstance(v, (int, float)) and not isinstance(
+                    v, bool) for v in value):
+                raise FerProbeError(f"{name} must be a number or a tuple of numbers, got {value!r}")
+            object.__setattr__(self, name, tuple(float(v) for v in value))
+        if not isinstance(self.device, str):
+            raise FerProbeError(f"device must be a string (auto, cpu, cuda or cuda:N), got {self.device!r}")
         if not self.lrs or not self.weight_decays:
             raise FerProbeError("give at least one learning rate and one weight decay")
         values = (*self.lrs, *self.weight_decays, self.final_weight_decay, self.grad_clip)

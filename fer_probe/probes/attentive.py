@@ -173,6 +173,11 @@ def load_reference_classifier(state_dict: dict, num_heads: int = 16, use_proj: b
     if not isinstance(state_dict, Mapping):
         raise FerProbeError(f"load_reference_classifier takes a state dict (e.g. safetensors.torch.load_file(path)), "
                             f"got {type(state_dict).__name__}")
+    if not isinstance(use_proj, bool):
+        raise FerProbeError(f"load_reference_classifier: use_proj must be True (the paper's fork) or False (upstream "
+                            f"V-JEPA 1), got {use_proj!r}")
+    if not isinstance(num_heads, int) or isinstance(num_heads, bool) or num_heads < 1:
+        raise FerProbeError(f"load_reference_classifier: num_heads must be a positive whole number, got {num_heads!r}")
     state = {k.removeprefix("module."): v for k, v in state_dict.items()}
     try:
         _, num_queries, dim = state["pooler.query_tokens"].shape

@@ -37,7 +37,7 @@ def test_options_override_single_values_and_are_recorded():
     ({"epochs": 0}, "at least 1"),
     ({"lrs": (-1e-3,)}, "learning rates must be positive"),
     ({"lrs": ()}, "at least one learning rate"),
-    ({"num_heads": 0}, "num_heads must be at least 1"),
+    ({"num_heads": 0}, "num_heads must be a whole number of at least 1"),
 ])
 def test_every_mode_is_checked(change, message):
     recipe = change.pop("recipe", "paper")
@@ -115,3 +115,24 @@ def test_python_api_arguments_are_checked_in_one_line(tmp_path):
         ProbeConfig.from_recipe("vjepa", epochs="1")
     with pytest.raises(FerProbeError, match="use_proj must be True or False"):
         ProbeConfig(use_proj="no")
+    with pytest.raises(FerProbeError, match="lrs must be a number or a tuple of numbers, got '0.001'"):
+        ProbeConfig.from_recipe("vjepa", lrs="0.001")
+    assert ProbeConfig.from_recipe("vjepa", lrs=3e-4).lrs == (3e-4,)  # one number is one candidate
+    with pytest.raises(FerProbeError, match="device must be a string"):
+        ProbeConfig.from_recipe("vjepa", device=0)
+    with pytest.raises(FerProbeError, match="num_heads must be a whole number of at least 1, got '4'"):
+        ProbeConfig.from_recipe("vjepa", num_heads="4")
+
+
+def test_load_reference_classifier_checks_its_arguments():
+    from safetensors.torch import load_file
+
+    from fer_probe.probes import load_reference_classifier
+    from tests.helpers import ENCODER_FIXTURES
+    path = ENCODER_FIXTURES / "vjepa1-tiny" / "attentive_classifier.safetensors"
+    with pytest.raises(FerProbeError, match="takes a state dict .*got PosixPath"):
+        load_reference_classifier(path, num_heads=4)
+    with pytest.raises(FerProbeError, match="use_proj must be True .* got 'no'"):
+        load_reference_classifier(load_file(str(path)), num_heads=4, use_proj="no")
+    with pytest.raises(FerProbeError, match="num_heads must be a positive whole number, got 4.0"):
+        load_reference_classifier(load_file(str(path)), num_heads=4.0)
