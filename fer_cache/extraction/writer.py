@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fer_cache.errors import StoreError
-from fer_cache.store import Store, writing
+from fer_cache.errors import StoreError, no_space
+from fer_cache.store import Store, schema, writing
 
 
 @dataclass(kw_only=True)
@@ -68,7 +68,18 @@ class Writer(threading.Thread):
         return writing.video_buffer(shape, dtype)
 
     def failed(self) -> StoreError:
-        return StoreError(f"writing the store failed: {type(self.error).__name__}: {self.error}")
+        """One line: which store, what went wrong, how many videos are safe, and how to go on."""
+        location = self.store.location
+        try:
+            done = int((self.store.group["videos/status"][:] == schema.DONE).sum())
+            saved = f"{done} of {self.store.tokens.shape[0]}"
+        except Exception:  # noqa: BLE001 - the count is a courtesy; the store may be unreadable now
+            saved = "the finished"
+        if no_space(self.error):
+            return StoreError(f"no space left while writing {location}: {saved} videos are saved; free space and "
+                              "rerun the same command to resume")
+        return StoreError(f"writing {location} failed ({type(self.error).__name__}: {self.error}); {saved} videos are "
+                          "saved; rerun the same command to resume")
 
     def put(self, job: Finished | Failure) -> None:
         if self.error is not None:

@@ -52,12 +52,30 @@ def write_shard(array, location: str, name: str, *, row: int, values: np.ndarray
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + f".{os.getpid()}.partial")
     data = memoryview(values.reshape(-1)).cast("B")
-    if not write_direct(partial, data):
-        with open(partial, "wb") as f:
-            f.write(data)
-    with open(partial, "ab") as f:
-        f.write(index_bytes + checksum)
-    os.replace(partial, path)
+    try:
+        if not write_direct(partial, data):
+            with open(partial, "wb") as f:
+                f.write(data)
+        with open(partial, "ab") as f:
+            f.write(index_bytes + checksum)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)  # a full disk leaves no half-written shard behind
+        raise
+
+
+def remove_partials(location: str) -> int:
+    """Half-written shard files (`*.partial`) left by a run that was killed mid-write; the resumed run writes those
+    videos again. Returns how many were removed."""
+    if "://" in location:
+        return 0
+    removed = 0
+    for folder, _, files in os.walk(location):
+        for name in files:
+            if name.endswith(".partial"):
+                (Path(folder) / name).unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 def aligned_empty(shape: tuple[int, ...], dtype) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 import zarr
 import zarr.codecs
 
-from fer_cache.errors import StoreError, StoreMismatchError
+from fer_cache.errors import StoreError, StoreMismatchError, no_space
 from fer_cache.store import schema, shards
 from fer_cache.store.basis import Basis
 from fer_cache.store.handle import Store
@@ -201,6 +201,7 @@ def reconcile(store: Store, attrs: dict, *, videos: list) -> Reconciled:
         position |= {v.id: len(ids) + i for i, v in enumerate(new)}
     result = Reconciled(rows=[position[v.id] for v in videos], added=len(new))
     result.relabelled = update_metadata(group, videos, result.rows)
+    shards.remove_partials(location)  # a killed run's half-written shards (no video is done by them)
     status = group["videos/status"][:]
     lost = store.lost_chunks(np.flatnonzero(status == schema.DONE)) or []
     for row in lost:
@@ -269,8 +270,8 @@ def prepare_for_extraction(location: str, layout: Layout, videos: list, *, attrs
             try:
                 store = create_store(location, layout, videos, attrs=attrs, basis=basis)
             except OSError as exc:
-                raise StoreError(f"cannot write the store at {location}: {exc.strerror or exc}; choose a writable "
-                                 "output") from exc
+                advice = "free space or choose another output" if no_space(exc) else "choose a writable output"
+                raise StoreError(f"cannot write the store at {location}: {exc.strerror or exc}; {advice}") from exc
     wait()
     if rank != 0:
         store = Store.open(location, mode="r+")

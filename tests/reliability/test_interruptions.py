@@ -76,3 +76,50 @@ def test_a_held_store_turns_a_second_extraction_away(tmp_path, demo_small, refer
     assert not store.with_name(store.name + ".lock").exists()  # removed when the run ended cleanly
     code, output = extract_process(config, store)
     assert code == 0 and "this run encoded 0 videos" in " ".join(output.split())
+
+
+def test_a_full_disk_keeps_the_finished_videos_says_so_and_the_resume_is_exact(tmp_path, demo_small, reference_store,
+                                                                               monkeypatch):
+    """Before: 'writing the store failed: OSError: [Errno 28]', no path, no word on what was kept, and a *.partial
+    shard left in the store after the resume (issue 33, case 12). The disk fills up after 5 videos, mid-shard."""
+    import errno
+
+    from typer.testing import CliRunner
+
+    from fer_cache.cli import app
+    from fer_cache.store import shards
+    real, calls = shards.write_direct, []
+
+    def fills_up(path, data):
+        calls.append(path)
+        if len(calls) <= 5:
+            return real(path, data)
+        path.write_bytes(bytes(data[:100]))  # what fitted before the disk was full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shards, "write_direct", fills_up)
+    config, store = write_config(tmp_path, demo_small), tmp_path / "s.zarr"
+    command = ["extract", "--dataset", "demo", "--encoder", "tiny", "--out", str(store), "--config", str(config),
+               "--workers", "0", "--batch-size", "3"]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    message = result.stderr.strip()
+    assert message == (f"error: no space left while writing {store}: 5 of {VIDEOS} videos are saved; free space and "
+                       "rerun the same command to resume"), message
+    assert not list(store.rglob("*.partial")) and done(store) == 5
+    monkeypatch.setattr(shards, "write_direct", real)  # space was freed
+    assert CliRunner().invoke(app, command).exit_code == 0
+    assert_same_as_reference(store, reference_store)
+
+
+def test_a_resumed_extraction_removes_a_killed_runs_half_written_shards(tmp_path, demo_small, reference_store):
+    config, store = write_config(tmp_path, demo_small), tmp_path / "s.zarr"
+    code, output = extract_process(config, store, fault="4:KILL")
+    assert code == -signal.SIGKILL, output
+    stale = store / "tokens" / "c" / "9" / "0" / "0" / "0" / "0.123.partial"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(b"\0" * 100)  # what a kill -9 in the middle of write_shard leaves
+    code, output = extract_process(config, store)
+    assert code == 0, output
+    assert not stale.exists()
+    assert_same_as_reference(store, reference_store)
