@@ -94,5 +94,5 @@ def test_damaged_shards_name_the_video(tmp_path, damage):
     else:
         data = data[:100] + data[-(16 * 3 + 4):]  # chunks cut away, the index kept
     shard.write_bytes(bytes(data))
-    with pytest.raises(schema.StoreFormatError, match="v1.*do not decode.*fer-cache extract"):
+    with pytest.raises(schema.StoreFormatError, match="v1.*do not decode.*verify .* --repair"):
         Store(group, location).read(1, "v1", (2, 0))
