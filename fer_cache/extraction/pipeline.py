@@ -81,6 +81,8 @@ def run_extraction(config: Config, request: ExtractRequest, *, on_start: Callabl
                         seconds=time.perf_counter() - started, stopped=stop.raised)
     summary.notes += [n for n in (forward.fallback or compile_note,) if n]
     summary.notes += run_notes(config, encoder_cfg, scan=scan, reconciled=reconciled)
+    if model.identity.fine_tuned:
+        summary.notes.append(f"the encoder was {model.identity.fine_tuned}; the store and every report say so")
     if basis is not None:
         summary.notes.append(f"compact store: rank {basis.rank} keeps {basis.explained:.1%} of the variance of "
                              f"{basis.fitted_on.get('tokens')} tokens of {basis.fitted_on.get('videos')} sampled "

@@ -3,17 +3,16 @@
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from fer_cache.store import Store, StoreFormatError
 from fer_probe.config import DEFAULT_FOLDS, SHARED, ProbeConfig, differences
-from fer_probe.data.reader import CacheReader
 from fer_probe.errors import FerProbeError, RunDirectoryError
 from fer_probe.protocols.cv import run_cv, run_cv_many
 from fer_probe.protocols.runs import RunResult
+from fer_probe.protocols.stores import by_objective, compared_videos, store_attrs, store_label, store_record
 from fer_probe.results.metrics import N_BOOT, bootstrap_ci, distinguishable, p_text, paired_bootstrap, uar
 from fer_probe.results.outputs import is_run_dir
 
@@ -49,11 +48,12 @@ class AblationSummary:
     variants: list[VariantResult]
     comparisons: list[PairedComparison]
     left_out: int = 0  # videos done in only some of the compared stores (--allow-incomplete), left out of all
+    stores: list[dict] = field(default_factory=list)  # each store: its label, objective, and whether fine-tuned
 
     def as_json(self) -> dict:
-        """ablation.json: {"variants": [...], "comparisons": [...], "left_out_videos": n}."""
+        """ablation.json: {"variants": [...], "comparisons": [...], "left_out_videos": n, "stores": [...]}."""
         return {"variants": [asdict(v) for v in self.variants], "comparisons": [asdict(c) for c in self.comparisons],
-                "left_out_videos": self.left_out}
+                "left_out_videos": self.left_out, "stores": self.stores}
 
 
 def variants(base: ProbeConfig) -> dict[str, ProbeConfig]:
@@ -176,56 +176,13 @@ def run_ablation(store: str, out: str | Path, base: ProbeConfig, *, n_folds: int
                                      distinguishable=distinguishable(test["p_value"]),
                                      by_construction=by_construction(question, base, results[a])))
     summary = AblationSummary(variants=variant_rows(results, configs, base, stores=stores), comparisons=rows,
-                              left_out=left_out)
+                              left_out=left_out, stores=[store_record(s) for s in [store, *versus]])
     (out / "ablation.json").write_text(json.dumps(summary.as_json(), indent=1))
     write_ablation_md(out, [store, *versus], base, n_folds=n_folds, rows=rows, left_out=left_out)
     from fer_probe.results.plots import ablation_png
     ablation_png(summary, out / "ablation.png", f"ablations on {Path(store).name} (recipe {base.recipe})",
                  chance=1 / len(results["attentive"].class_names))
     return summary
-
-
-def compared_videos(store: str, versus: list[str], allow_incomplete: bool) -> tuple[frozenset[str] | None, int]:
-    """(the videos every store holds done, or None when nothing is left out; how many done videos were left out):
-    with --allow-incomplete, stores are compared on the videos done in all of them."""
-    common, done = None, set()
-    for other in versus:
-        both, either = shared_videos(store, other, allow_incomplete)
-        common = both if common is None else common & both
-        done |= either
-    if common is None or common == done:
-        return None, 0
-    return frozenset(common), len(done - common)
-
-
-def store_label(store: str) -> str:
-    """A store's name and encoder, e.g. `ravdess-vjepa21.zarr: vjepa2.1 vit_large (hierarchical)`."""
-    attrs = store_attrs(store)
-    if attrs is None:  # unreadable stores were refused already; the name alone then
-        return Path(store).name
-    encoder = attrs.get("encoder", {})
-    output = f" ({encoder['output']})" if encoder.get("output", "last") != "last" else ""
-    basis = attrs.get("storage", {}).get("basis")
-    compact = f", compact: rank {basis['rank']}, {basis['explained']:.1%} of the variance" if basis else ""
-    return (f"{Path(store).name}: {encoder.get('family')} {encoder.get('arch') or encoder.get('embed_dim')}{output}"
-            f"{compact}")
-
-
-def store_attrs(store: str) -> dict | None:
-    try:
-        return Store.open(store).attrs
-    except StoreFormatError:
-        return None
-
-
-def by_objective(stores: list[str]) -> dict[str, list[str]]:
-    """Stores grouped by what their encoder was pretrained to do (latent prediction, pixel reconstruction, ...),
-    as extraction recorded it; the paper's question is the contrast between those groups."""
-    groups: dict[str, list[str]] = {}
-    for store in stores:
-        objective = (store_attrs(store) or {}).get("objective") or "objective not recorded (an older store)"
-        groups.setdefault(objective, []).append(store)
-    return groups
 
 
 def shares_training(cfg: ProbeConfig, base: ProbeConfig) -> bool:
@@ -237,26 +194,6 @@ def labelled(on_progress: Callable[[str, int, int], None] | None, name: str):
     if on_progress is None:
         return None
     return lambda label, done, total: on_progress(f"{name} ({label})", done, total)
-
-
-def shared_videos(store_a: str, store_b: str, allow_incomplete: bool) -> tuple[set[str], set[str]]:
-    """Store comparisons are paired over videos: both stores must hold the same videos (pending ones count as held)
-    with the same subjects and label names. Returns (videos done in both, videos done in either)."""
-    with CacheReader(store_a, allow_incomplete=allow_incomplete) as a, \
-            CacheReader(store_b, allow_incomplete=allow_incomplete) as b:
-        held_a, held_b = set(a.store.manifest().ids), set(b.store.manifest().ids)
-        rows_a = {v: (s, a.label_names[int(y)]) for v, s, y in zip(a.ids, a.subjects, a.labels)}
-        rows_b = {v: (s, b.label_names[int(y)]) for v, s, y in zip(b.ids, b.subjects, b.labels)}
-        only_a, only_b = sorted(held_a - held_b), sorted(held_b - held_a)
-        differ = sorted(v for v in set(rows_a) & set(rows_b) if rows_a[v] != rows_b[v])
-        if only_a or only_b or differ:
-            what = (f"{len(only_a)} videos only in {store_a} (e.g. {only_a[0]})" if only_a else
-                    f"{len(only_b)} videos only in {store_b} (e.g. {only_b[0]})" if only_b else
-                    f"video {differ[0]} has subject/label {rows_a[differ[0]]} in one and {rows_b[differ[0]]} in the "
-                    f"other ({len(differ)} such)")
-            raise FerProbeError(f"{store_a} and {store_b} do not hold the same videos: {what}; compare stores "
-                                "extracted from one dataset")
-        return set(rows_a) & set(rows_b), set(rows_a) | set(rows_b)
 
 
 def variant_rows(results: dict[str, RunResult], configs: dict[str, ProbeConfig], base: ProbeConfig, *,
@@ -284,6 +221,10 @@ def write_ablation_md(out: Path, stores: list[str], base: ProbeConfig, *, n_fold
              "the baseline. UAR over all test videos pooled across folds (so the baseline differs slightly from cv's "
              f"mean of per-fold UARs); paired bootstrap over the same test videos ({N_BOOT} resamples).", "",
              "![UAR per variant with 95% intervals, and paired differences](ablation.png)", ""]
+    tuned = [store_label(s) for s in stores if ((store_attrs(s) or {}).get("encoder") or {}).get("fine_tuned")]
+    if tuned:
+        lines += ["**Note: fine-tuned with labels, not a frozen self-supervised encoder:** "
+                  + "; ".join(f"`{t}`" for t in tuned), ""]
     if left_out:
         lines += [f"{left_out} videos done in only some of the stores were left out of every run "
                   "(--allow-incomplete): each store is measured on the videos done in all of them.", ""]

@@ -38,7 +38,8 @@ def summary_row(run: Path, config: dict, metrics: dict, *, rows: list[dict], cla
         f"{Path(str(config.get('store'))).name} ({config.get('n_folds')} folds)"
     return {"run": str(run), "command": config.get("command", "?"), "recipe": probe.get("recipe", "?"),
             "probe": probe.get("probe", "?"), "data": data,
-            "encoder": f"{encoder.get('family')} {encoder.get('arch') or encoder.get('embed_dim')}",
+            "encoder": f"{encoder.get('family')} {encoder.get('arch') or encoder.get('embed_dim')}"
+                       + (" (fine-tuned with labels)" if encoder.get("fine_tuned") else ""),
             "test videos": len(rows), "UAR (PBV)": interval(metrics["uar_pbv"], cross),
             "WAR (PBV)": interval(metrics["war_pbv"], cross), "classes": len(classes),
             "chance UAR": f"{1 / max(len(classes), 1):.3f}"}

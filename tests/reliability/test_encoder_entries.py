@@ -49,3 +49,41 @@ def test_an_entry_that_cannot_work_is_one_line_naming_it_and_no_bar_is_drawn(tmp
 def test_python_api_misuse_names_the_argument(settings, needle):
     with pytest.raises(ConfigError, match=needle.replace("(", r"\(")):
         build_encoder(**settings)
+
+
+def test_a_fine_tuned_videomae_is_flagged_wherever_stores_are_compared(tmp_path, demo_small):
+    """Before: flagged in `info` and the cv report only, not in extract's summary, ablate's table, ablation.json or
+    compare's table, where the comparison is made (issue 33, case 14)."""
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from fer_cache.cli import app as cache_app
+    from fer_probe.cli import app as probe_app
+    tuned = tmp_path / "videomae-tuned"
+    shutil.copytree(ENCODER_FIXTURES / "videomae-tiny", tuned)
+    config = json.loads((tuned / "config.json").read_text())
+    (tuned / "config.json").write_text(json.dumps(config | {"architectures": ["VideoMAEForVideoClassification"]}))
+    data = write_config(tmp_path, demo_small)
+    data.write_text(data.read_text().replace("encoders:\n", (
+        f"encoders:\n  mae: {{family: videomae, checkpoint: {ENCODER_FIXTURES}/videomae-tiny, frames_per_clip: 8}}\n"
+        f"  tuned: {{family: videomae, checkpoint: {tuned}, frames_per_clip: 8}}\n")))
+    runner = CliRunner()
+    for name in ("mae", "tuned"):
+        result = runner.invoke(cache_app, ["extract", "--dataset", "demo", "--encoder", name, "--config", str(data),
+                                           "--out", str(tmp_path / f"{name}.zarr"), "--workers", "0"])
+        assert result.exit_code == 0, result.output
+        assert ("fine-tuned with labels" in result.output) == (name == "tuned")
+    out = tmp_path / "ab"
+    result = runner.invoke(probe_app, ["ablate", str(tmp_path / "mae.zarr"), "--versus", str(tmp_path / "tuned.zarr"),
+                                       "--stores-only", "--recipe", "fast", "--epochs", "1", "--folds", "2", "--out",
+                                       str(out)])
+    assert result.exit_code == 0 and "tuned.zarr: videomae 96, fine-tuned with labels" in result.output
+    summary = json.loads((out / "ablation.json").read_text())
+    assert [bool(s["fine_tuned"]) for s in summary["stores"]] == [False, True]
+    assert "fine-tuned with labels" in summary["variants"][1]["changes"]["store"]
+    assert "**Note: fine-tuned with labels" in (out / "ablation.md").read_text()
+    table = runner.invoke(probe_app, ["compare", str(out / "attentive"), str(out / "attentive-on-tuned"), "--out",
+                                      str(tmp_path / "table.md")])
+    assert table.exit_code == 0 and "videomae 96 (fine-tuned with labels)" in (tmp_path / "table.md").read_text()
