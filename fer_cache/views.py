@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 console = Console()
 errors = Console(stderr=True)
@@ -16,8 +16,8 @@ def print_scan(report, dataset: str, config: Path, *, decode: bool, as_json: boo
     if as_json:
         print(json.dumps(report.as_json(), indent=1))
         return
-    table = Table("id", "label", "subject", *(["split"] if report.splits else []),
-                  *(["frames"] if decode else []),
+    headers = ["id", "label", "subject", *(["split"] if report.splits else []), *(["frames"] if decode else [])]
+    table = Table(*[Column(h, overflow="fold") for h in headers],  # wrapped, never cut
                   title=f"{dataset}: {len(report.videos)} videos, {len(report.errors)} errors")
     for v in report.videos:
         table.add_row(v["id"], v["label_name"], v["subject"], *([str(v.get("split", ""))] if report.splits else []),

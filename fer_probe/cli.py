@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from fer_probe import __version__
 from fer_probe.config import DEFAULT_FOLDS
@@ -221,13 +221,11 @@ def print_run(result, title: str) -> None:
     if single:
         console.print("[dim]MV and clip metrics equal PBV by construction: one posterior per test video "
                       "(metrics.json holds all six)[/dim]")
-    table = Table("metric", "mean", "± std", "95% CI", "per fold", title=title)
-    for key, m in result.metrics.items():
-        if single and not key.endswith("_pbv"):
-            continue
-        table.add_row(key, f"{m['mean']:.3f}", f"{m['std']:.3f}", f"[{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]",
-                      " ".join(f"{v:.2f}" for v in m["per_fold"]))
-    console.print(table)
+    rows = [[key, f"{m['mean']:.3f}", f"{m['std']:.3f}", f"[{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]",
+             " ".join(f"{v:.2f}" for v in m["per_fold"])] for key, m in result.metrics.items()
+            if not (single and not key.endswith("_pbv"))]
+    print_table(["metric", "mean", "± std", "95% CI", "per fold"], rows, title=title, optional=["per fold", "95% CI"],
+                kept_in="metrics.json")
     for warning in result.warnings:
         errors.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     console.print(f"run directory: {result.out}")
@@ -236,23 +234,43 @@ def print_run(result, title: str) -> None:
 def print_ablation(rows: list[dict]) -> None:
     from fer_probe.results.metrics import p_text
 
-    table = Table("comparison", "A", "B", "UAR A", "UAR B", "A - B [95% CI]", "p", title="ablations (UAR)")
-    for r in rows:
-        table.add_row(r.comparison, r.a, r.b, f"{r.uar_a:.3f}", f"{r.uar_b:.3f}",
-                      "same by construction" if r.by_construction else
-                      f"{r.difference:+.3f} [{r.ci95[0]:+.3f}, {r.ci95[1]:+.3f}]", p_text(r.p_value))
-    console.print(table, overflow="fold", crop=False)
+    cells = [[r.comparison, r.a, r.b, f"{r.uar_a:.3f}", f"{r.uar_b:.3f}",
+              "same by construction" if r.by_construction else
+              f"{r.difference:+.3f} [{r.ci95[0]:+.3f}, {r.ci95[1]:+.3f}]", p_text(r.p_value)] for r in rows]
+    print_table(["comparison", "A", "B", "UAR A", "UAR B", "A - B [95% CI]", "p"], cells, title="ablations (UAR)",
+                optional=["A", "B"], kept_in="ablation.md")
 
 
 def print_comparison(table) -> None:
-    view = Table(*table.columns, title="runs compared")
-    for row in table.rows:
-        view.add_row(*[str(row[c]) for c in table.columns])
-    console.print(view, crop=False)
+    print_table(list(table.columns), [[str(row[c]) for c in table.columns] for row in table.rows],
+                title="runs compared", optional=["data", "command", "classes", "chance UAR", "test videos",
+                                                 "WAR (PBV)"], kept_in="the --out table")
     for note in table.notes:
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
     for line in table.tests:
         console.print(line, highlight=False)
+
+
+def print_table(headers: list[str], rows: list[list[str]], *, title: str, optional: list[str], kept_in: str) -> None:
+    """A table that never cuts a number: where it is wider than the terminal, the `optional` columns are left out
+    in that order (and said to be in `kept_in`); text that is still too long wraps instead of ending in '…'."""
+    def width(columns: list[int]) -> int:
+        return sum(max(len(headers[i]), *(len(r[i]) for r in rows)) + 3 for i in columns) + 1
+    shown = list(range(len(headers)))
+    dropped = []
+    for name in optional:
+        if width(shown) <= console.width:
+            break
+        if name in headers:
+            shown.remove(headers.index(name))
+            dropped.append(name)
+    table = Table(*[Column(headers[i], overflow="fold") for i in shown], title=title)
+    for row in rows:
+        table.add_row(*[row[i] for i in shown])
+    console.print(table)
+    if dropped:
+        console.print(f"[dim]{', '.join(dropped)} left out at this terminal width: see {kept_in}[/dim]",
+                      highlight=False)
 
 
 def main() -> None:

@@ -190,3 +190,25 @@ def test_an_output_the_family_lacks_names_file_line_and_key(tmp_path, demo_small
 def test_stores_only_without_a_versus_store_is_one_line(tmp_path, planted_store):
     result = run(BIN / "fer-probe", "ablate", planted_store, "--stores-only", "--out", tmp_path / "ab")
     assert_one_line_error(result, "--stores-only compares stores: name at least one --versus store")
+
+
+def test_terminal_tables_at_80_columns_never_cut_a_number(tmp_path, planted_store, monkeypatch):
+    """Before: `0.5…`, `[0.…` and `attentive-…` at 80 columns (issue 33, case 16). Columns that do not fit are left
+    out (the files keep them) and the rest wraps; no cell ends in an ellipsis."""
+    import re
+
+    import fer_probe.cli as cli
+    monkeypatch.setattr(cli.console, "_width", 80)
+    other = write_planted_store(tmp_path / "a-much-longer-store-name-for-the-other-extraction.zarr", signal=2.0)
+    cv = run(BIN / "fer-probe", "cv", planted_store, "--recipe", "fast", "--epochs", "1", "--folds", "2", "--out",
+             tmp_path / "cv")
+    ablate = run(BIN / "fer-probe", "ablate", planted_store, "--versus", other, "--recipe", "fast", "--epochs", "1",
+                 "--folds", "2", "--out", tmp_path / "ab")
+    compare = run(BIN / "fer-probe", "compare", tmp_path / "cv", tmp_path / "ab" / "attentive-proj")
+    for result in (cv, ablate, compare):
+        assert result.returncode == 0, result.stdout + result.stderr
+        table = [line for line in result.stdout.splitlines() if "│" in line or "┃" in line]  # not progress lines
+        assert table and not any("…" in line for line in table) and max(len(line) for line in table) <= 80
+    metrics = json.loads((tmp_path / "cv" / "metrics.json").read_text())
+    assert f"{metrics['uar_pbv']['mean']:.3f}" in cv.stdout
+    assert re.search(r"left out at this terminal width: see ablation\.md", ablate.stdout)
