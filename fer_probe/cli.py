@@ -185,6 +185,8 @@ def ablate(store: Store, *, cfg, allow_incomplete: bool, overwrite: bool, out: O
         summary = run_ablation(store, out, cfg, n_folds=folds, allow_incomplete=allow_incomplete,
                                overwrite=overwrite, versus=versus, stores_only=stores_only, on_progress=update)
     print_ablation(summary.comparisons)
+    for note in summary.notes:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
     for record in summary.stores:
         if record["fine_tuned"]:
             console.print(f"[yellow]note: {record['label']} (the encoder was {record['fine_tuned']})[/yellow]",

@@ -12,7 +12,15 @@ from fer_probe.config import DEFAULT_FOLDS, SHARED, ProbeConfig, differences
 from fer_probe.errors import FerProbeError, RunDirectoryError
 from fer_probe.protocols.cv import run_cv, run_cv_many
 from fer_probe.protocols.runs import RunResult
-from fer_probe.protocols.stores import by_objective, compared_videos, store_attrs, store_label, store_record
+from fer_probe.protocols.stores import (
+    by_objective,
+    compared_videos,
+    probe_heads,
+    same_extraction_notes,
+    store_attrs,
+    store_label,
+    store_record,
+)
 from fer_probe.results.metrics import N_BOOT, bootstrap_ci, distinguishable, p_text, paired_bootstrap, uar
 from fer_probe.results.outputs import is_run_dir
 
@@ -49,11 +57,12 @@ class AblationSummary:
     comparisons: list[PairedComparison]
     left_out: int = 0  # videos done in only some of the compared stores (--allow-incomplete), left out of all
     stores: list[dict] = field(default_factory=list)  # each store: its label, objective, and whether fine-tuned
+    notes: list[str] = field(default_factory=list)  # e.g. two stores of one extraction
 
     def as_json(self) -> dict:
         """ablation.json: {"variants": [...], "comparisons": [...], "left_out_videos": n, "stores": [...]}."""
         return {"variants": [asdict(v) for v in self.variants], "comparisons": [asdict(c) for c in self.comparisons],
-                "left_out_videos": self.left_out, "stores": self.stores}
+                "left_out_videos": self.left_out, "stores": self.stores, "notes": self.notes}
 
 
 def variants(base: ProbeConfig) -> dict[str, ProbeConfig]:
@@ -176,9 +185,12 @@ def run_ablation(store: str, out: str | Path, base: ProbeConfig, *, n_folds: int
                                      distinguishable=distinguishable(test["p_value"]),
                                      by_construction=by_construction(question, base, results[a])))
     summary = AblationSummary(variants=variant_rows(results, configs, base, stores=stores), comparisons=rows,
-                              left_out=left_out, stores=[store_record(s) for s in [store, *versus]])
+                              left_out=left_out, stores=[store_record(s) for s in [store, *versus]],
+                              notes=same_extraction_notes(store, versus))
     (out / "ablation.json").write_text(json.dumps(summary.as_json(), indent=1))
-    write_ablation_md(out, [store, *versus], base, n_folds=n_folds, rows=rows, left_out=left_out)
+    heads = {stores[name]: results[name].config.num_heads for name in configs}  # each store's probe, as trained
+    write_ablation_md(out, [store, *versus], base, n_folds=n_folds, rows=rows, left_out=left_out, heads=heads,
+                      notes=summary.notes)
     from fer_probe.results.plots import ablation_png
     ablation_png(summary, out / "ablation.png", f"ablations on {Path(store).name} (recipe {base.recipe})",
                  chance=1 / len(results["attentive"].class_names))
@@ -214,7 +226,8 @@ def variant_rows(results: dict[str, RunResult], configs: dict[str, ProbeConfig],
 
 
 def write_ablation_md(out: Path, stores: list[str], base: ProbeConfig, *, n_folds: int,
-                      rows: list[PairedComparison], left_out: int = 0) -> None:
+                      rows: list[PairedComparison], left_out: int = 0, heads: dict[str, int] | None = None,
+                      notes: list[str] = ()) -> None:
     store = stores[0]
     lines = ["# Ablations", "", f"Store `{store}`, recipe **{base.recipe}**, {n_folds} subject-independent folds "
              f"shared by every variant, {base.epochs} epochs, seed {base.seed}. Each variant changes one setting of "
@@ -225,13 +238,15 @@ def write_ablation_md(out: Path, stores: list[str], base: ProbeConfig, *, n_fold
     if tuned:
         lines += ["**Note: fine-tuned with labels, not a frozen self-supervised encoder:** "
                   + "; ".join(f"`{t}`" for t in tuned), ""]
+    lines += [f"**Note:** {note}" for note in notes] + ([""] if notes else [])
     if left_out:
         lines += [f"{left_out} videos done in only some of the stores were left out of every run "
                   "(--allow-incomplete): each store is measured on the videos done in all of them.", ""]
     if len(stores) > 1:
         lines += ["Stores compared (the same videos; each probe at its store's token width and heads, on the same "
                   "folds), by their encoder's pretraining objective:", ""]
-        lines += [f"- {objective}: " + "; ".join(f"`{store_label(s)}`" for s in members)
+        lines += [f"- {objective}: " + "; ".join(f"`{store_label(s)}`{probe_heads(s, (heads or {}).get(s))}"
+                                                  for s in members)
                   for objective, members in by_objective(stores).items()] + [""]
     lines += ["| comparison | A | B | UAR A | UAR B | A - B [95% CI] | p | distinguishable from noise |",
               "|---|---|---|---|---|---|---|---|"]

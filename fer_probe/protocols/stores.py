@@ -3,6 +3,8 @@ and what its encoder was pretrained to do."""
 
 from pathlib import Path
 
+import numpy as np
+
 from fer_cache.store import Store
 from fer_cache.store.schema import StoreFormatError
 from fer_probe.data.reader import CacheReader
@@ -56,6 +58,23 @@ def store_label(store: str) -> str:
             f"{compact}{tuned}")
 
 
+def token_shape(store: str) -> tuple[int, int] | None:
+    """(tokens per clip, token width) of a store's encoder, e.g. (4608, 4096) for V-JEPA 2.1 hierarchical."""
+    attrs = store_attrs(store) or {}
+    grid, encoder = attrs.get("token_grid"), attrs.get("encoder") or {}
+    width = encoder.get("token_width", encoder.get("embed_dim"))
+    return (int(np.prod(grid)), int(width)) if grid and width else None
+
+
+def probe_heads(store: str, heads: int | None) -> str:
+    """' (tokens 64 x 512, probe heads 2 x 256 channels)': what the probe on this store attends over."""
+    shape = token_shape(store)
+    if shape is None:
+        return ""
+    split = f", probe heads {heads} x {shape[1] // heads} channels" if heads else ""
+    return f" (tokens {shape[0]} x {shape[1]}{split})"
+
+
 def store_record(store: str) -> dict:
     """A compared store as ablation.json names it: where, what, how pretrained, and whether fine-tuned with labels."""
     attrs = store_attrs(store) or {}
@@ -78,3 +97,11 @@ def by_objective(stores: list[str]) -> dict[str, list[str]]:
         objective = (store_attrs(store) or {}).get("objective") or "objective not recorded (an older store)"
         groups.setdefault(objective, []).append(store)
     return groups
+
+
+def same_extraction_notes(store: str, versus: list[str]) -> list[str]:
+    """Stores with one fingerprint are one extraction (or a copy): their comparison measures no encoder difference."""
+    mine = (store_attrs(store) or {}).get("fingerprint")
+    return [f"{Path(other).name} has the fingerprint of {Path(store).name}: the same extraction (or a copy), so this "
+            "comparison measures training noise only, not a difference between encoders or samplings"
+            for other in versus if mine and (store_attrs(other) or {}).get("fingerprint") == mine]

@@ -83,27 +83,33 @@ def confusion_png(matrix: np.ndarray, class_names: list[str], path: Path, *, tit
     return _save(fig, path)
 
 
-def curves_png(log: list[dict], path: Path, title: str) -> Path:
+def curves_png(log: list[dict], path: Path, title: str, *, chance: float | None = None) -> Path:
     """Training loss, training accuracy and (when candidates were chosen) validation UAR per epoch, one line per
-    fold and candidate."""
+    fold and candidate, chance dotted on the accuracy and UAR panels; the legend below the panels, never over one."""
     plt = _pyplot()
     keys = [("train_loss", "mean training loss"), ("train_accuracy", "training accuracy"),
             ("val_uar_pbv", "inner-validation UAR (PBV)")]
     keys = [(k, label) for k, label in keys if any(row.get(k) not in (None, "") for row in log)]
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
     series = sorted({(int(row["fold"]), row["head"]) for row in log})
     several = len({head for _, head in series}) > 1
+    columns = max(1, 2 * len(keys))
+    legend_rows = -(-(len(series) + (chance is not None)) // columns)
+    height = 3.4 + 0.2 * legend_rows  # inches: the panels keep theirs, the legend gets its own
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), height), squeeze=False)
     for ax, (key, label) in zip(axes[0], keys):
         for fold, head in series:
             rows = [r for r in log if int(r["fold"]) == fold and r["head"] == head and r.get(key) not in (None, "")]
             name = f"fold {fold}" + (f" {head}" if several else "")
             ax.plot([int(r["epoch"]) for r in rows], [float(r[key]) for r in rows], marker=".", label=name)
+        if chance is not None and key != "train_loss":
+            ax.axhline(chance, color="grey", linestyle=":", label=f"chance {chance:.3f}")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    handles, names = axes[0][-1].get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=7, ncol=columns, loc="lower center", frameon=False)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, (0.2 * legend_rows + 0.1) / height, 1, 1))
     return _save(fig, path)
 
 

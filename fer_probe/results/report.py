@@ -68,16 +68,18 @@ def write_report(run: str | Path) -> list[Path]:
     preds = {v: np.array([classes.index(r[f"pred_{v}"]) for r in rows], dtype=np.int64) for v in ("pbv", "mv")}
     dataset = config.get("store_attrs", {}).get("dataset", "?")
     written = []
+    pooled = "" if cross else " pooled over all test videos (the report's is the mean of the folds' UARs)"
     for vote in ("pbv", "mv"):
         title = (f"{run.name}: {dataset}{' -> ' + Path(config['test_store']).name if cross else ''}, "
-                 f"{probe.get('probe')} probe ({probe.get('recipe')}), UAR({vote.upper()}) "
-                 f"{uar(labels, preds[vote]):.3f}\n{vote.upper()} confusion, rows normalised by true class")
+                 f"{probe.get('probe')} probe ({probe.get('recipe')})\nUAR({vote.upper()}) "
+                 f"{uar(labels, preds[vote]):.3f}{pooled}; {vote.upper()} confusion, rows normalised by true class")
         written.append(confusion_png(confusion(labels, preds[vote], len(classes)), classes,
                                      run / f"confusion_{vote}.png", title=title))
     log = read_optional(run, "train_log.csv", [])
     if log:
         written.append(curves_png(log, run / "training_curves.png",
-                                  f"{run.name}: training curves ({probe.get('probe')}, recipe {probe.get('recipe')})"))
+                                  f"{run.name}: training curves ({probe.get('probe')}, recipe {probe.get('recipe')})",
+                                  chance=1 / max(len(classes), 1)))
     lines = [f"# {config.get('command', 'run')}: {probe.get('probe')} probe, recipe {probe.get('recipe')}", ""]
     lines += warnings_section(read_optional(run, "warnings.json", []))
     lines += describe_data(config, len(rows))
@@ -122,7 +124,8 @@ def one_posterior(config: dict) -> str | None:
 def results_section(metrics: dict, labels: np.ndarray, cross: bool, *, single: str | None = None) -> list[str]:
     chance = 1 / len(np.unique(labels))
     lines = ["## Results", "", f"Chance level: UAR {chance:.3f} ({len(np.unique(labels))} classes among the test "
-             "videos).", ""]
+             "videos): the UAR of a constant prediction, or of guessing, is 1 / the number of test classes"
+             + (", whatever the classes the probe was trained on" if cross else "") + ".", ""]
     if single:
         lines += [f"MV and clip-level metrics are identical to PBV by construction here ({single}: one posterior per "
                   "video, nothing to vote over); only PBV is shown (metrics.json holds all six).", ""]

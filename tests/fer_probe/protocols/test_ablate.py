@@ -140,6 +140,12 @@ def test_ablation_against_another_extraction_of_the_same_videos(tmp_path, plante
     other = write_planted_store(tmp_path / "other.zarr", n_subjects=4)
     with pytest.raises(FerProbeError, match="do not hold the same videos"):
         run_ablation(str(planted_store), tmp_path / "ab2", cfg, n_folds=2, versus=str(other))
+    itself = run_ablation(str(planted_store), tmp_path / "ab3", cfg, n_folds=2, versus=str(planted_store),
+                          stores_only=True)  # S --versus S: said, not mistaken for an encoder comparison
+    assert itself.notes == ["planted.zarr has the fingerprint of planted.zarr: the same extraction (or a copy), so "
+                            "this comparison measures training noise only, not a difference between encoders or "
+                            "samplings"]
+    assert f"**Note:** {itself.notes[0]}" in (tmp_path / "ab3" / "ablation.md").read_text()
 
 
 def test_a_partly_extracted_store_is_compared_on_the_videos_done_in_both(tmp_path, planted_store):
@@ -218,9 +224,11 @@ def test_ablation_of_encoders_of_every_objective_made_by_the_fixtures(tmp_path, 
         "self-distillation"]
     assert (out / "ablation.png").stat().st_size > 0
     text = (out / "ablation.md").read_text()
-    assert "demo-v21.zarr: vjepa2.1 128 (hierarchical)" in text
-    assert "- pixel reconstruction: `demo-mae.zarr: videomae 96`; `demo-marlin.zarr: marlin 128`" in text
-    assert "- self-distillation: `demo-dino.zarr: dinov3 128 (cls)`" in text
+    assert "`demo-v21.zarr: vjepa2.1 128 (hierarchical)` (tokens 64 x 512, probe heads 2 x 256 channels)" in text
+    assert ("- pixel reconstruction: `demo-mae.zarr: videomae 96` (tokens 64 x 96, probe heads 4 x 24 channels); "
+            "`demo-marlin.zarr: marlin 128` (tokens 64 x 128, probe heads 4 x 32 channels)") in text
+    assert "- self-distillation: `demo-dino.zarr: dinov3 128 (cls)` (tokens 4 x 128, probe heads 4 x 32 channels)" \
+        in text
     folds = {json.dumps(json.loads((out / name / "folds.json").read_text())) for name in variants}
     assert len(folds) == 1  # the same folds for every store
     shapes = [json.loads((out / name / "config.json").read_text())["store_attrs"] for name in variants]

@@ -29,6 +29,25 @@ def test_confusion_and_curves_are_pngs(tmp_path):
     assert is_png(curves_png(log, tmp_path / "curves.png", "t"))
 
 
+def test_training_curves_show_chance_and_keep_the_legend_off_the_panels(tmp_path, monkeypatch):
+    """Before: no chance line on the accuracy panel, and with --val-curve and 10 candidates the legend covered the loss
+    panel (issue 33, case 17)."""
+    import fer_probe.results.plots as plots
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    log = [{"epoch": e, "fold": f, "head": f"lr{h}", "train_loss": 1.0 / e, "train_accuracy": 0.5, "val_uar_pbv": 0.4}
+           for e in (1, 2, 3) for f in range(5) for h in range(10)]
+    curves_png(log, tmp_path / "curves.png", "t", chance=0.25)
+    fig = figures[0]
+    loss, accuracy, validation = fig.axes
+    assert [line.get_label() for line in accuracy.lines if line.get_linestyle() == ":"] == ["chance 0.250"]
+    assert any(line.get_label() == "chance 0.250" for line in validation.lines)
+    assert not any(line.get_label().startswith("chance") for line in loss.lines)  # a loss has no chance level
+    assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1  # below the panels
+    legend_top = fig.legends[0].get_window_extent(fig.canvas.get_renderer()).y1
+    assert legend_top <= min(ax.get_tightbbox(fig.canvas.get_renderer()).y0 for ax in fig.axes) + 1
+
+
 def test_pca_keeps_one_point_per_video_and_names_its_axes():
     points, (x, y) = project(np.random.default_rng(0).standard_normal((10, 6)), "pca")
     assert points.shape == (10, 2) and x.startswith("PC1")

@@ -58,6 +58,8 @@ def test_cross_dataset_report_has_no_cross_validation_text(tmp_path):
     assert "## Folds" not in text and "RAVDESS calm as neutral: no" in text and "False" not in text
     assert "| surprised | 6 |" in text  # classes in canonical order; surprised cannot be predicted but counts
     assert "| angry | 0 | - | - |" in text  # a class with no test videos is marked, not scored 0
+    assert "the UAR of a constant prediction, or of guessing, is 1 / the number of test classes, whatever the " \
+        "classes the probe was trained on" in text
 
 
 def test_runs_that_vote_over_several_posteriors_keep_every_metric_and_the_pbv_mv_test(tmp_path, planted_store):
@@ -82,3 +84,15 @@ def test_a_full_disk_is_one_line_naming_the_file_and_leaves_no_truncated_figure(
     result = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=600)
     assert_one_line_error(result, "cannot write", ".png", "free space")
     assert not list(run.glob("*.partial")) and all(is_png(p) for p in run.glob("*.png"))
+
+
+def test_confusion_figures_say_their_uar_is_pooled(tmp_path, planted_store, monkeypatch):
+    """Before: the figure said `UAR(PBV) 0.583` (pooled) and the report 0.589 ± 0.080 (mean of folds), unexplained."""
+    import fer_probe.results.report as report
+    titles = []
+    monkeypatch.setattr(report, "confusion_png", lambda matrix, names, path, *, title: titles.append(title) or path)
+    run = tmp_path / "run"
+    run_cv(str(planted_store), run, QUICK, n_folds=4)
+    report.write_report(run)
+    assert len(titles) == 2 and all("pooled over all test videos (the report's is the mean of the folds' UARs)" in t
+                                    for t in titles)
