@@ -114,7 +114,8 @@ def extract(*, dataset: Annotated[str, typer.Option(help="dataset name in the co
         summary = run_extraction(load_config(config), request, on_start=progress.start, on_advance=progress.advance)
     finally:
         progress.stop()
-    print_summary(summary)
+    if summary.rank == 0:
+        print_summary(summary)
     raise typer.Exit(summary.exit_code)
 
 

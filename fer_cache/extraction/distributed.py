@@ -40,6 +40,17 @@ def init_distributed(device: str) -> DistInfo:
     return DistInfo(dist.get_rank(), world, local_rank)
 
 
+def summed(info: DistInfo, *values: int) -> list[int]:
+    """Counts added up over the ranks (every rank gets the totals); the values themselves on one process."""
+    if info.world <= 1:
+        return list(values)
+    import torch.distributed as dist
+    device = torch.device("cuda", info.local_rank) if dist.get_backend() == "nccl" else torch.device("cpu")
+    total = torch.tensor(values, dtype=torch.int64, device=device)
+    dist.all_reduce(total)
+    return [int(v) for v in total.tolist()]
+
+
 def barrier(info: DistInfo) -> None:
     if info.world > 1:
         import torch.distributed as dist

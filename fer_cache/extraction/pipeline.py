@@ -22,7 +22,7 @@ from fer_cache.extraction.batching import Advance, BatchEncoder
 from fer_cache.extraction.compacting import BasisPlan, BasisSampler
 from fer_cache.extraction.compiling import compile_for
 from fer_cache.extraction.decoding import WORKER_TIMEOUT, VideoClips, quiet_worker, worker_reason
-from fer_cache.extraction.distributed import barrier, init_distributed, resolve_device
+from fer_cache.extraction.distributed import barrier, init_distributed, resolve_device, summed
 from fer_cache.extraction.request import ExtractRequest
 from fer_cache.extraction.summary import ExtractSummary, run_notes, summarise
 from fer_cache.extraction.writer import Writer
@@ -77,8 +77,12 @@ def run_extraction(config: Config, request: ExtractRequest, *, on_start: Callabl
                                          out_dtype=OUT_DTYPES.get(extraction.dtype, torch.float32),
                                          on_advance=on_advance)
         barrier(info)
+        encoded, clip_count = summed(info, encoded, clip_count)  # one summary for the whole run, from rank 0
     summary = summarise(store, reconciled.rows, scan=scan, encoded=encoded, clips=clip_count,
                         seconds=time.perf_counter() - started, stopped=stop.raised)
+    summary.rank = info.rank
+    if info.world > 1:
+        summary.notes.append(f"{info.world} ranks encoded these videos together; rank 0 prints this summary")
     summary.notes += [n for n in (forward.fallback or compile_note,) if n]
     summary.notes += run_notes(config, encoder_cfg, scan=scan, reconciled=reconciled)
     if model.identity.fine_tuned:

@@ -25,6 +25,7 @@ class ExtractSummary:
     pending: int = 0  # videos of this dataset still to encode
     stopped: bool = False  # a signal asked for a clean stop
     notes: list[str] = field(default_factory=list)  # what the run decided on its own: growth, repairs, fallbacks
+    rank: int = 0  # under torchrun, only rank 0 prints the summary (its counts are every rank's)
 
     @property
     def exit_code(self) -> int:

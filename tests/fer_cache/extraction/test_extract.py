@@ -153,8 +153,11 @@ def test_two_process_torchrun_equals_one_process(tmp_path, demo_small, reference
     command = [str(BIN / "torchrun"), "--nproc_per_node=2", f"--master_port={port}", "-m", "fer_cache.cli", "extract",
                "--dataset", "demo", "--encoder", "tiny", "--out", str(store), "--config", str(config),
                "--workers", "0", "--device", "cpu", "--batch-size", "3"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
+    summaries = [line for line in done.stdout.splitlines() if "videos done" in line]
+    assert len(summaries) == 1 and "24/24 videos done" in summaries[0]  # one summary, with every rank's total
+    assert "this run encoded 24 videos" in " ".join(done.stdout.split()) and "2 ranks encoded" in done.stdout
     tokens, status = tokens_of(store)
     assert (status == schema.DONE).all()
     assert np.array_equal(tokens, tokens_of(reference_store)[0])
