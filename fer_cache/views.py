@@ -82,5 +82,8 @@ def print_verify(report, *, repair: bool) -> None:
         console.print(f"{len(report.damaged)} videos have damaged values: `fer-cache verify {report.location} "
                       "--repair` marks them pending, then rerun the extraction", highlight=False)
     if report.ok:
-        console.print(f"[green]✓[/green] {report.location}: every video done; every value read back and finite; "
-                      "attributes as extracted", highlight=False)
+        checked = "each chunk against its checksum, " if report.checksums else ""
+        attributes = "attributes as extracted" if "attributes_digest" not in " ".join(report.notes) else \
+            "attributes consistent with the fingerprint"
+        console.print(f"[green]✓[/green] {report.location}: every video done; every value read back ({checked}"
+                      f"through zarr) and finite; {attributes}", highlight=False)

@@ -62,10 +62,9 @@ class Writer(threading.Thread):
             writing.write_video(self.store, job.index, job.tokens, frame_index=job.frame_index, n_frames=job.n_frames)
         self.committed += 1
 
-    @staticmethod
-    def buffer(shape: tuple[int, ...], dtype) -> np.ndarray:
+    def buffer(self, shape: tuple[int, ...], dtype) -> np.ndarray:
         """Memory for one video's tokens in the form the store writes fastest (page-aligned for O_DIRECT)."""
-        return writing.video_buffer(shape, dtype)
+        return writing.video_buffer(self.store, shape, dtype)
 
     def failed(self) -> StoreError:
         """One line: which store, what went wrong, how many videos are safe, and how to go on."""

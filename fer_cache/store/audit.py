@@ -10,6 +10,7 @@ from fer_cache.errors import StoreError
 from fer_cache.store import schema
 from fer_cache.store.basis import NODES
 from fer_cache.store.handle import Store
+from fer_cache.store.shards import chunk_checksums
 
 Progress = Callable[[int, int], None]  # (videos done, videos in all)
 
@@ -71,6 +72,7 @@ class VerifyReport:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what could not be checked, and why
     damaged: list[int] = field(default_factory=list)  # rows of done videos whose stored values are unusable
+    checksums: bool = False  # every token chunk was checked against its crc32c
     command: str | None = None  # the extraction that wrote the store, to rerun after a repair
 
     @property
@@ -85,6 +87,11 @@ def verify_store(location: str, on_video: Progress | None = None, *, repair: boo
     group = store.group                                                        # fast shard reader
     report = VerifyReport(location, command=" ".join(group.attrs.get("created_by", {}).get("argv") or []) or None)
     report.problems += check_attrs(group)
+    report.checksums = chunk_checksums(group["tokens"])
+    if not report.checksums:
+        report.notes.append("no chunk checksums (a store written before they existed, or by another tool): damaged "
+                            "bytes that stay finite cannot be detected; a new extraction or `fer-cache compact` "
+                            "writes them")
     if "attributes_digest" not in group.attrs:
         report.notes.append("no attributes_digest (a store written before it existed): a hand edit of dataset or "
                             "label_names cannot be detected")

@@ -1,9 +1,10 @@
 """One video's tokens as one shard file, read and written straight from and to disk (the layout fer_cache creates
-by default: one shard per video, one inner chunk per clip view, uncompressed little-endian chunks, the index of
-(offset, length) pairs at the end with its crc32c). Byte for byte what zarr's sharding codec writes and reads
-(tests/fer_cache/test_shards.py); going through zarr's codec pipeline instead costs 3-6x as long to write
-(benchmarks/bench_pipeline.py) and several times as long to read a clip (benchmarks/bench_probe.py). Other layouts
-go through zarr. This module depends on nothing else in the store package.
+by default: one shard per video, one inner chunk per clip view, uncompressed little-endian chunks each followed by
+its crc32c (stores written before that have none), the index of (offset, length) pairs at the end with its crc32c).
+Byte for byte what zarr's sharding codec writes and reads (tests/fer_cache/test_shards.py); going through zarr's
+codec pipeline instead costs 3-6x as long to write (benchmarks/bench_pipeline.py) and several times as long to read
+a clip (benchmarks/bench_probe.py). Other layouts go through zarr. This module depends on nothing else in the store
+package.
 """
 
 import os
@@ -18,7 +19,8 @@ EMPTY = 2**64 - 1  # an index entry of a chunk that was never written
 
 def writes_whole_shards(array, location: str) -> bool:
     """Whether one video's values can be written as one shard file directly: a local store, one shard per video,
-    uncompressed little-endian chunks, the index at the end with its crc32c (what fer_cache creates by default)."""
+    uncompressed little-endian chunks (with or without a crc32c each), the index at the end with its crc32c (what
+    fer_cache creates by default)."""
     from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec
     from zarr.codecs.sharding import ShardingCodecIndexLocation
 
@@ -28,10 +30,20 @@ def writes_whole_shards(array, location: str) -> bool:
     sharding = codecs[0]
     little = BytesCodec(endian="little")
     plain = (little,) if array.dtype.itemsize > 1 else (BytesCodec(endian=None), little)
-    return (array.shards == (1, *array.shape[1:]) and len(sharding.codecs) == 1 and sharding.codecs[0] in plain
+    inner = tuple(sharding.codecs[:-1]) if chunk_checksums(array) else tuple(sharding.codecs)
+    return (array.shards == (1, *array.shape[1:]) and len(inner) == 1 and inner[0] in plain
             and tuple(sharding.index_codecs) == (little, Crc32cCodec())
             and sharding.index_location == ShardingCodecIndexLocation.end
             and array.metadata.chunk_key_encoding.separator == "/")
+
+
+def chunk_checksums(array) -> bool:
+    """Whether every inner chunk of a sharded array ends in its crc32c (stores written since the checksums came)."""
+    from zarr.codecs import Crc32cCodec, ShardingCodec
+
+    codecs = array.metadata.codecs
+    return (len(codecs) == 1 and isinstance(codecs[0], ShardingCodec) and len(codecs[0].codecs) > 1
+            and isinstance(codecs[0].codecs[-1], Crc32cCodec))
 
 
 def write_shard(array, location: str, name: str, *, row: int, values: np.ndarray) -> None:
@@ -39,19 +51,24 @@ def write_shard(array, location: str, name: str, *, row: int, values: np.ndarray
     sharding codec reads: the inner chunks in C order, then the index of (offset, length) pairs and its crc32c.
     Writing through zarr's codec pipeline instead costs 3-6x as long (benchmarks/bench_pipeline.py)."""
 
-    values = np.ascontiguousarray(values, dtype=array.dtype.newbyteorder("<"))
     inner = tuple(s // c for s, c in zip(array.shards, array.chunks))  # chunks per shard, e.g. (1, K, S, 1, 1)
     count = int(np.prod(inner))
-    chunk_bytes = values.nbytes // count
+    dtype = array.dtype.newbyteorder("<")
+    if chunk_checksums(array):
+        data, length = with_checksums(values, count, dtype)  # [count, stride] bytes, each chunk and its crc32c
+        stride = data.shape[1]
+    else:
+        data = np.ascontiguousarray(values, dtype=dtype)
+        stride = length = data.nbytes // count
     index = np.empty((count, 2), dtype="<u8")
-    index[:, 0] = np.arange(count, dtype=np.uint64) * chunk_bytes
-    index[:, 1] = chunk_bytes
+    index[:, 0] = np.arange(count, dtype=np.uint64) * stride
+    index[:, 1] = length
     index_bytes = index.tobytes()
     checksum = np.array([google_crc32c.value(index_bytes)], dtype="<u4").tobytes()
     path = Path(location) / name / "c" / str(row) / Path(*(["0"] * (array.ndim - 1)))
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + f".{os.getpid()}.partial")
-    data = memoryview(values.reshape(-1)).cast("B")
+    data = memoryview(data.reshape(-1)).cast("B")
     try:
         if not write_direct(partial, data):
             with open(partial, "wb") as f:
@@ -76,6 +93,45 @@ def remove_partials(location: str) -> int:
                 (Path(folder) / name).unlink(missing_ok=True)
                 removed += 1
     return removed
+
+
+def chunked_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """Memory for one video's values [K, S, ...] laid out as its checksummed shard goes to disk: every chunk at a
+    page-aligned stride, with room for its crc32c after it, so that write_shard adds the checksums in place and
+    writes with O_DIRECT, without a copy. The padding between chunks is never read (the index skips it)."""
+    count, itemsize = shape[0] * shape[1], np.dtype(dtype).itemsize
+    chunk = int(np.prod(shape[2:])) * itemsize
+    stride = -(-(chunk + 4) // PAGE) * PAGE
+    raw = aligned_empty((count * stride,), np.uint8)
+    inner = tuple(int(np.prod(shape[i + 1:])) * itemsize for i in range(2, len(shape)))  # C order within a chunk
+    return np.ndarray(shape, dtype=dtype, buffer=raw, strides=(shape[1] * stride, stride, *inner))
+
+
+def with_checksums(values: np.ndarray, count: int, dtype) -> tuple[np.ndarray, int]:
+    """The shard's chunks as zarr's crc32c codec lays them out, each followed by its crc32c (little endian), at the
+    page-aligned stride of chunked_empty (padding zeroed, so that equal values give equal files). Values already in
+    that memory are used in place; others are copied there. Returns ([count, stride] bytes, chunk length + 4)."""
+    chunk = int(np.prod(values.shape)) // count * np.dtype(dtype).itemsize
+    stride = -(-(chunk + 4) // PAGE) * PAGE
+    data = chunk_memory(values, count * stride) if values.dtype == dtype and values.strides[1] == stride else None
+    if data is None:
+        copy = chunked_empty((count, 1, *values.shape[2:]), dtype)  # [K*S, 1, ...]
+        copy[...] = np.asarray(values, dtype=dtype).reshape(copy.shape)
+        data = chunk_memory(copy, count * stride)
+    data = data.reshape(count, stride)
+    for i in range(count):
+        data[i, chunk:chunk + 4] = np.frombuffer(google_crc32c.value(data[i, :chunk]).to_bytes(4, "little"), np.uint8)
+        data[i, chunk + 4:] = 0
+    return data, chunk + 4
+
+
+def chunk_memory(values: np.ndarray, nbytes: int) -> np.ndarray | None:
+    """The `nbytes` of memory that values from chunked_empty start at, as uint8 (None for other arrays)."""
+    owner = values.base
+    if not isinstance(owner, np.ndarray) or owner.dtype != np.uint8 or owner.ndim != 1:
+        return None
+    offset = values.__array_interface__["data"][0] - owner.ctypes.data
+    return owner[offset:offset + nbytes] if 0 <= offset and offset + nbytes <= owner.size else None
 
 
 def aligned_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
@@ -114,7 +170,8 @@ class ShardReader:
     """Clip views of one array straight from the videos' shard files: one read of the small index, then one read
     per clip view into the output array, no intermediate copies. Only for the layout write_shard writes (inner
     chunks of one clip view, in any order); read() returns None where zarr must answer instead (a missing file or
-    an unwritten chunk, which zarr reads as the fill value) and raises ValueError for a damaged shard."""
+    an unwritten chunk, which zarr reads as the fill value) and raises ValueError for a damaged shard, including a
+    chunk that does not match its crc32c (stores with chunk checksums)."""
 
     def __init__(self, array, location: str):
         self.folder = Path(location) / array.path / "c"
@@ -123,6 +180,8 @@ class ShardReader:
         self.dtype = np.dtype(array.dtype).newbyteorder("<")
         self.chunk_bytes = int(np.prod(self.value_shape)) * self.dtype.itemsize
         self.depth = array.ndim - 1
+        self.checksums = chunk_checksums(array)  # each chunk ends in its crc32c
+        self.checked: set[tuple[int, int]] = set()  # (row, chunk) checked once in this process: later reads trust them
 
     @staticmethod
     def applies(array, location: str) -> bool:
@@ -145,14 +204,21 @@ class ShardReader:
             entries = self._index(fd, path)
             shape = (len(wanted), *self.value_shape)
             out = np.empty(shape, dtype=self.dtype) if out is None else out.reshape(shape)
+            crc = bytearray(4)
+            expected = self.chunk_bytes + 4 * self.checksums
             for i, chunk in enumerate(wanted):
                 offset, length = (int(v) for v in entries[chunk])
                 if offset == EMPTY and length == EMPTY:
                     return None
-                if length != self.chunk_bytes:
-                    raise ValueError(f"{path}: chunk {chunk} holds {length} bytes, not {self.chunk_bytes}")
-                if os.preadv(fd, [memoryview(out[i]).cast("B")], offset) != length:
+                if length != expected:
+                    raise ValueError(f"{path}: chunk {chunk} holds {length} bytes, not {expected}")
+                target = memoryview(out[i]).cast("B")
+                if os.preadv(fd, [target, crc] if self.checksums else [target], offset) != length:
                     raise ValueError(f"{path}: chunk {chunk} is cut short")
+                if self.checksums and (row, chunk) not in self.checked:  # checking every read costs 1.4x a read
+                    if google_crc32c.value(out[i]) != int.from_bytes(crc, "little"):
+                        raise ValueError(f"{path}: chunk {chunk} does not match its checksum (damaged bytes)")
+                    self.checked.add((row, chunk))
         finally:
             os.close(fd)
         if selection == ():

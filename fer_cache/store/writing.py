@@ -68,7 +68,8 @@ def fill_store(group: zarr.Group, layout: Layout, videos: list, *, attrs: dict, 
     for name, spec in schema.array_specs(layout).items():
         group.create_array(name, shape=spec.shape, chunks=spec.chunks, shards=spec.shards,
                            dtype=str if spec.dtype == "str" else spec.dtype, fill_value=spec.fill_value,
-                           compressors=compressors if name.startswith("tokens") else "auto",
+                           compressors=(*(compressors or ()), zarr.codecs.Crc32cCodec())  # a checksum per chunk
+                           if name.startswith("tokens") else "auto",
                            attributes=spec.attributes)
     whole = (max(layout.videos, 1),)
     for name, dtype in schema.COLUMNS.items():
@@ -123,8 +124,13 @@ def mark_failed(store: Store, index: int, reason: str) -> None:
     store.group["videos/status"][index] = schema.FAILED
 
 
-def video_buffer(shape: tuple[int, ...], dtype) -> np.ndarray:
-    """Memory for one video's tokens that can go to its shard file with O_DIRECT (page-aligned)."""
+def video_buffer(store: Store, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """Memory for one video's tokens that can go to its shard file with O_DIRECT (page-aligned; laid out as its
+    checksummed shard where the store writes chunk checksums and the tokens arrive in the stored dtype)."""
+    tokens = store.tokens
+    if (store.whole_shards.get("tokens") and store.basis is None and np.dtype(dtype) == tokens.dtype
+            and shards.chunk_checksums(tokens)):
+        return shards.chunked_empty(shape, dtype)
     return shards.aligned_empty(shape, dtype)
 
 

@@ -69,3 +69,12 @@ def test_bench_probe_floor_mode_with_a_rank_compares_a_full_store_and_its_compac
                  "compact against full:", "projected whole RAVDESS paper protocol"):
         assert line in result.stdout, line
     assert (tmp_path / "probe_compact.csv").is_file()
+
+
+def test_bench_checksums_reports_read_and_write_ratios(tmp_path):
+    result = run(tmp_path, ROOT / "benchmarks" / "bench_checksums.py", "--videos", "2", "--clips", "2", "--tokens",
+                 "64", "--width", "32")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for line in ("first read:", "later reads (checked chunks trusted):", "write:"):
+        assert line in result.stdout, line
+    assert (tmp_path / "checksums.csv").is_file()

@@ -48,6 +48,16 @@ def delete_chunk(store):
     return schema.read_strings(zarr.open_group(str(store), mode="r")["videos/id"])[7]
 
 
+def zero_bytes(store):
+    """4 KB of zeros inside a finished video's shard: finite values, an untouched index (issue 33, case 2)."""
+    path = chunk_file(store, 5)
+    data = bytearray(path.read_bytes())
+    assert len(data) > 64 + 4096 + 16 * 2 + 4  # the index at the end stays as it was
+    data[64:64 + 4096] = bytes(4096)
+    path.write_bytes(bytes(data))
+    return schema.read_strings(zarr.open_group(str(store), mode="r")["videos/id"])[5]
+
+
 def tamper(store):
     meta = json.loads((store / "zarr.json").read_text())
     meta["attributes"]["encoder"]["resolution"] = 384
@@ -60,6 +70,7 @@ def tamper(store):
     (lambda s: poke(s, 3, np.inf), "non-finite"),
     (truncate_chunk, "unreadable"),
     (delete_chunk, "missing"),
+    (zero_bytes, "unreadable"),
     (tamper, "edited"),
 ])
 def test_verify_names_each_problem(tmp_path, reference_store, damage, needle):
@@ -141,3 +152,14 @@ def test_hand_edited_label_names_are_refused_wherever_the_store_is_opened(tmp_pa
         CacheReader(store)
     probe = runner.invoke(probe_app, ["cv", str(store), "--out", str(tmp_path / "run")])
     assert probe.exit_code == 1 and needle in probe.stderr and "\n" not in probe.stderr.strip()
+
+
+def test_zeroed_bytes_are_refused_by_the_probe_and_verify_says_what_it_checked(tmp_path, reference_store,
+                                                                               planted_store):
+    store, video = damaged(tmp_path, reference_store, zero_bytes)
+    probe = runner.invoke(probe_app, ["cv", str(store), "--out", str(tmp_path / "run")])
+    assert probe.exit_code == 1 and video in probe.stderr and "\n" not in probe.stderr.strip()
+    clean = runner.invoke(app, ["verify", str(reference_store)])
+    assert clean.exit_code == 0 and "each chunk against its checksum" in clean.output
+    older = runner.invoke(app, ["verify", str(planted_store)])  # written without chunk checksums
+    assert "no chunk checksums" in older.output and "each chunk against its checksum" not in older.output

@@ -5,7 +5,8 @@ import torch
 
 from fer_cache.extraction.batching import Advance, BatchEncoder, DecodedVideo
 from fer_cache.extraction.staging import finite_rows
-from fer_cache.extraction.writer import Failure, Finished, Writer
+from fer_cache.extraction.writer import Failure, Finished
+from fer_cache.store import shards
 
 
 class Recorder:
@@ -17,7 +18,9 @@ class Recorder:
     def put(self, job):
         self.jobs.append(job)
 
-    buffer = staticmethod(Writer.buffer)  # the batcher fills the buffers the writer hands out (page-aligned)
+    @staticmethod
+    def buffer(shape, dtype):  # the batcher fills the buffers the writer hands out, laid out as shards go to disk
+        return shards.chunked_empty(shape, dtype)
 
 
 class ClipEcho(torch.nn.Module):

@@ -41,13 +41,60 @@ def test_shards_written_directly_are_what_zarr_writes(tmp_path, dtype, views):
     (zarr_path, zarr_group), (direct_path, direct_group) = stores["zarr"], stores["direct"]
     assert shards.writes_whole_shards(direct_group["tokens"], str(direct_path))
     for name in ("tokens", "tokens_scale") if dtype == "int8" else ("tokens",):
+        assert shards.chunk_checksums(direct_group[name])  # each chunk carries its crc32c, as zarr's codec lays out
         shard = next(p for p in (zarr_path / name / "c" / "1").rglob("*") if p.is_file()).relative_to(zarr_path)
-        if views == 1:  # one clip view a clip: zarr's (Morton) chunk order is C order, so the files are identical
-            assert (direct_path / shard).read_bytes() == (zarr_path / shard).read_bytes(), name
+        ours, theirs = (chunk_bytes(path / shard, 2 * views) for path in (direct_path, zarr_path))
+        if views == 1:  # one clip view a clip: zarr's (Morton) chunk order is C order, so every chunk is identical
+            assert ours == theirs, name  # (our file pads chunks to page boundaries for O_DIRECT; the index skips it)
         assert np.array_equal(direct_group[name][1], zarr_group[name][1])
         assert np.array_equal(direct_group[name][1, 1, views - 1], zarr_group[name][1, 1, views - 1])  # one chunk
     aligned = shards.aligned_empty((3, 4096), np.float16)
     assert aligned.ctypes.data % 4096 == 0 and aligned.shape == (3, 4096)
+
+
+def chunk_bytes(path, count: int) -> list[bytes]:
+    """Each inner chunk's bytes (values and crc32c) where the shard's index says they are."""
+    data = path.read_bytes()
+    index = np.frombuffer(data[-(16 * count + 4):-4], dtype="<u8").reshape(count, 2)
+    return [data[int(offset):int(offset + length)] for offset, length in index]
+
+
+def test_stores_written_before_chunk_checksums_keep_their_layout_byte_for_byte(tmp_path):
+    """A store created without chunk checksums (as every store was before them) is still written straight to its
+    shard files, byte for byte what zarr writes, and read back without a checksum to check."""
+    import zarr
+    files = {}
+    for how in ("zarr", "direct"):
+        location = tmp_path / f"{how}.zarr"
+        group = zarr.open_group(str(location), mode="w")
+        array = group.create_array("tokens", shape=(2, 3, 1, 5, 8), chunks=(1, 1, 1, 5, 8), shards=(1, 3, 1, 5, 8),
+                                   dtype="float16", fill_value=0, compressors=None)
+        values = np.random.default_rng(0).standard_normal((3, 1, 5, 8)).astype(np.float16)
+        if how == "zarr":
+            array[1] = values
+        else:
+            assert shards.writes_whole_shards(array, str(location)) and not shards.chunk_checksums(array)
+            shards.write_shard(array, str(location), "tokens", row=1, values=values)
+        files[how] = (location / "tokens" / "c" / "1" / "0" / "0" / "0" / "0").read_bytes()
+        reader = shards.ShardReader(array, str(location))
+        assert not reader.checksums and np.array_equal(reader.read(1), values)
+    assert files["direct"] == files["zarr"]
+
+
+def test_damaged_bytes_that_stay_finite_are_caught_by_the_chunk_checksum(tmp_path):
+    """Before: zeroing bytes inside a finished video's shard passed verify, info and cv (issue 33, case 2)."""
+    location = tmp_path / "s.zarr"
+    group = written_store(location)
+    shard = next(p for p in (location / "tokens" / "c" / "1").rglob("*") if p.is_file())
+    data = bytearray(shard.read_bytes())
+    data[20:60] = bytes(40)  # zeros: finite values, the index untouched
+    shard.write_bytes(bytes(data))
+    with pytest.raises(schema.StoreFormatError, match="v1 do not decode.*checksum|v1 do not decode"):
+        Store(group, location).read(1, "v1")
+    with pytest.raises(ValueError, match="does not match its checksum"):
+        Store(group, location).direct.read(1, (0, 0))
+    with pytest.raises(Exception, match="checksum"):
+        group["tokens"][1]  # zarr's own crc32c codec agrees
 
 
 SELECTIONS = [(), (0, 0), (2, 0), (slice(None), 0), (np.int64(1), np.int64(0))]
