@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 RecipeName = Literal["paper", "vjepa", "fast"]
 Head = Literal["linear", "mlp"]
 ClipMode = Literal["one", "all"]
+TestClips = Literal["one", "all", "each"]  # each: one probe pass per clip view, as the reference's final evaluation
 PrecisionName = Literal["auto", "float32", "bfloat16", "float16"]
 WeightDecaySchedule = Literal["cosine", "constant"]
 Schedule = Literal["all-folds", "per-fold"]
@@ -65,7 +66,8 @@ class ProbeConfig:
     batch_size: int | None = role(SHARED)
     # all: every clip of one random view concatenated along the tokens, as the paper trains (test: all views, or
     # one view with test_clips one); one: a random clip/view per video per epoch (the pooled baselines, held in
-    # memory, see every clip view); test: every clip and view, or only the middle clip's first view
+    # memory, see every clip view); test: every clip and view (all: one pass per view over its concatenated clips for
+    # probes trained on concatenated clips; each: one pass per clip view, voted over), or the middle clip's first view
     train_clips: ClipMode | None = role(VARIANT)
     epochs: int | None = role(SHARED)
     lrs: tuple[float, ...] | None = role(SHARED)
@@ -76,7 +78,7 @@ class ProbeConfig:
     head: Head = role(SHARED, "linear")  # linear (as V-JEPA) or mlp (3 layers)
     num_heads: int | None = role(SHARED)  # attention heads; None: the store's encoder heads (resolve_num_heads)
     num_queries: int = role(SHARED, 1)
-    test_clips: ClipMode = role(VARIANT, "all", test_only=True)
+    test_clips: TestClips = role(VARIANT, "all", test_only=True)
     grad_clip: float = role(SHARED, 1.0)
     seed: int = role(SHARED, 0)
     device: str = role(SHARED, "auto")  # auto, cpu, cuda or cuda:N (checked by precision.resolve_device)
@@ -100,7 +102,7 @@ class ProbeConfig:
             raise FerProbeError(f"probe must be one of {', '.join(PROBES)}, got '{self.probe}'")
         _check_choice(self.head, Head, "head")
         _check_choice(self.train_clips, ClipMode, "train_clips")
-        _check_choice(self.test_clips, ClipMode, "test_clips")
+        _check_choice(self.test_clips, TestClips, "test_clips")
         _check_choice(self.precision, PrecisionName, "precision")
         _check_choice(self.wd_schedule, WeightDecaySchedule, "wd_schedule")
         _check_choice(self.schedule, Schedule, "schedule")

@@ -65,8 +65,9 @@ PROBE_OPTIONS = {
     "train_clips": (Annotated[str | None, typer.Option(help="all (every clip of a view concatenated, as the paper) "
                                                             "or one (a random clip per video and epoch) "
                                                             f"[{recipe_values('train_clips')}]")], None),
-    "test_clips": (Annotated[str | None, typer.Option(help="all clips and views of a test video, or one "
-                                                           f"[{default_of('test_clips')}]")], None),
+    "test_clips": (Annotated[str | None, typer.Option(help="all clips and views of a test video (concatenated, as "
+                                                           "trained), each (one pass per clip view, voted over), or "
+                                                           f"one [{default_of('test_clips')}]")], None),
     "memory_mb": (Annotated[float | None, typer.Option(help="keep decoded tokens in memory if the store fits (MB); "
                                                             f"0 streams [{default_of('memory_budget_mb'):g}]")],
                   None),

@@ -132,13 +132,15 @@ class TokenSource:
             self.means[missing], self.measured[missing] = self.reader.mean_pooled(missing.tolist()), True
         return torch.from_numpy(self.means)
 
-    def scored_inputs(self, values: torch.Tensor, all_clips: bool, one_clip: bool) -> torch.Tensor:
+    def scored_inputs(self, values: torch.Tensor, all_clips: bool, test_clips: str) -> torch.Tensor:
         """A test video's values -> the inputs of every scored probe pass: [M, N, D] (or [M, D] pooled).
 
-        Trained on concatenated clips: one pass per view over all clips ([S, K*N, D]), or the first view only with
-        one_clip. Trained on single clips: every clip view ([K*S, N, D]), or the middle clip's first view."""
+        Trained on concatenated clips: one pass per view over all clips ([S, K*N, D]), the first view only (test_clips
+        one), or one pass per clip view (each, [K*S, N, D]: the reference's final evaluation scores one clip at a time).
+        Trained on single clips: every clip view ([K*S, N, D]; all and each alike), or the middle clip's first view."""
         K, S = self.reader.clips, self.reader.views
-        middle = K // 2
+        middle, one_clip = K // 2, test_clips == "one"
+        all_clips = all_clips and test_clips != "each"
         if self.kind == InputKind.POOLED:
             if all_clips:
                 return values.mean(dim=0)[:1] if one_clip else values.mean(dim=0)  # [S or 1, D]

@@ -116,7 +116,8 @@ def one_posterior(config: dict) -> str | None:
     views = config.get("store_attrs", {}).get("sampling", {}).get("spatial_views", 1)
     if probe.get("test_clips") == "one":
         return "each test video is scored on one clip"
-    if probe.get("train_clips") == "all" and views == 1 and config.get("command") != "cross":
+    if probe.get("train_clips") == "all" and probe.get("test_clips") != "each" and views == 1 \
+            and config.get("command") != "cross":
         return "each test video is scored in one pass over its concatenated clips, in one view"
     return None
 

@@ -53,7 +53,8 @@ def this_run(probe: dict, clips: int | None, basis: dict | None = None) -> dict[
         "use_proj": "applied" if probe.get("use_proj") else "not applied (upstream V-JEPA 1)",
         "batch_size": words(probe.get("batch_size")),
         "train_clips": train.get(probe.get("train_clips"), "?"),
-        "test_clips": "every cached clip and view" if probe.get("test_clips") == "all" else "one",
+        "test_clips": {"all": "every cached clip and view", "each": "every cached clip view, one pass each (voted)"}
+        .get(probe.get("test_clips"), "one"),
         "epochs": words(probe.get("epochs")),
         "lrs": ", ".join(f"{v:g}" for v in probe.get("lrs", [])) + ", cosine to 0",
         "weight_decays": ", ".join(f"{v:g}" for v in probe.get("weight_decays", [])) + wd_end,

@@ -34,7 +34,7 @@ def video_posteriors(source: TokenSource, models: list[nn.Module], videos: list[
         for mode in dict.fromkeys(modes[m] for m in needed):  # each mode's models share one pass
             scorers = [m for m in needed if modes[m] == mode]
             train_clips, test_clips = mode
-            x = precision.to_compute(source.scored_inputs(values, train_clips == "all", test_clips == "one"))
+            x = precision.to_compute(source.scored_inputs(values, train_clips == "all", test_clips))
             parts: list[list[torch.Tensor]] = [[] for _ in scorers]
             for chunk in x.split(CHUNK):
                 with precision.autocast():

@@ -79,13 +79,15 @@ def test_test_inputs_per_training_mode(tmp_path):
         source = TokenSource(reader)
         N, D = reader.num_tokens, reader.width
         video = reader.video(0)  # [K, S, N, D]
-        assert source.scored_inputs(video, all_clips=False, one_clip=False).shape == (6, N, D)  # every clip view
-        middle = source.scored_inputs(video, all_clips=False, one_clip=True)
+        assert source.scored_inputs(video, all_clips=False, test_clips="all").shape == (6, N, D)  # every clip view
+        middle = source.scored_inputs(video, all_clips=False, test_clips="one")
         assert middle.shape == (1, N, D) and torch.equal(middle[0], reader.video(0)[1, 0])  # middle clip, view 0
-        assert source.scored_inputs(video, all_clips=True, one_clip=False).shape == (2, 3 * N, D)  # per view
+        assert source.scored_inputs(video, all_clips=True, test_clips="all").shape == (2, 3 * N, D)  # per view
+        each = source.scored_inputs(video, all_clips=True, test_clips="each")  # one pass per clip view, k * S + s
+        assert each.shape == (6, N, D) and torch.equal(each[2 * 2 + 1], video[2, 1])
         pooled = TokenSource(reader, torch.from_numpy(reader.mean_pooled()))
         assert pooled.samples_per_epoch(4, all_clips=False) == 4 * 6  # the baselines see every clip view
-        assert pooled.scored_inputs(pooled.pooled[0], all_clips=False, one_clip=False).shape == (6, D)
+        assert pooled.scored_inputs(pooled.pooled[0], all_clips=False, test_clips="all").shape == (6, D)
 
 
 def test_recycled_batches_hold_the_same_tokens_in_reused_memory(tmp_path):

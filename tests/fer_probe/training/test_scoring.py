@@ -31,3 +31,30 @@ def test_posteriors_of_several_probes_equal_each_alone_and_masks_renormalise(tmp
         masked = video_posteriors(source, probes[:1], [0], cfg=cfg, class_mask=mask)[0][0]
         assert (masked[:, ~mask] == 0).all()
         np.testing.assert_allclose(masked.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_each_clip_scored_alone_votes_over_the_videos_own_clips_as_a_straightforward_loop(tmp_path):
+    """--test-clips each: a probe trained on concatenated clips scores one clip view at a time, as the reference's
+    final evaluation does; PBV sums those posteriors and MV votes over them (issue 32, item 3)."""
+    import csv
+
+    from fer_probe.protocols.cv import run_cv
+    from fer_probe.results.metrics import majority_vote
+    from fer_probe.results.outputs import read_probe
+    store = write_planted_store(tmp_path / "s.zarr", clips=3, views=2, signal=0.5)
+    cfg = ProbeConfig.from_recipe("paper", epochs=2, device="cpu", num_heads=4, test_clips="each")
+    result = run_cv(str(store), tmp_path / "run", cfg, n_folds=2)
+    assert not result.one_posterior_per_video and all(len(p) == 6 for p in result.folds[0].clip_posteriors)
+    probe, _ = read_probe(tmp_path / "run" / "weights" / "fold0.safetensors")
+    rows = [r for r in csv.DictReader(open(tmp_path / "run" / "predictions.csv")) if r["fold"] == "0"]
+    with CacheReader(store) as reader:
+        position = {video_id: i for i, video_id in enumerate(reader.ids)}
+        for row in rows:
+            video = reader.video(position[row["video_id"]])  # [K, S, N, D]
+            posteriors = np.stack([torch.softmax(probe(video[k, s][None]), dim=-1)[0].detach().numpy()
+                                   for k in range(3) for s in range(2)])  # one pass per clip view, in a loop
+            names = reader.label_names
+            assert row["pred_pbv"] == names[int(posteriors.sum(axis=0).argmax())]
+            assert row["pred_mv"] == names[majority_vote(posteriors)]
+            summed = posteriors.sum(axis=0) / posteriors.sum()
+            np.testing.assert_allclose([float(row[f"p_{n}"]) for n in names], summed, rtol=1e-4, atol=1e-6)
