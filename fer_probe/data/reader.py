@@ -81,22 +81,18 @@ class CacheReader:
     def __init__(self, location: str | Path, *, allow_incomplete: bool = False, memory_budget_mb: float = 0,
                  precision: Precision = CPU_FLOAT32, policy: ReadPolicy | None = None,
                  only: frozenset[str] | None = None):
-        self.location = str(location)
-        self.precision = precision
-        self.policy = policy or ReadPolicy()
+        self.location, self.precision, self.policy = str(location), precision, policy or ReadPolicy()
         self.pin_memory = precision.cuda  # CUDA: page-locked batches, copied with non_blocking=True
         try:
             self.store = Store.open(self.location)
             manifest = self.store.manifest()
         except StoreFormatError as exc:
             raise StoreReadError(str(exc)) from exc
-        self.attrs = self.store.attrs
-        self.basis = self.store.basis  # the store's principal basis (compact stores), else None
+        self.attrs, self.basis = self.store.attrs, self.store.basis  # basis: compact stores' principal basis, or None
         if self.basis is not None:
             self.precision = precision.with_basis(TokenBasis.create(self.basis.mean, self.basis.components,
                                                                     precision.device))
-        self.label_names: list[str] = manifest.label_names
-        self.fingerprint: str = self.attrs.get("fingerprint", "")
+        self.label_names, self.fingerprint = manifest.label_names, self.attrs.get("fingerprint", "")
         self.tokens = self.store.tokens
         self.storage_dtype = self.store.dtype  # how tokens are stored: float16, bfloat16, int8 or float32
         self.transfer_dtype = self.precision.transfer(self.storage_dtype)
@@ -128,8 +124,7 @@ class CacheReader:
     def _check_chunks(self, done_rows: np.ndarray, ids: list[str]) -> None:
         missing = self.store.lost_chunks(done_rows)
         if missing:
-            names = ", ".join(ids[r] for r in missing[:5]) + (f" (+{len(missing) - 5} more)" if len(missing) > 5
-                                                              else "")
+            names = ", ".join(ids[r] for r in missing[:5]) + (f" (+{len(missing) - 5} more)" * (len(missing) > 5))
             raise StoreReadError(f"{self.location}: {len(missing)} video(s) marked done have no token chunks: "
                                  f"{names}; rerun `fer-cache extract` on this store to re-encode them")
 
