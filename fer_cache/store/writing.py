@@ -151,8 +151,9 @@ class StoreLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.handle = open(self.path, "a+")
         except OSError as exc:
-            raise StoreError(f"cannot write the store at {str(self.path)[:-5]}: {exc.strerror or exc}; choose a "
-                             "writable output") from exc
+            advice = "free space or choose another output" if no_space(exc) else "choose a writable output"
+            raise StoreError(f"cannot write the store at {str(self.path)[:-5]}: {exc.strerror or exc}; {advice}") \
+                from exc
         try:
             fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             if os.fstat(self.handle.fileno()).st_ino != os.stat(self.path).st_ino:
