@@ -99,6 +99,8 @@ def cv(store: Store, *, cfg, recipe: str, probe: str, allow_incomplete: bool, ov
        folds: Annotated[str, typer.Option(help="number of subject folds, or official (the dataset's own folds, "
                                                 "by clip: DFEW, FERV39k, MAFW)")] = str(DEFAULT_FOLDS),
        folds_file: Annotated[Path | None, typer.Option(help="reuse a folds.json")] = None,
+       test_store: Annotated[str | None, typer.Option(help="score the test videos from this store of the same "
+                                                           "videos and encoder (e.g. every clip start)")] = None,
        schedule: Annotated[str | None, typer.Option(help="all-folds (every fold from one read of each clip) or "
                                                          f"per-fold [{default_of('schedule')}]")] = None,
        val_curve: Annotated[bool, typer.Option(help="with several candidates, score the validation split after "
@@ -112,7 +114,8 @@ def cv(store: Store, *, cfg, recipe: str, probe: str, allow_incomplete: bool, ov
     bar, update = epoch_progress()
     with bar:
         result = run_cv(store, out, cfg, n_folds=fold_count(folds), folds_file=folds_file,
-                        allow_incomplete=allow_incomplete, overwrite=overwrite, on_progress=update)
+                        allow_incomplete=allow_incomplete, overwrite=overwrite, on_progress=update,
+                        test_store=test_store)
     print_run(result, f"{probe} probe, recipe {recipe}, {len(result.folds)} folds: {store}")
 
 

@@ -9,6 +9,7 @@ candidates' training or selection; they are scored once, by the chosen candidate
 video gets posteriors, PBV sums them, MV counts argmax votes. The last epoch is evaluated (no early stopping).
 """
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,9 +81,11 @@ def plan_cv(reader: CacheReader, store: str, cfg: ProbeConfig, *, n_folds: FoldC
     return CvPlan(store=store, class_names=class_names, targets=targets, folds=folds, plans=plans, tests=tests)
 
 
-def write_run_config(run: PlannedRun, reader: CacheReader, plan: CvPlan, *, folds_file, allow_incomplete: bool) -> None:
+def write_run_config(run: PlannedRun, reader: CacheReader, plan: CvPlan, *, folds_file, allow_incomplete: bool,
+                     test_store: str | None = None) -> None:
     kind = "official" if plan.folds[0].by_video else "subject"
-    outputs.write_config(run.out, {"command": "cv", "store": str(plan.store), "fingerprint": reader.fingerprint,
+    outputs.write_config(run.out, {"command": "cv", "store": str(plan.store), "test_store": test_store,
+                                   "fingerprint": reader.fingerprint,
                                    "n_folds": len(plan.folds), "folds": kind,
                                    "folds_file": str(folds_file) if folds_file else None,
                                    "allow_incomplete": allow_incomplete, "excluded_videos": reader.excluded,
@@ -117,21 +120,52 @@ def finish(trained: TrainedRun, plan: CvPlan, reader: CacheReader) -> FinishedRu
 
 def run_cv(store: str, out: str | Path, cfg: ProbeConfig, *, n_folds: FoldCount = DEFAULT_FOLDS,
            folds_file: str | Path | None = None, allow_incomplete: bool = False, overwrite: bool = False,
-           on_progress: Progress | None = None, only: frozenset[str] | None = None) -> RunResult:
+           on_progress: Progress | None = None, only: frozenset[str] | None = None,
+           test_store: str | None = None) -> RunResult:
     """Cross-validate a probe on one store (on the videos `only` names, where given); writes the run directory
-    (DESIGN section 5) and returns its metrics."""
+    (DESIGN section 5) and returns its metrics. `test_store`: score each fold's test videos from another store of
+    the same videos and encoder (e.g. every clip start), the folds and training from `store`."""
     if not isinstance(cfg, ProbeConfig):
         raise FerProbeError(f"run_cv takes a ProbeConfig (ProbeConfig.from_recipe(...)), got {type(cfg).__name__}")
     source = open_source(store, cfg, allow_incomplete, only=only)
     with source.reader as reader:
         plan = plan_cv(reader, store, cfg, n_folds=n_folds, folds_file=folds_file)
-        run = plan_run("", out, cfg, reader=reader, overwrite=overwrite)
-        write_run_config(run, reader, plan, folds_file=folds_file, allow_incomplete=allow_incomplete)
-        training = train_folds(source, plan.plans, plan.targets, cfg=run.config, num_classes=len(plan.class_names),
-                               on_progress=on_progress)
-        posteriors = score_tests(source, training, plan.plans, tests=plan.tests, runs=[run], variants={"": ""})[""]
+        tester, tests = (source, plan.tests) if test_store is None else \
+            scoring_source(test_store, reader, plan.tests, cfg=cfg, allow_incomplete=allow_incomplete)
+        with tester.reader if test_store is not None else nullcontext():
+            run = plan_run("", out, cfg, reader=reader, overwrite=overwrite)
+            write_run_config(run, reader, plan, folds_file=folds_file, allow_incomplete=allow_incomplete,
+                             test_store=test_store)
+            training = train_folds(source, plan.plans, plan.targets, cfg=run.config,
+                                   num_classes=len(plan.class_names), on_progress=on_progress)
+            posteriors = score_tests(tester, training, plan.plans, tests=tests, runs=[run], variants={"": ""})[""]
         finished = finish(TrainedRun(run=run, training=training, variant="", posteriors=posteriors), plan, reader)
     return write_run(finished)
+
+
+def scoring_source(test_store: str, reader: CacheReader, tests: list[np.ndarray], *, cfg: ProbeConfig,
+                allow_incomplete: bool) -> tuple[TokenSource, list[np.ndarray]]:
+    """The test store's tokens, and each fold's test videos as its rows; refused in one line unless it holds every
+    test video with the same subject and label name, extracted with the same encoder."""
+    tester = open_source(test_store, cfg, allow_incomplete)
+    other = tester.reader
+    try:
+        if other.attrs.get("encoder") != reader.attrs.get("encoder") or other.width != reader.width:
+            raise FerProbeError(f"{test_store} was extracted with another encoder than {reader.location}; test on a "
+                                "store of the same encoder (another sampling of the same videos)")
+        position = {video_id: i for i, video_id in enumerate(other.ids)}
+        for i in sorted({int(i) for fold in tests for i in fold}):
+            j = position.get(reader.ids[i])
+            mine = (reader.subjects[i], reader.label_names[reader.labels[i]])
+            theirs = None if j is None else (other.subjects[j], other.label_names[other.labels[j]])
+            if theirs != mine:
+                what = f"subject/label {theirs} where {reader.location} has {mine}" if theirs else "no such video"
+                raise FerProbeError(f"{test_store}: test video {reader.ids[i]}: {what}; test on a store extracted "
+                                    "from the same videos")
+        return tester, [np.array([position[reader.ids[i]] for i in fold], dtype=np.int64) for fold in tests]
+    except FerProbeError:
+        other.close()
+        raise
 
 
 def run_cv_many(store: str, runs: dict[str, tuple[str | Path, ProbeConfig]], *, n_folds: FoldCount = DEFAULT_FOLDS,

@@ -188,6 +188,9 @@ def describe_data(config: dict, n_rows: int) -> list[str]:
                   f"over {config.get('n_folds')} {folds}; {config.get('excluded_videos', 0)} incomplete videos "
                   "excluded",
                   f"- classes: {', '.join(config.get('classes', []))}"]
+        if config.get("test_store"):
+            lines.append(f"- trained on `{config.get('store')}`'s clips, tested on `{config['test_store']}`'s (the "
+                         "same videos and encoder, another sampling)")
     arch = encoder.get("arch") or "custom"
     output = f", {encoder['output']} output ({encoder.get('token_width')} wide tokens)" if "output" in encoder else ""
     lines += [f"- encoder: {encoder.get('family')} {arch}, width {encoder.get('embed_dim')}{output}, "

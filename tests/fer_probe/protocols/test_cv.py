@@ -214,3 +214,26 @@ def test_a_batch_larger_than_the_store_is_said(tmp_path, planted_store):
     cfg = ProbeConfig.from_recipe("fast", epochs=1, num_heads=4, device="cpu", batch_size=100000)
     result = run_cv(str(planted_store), tmp_path / "run", cfg, n_folds=4)
     assert any("batch size 100000 is more than the store's 64 videos" in note for note in result.notes)
+
+
+def test_a_test_store_of_the_same_videos_scores_each_folds_test_videos(tmp_path):
+    """Train on one store's clips and score on another sampling of the same videos (issue 32, item 3): every test
+    video is scored from the test store, clip by clip; stores of other videos or encoders are refused in one line."""
+    train = write_planted_store(tmp_path / "train.zarr", clips=2, seed=0)
+    dense = write_planted_store(tmp_path / "dense.zarr", clips=5, seed=1)  # the same ids, subjects and labels
+    cfg = ProbeConfig.from_recipe("paper", epochs=2, device="cpu", num_heads=4, test_clips="each")
+    result = run_cv(str(train), tmp_path / "run", cfg, n_folds=2, test_store=str(dense))
+    assert all(len(p) == 5 for fold in result.folds for p in fold.clip_posteriors)  # the dense store's 5 clips
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["test_store"] == str(dense) and config["store"] == str(train)
+    cli = CliRunner().invoke(app, ["cv", str(train), "--test-store", str(dense), "--test-clips", "each", "--epochs",
+                                   "1", "--folds", "2", "--num-heads", "4", "--out", str(tmp_path / "cli")])
+    assert cli.exit_code == 0, cli.output
+    assert CliRunner().invoke(app, ["report", str(tmp_path / "cli")]).exit_code == 0
+    assert f"tested on `{dense}`'s" in (tmp_path / "cli" / "report.md").read_text()
+    other = write_planted_store(tmp_path / "other.zarr", n_subjects=4)
+    with pytest.raises(FerProbeError, match="other.zarr: test video .*: no such video; test on a store extracted"):
+        run_cv(str(train), tmp_path / "r2", cfg, n_folds=2, test_store=str(other))
+    foreign = write_planted_store(tmp_path / "foreign.zarr", encoder_name="another")
+    with pytest.raises(FerProbeError, match="foreign.zarr was extracted with another encoder"):
+        run_cv(str(train), tmp_path / "r3", cfg, n_folds=2, test_store=str(foreign))
