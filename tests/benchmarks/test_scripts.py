@@ -19,7 +19,8 @@ def test_bench_gpu_runs_every_step_at_toy_sizes(tmp_path):
     result = run(tmp_path, ROOT / "benchmarks" / "bench_gpu.py", "--smoke")
     assert result.returncode == 0, result.stdout + result.stderr
     for line in ("matmul:", "encoder eager", "encoder compiled", "fer-cache extract, steady state", "ratios:",
-                 "fidelity vjepa2-hf", "fidelity vjepa2.1", "fidelity videomae", "family vjepa2.1", "family videomae",
+                 "fidelity vjepa2-hf", "fidelity vjepa2.1", "fidelity videomae", "fidelity marlin", "fidelity clip",
+                 "fidelity siglip", "fidelity dinov2", "fidelity dinov3", "family vjepa2.1", "family videomae",
                  "fer-probe cv", "bench-gpu finished"):
         assert line in result.stdout, line
     assert (tmp_path / "gpu.csv").is_file()
