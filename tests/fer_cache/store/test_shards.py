@@ -143,3 +143,20 @@ def test_damaged_shards_name_the_video(tmp_path, damage):
     shard.write_bytes(bytes(data))
     with pytest.raises(schema.StoreFormatError, match="v1.*do not decode.*verify .* --repair"):
         Store(group, location).read(1, "v1", (2, 0))
+
+
+def test_the_batch_encoders_buffer_gets_its_checksums_in_place_and_other_values_are_copied():
+    """The writer hands out memory laid out as the checksummed shard (page-aligned chunks with room for a crc32c),
+    so writing a video adds four bytes per chunk instead of copying 94 MB (benchmarks/bench_checksums.py)."""
+    import google_crc32c
+    buffer = shards.chunked_empty((3, 1, 5, 8), np.float16)
+    buffer[...] = np.random.default_rng(0).standard_normal((3, 1, 5, 8))
+    data, length = shards.with_checksums(buffer, 3, np.dtype("<f2"))
+    assert np.shares_memory(data, buffer) and data.shape == (3, 4096) and length == 5 * 8 * 2 + 4
+    assert data.ctypes.data % 4096 == 0
+    for i in range(3):
+        assert int.from_bytes(data[i, 80:84].tobytes(), "little") == google_crc32c.value(buffer[i, 0].tobytes())
+        assert not data[i, 84:].any()  # padding zeroed: equal values, equal files
+    plain = np.ascontiguousarray(buffer)
+    copied, _ = shards.with_checksums(plain, 3, np.dtype("<f2"))
+    assert not np.shares_memory(copied, plain) and np.array_equal(copied, data)
