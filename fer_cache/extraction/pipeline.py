@@ -85,6 +85,7 @@ def run_extraction(config: Config, request: ExtractRequest, *, on_start: Callabl
         summary.notes.append(f"{info.world} ranks encoded these videos together; rank 0 prints this summary")
     summary.notes += [n for n in (forward.fallback or compile_note,) if n]
     summary.notes += run_notes(config, encoder_cfg, scan=scan, reconciled=reconciled)
+    summary.notes += list(model.identity.notes)  # heads the weights could not say, an online encoder chosen
     if model.identity.fine_tuned:
         summary.notes.append(f"the encoder was {model.identity.fine_tuned}; the store and every report say so")
     if basis is not None:
@@ -108,7 +109,8 @@ def store_attributes(config: Config, request: ExtractRequest, *, model, sampling
     return attrs | {"objective": objective, "software": software_versions(), "created_by": {
         "data_yaml": str(config.path.resolve()), "dataset_entry": {k: str(v) for k, v in asdict(dataset_cfg).items()},
         "encoder_entry": {k: str(v) for k, v in asdict(encoder_cfg).items()}, "extraction": asdict(extraction),
-        "batch_size": request.batch_size, "device": str(device), "limit": request.limit, "argv": sys.argv}}
+        "batch_size": request.batch_size, "device": str(device), "limit": request.limit, "argv": sys.argv,
+        "encoder_notes": list(model.identity.notes)}}
 
 
 def basis_plan(extraction, request: ExtractRequest) -> BasisPlan | None:

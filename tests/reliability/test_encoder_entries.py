@@ -87,3 +87,23 @@ def test_a_fine_tuned_videomae_is_flagged_wherever_stores_are_compared(tmp_path,
     table = runner.invoke(probe_app, ["compare", str(out / "attentive"), str(out / "attentive-on-tuned"), "--out",
                                       str(tmp_path / "table.md")])
     assert table.exit_code == 0 and "videomae 96 (fine-tuned with labels)" in (tmp_path / "table.md").read_text()
+
+
+def test_what_the_build_decided_is_said_by_extract_and_kept_in_the_store(tmp_path, demo_small):
+    """Heads the weights cannot say (MARLIN without num_heads) and an online encoder chosen by checkpoint_key reach
+    extract's summary and the store's created_by, not only the Python object."""
+    import zarr
+    data = write_config(tmp_path, demo_small)
+    data.write_text(data.read_text().replace("encoders:\n", (
+        f"encoders:\n  marlin: {{family: marlin, checkpoint: {ENCODER_FIXTURES}/marlin-tiny/"
+        "marlin_vit_fixture_ytf.encoder.pt, frames_per_clip: 8}\n"
+        f"  online: {{family: vjepa2.1, checkpoint: {V21}, checkpoint_key: encoder, resolution: 96, "
+        "frames_per_clip: 8}\n")))
+    for name, needle in (("marlin", "num_heads 2 from MARLIN's 64-channel heads"),
+                         ("online", "chose the online encoder; the frozen evaluation uses ema_encoder")):
+        store = tmp_path / f"{name}.zarr"
+        result = run(BIN / "fer-cache", "extract", "--dataset", "demo", "--encoder", name, "--config", data, "--out",
+                     store, "--workers", "0", "--limit", "2")
+        assert result.returncode == 0 and needle in " ".join(result.stdout.split()), result.stdout + result.stderr
+        notes = zarr.open_group(str(store), mode="r").attrs["created_by"]["encoder_notes"]
+        assert any(needle in note for note in notes)
