@@ -61,6 +61,17 @@ def own_normalisation(default: Normalisation) -> Callable[[Path | None], Normali
     return lambda path: preprocessor_normalisation(path, default)
 
 
+def image_family(name: str, title: str, objective: Objective, *, model_class: str, positions: str,
+                 model_types: tuple[str, ...], normalisation: Normalisation, sampling: str) -> Family:
+    """A frame-wise family: a Hugging Face image-model directory whose vision tower encodes each frame alone."""
+    return Family(name=name, title=title, objective=objective, layout="directory", read=read_image_directory,
+                  checkpoint_format=f"Hugging Face directory (model_type {model_types[0]})",
+                  build=frame_wise(model_class, positions), claims=model_type(*model_types),
+                  normalisation=own_normalisation(normalisation), architecture={}, presets={},
+                  outputs=("last", "cls"), sampling=sampling,
+                  evidence=f"a Hugging Face {title} directory (model_type {model_types[0]})")
+
+
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family(name="vjepa", title="V-JEPA 1", objective="latent prediction", layout="file", read=read_training_checkpoint,
            checkpoint_format="training checkpoint .pth.tar (target_encoder)", build=build_vit,
@@ -97,30 +108,18 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            normalisation=lambda path: UNIT, architecture={"positions": "sincos1d"}, presets=MARLIN_PRESETS,
            head_dim=64, sampling="16 frames at 224 px, face crops (frames in [0, 1], no mean/std)",
            evidence="it holds 'encoder.patch_embedding' and 'encoder.pos_embedding', as MARLIN releases do"),
-    Family(name="clip", title="CLIP", objective="image-text contrastive", layout="directory",
-           read=read_image_directory, checkpoint_format="Hugging Face directory (model_type clip)",
-           build=frame_wise("CLIPVisionModel", "flag"), claims=model_type("clip", "clip_vision_model"),
-           normalisation=own_normalisation(CLIP_MEAN_STD), architecture={}, presets={}, outputs=("last", "cls"),
-           sampling="frame by frame at the directory's crop size",
-           evidence="a Hugging Face CLIP directory (model_type clip)"),
-    Family(name="siglip", title="SigLIP", objective="image-text contrastive", layout="directory",
-           read=read_image_directory, checkpoint_format="Hugging Face directory (model_type siglip)",
-           build=frame_wise("SiglipVisionModel", "flag"), claims=model_type("siglip", "siglip_vision_model"),
-           normalisation=own_normalisation(HALF), architecture={}, presets={}, outputs=("last", "cls"),
-           sampling="frame by frame at the directory's crop size",
-           evidence="a Hugging Face SigLIP directory (model_type siglip)"),
-    Family(name="dinov2", title="DINOv2", objective="self-distillation", layout="directory",
-           read=read_image_directory, checkpoint_format="Hugging Face directory (model_type dinov2)",
-           build=frame_wise("Dinov2Model", "always"), claims=model_type("dinov2"),
-           normalisation=own_normalisation(IMAGENET), architecture={}, presets={}, outputs=("last", "cls"),
-           sampling="frame by frame at 224 px (position table interpolated from 518)",
-           evidence="a Hugging Face DINOv2 directory (model_type dinov2)"),
-    Family(name="dinov3", title="DINOv3", objective="self-distillation", layout="directory",
-           read=read_image_directory, checkpoint_format="Hugging Face directory (model_type dinov3_vit)",
-           build=frame_wise("DINOv3ViTModel", "rope"), claims=model_type("dinov3_vit"),
-           normalisation=own_normalisation(IMAGENET), architecture={}, presets={}, outputs=("last", "cls"),
-           sampling="frame by frame at the directory's size (rotary positions: any size)",
-           evidence="a Hugging Face DINOv3 directory (model_type dinov3_vit)"),
+    image_family("clip", "CLIP", "image-text contrastive", model_class="CLIPVisionModel", positions="flag",
+                 model_types=("clip", "clip_vision_model"), normalisation=CLIP_MEAN_STD,
+                 sampling="frame by frame at the directory's crop size"),
+    image_family("siglip", "SigLIP", "image-text contrastive", model_class="SiglipVisionModel", positions="flag",
+                 model_types=("siglip", "siglip_vision_model"), normalisation=HALF,
+                 sampling="frame by frame at the directory's crop size"),
+    image_family("dinov2", "DINOv2", "self-distillation", model_class="Dinov2Model", positions="always",
+                 model_types=("dinov2",), normalisation=IMAGENET,
+                 sampling="frame by frame at 224 px (position table interpolated from 518)"),
+    image_family("dinov3", "DINOv3", "self-distillation", model_class="DINOv3ViTModel", positions="rope",
+                 model_types=("dinov3_vit",), normalisation=IMAGENET,
+                 sampling="frame by frame at the directory's size (rotary positions: any size)"),
 )}
 
 
