@@ -181,3 +181,18 @@ def test_errors_name_the_config_file_given(tmp_path):
         result = run(BIN / "fer-cache", "scan", "--dataset", dataset, "--config", config)
         assert_one_line_error(result, str(config))
         assert "data.yaml" not in result.stderr
+
+
+def test_the_new_options_refuse_a_typo_or_a_missing_file_in_one_line(tmp_path, planted_store):
+    """--test-store, --test-clips each, verify --repair and fer-cache families: mistakes are one line, exit 1."""
+    common = ["--epochs", "1", "--folds", "2", "--num-heads", "4"]
+    assert_one_line_error(run(BIN / "fer-probe", "cv", planted_store, "--test-store", tmp_path / "nope.zarr", *common,
+                              "--out", tmp_path / "a"), "nope.zarr", "no such store")
+    assert_one_line_error(run(BIN / "fer-probe", "cv", planted_store, "--test-clips", "eahc", *common, "--out",
+                              tmp_path / "b"), "test_clips", "eahc")
+    assert_one_line_error(run(BIN / "fer-cache", "verify", tmp_path / "nope.zarr", "--repair"), "no such store")
+    empty = tmp_path / "empty.zarr"
+    empty.mkdir()
+    assert_one_line_error(run(BIN / "fer-probe", "cv", planted_store, "--test-store", empty, *common, "--out",
+                              tmp_path / "c"), "empty.zarr")
+    assert run(BIN / "fer-cache", "families").returncode == 0
