@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	# The CPU build of torch where no GPU is present; a GPU box keeps whatever torch it resolves.
 	if command -v nvidia-smi >/dev/null 2>&1; then $(PIP) install -q "torch>=2.4"; \
 	else $(PIP) install -q torch==2.13.0 || $(PIP) install -q torch --index-url https://download.pytorch.org/whl/cpu; fi
-	$(PIP) install -q -e ".[dev,plots,hf]"
+	$(PIP) install -q -e ".[dev,plots,hf,augment]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -30,7 +30,8 @@ demo: install
 	$(PY) scripts/demo.py
 
 extract: install
-	$(VENV)/bin/fer-cache extract --dataset $(DATASET) --encoder $(ENCODER) --out $(STORE) $(EXTRACT_ARGS)
+	$(VENV)/bin/fer-cache extract --dataset $(DATASET) --encoder $(ENCODER) --out $(STORE) \
+		$(if $(PROTOCOL),--preset $(PROTOCOL) --test-out $(basename $(STORE))-test.zarr) $(EXTRACT_ARGS)
 
 probe: install
 	$(VENV)/bin/fer-probe cv $(STORE) --probe $(PROBE) --out $(RUN)

@@ -97,26 +97,40 @@ def extract(*, dataset: Annotated[str, typer.Option(help="dataset name in the co
             limit: Annotated[int | None, typer.Option(min=1, help="only the first N videos")] = None,
             overwrite: Annotated[bool, typer.Option(help="replace a store of another extraction")] = False,
             rank: Annotated[int | None, typer.Option(min=1, help="write a compact store of this rank")] = None,
+            preset: Annotated[str | None, typer.Option(help="paper: the reference's training sampling (16 frames "
+                                                            "at step 4, 8 segments, 4 augmented copies each)")] = None,
+            test_out: Annotated[str | None, typer.Option(help="then write the test store that goes with it here: "
+                                                              "every clip start, short side 256/224 of the crop")]
+            = None,
             compile_encoder: Annotated[str | None, typer.Option(
                 "--compile", help="auto (compiled on CUDA, eager on the CPU), on or off "
                                   f"[{request_default('compile')}]")
             ] = None):
     """Encode every clip of a dataset once into a schema-1 Zarr store; resumes a partial store and appends the
     videos a grown dataset adds. Exits 3 with failed videos, 130 after a clean stop on Ctrl-C."""
+    from dataclasses import replace
+
     from fer_cache.config import load_config
     from fer_cache.extraction.pipeline import run_extraction
 
     given = dict(device=device, batch_size=batch_size, workers=workers, compile=compile_encoder)
     request = ExtractRequest(dataset=dataset, encoder=encoder, out=out, limit=limit, overwrite=overwrite, rank=rank,
-                             **{k: v for k, v in given.items() if v is not None})  # defaults: ExtractRequest's
-    progress = ExtractProgress()
-    try:
-        summary = run_extraction(load_config(config), request, on_start=progress.start, on_advance=progress.advance)
-    finally:
-        progress.stop()
-    if summary.rank == 0:
-        print_summary(summary)
-    raise typer.Exit(summary.exit_code)
+                             preset=preset, **{k: v for k, v in given.items() if v is not None})  # defaults: its own
+    requests = [request] + ([replace(request, out=test_out, test=True)] if test_out else [])
+    codes = []
+    for request in requests:  # the training store, then its test store
+        progress = ExtractProgress()
+        try:
+            summary = run_extraction(load_config(config), request, on_start=progress.start,
+                                     on_advance=progress.advance)
+        finally:
+            progress.stop()
+        if summary.rank == 0:
+            print_summary(summary)
+        codes.append(summary.exit_code)
+        if summary.exit_code == 130:
+            break
+    raise typer.Exit(max(codes))
 
 
 class ExtractProgress:
@@ -247,14 +261,18 @@ def families():
 @user_errors
 def demo_data(out_dir: Annotated[Path, typer.Argument(help="folder for the synthetic videos")], *,
               actors: Annotated[int, typer.Option(min=2)] = 12,
-              repetitions: Annotated[int, typer.Option(min=1)] = 2, seed: int = 0):
+              repetitions: Annotated[int, typer.Option(min=1)] = 2, seed: int = 0,
+              frames: Annotated[int, typer.Option(min=1, help="frames of each video")] = 48,
+              frames_spread: Annotated[int, typer.Option(min=0, help="each video up to this many frames longer "
+                                                                     "(seeded): videos of different lengths")] = 0):
     """Generate the synthetic face-video dataset used by `make demo` (RAVDESS naming)."""
     from fer_cache.inputs.datasets.synthetic import DEMO_EMOTIONS, generate_demo_dataset
 
     total = actors * len(DEMO_EMOTIONS) * repetitions
     with progress_bar() as bar:
         task = bar.add_task("videos", total=total, rate="")
-        written = generate_demo_dataset(out_dir, actors, repetitions, seed=seed, progress=lambda: bar.advance(task))
+        written = generate_demo_dataset(out_dir, actors, repetitions, seed=seed, progress=lambda: bar.advance(task),
+                                        n_frames=frames, frames_spread=frames_spread)
     console.print(f"wrote {len(written)} videos to {out_dir}")
 
 

@@ -34,10 +34,19 @@ class DatasetConfig:
 
 
 @dataclass(kw_only=True, frozen=True)
+class AugmentConfig:
+    """Augmented training copies written beside every clip's clean tokens (fer_cache.inputs.augment)."""
+    policy: str = "paper"
+    copies: int = 4
+    seed: int = 0
+
+
+@dataclass(kw_only=True, frozen=True)
 class ExtractionConfig:
     frames_per_clip: int = 16
     frame_step: int = 4
-    clips_per_video: int = 8
+    clips_per_video: int | str = 8  # or "all": every clip start at clip_stride (a dense test store)
+    clip_stride: int = 1  # frames between clip starts with clips_per_video all (1 as the reference's evaluation)
     spatial_views: int = 1
     resize: int | None = None  # short side before cropping; None: the encoder's resolution
     dtype: str = "float16"
@@ -48,6 +57,33 @@ class ExtractionConfig:
     basis_videos: int = 32  # videos encoded first, the basis fitted on their tokens
     basis_tokens: int = 200_000  # tokens of those videos the basis is fitted on
     basis_seed: int = 0
+    augment: AugmentConfig | None = None
+    preset: str | None = None  # "paper": the reference's training sampling; its test sampling is test_extraction()
+    resize_ratio: float | None = None  # short side = crop x ratio where resize is None (the paper's test: 256/224)
+
+    @property
+    def dense(self) -> bool:
+        return self.clips_per_video == "all"
+
+
+PRESETS = ("paper",)
+EVAL_RATIO = 256 / 224  # the reference's evaluation: short side int(384 * 256 / 224) = 438, centre crop 384
+
+
+def preset_extraction(name: str, entry: dict) -> dict:
+    """The values a preset sets (the entry's own keys still win): the paper's training sampling, 16 frames at step
+    4, 8 segments, 4 augmented copies of each."""
+    if name != "paper":
+        raise ValueError(name)
+    return {"frames_per_clip": 16, "frame_step": 4, "clips_per_video": 8, "spatial_views": 1,
+            "augment": AugmentConfig(policy="paper", copies=4, seed=0)} | entry
+
+
+def test_extraction(cfg: ExtractionConfig) -> ExtractionConfig:
+    """The test sampling that goes with a training extraction: every clip start at stride 1, short side at 256/224
+    of the crop (the reference's evaluation), no copies."""
+    return replace(cfg, clips_per_video="all", clip_stride=1, augment=None, resize=None, resize_ratio=EVAL_RATIO,
+                   face_crop=False)
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -214,18 +250,31 @@ def _encoder(name: str, entry, base: Path, *, source: str, line: int) -> Encoder
                          **{k: v for k, v in values.items() if v is not None})
 
 
-_EXTRACTION_TYPES = {"frames_per_clip": int, "frame_step": int, "clips_per_video": int, "spatial_views": int,
-                     "resize": int, "dtype": str, "compressor": str, "face_crop": bool, "face_margin": float,
-                     "rank": int, "basis_videos": int, "basis_tokens": int, "basis_seed": int}
+_EXTRACTION_TYPES = {"frames_per_clip": int, "frame_step": int, "clips_per_video": int, "clip_stride": int,
+                     "spatial_views": int, "resize": int, "dtype": str, "compressor": str, "face_crop": bool,
+                     "face_margin": float, "rank": int, "basis_videos": int, "basis_tokens": int, "basis_seed": int,
+                     "preset": str}
+_AUGMENT_TYPES = {"policy": str, "copies": int, "seed": int}
 
 
 def _extraction(entry, source: str, line: int) -> ExtractionConfig:
     where = f"{source} line {line} (extraction)"
-    _check_keys(entry, set(_EXTRACTION_TYPES), "extraction", source=source)
-    values = {key: _typed(entry[key], kind, key, where=where) for key, kind in _EXTRACTION_TYPES.items()
-              if key in entry}
-    cfg = ExtractionConfig(**{k: v for k, v in values.items() if v is not None})
-    return check_extraction(cfg, where)
+    _check_keys(entry, set(_EXTRACTION_TYPES) | {"augment"}, "extraction", source=source)
+    typed = dict(_EXTRACTION_TYPES)
+    if entry.get("clips_per_video") == "all":
+        typed["clips_per_video"] = str
+    values = {key: _typed(entry[key], kind, key, where=where) for key, kind in typed.items() if key in entry}
+    if entry.get("augment") is not None:
+        augment = entry["augment"]
+        _check_keys(augment, set(_AUGMENT_TYPES), "extraction.augment", source=source)
+        values["augment"] = AugmentConfig(**{k: _typed(augment[k], kind, k, where=f"{where} augment")
+                                             for k, kind in _AUGMENT_TYPES.items() if k in augment})
+    values = {k: v for k, v in values.items() if v is not None}
+    if "preset" in values:
+        if values["preset"] not in PRESETS:
+            raise ConfigError(f"{where}: 'preset' must be one of {', '.join(PRESETS)}, got {values['preset']!r}")
+        values = preset_extraction(values["preset"], values)
+    return check_extraction(ExtractionConfig(**values), where)
 
 
 def check_extraction(cfg: ExtractionConfig, where: str) -> ExtractionConfig:
@@ -235,9 +284,14 @@ def check_extraction(cfg: ExtractionConfig, where: str) -> ExtractionConfig:
         raise ConfigError(f"{where}: 'dtype' must be one of {', '.join(DTYPES)}, got {cfg.dtype!r}")
     if cfg.compressor not in COMPRESSORS:
         raise ConfigError(f"{where}: 'compressor' must be one of {', '.join(COMPRESSORS)}, got {cfg.compressor!r}")
-    for key in ("frames_per_clip", "frame_step", "clips_per_video"):
-        if getattr(cfg, key) < 1:
+    if isinstance(cfg.clips_per_video, str) and cfg.clips_per_video != "all":
+        raise ConfigError(f"{where}: 'clips_per_video' must be a number or all (every clip start), got "
+                          f"{cfg.clips_per_video!r}")
+    for key in ("frames_per_clip", "frame_step", "clips_per_video", "clip_stride"):
+        if not (cfg.dense and key == "clips_per_video") and getattr(cfg, key) < 1:
             raise ConfigError(f"{where}: '{key}' must be at least 1")
+    if cfg.augment is not None:
+        check_augment(cfg, where)
     if cfg.face_crop and cfg.spatial_views != 1:
         raise ConfigError(f"{where}: 'face_crop' cuts one face box per clip; use it with spatial_views 1")
     if not 0 <= cfg.face_margin <= 2:
@@ -249,6 +303,18 @@ def check_extraction(cfg: ExtractionConfig, where: str) -> ExtractionConfig:
     if cfg.basis_videos < 1 or cfg.basis_tokens < 2:
         raise ConfigError(f"{where}: 'basis_videos' must be at least 1 and 'basis_tokens' at least 2")
     return cfg
+
+
+def check_augment(cfg: ExtractionConfig, where: str) -> None:
+    augment = cfg.augment
+    if augment.policy != "paper":
+        raise ConfigError(f"{where}: augment 'policy' must be paper (the reference's training augmentation), got "
+                          f"{augment.policy!r}")
+    if augment.copies < 1:
+        raise ConfigError(f"{where}: augment 'copies' must be at least 1, got {augment.copies}")
+    if cfg.dense or cfg.face_crop:
+        raise ConfigError(f"{where}: augmented copies are training clips: use them with a fixed clips_per_video and "
+                          "without face_crop (test on a dense store of clean clips)")
 
 
 def load_config(path: str | Path = "data.yaml") -> Config:

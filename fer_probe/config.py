@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 RecipeName = Literal["paper", "vjepa", "fast"]
 Head = Literal["linear", "mlp"]
 ClipMode = Literal["one", "all"]
-TestClips = Literal["one", "all", "each"]  # each: one probe pass per clip view, as the reference's final evaluation
+TestClips = Literal["auto", "one", "all", "each"]  # each: one pass per clip view (the reference's final evaluation)
+TrainCopies = Literal["auto", "augmented", "clean"]  # a store's augmented copies of its clips, or its clean views
 PrecisionName = Literal["auto", "float32", "bfloat16", "float16"]
 WeightDecaySchedule = Literal["cosine", "constant"]
 Schedule = Literal["all-folds", "per-fold"]
@@ -78,7 +79,11 @@ class ProbeConfig:
     head: Head = role(SHARED, "linear")  # linear (as V-JEPA) or mlp (3 layers)
     num_heads: int | None = role(SHARED)  # attention heads; None: the store's encoder heads (resolve_num_heads)
     num_queries: int = role(SHARED, 1)
-    test_clips: TestClips = role(VARIANT, "all", test_only=True)
+    # auto: each on a dense scoring store (every clip start), else all (resolved by protocols.runs.plan_run)
+    test_clips: TestClips = role(VARIANT, "auto", test_only=True)
+    # auto: augmented where the store has copies and the probe reads tokens (each epoch draws one per clip), else
+    # clean; test and validation passes read clean tokens always
+    train_copies: TrainCopies = role(SHARED, "auto")
     grad_clip: float = role(SHARED, 1.0)
     seed: int = role(SHARED, 0)
     device: str = role(SHARED, "auto")  # auto, cpu, cuda or cuda:N (checked by precision.resolve_device)
@@ -103,6 +108,7 @@ class ProbeConfig:
         _check_choice(self.head, Head, "head")
         _check_choice(self.train_clips, ClipMode, "train_clips")
         _check_choice(self.test_clips, TestClips, "test_clips")
+        _check_choice(self.train_copies, TrainCopies, "train_copies")
         _check_choice(self.precision, PrecisionName, "precision")
         _check_choice(self.wd_schedule, WeightDecaySchedule, "wd_schedule")
         _check_choice(self.schedule, Schedule, "schedule")

@@ -66,8 +66,13 @@ PROBE_OPTIONS = {
                                                             "or one (a random clip per video and epoch) "
                                                             f"[{recipe_values('train_clips')}]")], None),
     "test_clips": (Annotated[str | None, typer.Option(help="all clips and views of a test video (concatenated, as "
-                                                           "trained), each (one pass per clip view, voted over), or "
-                                                           f"one [{default_of('test_clips')}]")], None),
+                                                           "trained), each (one pass per clip view, voted over), "
+                                                           "one, or auto (each on a dense store of every clip start, "
+                                                           f"else all) [{default_of('test_clips')}]")], None),
+    "train_copies": (Annotated[str | None, typer.Option(help="augmented (one of the store's augmented copies of "
+                                                             "each clip, drawn every epoch) or clean; auto: augmented "
+                                                             "where the store has copies "
+                                                             f"[{default_of('train_copies')}]")], None),
     "memory_mb": (Annotated[float | None, typer.Option(help="keep decoded tokens in memory if the store fits (MB); "
                                                             f"0 streams [{default_of('memory_budget_mb'):g}]")],
                   None),

@@ -10,18 +10,25 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, replace
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-from fer_cache.config import Config, check_extraction
+from fer_cache.config import PRESETS, Config, check_extraction, preset_extraction, test_extraction
 from fer_cache.encoders import FAMILIES, describe_encoder, load_encoder
 from fer_cache.errors import FerCacheError
 from fer_cache.extraction.batching import Advance, BatchEncoder
 from fer_cache.extraction.compacting import BasisPlan, BasisSampler
 from fer_cache.extraction.compiling import compile_for
-from fer_cache.extraction.decoding import WORKER_TIMEOUT, VideoClips, quiet_worker, worker_reason
+from fer_cache.extraction.decoding import (
+    WORKER_TIMEOUT,
+    VideoClips,
+    longest_clip_count,
+    quiet_worker,
+    worker_reason,
+)
 from fer_cache.extraction.distributed import barrier, init_distributed, resolve_device, summed
 from fer_cache.extraction.request import ExtractRequest
 from fer_cache.extraction.summary import ExtractSummary, run_notes, summarise
@@ -39,7 +46,7 @@ def run_extraction(config: Config, request: ExtractRequest, *, on_start: Callabl
     """Encode every pending video of the dataset into the store; resumable, safe to interrupt, multi-rank aware."""
     started = time.perf_counter()
     dataset_cfg, encoder_cfg = config.dataset(request.dataset), config.encoder(request.encoder)
-    extraction = check_extraction(config.extraction_for(encoder_cfg), f"{config.path} (extraction)")
+    extraction = resolved_extraction(config, encoder_cfg, request)
     scan = scan_dataset(dataset_cfg)
     if not scan.videos:
         raise FerCacheError(f"dataset '{request.dataset}': no videos to extract under {dataset_cfg.root} "
@@ -61,10 +68,12 @@ def run_extraction(config: Config, request: ExtractRequest, *, on_start: Callabl
                              plan=basis_plan(extraction, request), first_rank=info.rank == 0, device=device, stop=stop)
         attrs = store_attributes(config, request, model=model, sampling=sampling, extraction=extraction,
                                  basis=basis, label_names=scan.label_names, device=device)
-        layout = schema.Layout(videos=len(videos), clips=sampling.clips_per_video, views=sampling.spatial_views,
-                               tokens=model.cfg.num_tokens, width=basis.rank if basis else model.cfg.token_width,
+        layout = schema.Layout(videos=len(videos), clips=clip_slots(sampling, dataset_cfg.root, videos, request,
+                                                                     first_rank=info.rank == 0),
+                               views=sampling.spatial_views, tokens=model.cfg.num_tokens,
+                               width=basis.rank if basis else model.cfg.token_width,
                                frames_per_clip=sampling.frames_per_clip, dtype=extraction.dtype,
-                               compressor=extraction.compressor)
+                               compressor=extraction.compressor, copies=sampling.copies)
         store, reconciled = writing.prepare_for_extraction(request.out, layout, videos, attrs=attrs,
                                                       overwrite=request.overwrite, rank=info.rank,
                                                       wait=lambda: barrier(info), basis=basis)
@@ -72,7 +81,8 @@ def run_extraction(config: Config, request: ExtractRequest, *, on_start: Callabl
         todo = [(row, v.path) for row, v in zip(reconciled.rows, videos) if status[row] != schema.DONE]
         if on_start is not None:
             on_start(len(reconciled.rows), len(todo))
-        clips = VideoClips(dataset_cfg.root, todo[info.rank::info.world], sampling)
+        clips = VideoClips(dataset_cfg.root, todo[info.rank::info.world], sampling,
+                           clip_slots=store.tokens.shape[1] if sampling.dense else None)
         encoded, clip_count = encode_all(forward, store, clips, request=request, device=device, stop=stop,
                                          out_dtype=OUT_DTYPES.get(extraction.dtype, torch.float32),
                                          on_advance=on_advance)
@@ -95,6 +105,18 @@ def run_extraction(config: Config, request: ExtractRequest, *, on_start: Callabl
     return summary
 
 
+def resolved_extraction(config: Config, encoder_cfg, request: ExtractRequest):
+    """data.yaml's extraction for this encoder, under the request's preset, as training or as test sampling."""
+    extraction = config.extraction_for(encoder_cfg)
+    if request.preset is not None:
+        if request.preset not in PRESETS:
+            raise FerCacheError(f"--preset {request.preset}: choose one of {', '.join(PRESETS)}")
+        extraction = replace(extraction, preset=request.preset, **preset_extraction(request.preset, {}))
+    if request.test:
+        extraction = test_extraction(extraction)
+    return check_extraction(extraction, f"{config.path} (extraction)")
+
+
 def store_attributes(config: Config, request: ExtractRequest, *, model, sampling: Sampling, extraction, basis,
                      label_names: list[str], device: torch.device) -> dict:
     """The store's attributes (its fingerprint among them; a compact store's names its basis) and the resolved
@@ -111,6 +133,17 @@ def store_attributes(config: Config, request: ExtractRequest, *, model, sampling
         "encoder_entry": {k: str(v) for k, v in asdict(encoder_cfg).items()}, "extraction": asdict(extraction),
         "batch_size": request.batch_size, "device": str(device), "limit": request.limit, "argv": sys.argv,
         "encoder_notes": list(model.identity.notes)}}
+
+
+def clip_slots(sampling: Sampling, root, videos: list, request: ExtractRequest, *, first_rank: bool) -> int:
+    """The clip axis of the store: clips_per_video, or on a new dense store its longest video's clip count."""
+    if not sampling.dense:
+        return sampling.clips_per_video
+    exists = (Path(request.out) / "zarr.json").exists() if not schema.is_url(request.out) else \
+        writing.url_exists(request.out)
+    if not first_rank or exists and not request.overwrite:
+        return 1  # not used: the store exists, or rank 0 creates it
+    return longest_clip_count(root, [v.path for v in videos], sampling, request.workers)
 
 
 def basis_plan(extraction, request: ExtractRequest) -> BasisPlan | None:

@@ -20,6 +20,8 @@ class ExtractRequest:
     overwrite: bool = False
     compile: Compile = "auto"  # auto: compiled on CUDA, eager on the CPU; on; off
     rank: int | None = None  # a compact store of this rank (overrides data.yaml's extraction rank)
+    preset: str | None = None  # "paper": the reference's training sampling over data.yaml's extraction
+    test: bool = False  # the test sampling that goes with the extraction (config.test_extraction): every clip start
 
 
 def default_of(name: str):

@@ -21,7 +21,7 @@ class Sampling:
     config.ExtractionConfig)."""
     frames_per_clip: int
     frame_step: int
-    clips_per_video: int
+    clips_per_video: int | str  # or "all": every clip start at clip_stride (a dense store)
     spatial_views: int
     resize: int  # short side after decoding
     crop: int  # square crop fed to the encoder
@@ -29,19 +29,24 @@ class Sampling:
     face_margin: float  # the face box grows by this fraction of its side on each side
     mean: tuple[float, float, float]  # the encoder family's normalisation of frames in [0, 1]
     std: tuple[float, float, float]
+    clip_stride: int = 1  # frames between clip starts of a dense store
+    augment: object = None  # an augment.Policy: training copies of every clip (fer_cache.inputs.augment)
 
     @classmethod
     def from_config(cls, extraction, resolution: int, *, normalisation, where: str = "extraction") -> "Sampling":
         """The sampling of an extraction entry for an encoder of this input resolution (resize defaults to it) and
         normalisation (its `mean` and `std`); a resize below the crop (0 included) is refused, naming `where`."""
         resize = resolution if extraction.resize is None else extraction.resize
+        if extraction.resize is None and extraction.resize_ratio:
+            resize = int(resolution * extraction.resize_ratio)  # the reference's int(384 * 256 / 224) = 438
         if resize < resolution and not extraction.face_crop:
             raise ConfigError(f"{where}: extraction resize {resize} is smaller than the encoder's {resolution} px "
                               f"input; set resize to at least {resolution}")
         return cls(frames_per_clip=extraction.frames_per_clip, frame_step=extraction.frame_step,
                    clips_per_video=extraction.clips_per_video, spatial_views=extraction.spatial_views,
                    resize=resize, crop=resolution, face_crop=extraction.face_crop,
-                   face_margin=extraction.face_margin, mean=tuple(normalisation.mean), std=tuple(normalisation.std))
+                   face_margin=extraction.face_margin, mean=tuple(normalisation.mean), std=tuple(normalisation.std),
+                   clip_stride=extraction.clip_stride, augment=augment_policy(extraction.augment))
 
     def as_attrs(self) -> dict:
         attrs = {"frames_per_clip": self.frames_per_clip, "frame_step": self.frame_step,
@@ -50,7 +55,27 @@ class Sampling:
         if self.face_crop:  # only then: stores without face crops keep their fingerprints
             from fer_cache.inputs.faces import DETECTOR
             attrs["face_crop"] = {"detector": DETECTOR, "margin": self.face_margin}
+        if self.dense:
+            attrs["clip_stride"] = self.clip_stride
+        if self.augment is not None:
+            attrs["augment"] = self.augment.describe()
         return attrs
+
+    @property
+    def dense(self) -> bool:
+        return self.clips_per_video == "all"
+
+    @property
+    def copies(self) -> int:
+        return self.augment.copies if self.augment is not None else 0
+
+    def clip_count(self, n_frames: int) -> int:
+        """Clips of a video of n_frames: every start at clip_stride on a dense store (one padded clip for a video
+        shorter than a clip span), else clips_per_video."""
+        if not self.dense:
+            return self.clips_per_video
+        span = (self.frames_per_clip - 1) * self.frame_step + 1
+        return 1 + max(n_frames - span, 0) // self.clip_stride
 
     def normalise(self, clips_uint8):
         """uint8 [..., T, H, W, 3] -> float32 [..., 3, T, H, W], normalised as this sampling's encoder expects."""
@@ -157,10 +182,22 @@ def count_frames(path: str | Path) -> int:
     return len(read_frames(path, lambda frame: None))
 
 
-def clip_frame_indices(n_frames: int, frames_per_clip: int, frame_step: int, *, clips_per_video: int) -> np.ndarray:
-    """Decoded-frame indices of every clip -> [K, T]; clips spread evenly, short videos padded with the last frame."""
+def augment_policy(augment):
+    """The augmentation policy of an extraction entry's augment (None: no copies); torchvision only then."""
+    if augment is None:
+        return None
+    from fer_cache.inputs.augment import Policy
+    return Policy(copies=augment.copies, seed=augment.seed)
+
+
+def clip_frame_indices(n_frames: int, frames_per_clip: int, frame_step: int, *, clips_per_video: int | str,
+                       clip_stride: int = 1) -> np.ndarray:
+    """Decoded-frame indices of every clip -> [K, T]; clips spread evenly (or every start at clip_stride for
+    clips_per_video "all"), short videos padded with the last frame."""
     span = (frames_per_clip - 1) * frame_step + 1
-    if n_frames >= span:
+    if clips_per_video == "all":
+        starts = np.arange(0, max(n_frames - span, 0) + 1, clip_stride, dtype=np.int64)  # [K_v]
+    elif n_frames >= span:
         starts = np.round(np.linspace(0, n_frames - span, clips_per_video)).astype(np.int64)  # [K]
     else:
         starts = np.zeros(clips_per_video, dtype=np.int64)
@@ -183,7 +220,7 @@ def cut_clips(frames: np.ndarray, sampling: Sampling, detector=None) -> tuple[np
     face_crop, one face box per clip (detector: fer_cache.faces.load_detector())."""
     F, H, W, _ = frames.shape
     indices = clip_frame_indices(F, sampling.frames_per_clip, sampling.frame_step,
-                                 clips_per_video=sampling.clips_per_video)
+                                 clips_per_video=sampling.clips_per_video, clip_stride=sampling.clip_stride)
     if sampling.face_crop:
         from fer_cache.inputs.faces import crop_clips, face_boxes
         boxes = face_boxes(detector, frames, indices, margin=sampling.face_margin)

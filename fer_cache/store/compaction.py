@@ -138,6 +138,9 @@ def compact_store(request: CompactRequest, *, on_fit: Progress | None = None,
     source = Store.open(request.source)
     if source.basis is not None:
         raise StoreError(f"{request.source} is already compact (rank {source.basis.rank}); compact the full store")
+    if source.copies or source.dense:
+        raise StoreError(f"{request.source} holds {'augmented copies' if source.copies else 'every clip start'}, "
+                         "which compact does not carry over yet; extract it compact instead (extraction rank)")
     _, K, S, N, D = source.tokens.shape
     if request.rank is not None and not 0 < request.rank < D:
         raise StoreError(f"--rank {request.rank}: choose a rank between 1 and the token width {D} (exclusive)")

@@ -42,6 +42,8 @@ class Store:
         self.group, self.location = group, str(location)
         self.tokens = group["tokens"]
         self.scales = group["tokens_scale"] if "tokens_scale" in group else None
+        self.copies = group["augmented"].shape[2] if "augmented" in group else 0  # augmented copies of each clip
+        self.dense = schema.is_dense(group)  # every clip start: each video its own clip count (clip_counts)
         self.dtype = schema.storage_dtype(group)
         compact = group.attrs.get("fer_cache_schema") == schema.COMPACT_SCHEMA_VERSION
         self.basis = Basis.read(group) if compact else None  # tokens are coordinates on it (compact stores)
@@ -50,10 +52,12 @@ class Store:
                                    f"{self.basis.components.shape} and tokens of width {self.tokens.shape[-1]} do not "
                                    "fit together; the compact store is damaged (compact it again)")
         local = direct and not schema.is_url(self.location)
-        self.direct = ShardReader(self.tokens, self.location) if local and ShardReader.applies(
-            self.tokens, self.location) else None
+        self.direct, self.direct_copies = (ShardReader(group[name], self.location) if name in group and local and
+                                           ShardReader.applies(group[name], self.location) else None
+                                           for name in ("tokens", "augmented"))
         self.whole_shards = {name: local and writes_whole_shards(group[name], self.location)
-                             for name in ("tokens", "tokens_scale") if name in group}  # decided once, not per video
+                             for arrays in schema.TOKEN_ARRAYS.items() for name in arrays
+                             if name in group}  # decided once, not per video
 
     @classmethod
     def open(cls, location: str | Path, mode: str = "r", *, direct: bool = True) -> "Store":
@@ -89,43 +93,48 @@ class Store:
     def strings(self, name: str) -> list[str]:
         return schema.read_strings(self.group[name])
 
-    def read(self, row: int, video_id: str, selection: tuple = (), *, out: np.ndarray | None = None) \
-            -> tuple[np.ndarray, np.ndarray | None]:
-        """One video's stored token values (and int8 scales), all [K, S, N, D] or `selection` within [K, S], into
-        `out` where given (the stored dtype, C-contiguous); a chunk that does not decode names the video and says how
-        to repair it."""
+    def read(self, row: int, video_id: str, selection: tuple = (), *, out: np.ndarray | None = None,
+             array: str = "tokens") -> tuple[np.ndarray, np.ndarray | None]:
+        """One video's stored token values (and int8 scales), all [K, S, N, D] or `selection` within [K, S] (of
+        `array`: tokens, or augmented [K, A, N, D]), into `out` where given (the stored dtype, C-contiguous); a chunk
+        that does not decode names the video and says how to repair it."""
+        values, scales = self.group[array], self.group.get(schema.TOKEN_ARRAYS[array])
         try:
-            stored = self.direct.read(row, selection, out) if self.direct is not None else None
+            direct = self.direct if array == "tokens" else self.direct_copies
+            stored = direct.read(row, selection, out) if direct is not None else None
             if stored is None:
-                stored = self.tokens[(row, *selection)]
+                stored = values[(row, *selection)]
                 if out is not None:
                     target = out.reshape(stored.shape)
                     target[...] = stored
                     stored = target
-            scale = self.scales[(row, *selection)] if self.scales is not None else None
+            scale = scales[(row, *selection)] if scales is not None else None
         except Exception as exc:  # any decoding failure of a chunk means the same to the user
-            raise StoreFormatError(f"{self.location}: the tokens of video {video_id} do not decode "
-                                   f"({type(exc).__name__}, in {self.chunk_folder(row)}); `fer-cache verify "
+            raise StoreFormatError(f"{self.location}: the {array} of video {video_id} do not decode "
+                                   f"({type(exc).__name__}, in {self.chunk_folder(row, array)}); `fer-cache verify "
                                    f"{self.location} --repair`, then rerun the extraction to re-encode it") from exc
         return stored, scale
 
-    def chunk_folder(self, row: int) -> str:
+    def chunk_folder(self, row: int, array: str = "tokens") -> str:
         """Where video `row`'s token chunks live (its shard file, or its clip views' chunks, are under it)."""
-        return f"{self.location.rstrip('/')}/tokens/c/{row}"
+        return f"{self.location.rstrip('/')}/{array}/c/{row}"
 
     def lost_chunks(self, rows: np.ndarray) -> list[int] | None:
         """Rows among `rows` (done videos) whose token chunks (or int8 scales) are not all in the store: they would
         read back as zeros. None where the store cannot be listed."""
         missing: set[int] = set()
-        for name in ("tokens", "tokens_scale"):
+        clips = schema.clip_counts(self.group)
+        for name in (name for arrays in schema.TOKEN_ARRAYS.items() for name in arrays):
             if name not in self.group:
                 continue
             counts = self.chunk_counts(name)
             if counts is None:
                 return None
             array = self.group[name]
-            needed = 1 if array.shards is not None else int(np.prod(array.shape[1:3]))  # a shard, or K x S chunks
-            missing |= {int(r) for r in rows if counts.get(int(r), 0) < needed}
+            for r in rows:  # a shard, or the video's clips x S chunks
+                needed = 1 if array.shards is not None else int(clips[r]) * array.shape[2]
+                if counts.get(int(r), 0) < needed:
+                    missing.add(int(r))
         return sorted(missing)
 
     def chunk_counts(self, array: str) -> dict[int, int] | None:

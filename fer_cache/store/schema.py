@@ -2,7 +2,7 @@
 encodings and the fingerprint. numpy and zarr only, as the whole store package, so that fer_probe can import it
 without pulling in the video or encoder code. Opening and reading a store: `handle.Store`.
 
-Axes: V videos, K clips per video, S spatial views, N tokens (T' x H' x W'), D width.
+Axes: V videos, K clips per video, S spatial views, A augmented copies, N tokens (T' x H' x W'), D width.
 """
 
 import hashlib
@@ -61,7 +61,9 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
 
 
 AXES = {"tokens": ["video", "clip", "view", "token", "width"], "tokens_scale": ["video", "clip", "view", "token"],
+        "augmented": ["video", "clip", "copy", "token", "width"], "augmented_scale": ["video", "clip", "copy", "token"],
         "clips/frame_index": ["video", "clip", "frame"]}
+TOKEN_ARRAYS = {"tokens": "tokens_scale", "augmented": "augmented_scale"}  # values -> their int8 scales
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,6 +78,7 @@ class Layout:
     dtype: str = "float16"
     compressor: str = "none"
     shard_by_video: bool = True
+    copies: int = 0  # augmented training copies of every clip (the `augmented` array), 0: none
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,15 +96,21 @@ def array_specs(layout: Layout) -> dict[str, ArraySpec]:
     chunk of the small columns (ranks that encode different videos never write the same chunk)."""
     V, K, S, N, D, F = layout.videos, layout.clips, layout.views, layout.tokens, layout.width, layout.frames_per_clip
     by_video = layout.shard_by_video
-    specs = {"tokens": ArraySpec(shape=(V, K, S, N, D), chunks=(1, 1, 1, N, D), shards=(1, K, S, N, D) if by_video
-                                 else None, dtype=STORED_DTYPES[layout.dtype], fill_value=0,
-                                 attributes={"axes": AXES["tokens"], "storage_dtype": layout.dtype})}
-    if layout.dtype == "int8":
-        specs["tokens_scale"] = ArraySpec(shape=(V, K, S, N), chunks=(1, 1, 1, N), shards=(1, K, S, N) if by_video
-                                          else None, dtype="float32", fill_value=0,
-                                          attributes={"axes": AXES["tokens_scale"],
-                                                      "meaning": "value = int8 x scale, scale = max|token| / 127"})
+    specs = {}
+    for name, views in (("tokens", S), ("augmented", layout.copies)):
+        if not views:
+            continue
+        specs[name] = ArraySpec(shape=(V, K, views, N, D), chunks=(1, 1, 1, N, D), shards=(1, K, views, N, D)
+                                if by_video else None, dtype=STORED_DTYPES[layout.dtype], fill_value=0,
+                                attributes={"axes": AXES[name], "storage_dtype": layout.dtype})
+        if layout.dtype == "int8":
+            scale = TOKEN_ARRAYS[name]
+            specs[scale] = ArraySpec(shape=(V, K, views, N), chunks=(1, 1, 1, N), shards=(1, K, views, N)
+                                     if by_video else None, dtype="float32", fill_value=0,
+                                     attributes={"axes": AXES[scale],
+                                                 "meaning": "value = int8 x scale, scale = max|token| / 127"})
     specs |= {"videos/n_frames": ArraySpec(shape=(V,), chunks=(1,), dtype="int32", fill_value=0),
+              "videos/n_clips": ArraySpec(shape=(V,), chunks=(1,), dtype="int32", fill_value=0),  # clips written
               "videos/status": ArraySpec(shape=(V,), chunks=(1,), dtype="uint8", fill_value=PENDING),
               "videos/error": ArraySpec(shape=(V,), chunks=(1,), dtype="str", fill_value=""),
               "clips/frame_index": ArraySpec(shape=(V, K, F), chunks=(1, K, F), dtype="int32", fill_value=-1,
@@ -161,6 +170,19 @@ def check_schema(group: zarr.Group, location: str) -> None:
 def read_strings(array) -> list[str]:
     """A string column as plain Python str (zarr's StringDType breaks scikit-learn)."""
     return [str(s) for s in array[:].tolist()]
+
+
+def clip_counts(group: zarr.Group) -> np.ndarray:
+    """Clips stored of each video [V]: videos/n_clips on a dense store (every clip start, so each video its own
+    count; the clip axis is sized by the longest), else the clip axis for every video."""
+    V, K = group["tokens"].shape[:2]
+    if is_dense(group) and "videos/n_clips" in group:
+        return group["videos/n_clips"][:].astype(np.int64)
+    return np.full(V, K, dtype=np.int64)
+
+
+def is_dense(group: zarr.Group) -> bool:
+    return dict(group.attrs).get("sampling", {}).get("clips_per_video") == "all"
 
 
 def padded_videos(group: zarr.Group, rows=None) -> tuple[int, int, int]:

@@ -53,16 +53,17 @@ def write_shard(array, location: str, name: str, *, row: int, values: np.ndarray
 
     inner = tuple(s // c for s, c in zip(array.shards, array.chunks))  # chunks per shard, e.g. (1, K, S, 1, 1)
     count = int(np.prod(inner))
+    written = values.shape[0] * values.shape[1]  # fewer clips than the shard holds: a dense store's shorter video
     dtype = array.dtype.newbyteorder("<")
     if chunk_checksums(array):
-        data, length = with_checksums(values, count, dtype)  # [count, stride] bytes, each chunk and its crc32c
+        data, length = with_checksums(values, written, dtype)  # [written, stride] bytes, each chunk and its crc32c
         stride = data.shape[1]
     else:
         data = np.ascontiguousarray(values, dtype=dtype)
-        stride = length = data.nbytes // count
-    index = np.empty((count, 2), dtype="<u8")
-    index[:, 0] = np.arange(count, dtype=np.uint64) * stride
-    index[:, 1] = length
+        stride = length = data.nbytes // written
+    index = np.full((count, 2), EMPTY, dtype="<u8")  # clip slots past the video's clips stay unwritten
+    index[:written, 0] = np.arange(written, dtype=np.uint64) * stride
+    index[:written, 1] = length
     index_bytes = index.tobytes()
     checksum = np.array([google_crc32c.value(index_bytes)], dtype="<u4").tobytes()
     path = Path(location) / name / "c" / str(row) / Path(*(["0"] * (array.ndim - 1)))
@@ -113,7 +114,8 @@ def with_checksums(values: np.ndarray, count: int, dtype) -> tuple[np.ndarray, i
     that memory are used in place; others are copied there. Returns ([count, stride] bytes, chunk length + 4)."""
     chunk = int(np.prod(values.shape)) // count * np.dtype(dtype).itemsize
     stride = -(-(chunk + 4) // PAGE) * PAGE
-    data = chunk_memory(values, count * stride) if values.dtype == dtype and values.strides[1] == stride else None
+    in_place = values.dtype == dtype and values.strides[:2] == (values.shape[1] * stride, stride)
+    data = chunk_memory(values, count * stride) if in_place else None
     if data is None:
         copy = chunked_empty((count, 1, *values.shape[2:]), dtype)  # [K*S, 1, ...]
         copy[...] = np.asarray(values, dtype=dtype).reshape(copy.shape)
@@ -221,8 +223,8 @@ class ShardReader:
                     self.checked.add((row, chunk))
         finally:
             os.close(fd)
-        if selection == ():
-            return out.reshape(self.clips, self.views, *self.value_shape)  # [K, S, ...]
+        if len(selection) < 2:
+            return out.reshape(-1, self.views, *self.value_shape)  # [K, S, ...]
         return out if selection[0] == slice(None) else out[0]  # [K, ...] or [...]
 
     def shard_path(self, row: int) -> Path:
@@ -234,6 +236,11 @@ class ShardReader:
         (other slices, negative or out-of-range indices)."""
         if selection == ():
             return list(range(self.clips * self.views))
+        if len(selection) == 1 and isinstance(selection[0], slice) and selection[0].step in (None, 1):
+            start, stop = selection[0].start or 0, selection[0].stop  # the first clips of a dense store's video
+            if stop is None or not 0 <= start <= stop <= self.clips:
+                return None
+            return list(range(start * self.views, stop * self.views))
         if len(selection) != 2 or not isinstance(selection[1], (int, np.integer)):
             return None
         clip, view = selection

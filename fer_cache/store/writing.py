@@ -93,27 +93,37 @@ def write_column(group: zarr.Group, name: str, values: list, *, dtype, chunks: t
 
 
 def write_video(store: Store, index: int, tokens: np.ndarray, *, frame_index: np.ndarray, n_frames: int) -> None:
-    """Write one video's tokens [K, S, N, D] and clip indices, then (last) mark it done; a compact store keeps their
-    coordinates on its basis. In the default layout of a local store, whole shards go straight to their files
-    (shards.write_shard)."""
+    """Write one video's tokens [K, S (+ A copies), N, D] and clip indices [K, T], then (last) mark it done; a
+    compact store keeps their coordinates on its basis, a dense store's shorter video fewer clips than its clip
+    axis. In the default layout of a local store, whole shards go straight to their files (shards.write_shard)."""
     group = store.group
     if store.basis is not None:
         if tokens.shape[-1] != store.basis.width:
             raise StoreError(f"{store.location}: tokens of width {tokens.shape[-1]} for video row {index}, but the "
                              f"store's basis takes tokens of width {store.basis.width}")
-        tokens = store.basis.project(tokens)  # [K, S, N, R]
-    if tuple(tokens.shape) != tuple(store.tokens.shape[1:]):  # a shard file would take any bytes: check here
+        tokens = store.basis.project(tokens)  # [K, S (+ A), N, R]
+    K, S = store.tokens.shape[1:3]
+    clips = tokens.shape[0]
+    expected = (clips, S + store.copies, *store.tokens.shape[3:])
+    if tuple(tokens.shape) != expected or not (clips == K or store.dense and 0 < clips <= K):
+        # a shard file would take any bytes: check here
         raise StoreError(f"{store.location}: tokens of shape {tuple(tokens.shape)} for video row {index}, but the "
-                         f"store holds {tuple(store.tokens.shape[1:])} per video")
-    stored, scale = schema.encode_tokens(tokens, store.dtype)
-    for name, values in (("tokens", stored), ("tokens_scale", scale)):
-        if values is None:
-            continue
-        if store.whole_shards.get(name):
-            shards.write_shard(group[name], store.location, name, row=index, values=values)
-        else:
-            group[name][index] = values
-    group["clips/frame_index"][index] = frame_index
+                         f"store holds {(K, S + store.copies, *store.tokens.shape[3:])} per video")
+    parts = {"tokens": tokens[:, :S]} | ({"augmented": tokens[:, S:]} if store.copies else {})
+    for array, part in parts.items():
+        stored, scale = schema.encode_tokens(part, store.dtype)
+        for name, values in ((array, stored), (schema.TOKEN_ARRAYS[array], scale)):
+            if values is None:
+                continue
+            if store.whole_shards.get(name):
+                shards.write_shard(group[name], store.location, name, row=index, values=values)
+            else:
+                group[name][index, :clips] = values
+    padded = np.full((K, frame_index.shape[1]), -1, dtype=np.int32)
+    padded[:clips] = frame_index
+    group["clips/frame_index"][index] = padded
+    if "videos/n_clips" in group:
+        group["videos/n_clips"][index] = clips
     group["videos/n_frames"][index] = n_frames
     group["videos/error"][index] = ""
     group["videos/status"][index] = schema.DONE  # the commit point: only now is the video done
@@ -129,7 +139,7 @@ def video_buffer(store: Store, shape: tuple[int, ...], dtype) -> np.ndarray:
     checksummed shard where the store writes chunk checksums and the tokens arrive in the stored dtype)."""
     tokens = store.tokens
     if (store.whole_shards.get("tokens") and store.basis is None and np.dtype(dtype) == tokens.dtype
-            and shards.chunk_checksums(tokens)):
+            and shards.chunk_checksums(tokens) and not store.copies):  # copies: tokens and augmented split it
         return shards.chunked_empty(shape, dtype)
     return shards.aligned_empty(shape, dtype)
 
@@ -218,7 +228,8 @@ def reconcile(store: Store, attrs: dict, *, videos: list) -> Reconciled:
 
 
 def per_video_arrays(group: zarr.Group) -> list:
-    names = ["tokens", "tokens_scale", "videos/n_frames", "videos/status", "videos/error", "clips/frame_index",
+    names = ["tokens", "tokens_scale", "augmented", "augmented_scale", "videos/n_frames", "videos/n_clips",
+             "videos/status", "videos/error", "clips/frame_index",
              "videos/path", "videos/label", "videos/subject", "videos/split"]
     return [group[name] for name in names if name in group]
 

@@ -114,6 +114,8 @@ class CacheReader:
         self.splits = [manifest.splits[i] for i in self.rows] if manifest.splits is not None else None
         self.labels = labels[self.rows]
         _, self.clips, self.views, self.num_tokens, self.stored_width = self.tokens.shape
+        self.copies, self.dense = self.store.copies, self.store.dense  # augmented copies per clip; every clip start
+        self.clip_counts = schema.clip_counts(self.store.group)[self.rows]  # [V] clips of each video (dense: own)
         self.width = self.basis.width if self.basis is not None else self.stored_width
         self.memory_budget = memory_budget_mb * 1e6
         self._memory: dict[int, torch.Tensor] = {}
@@ -150,8 +152,12 @@ class CacheReader:
     def encoder(self) -> dict:
         return dict(self.attrs.get("encoder") or {})
 
-    def _read(self, v: int, selection: tuple = (), *, out: torch.Tensor | None = None, check: bool = True) \
-            -> torch.Tensor:
+    def whole(self, v: int) -> tuple:
+        """The selection of all of video v's clips: everything, or a dense store's first clip_counts[v]."""
+        return (slice(0, int(self.clip_counts[v])),) if self.dense else ()
+
+    def _read(self, v: int, selection: tuple = (), *, out: torch.Tensor | None = None, check: bool = True,
+              array: str = "tokens") -> torch.Tensor:
         """Stored values of video v (or `selection` within [K, S]) -> tokens in the transfer dtype, checked finite
         (unless the caller checks them itself: require_finite), into `out` where given (read straight into it when
         it has the stored dtype); other encodings through the format's decoding (schema.decode_tokens)."""
@@ -159,7 +165,7 @@ class CacheReader:
         direct = out is not None and str(dtype).removeprefix("torch.") == self.storage_dtype and dtype != torch.bfloat16
         try:
             stored, scale = self.store.read(int(self.rows[v]), self.ids[v], selection,
-                                            out=out.numpy() if direct else None)
+                                            out=out.numpy() if direct else None, array=array)
         except StoreFormatError as exc:
             raise StoreReadError(str(exc)) from exc
         as_stored = str(dtype).removeprefix("torch.") == self.storage_dtype
@@ -193,7 +199,7 @@ class CacheReader:
     def video(self, v: int, out: torch.Tensor | None = None) -> torch.Tensor:
         """All clips and views of one video -> [K, S, N, D] (one shard read; into `out` where given), checked
         finite."""
-        return self._values(v, (), out=out, check=True)
+        return self._values(v, self.whole(v), out=out, check=True)
 
     def clip(self, ref: ClipRef, out: torch.Tensor | None = None) -> torch.Tensor:
         """One clip view -> [N, D] (into `out` [N, D] where given), checked finite."""
@@ -221,12 +227,12 @@ class CacheReader:
         """Yield [K, S, N, D] for each video index, prefetching (and pinning, for CUDA) in background threads, each
         checked finite; with the policy's recycle (CPU, streamed stores) valid until the next is asked for."""
         recycle = self.recycle
-        shape = (self.clips, self.views, self.num_tokens, self.stored_width)
 
         def load(v: int) -> torch.Tensor:  # checked finite in the consuming thread
             if not recycle:
-                return self.pinned(self._values(v, (), out=None, check=False))
-            return self._values(v, (), out=self.buffer(shape), check=False)
+                return self.pinned(self._values(v, self.whole(v), out=None, check=False))
+            shape = (int(self.clip_counts[v]), self.views, self.num_tokens, self.stored_width)
+            return self._values(v, self.whole(v), out=self.buffer(shape), check=False)
         indices = list(indices)
         for values, v in zip(self.load_all(load, indices, ahead), indices):  # resumed after the last: given back
             self.require_finite(v, values)
@@ -260,14 +266,20 @@ class CacheReader:
         """Whether streamed reads go into recycled buffers now (the policy's, on the CPU, for streamed stores)."""
         return self.policy.recycle and not self.pin_memory and not self._memory
 
-    def read_batch(self, rows: np.ndarray, clips: np.ndarray, views: np.ndarray, *, all_clips: bool) -> torch.Tensor:
+    def read_batch(self, rows: np.ndarray, clips: np.ndarray, views: np.ndarray, *, all_clips: bool,
+                   copies: np.ndarray | None = None) -> torch.Tensor:
         """Training inputs [B, N, D] (clip `clips[b]` of view `views[b]` of video `rows[b]`), or every clip of the
-        view concatenated [B, K*N, D], into a buffer (recycled under the policy). Not checked finite: the consumer
-        checks (ReadPolicy.trainer_checks_batches), in its own thread (require_finite)."""
+        view concatenated [B, K*N, D], into a buffer (recycled under the policy); with copies [B, K], each clip's
+        augmented copy copies[b, k] instead of its clean view. Not checked finite: the consumer checks
+        (ReadPolicy.trainer_checks_batches), in its own thread (require_finite)."""
         K, N, D = self.clips, self.num_tokens, self.stored_width
         inputs = self.buffer((len(rows), K * N, D) if all_clips else (len(rows), N, D))  # [B, (K*)N, D]
-        for row, v, k, s in zip(inputs, rows, clips, views):
-            if all_clips:
+        for b, (row, v, k, s) in enumerate(zip(inputs, rows, clips, views)):
+            if copies is not None:  # one read per clip: each clip its own copy
+                for clip in range(K) if all_clips else [int(k)]:
+                    target = row.view(K, N, D)[clip] if all_clips else row
+                    self._read(int(v), (clip, int(copies[b, clip])), out=target, check=False, array="augmented")
+            elif all_clips:
                 self._values(int(v), (slice(None), int(s)), out=row.view(K, N, D), check=False)
             else:
                 self._values(int(v), (int(k), int(s)), out=row, check=False)
@@ -285,7 +297,7 @@ class CacheReader:
         videos = self.load_all(self.video, indices) if self.pin_memory else \
             self.videos(indices)  # never pinned: pooled on the CPU
         for i, values in enumerate(videos):
-            out[i] = self.clip_means(values)
+            out[i, :len(values)] = self.clip_means(values)  # a dense store's shorter video: zeros after its clips
         return out
 
     def clip_means(self, values: torch.Tensor) -> np.ndarray:

@@ -12,6 +12,7 @@ import torch
 
 from fer_probe.data.inputs import InputKind
 from fer_probe.data.reader import CacheReader
+from fer_probe.errors import FerProbeError
 
 
 @dataclass
@@ -56,33 +57,40 @@ class TokenSource:
         return self.epochs(videos, [rng], batch_size, all_clips=all_clips)[0]
 
     def epochs(self, videos: np.ndarray, rngs: list[np.random.Generator], batch_size: int, *,
-               all_clips: bool) -> list[Iterator[Batch]]:
+               all_clips: bool, copies: list[np.ndarray] | None = None) -> list[Iterator[Batch]]:
         """One epoch (as `epoch`) per rng, to be consumed in order. Their token reads form one stream, one batch
         ahead across epoch boundaries, that starts on this call: the first batch is read while the caller creates
         its probes, and no later epoch starts by waiting for its first batch. Each batch is checked finite here, or
-        carries its check as Batch.verify where the reader's policy leaves it to the trainer."""
+        carries its check as Batch.verify where the reader's policy leaves it to the trainer. copies (per epoch, the
+        augmented copy of every clip of every reader video [V, K]) trains on those copies instead of clean views."""
+        if self.reader.dense and (all_clips or self.kind == InputKind.POOLED):
+            raise FerProbeError(f"{self.reader.location} holds every clip start (each video its own clip count): "
+                                "train on a store of fixed clips and test on this one with --test-store")
         draws = []
         for rng in rngs:
             order = rng.permutation(videos)
-            draws.append((order, rng.integers(0, self.reader.clips, size=len(order)),
+            high = self.reader.clip_counts[order] if self.reader.dense else self.reader.clips  # a clip it has
+            draws.append((order, rng.integers(0, high, size=len(order)),
                           rng.integers(0, self.reader.views, size=len(order))))
         if self.kind == InputKind.POOLED:
             return [self._pooled_epoch(order, views, rng=rng, batch_size=batch_size, all_clips=all_clips)
                     for rng, (order, _, views) in zip(rngs, draws)]
-        batches = [[(order[i:i + batch_size], clips[i:i + batch_size], views[i:i + batch_size])
-                    for i in range(0, len(order), batch_size)] for order, clips, views in draws]
+        copies = copies or [None] * len(rngs)
+        batches = [[(order[i:i + batch_size], clips[i:i + batch_size], views[i:i + batch_size],
+                     None if drawn is None else drawn[order[i:i + batch_size]])
+                    for i in range(0, len(order), batch_size)] for (order, clips, views), drawn in zip(draws, copies)]
         policy = self.reader.policy
         check, recycle = not policy.trainer_checks_batches, policy.recycle
 
-        def load(batch: tuple[np.ndarray, np.ndarray, np.ndarray]) -> torch.Tensor:
-            rows, clips, views = batch
-            return self.reader.read_batch(rows, clips, views, all_clips=all_clips)
+        def load(batch: tuple) -> torch.Tensor:
+            rows, clips, views, drawn = batch
+            return self.reader.read_batch(rows, clips, views, all_clips=all_clips, copies=drawn)
         # one batch read ahead: reading a batch takes a fraction of the time spent training on it
         stream = self.reader.load_all(load, [batch for epoch in batches for batch in epoch], ahead=1)
         joined = self.reader.clips if all_clips else 1
 
         def one_epoch(epoch: list) -> Iterator[Batch]:
-            for (rows, clips, _), inputs in zip(epoch, stream):
+            for (rows, clips, _, _), inputs in zip(epoch, stream):
                 def verify(inputs: torch.Tensor = inputs, rows: np.ndarray = rows) -> None:
                     for row, v in zip(inputs, rows):  # here, not in the reading thread (CacheReader.require_finite)
                         self.reader.require_finite(int(v), row)
@@ -109,11 +117,11 @@ class TokenSource:
         """Per test video, everything stored of it: tokens [K, S, N, D], valid until the next is drawn (or the
         pooled features [K, S, D])."""
         if self.kind == InputKind.POOLED:
-            yield from (self.pooled[v] for v in videos)
+            yield from (self.pooled[v, :int(self.reader.clip_counts[v])] for v in videos)
             return
         for values, v in zip(self.reader.videos(videos), videos):  # reader first: its last is given back
             if self.means is not None and not self.measured[v]:
-                self.means[v], self.measured[v] = self.reader.clip_means(values), True
+                self.means[v, :len(values)], self.measured[v] = self.reader.clip_means(values), True
             yield values
 
     def record_means(self) -> None:
@@ -138,7 +146,7 @@ class TokenSource:
         Trained on concatenated clips: one pass per view over all clips ([S, K*N, D]), the first view only (test_clips
         one), or one pass per clip view (each, [K*S, N, D]: the reference's final evaluation scores one clip at a time).
         Trained on single clips: every clip view ([K*S, N, D]; all and each alike), or the middle clip's first view."""
-        K, S = self.reader.clips, self.reader.views
+        K, S = len(values), self.reader.views  # a dense store's video: its own clips
         middle, one_clip = K // 2, test_clips == "one"
         all_clips = all_clips and test_clips != "each"
         if self.kind == InputKind.POOLED:

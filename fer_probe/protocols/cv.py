@@ -82,9 +82,10 @@ def plan_cv(reader: CacheReader, store: str, cfg: ProbeConfig, *, n_folds: FoldC
 
 
 def write_run_config(run: PlannedRun, reader: CacheReader, plan: CvPlan, *, folds_file, allow_incomplete: bool,
-                     test_store: str | None = None) -> None:
+                     test_store: str | None = None, test_attrs: dict | None = None) -> None:
     kind = "official" if plan.folds[0].by_video else "subject"
     outputs.write_config(run.out, {"command": "cv", "store": str(plan.store), "test_store": test_store,
+                                   "test_store_sampling": (test_attrs or {}).get("sampling"),
                                    "fingerprint": reader.fingerprint,
                                    "n_folds": len(plan.folds), "folds": kind,
                                    "folds_file": str(folds_file) if folds_file else None,
@@ -133,9 +134,9 @@ def run_cv(store: str, out: str | Path, cfg: ProbeConfig, *, n_folds: FoldCount 
         tester, tests = (source, plan.tests) if test_store is None else \
             scoring_source(test_store, reader, plan.tests, cfg=cfg, allow_incomplete=allow_incomplete)
         with tester.reader if test_store is not None else nullcontext():
-            run = plan_run("", out, cfg, reader=reader, overwrite=overwrite)
+            run = plan_run("", out, cfg, reader=reader, overwrite=overwrite, scoring=tester.reader)
             write_run_config(run, reader, plan, folds_file=folds_file, allow_incomplete=allow_incomplete,
-                             test_store=test_store)
+                             test_store=test_store, test_attrs=tester.reader.attrs if test_store else None)
             training = train_folds(source, plan.plans, plan.targets, cfg=run.config,
                                    num_classes=len(plan.class_names), on_progress=on_progress)
             posteriors = score_tests(tester, training, plan.plans, tests=tests, runs=[run], variants={"": ""})[""]

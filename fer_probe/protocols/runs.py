@@ -1,7 +1,7 @@
 """What every protocol shares: opening a store for a run, resolving store-dependent defaults, fold plans, the
 record of a finished run, its warnings, and writing its run directory (small results first, then the weights)."""
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -85,13 +85,15 @@ class PlannedRun:
     notes: list[str]
 
 
-def plan_run(name: str, out: str | Path, cfg: ProbeConfig, *, reader: CacheReader, overwrite: bool) -> PlannedRun:
+def plan_run(name: str, out: str | Path, cfg: ProbeConfig, *, reader: CacheReader, overwrite: bool,
+             scoring: CacheReader | None = None) -> PlannedRun:
     """The run directory prepared, and the defaults that depend on the store (attention heads, for probes that have
-    them) resolved and said."""
+    them; training copies; test clips on the scoring store, `reader` where None) resolved and said."""
+    cfg, notes = resolve_clips(cfg, reader, scoring or reader)
     out = outputs.prepare_run_dir(out, overwrite)
     compact = compact_text(reader.attrs.get("storage", {}).get("basis"))
-    notes = [f"tokens: {compact}; the probe computes exactly on the tokens these coordinates stand for, not on the "
-             "encoder's own tokens"] if compact else []
+    notes += [f"tokens: {compact}; the probe computes exactly on the tokens these coordinates stand for, not on the "
+              "encoder's own tokens"] if compact else []
     if cfg.batch_size > len(reader):
         notes.append(f"batch size {cfg.batch_size} is more than the store's {len(reader)} videos: every step trains "
                      "on a fold's whole training set (one step an epoch)")
@@ -99,6 +101,29 @@ def plan_run(name: str, out: str | Path, cfg: ProbeConfig, *, reader: CacheReade
         return PlannedRun(name=name, out=out, config=cfg, notes=notes)
     heads, note = resolve_num_heads(cfg.num_heads, reader.encoder, reader.width)
     return PlannedRun(name=name, out=out, config=cfg.with_num_heads(heads), notes=[note, *notes])
+
+
+def resolve_clips(cfg: ProbeConfig, reader: CacheReader, scoring: CacheReader) -> tuple[ProbeConfig, list[str]]:
+    """train_copies and test_clips resolved against the stores, refused in one line where they cannot apply."""
+    on_tokens = registered(cfg.probe).input_kind == InputKind.TOKENS
+    copies = cfg.train_copies
+    if copies == "auto":
+        copies = "augmented" if reader.copies and on_tokens else "clean"
+    if copies == "augmented" and not (reader.copies and on_tokens):
+        why = "the pooled baselines train on clean clip means" if reader.copies else "it holds no augmented copies"
+        raise FerProbeError(f"--train-copies augmented: {reader.location}: {why}; extract with extraction augment "
+                            "(or train on clean copies)")
+    if reader.dense and (cfg.train_clips == "all" or not on_tokens):
+        raise FerProbeError(f"{reader.location} holds every clip start (each video its own clip count): train on a "
+                            "store of fixed clips and score this one with --test-store (or --train-clips one)")
+    test_clips = cfg.test_clips if cfg.test_clips != "auto" else "each" if scoring.dense else "all"
+    notes = [f"training on the store's {reader.copies} augmented copies of every clip (one drawn per clip and "
+             "epoch, as the reference draws a fresh augmentation); validation and test on clean clips"] \
+        if copies == "augmented" else []
+    if scoring.dense:
+        notes.append(f"test videos scored on every clip start of {scoring.location} (each video its own clip count: "
+                     f"{int(scoring.clip_counts.min())}-{int(scoring.clip_counts.max())})")
+    return replace(cfg, train_copies=copies, test_clips=test_clips), notes
 
 
 def require_two_classes(reader: CacheReader, store: str) -> None:

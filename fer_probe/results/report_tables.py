@@ -9,8 +9,9 @@ PAPER = {
     "num_heads": "the encoder's heads (16 for ViT-H)",
     "use_proj": "applied (the fork's one change to V-JEPA 1)",
     "batch_size": "4",
-    "train_clips": "all 8 clips concatenated, freshly augmented every epoch",
-    "test_clips": "3 views x 8 clips while training; every clip start at the end",
+    "train_clips": "all 8 clips concatenated",
+    "augmentation": "a fresh draw for every clip every epoch (RandAugment, resized crop, erasing)",
+    "test_clips": "every clip start (stride 1) at short side 256/224 of the crop, one pass each, voted",
     "epochs": "20",
     "lrs": "1e-3, cosine to 0",
     "weight_decays": "0.01, cosine to 1e-6",
@@ -42,7 +43,31 @@ def compact_text(basis: dict | None) -> str | None:
             f"{fitted.get('store') or 'dataset ' + str(fitted.get('dataset')) + ' at extraction'})")
 
 
-def this_run(probe: dict, clips: int | None, basis: dict | None = None) -> dict[str, str]:
+def paper_test(probe: dict, sampling: dict) -> bool:
+    """Whether test videos were scored as the reference's final evaluation: one pass per clip, every start at
+    stride 1, the short side at int(crop x 256 / 224)."""
+    crop = sampling.get("crop") or 0
+    return (probe.get("test_clips") == "each" and sampling.get("clips_per_video") == "all"
+            and sampling.get("clip_stride") == 1 and sampling.get("resize") == int(crop * 256 / 224))
+
+
+def augmentation_text(probe: dict, sampling: dict) -> str:
+    augment = sampling.get("augment")
+    if probe.get("train_copies") == "augmented" and augment:
+        return f"{augment.get('copies')} fixed copies of every clip, drawn at extraction; one drawn per clip and epoch"
+    return "none: the clean cached clips" + (" (the store has copies; --train-copies clean)" if augment else "")
+
+
+def test_text(probe: dict, sampling: dict) -> str:
+    dense = sampling.get("clips_per_video") == "all"
+    clips = f"every clip start (stride {sampling.get('clip_stride')})" if dense else \
+        f"{sampling.get('clips_per_video', '?')} cached clips x {sampling.get('spatial_views', '?')} views"
+    passes = {"all": "concatenated as trained", "each": "one pass each, voted", "one": "the middle clip only"}
+    return f"{clips} at short side {sampling.get('resize', '?')}, {passes.get(probe.get('test_clips'), '?')}"
+
+
+def this_run(probe: dict, clips: int | None, basis: dict | None = None, *, sampling: dict | None = None,
+             test_sampling: dict | None = None) -> dict[str, str]:
     several = several_candidates(probe)
     wd_end = f", cosine to {probe.get('final_weight_decay'):g}" if probe.get("wd_schedule") == "cosine" else \
         ", constant"
@@ -53,8 +78,8 @@ def this_run(probe: dict, clips: int | None, basis: dict | None = None) -> dict[
         "use_proj": "applied" if probe.get("use_proj") else "not applied (upstream V-JEPA 1)",
         "batch_size": words(probe.get("batch_size")),
         "train_clips": train.get(probe.get("train_clips"), "?"),
-        "test_clips": {"all": "every cached clip and view", "each": "every cached clip view, one pass each (voted)"}
-        .get(probe.get("test_clips"), "one"),
+        "augmentation": augmentation_text(probe, sampling or {}),
+        "test_clips": test_text(probe, test_sampling or sampling or {}),
         "epochs": words(probe.get("epochs")),
         "lrs": ", ".join(f"{v:g}" for v in probe.get("lrs", [])) + ", cosine to 0",
         "weight_decays": ", ".join(f"{v:g}" for v in probe.get("weight_decays", [])) + wd_end,
@@ -65,19 +90,22 @@ def this_run(probe: dict, clips: int | None, basis: dict | None = None) -> dict[
     }
 
 
-def same_as_paper(probe: dict, encoder_heads, compact: bool = False) -> dict[str, bool]:
-    """Setting by setting, whether this run trains as the paper recipe does (config.RECIPES["paper"])."""
+def same_as_paper(probe: dict, encoder_heads, compact: bool = False, *, clips=None,
+                  test_sampling: dict | None = None) -> dict[str, bool]:
+    """Setting by setting, whether this run trains and tests as the paper's code does (config.RECIPES["paper"] on
+    8 segments, and its final evaluation); augmentation never is: cached copies are fixed at extraction."""
     several = several_candidates(probe)
     paper = ProbeConfig(recipe="paper")
-    same = {k: probe.get(k) == getattr(paper, k) for k in ("use_proj", "batch_size", "train_clips", "test_clips",
-                                                            "epochs", "head", "num_queries", "probe")}
+    same = {k: probe.get(k) == getattr(paper, k) for k in ("use_proj", "batch_size", "train_clips", "epochs",
+                                                            "head", "num_queries", "probe")}
     return {
         "probe": same["probe"] and same["num_queries"] and same["head"],
         "num_heads": probe.get("num_heads") == encoder_heads,
         "use_proj": same["use_proj"],
         "batch_size": same["batch_size"],
-        "train_clips": same["train_clips"],
-        "test_clips": same["test_clips"],
+        "train_clips": same["train_clips"] and clips == 8,
+        "augmentation": False,
+        "test_clips": paper_test(probe, test_sampling or {}),
         "epochs": same["epochs"],
         "lrs": tuple(probe.get("lrs", [])) == paper.lrs,
         "weight_decays": tuple(probe.get("weight_decays", [])) == paper.weight_decays
@@ -94,8 +122,11 @@ def paper_table(config: dict) -> list[str]:
     probe = config.get("probe", {})
     attrs = config.get("store_attrs", {})
     basis = attrs.get("storage", {}).get("basis")
-    mine = this_run(probe, attrs.get("sampling", {}).get("clips_per_video"), basis)
-    same = same_as_paper(probe, attrs.get("encoder", {}).get("num_heads"), compact=bool(basis))
+    sampling = attrs.get("sampling", {})
+    test_sampling = config.get("test_store_sampling") or sampling
+    mine = this_run(probe, sampling.get("clips_per_video"), basis, sampling=sampling, test_sampling=test_sampling)
+    same = same_as_paper(probe, attrs.get("encoder", {}).get("num_heads"), compact=bool(basis),
+                         clips=sampling.get("clips_per_video"), test_sampling=test_sampling)
     lines = ["| setting | this run | the paper's code |", "|---|---|---|"]
     for key, paper in PAPER.items():
         lines.append(f"| {key} | {mine[key]}{'' if same[key] else ' *'} | {paper} |")

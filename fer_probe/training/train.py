@@ -145,7 +145,7 @@ def train_plans(source: TokenSource, plans: list[FoldPlan], targets: np.ndarray,
     check = device.type != "cpu" or len({c.train_clips for c in variants.values()}) > 1
     source.reader.policy = replace(source.reader.policy, trainer_checks_batches=not check)
     epochs = source.epochs(union, [np.random.default_rng([sampling_seed, epoch]) for epoch in range(cfg.epochs)],
-                           batch_size, all_clips=all_clips)  # the first batch is read now
+                           batch_size, all_clips=all_clips, copies=copy_draws(source.reader, cfg))  # reads start
     with collector_paused():  # 20M-parameter probes and every step's autograd objects: no walks over all objects
         candidates = [c for plan in plans for variant, variant_cfg in variants.items()
                       for c in make_candidates(variant_cfg, source, num_classes, plan=plan, device=device,
@@ -170,6 +170,16 @@ def train_plans(source: TokenSource, plans: list[FoldPlan], targets: np.ndarray,
             if on_epoch is not None:
                 on_epoch(epoch)
     return training
+
+
+def copy_draws(reader, cfg: ProbeConfig) -> list[np.ndarray] | None:
+    """Per epoch, the augmented copy each clip of each video trains on [V, K] (train_copies augmented): drawn from
+    the run's seed and the epoch only, so every schedule (all-folds, per-fold, one-clip or concatenated) trains a
+    clip on the same copy in the same epoch."""
+    if cfg.train_copies != "augmented":
+        return None
+    return [np.random.default_rng([cfg.seed, epoch, 2]).integers(0, reader.copies, size=(len(reader), reader.clips))
+            for epoch in range(cfg.epochs)]
 
 
 def validate(source: TokenSource, plans: list[FoldPlan], grid: CandidateGrid, *, targets: np.ndarray,

@@ -108,8 +108,9 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = 30) -> None:
 
 
 def generate_demo_dataset(out_dir: str | Path, actors: int = 12, repetitions: int = 2, *, n_frames: int = 48,
-                          size: int = 128, seed: int = 0, progress=None) -> list[Path]:
-    """Write actors x 6 emotions x repetitions RAVDESS-named mp4 files under out_dir/Actor_XX/."""
+                          size: int = 128, seed: int = 0, progress=None, frames_spread: int = 0) -> list[Path]:
+    """Write actors x 6 emotions x repetitions RAVDESS-named mp4 files under out_dir/Actor_XX/, each of n_frames
+    frames, or of n_frames + a seeded 0..frames_spread more (videos of different lengths, as real datasets')."""
     out_dir = Path(out_dir)
     written = []
     jobs = [(actor, code, rep) for actor in range(1, actors + 1) for code in DEMO_EMOTIONS
@@ -120,8 +121,9 @@ def generate_demo_dataset(out_dir: str | Path, actors: int = 12, repetitions: in
         rng = np.random.default_rng([seed, actor, code, rep])
         onset = rng.uniform(0.15, 0.35)
         frames = []
-        for i in range(n_frames):
-            t = i / max(n_frames - 1, 1)
+        length = n_frames + int(np.random.default_rng([seed, actor, code, rep, 1]).integers(0, frames_spread + 1))
+        for i in range(length):
+            t = i / max(length - 1, 1)
             a = float(np.clip((t - onset) / 0.3, 0.0, 1.0))
             a = a * a * (3 - 2 * a)  # smoothstep onset of the expression
             frames.append(draw_face(size, style, emotion, a=a, t=t, rng=rng))
