@@ -70,15 +70,28 @@ def scan(*, dataset: Annotated[str, typer.Option(help="dataset name in the confi
          config: ConfigOpt = Path("data.yaml"),
          decode: Annotated[bool, typer.Option(help="decode every video to count its frames")] = False,
          as_json: Annotated[bool, typer.Option("--json", help="print JSON: videos with label names, and errors")]
-         = False):
+         = False,
+         encoder: Annotated[str | None, typer.Option(help="also say what extracting with this encoder costs: "
+                                                          "encoder passes and bytes (augmented copies apart)")] = None,
+         preset: Annotated[str | None, typer.Option(help="with --encoder: the cost under this preset (paper)")]
+         = None):
     """List what would be extracted: id, label, subject (and decoded frames); unusable files with reasons.
     Exits 3 when it lists errors."""
     from fer_cache.config import load_config
     from fer_cache.inputs.scan import scan_with_frames
 
+    loaded = load_config(config)
     with progress_bar(stderr=True) as bar:
-        report = scan_with_frames(load_config(config).dataset(dataset), decode, counted(bar, "decoding"))
+        report = scan_with_frames(loaded.dataset(dataset), decode, counted(bar, "decoding"))
     print_scan(report, dataset, config, decode=decode, as_json=as_json)
+    if encoder is not None:
+        from fer_cache.extraction.cost import extraction_cost
+
+        request = ExtractRequest(dataset=dataset, encoder=encoder, out="", preset=preset)
+        cost = extraction_cost(loaded, request, videos=len(report.videos),
+                               frames=[v["n_frames"] for v in report.videos] if decode else None)
+        for line in cost.lines():
+            (errors if as_json else console).print(line, highlight=False)
     raise typer.Exit(3 if report.errors else 0)
 
 

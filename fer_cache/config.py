@@ -12,6 +12,7 @@ import yaml
 
 from fer_cache.encoder_entry import ENCODER_SETTINGS, EncoderConfig
 from fer_cache.errors import ConfigError
+from fer_cache.protocol import PRESETS, AugmentConfig, check_augment, preset_extraction
 
 ADAPTERS = ("ravdess", "crema_d", "manifest", "dfew", "ferv39k", "mafw")
 SOURCES = {"dfew": ("frames", "videos"), "mafw": ("frames", "videos"), "ferv39k": ("frames",)}  # official releases
@@ -31,14 +32,6 @@ class DatasetConfig:
     source: str | None = None  # dfew/mafw/ferv39k: face-crop `frames` (default) or original `videos`
     line: int = 0
     config_file: str = "data.yaml"  # the config file that defined it, for messages
-
-
-@dataclass(kw_only=True, frozen=True)
-class AugmentConfig:
-    """Augmented training copies written beside every clip's clean tokens (fer_cache.inputs.augment)."""
-    policy: str = "paper"
-    copies: int = 4
-    seed: int = 0
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -64,26 +57,6 @@ class ExtractionConfig:
     @property
     def dense(self) -> bool:
         return self.clips_per_video == "all"
-
-
-PRESETS = ("paper",)
-EVAL_RATIO = 256 / 224  # the reference's evaluation: short side int(384 * 256 / 224) = 438, centre crop 384
-
-
-def preset_extraction(name: str, entry: dict) -> dict:
-    """The values a preset sets (the entry's own keys still win): the paper's training sampling, 16 frames at step
-    4, 8 segments, 4 augmented copies of each."""
-    if name != "paper":
-        raise ValueError(name)
-    return {"frames_per_clip": 16, "frame_step": 4, "clips_per_video": 8, "spatial_views": 1,
-            "augment": AugmentConfig(policy="paper", copies=4, seed=0)} | entry
-
-
-def test_extraction(cfg: ExtractionConfig) -> ExtractionConfig:
-    """The test sampling that goes with a training extraction: every clip start at stride 1, short side at 256/224
-    of the crop (the reference's evaluation), no copies."""
-    return replace(cfg, clips_per_video="all", clip_stride=1, augment=None, resize=None, resize_ratio=EVAL_RATIO,
-                   face_crop=False)
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -261,7 +234,7 @@ def _extraction(entry, source: str, line: int) -> ExtractionConfig:
     where = f"{source} line {line} (extraction)"
     _check_keys(entry, set(_EXTRACTION_TYPES) | {"augment"}, "extraction", source=source)
     typed = dict(_EXTRACTION_TYPES)
-    if entry.get("clips_per_video") == "all":
+    if isinstance(entry.get("clips_per_video"), str):  # all, or a mistake check_extraction names
         typed["clips_per_video"] = str
     values = {key: _typed(entry[key], kind, key, where=where) for key, kind in typed.items() if key in entry}
     if entry.get("augment") is not None:
@@ -303,18 +276,6 @@ def check_extraction(cfg: ExtractionConfig, where: str) -> ExtractionConfig:
     if cfg.basis_videos < 1 or cfg.basis_tokens < 2:
         raise ConfigError(f"{where}: 'basis_videos' must be at least 1 and 'basis_tokens' at least 2")
     return cfg
-
-
-def check_augment(cfg: ExtractionConfig, where: str) -> None:
-    augment = cfg.augment
-    if augment.policy != "paper":
-        raise ConfigError(f"{where}: augment 'policy' must be paper (the reference's training augmentation), got "
-                          f"{augment.policy!r}")
-    if augment.copies < 1:
-        raise ConfigError(f"{where}: augment 'copies' must be at least 1, got {augment.copies}")
-    if cfg.dense or cfg.face_crop:
-        raise ConfigError(f"{where}: augmented copies are training clips: use them with a fixed clips_per_video and "
-                          "without face_crop (test on a dense store of clean clips)")
 
 
 def load_config(path: str | Path = "data.yaml") -> Config:

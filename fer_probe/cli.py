@@ -177,16 +177,20 @@ def ablate(store: Store, *, cfg, allow_incomplete: bool, overwrite: bool, out: O
                     "or face crops); repeat for several: the recipe's probe trains on each, compared with STORE's")
            ] = None,
            stores_only: Annotated[bool, typer.Option(help="compare the stores only (skip the one-store variants)")
-                                  ] = False):
-    """Probe type, proj, test clips, voting and training clips compared on the same folds, with paired bootstraps;
-    with --versus, stores of other encoders too (latent prediction vs pixel reconstruction in one command). The
-    options set the baseline that every variant changes one setting of."""
+                                  ] = False,
+           test_store: Annotated[str | None, typer.Option(help="every clip start of the same videos: adds the row "
+                                                               "test clips (the store's vs every start)")] = None):
+    """Probe type, proj, test clips, voting and training clips compared on the same folds, with paired bootstraps
+    (and training copies, augmented vs clean, on a store with copies); with --versus, stores of other encoders too
+    (latent prediction vs pixel reconstruction in one command). The options set the baseline that every variant
+    changes one setting of."""
     from fer_probe.protocols.ablate import run_ablation
 
     bar, update = epoch_progress()
     with bar:
         summary = run_ablation(store, out, cfg, n_folds=folds, allow_incomplete=allow_incomplete,
-                               overwrite=overwrite, versus=versus, stores_only=stores_only, on_progress=update)
+                               overwrite=overwrite, versus=versus, stores_only=stores_only, on_progress=update,
+                               test_store=test_store)
     print_ablation(summary.comparisons)
     for note in summary.notes:
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False)

@@ -41,3 +41,29 @@ def reference_store(tmp_path_factory, demo_small) -> Path:
 @pytest.fixture
 def planted_store(tmp_path) -> Path:
     return write_planted_store(tmp_path / "planted.zarr")
+
+
+@pytest.fixture(scope="session")
+def protocol_stores(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """The paper's protocol from a cache on synthetic videos of different lengths (18-32 frames): a training store
+    of 2 clips with 2 augmented copies each, and the dense test store of every clip start (stride 2) that goes with
+    it. Returns (data.yaml, training store, dense store)."""
+    from typer.testing import CliRunner
+
+    from fer_cache.cli import app
+    from fer_cache.inputs.datasets.synthetic import generate_demo_dataset
+
+    folder = tmp_path_factory.mktemp("protocol")
+    generate_demo_dataset(folder / "demo", actors=4, repetitions=1, n_frames=18, frames_spread=14, size=48)
+    config = write_config(folder, folder / "demo")
+    text = config.read_text().replace("dtype: float16}", "dtype: float16, clip_stride: 2, augment: {copies: 2}}")
+    config.write_text(text)
+    common = ["--dataset", "demo", "--encoder", "tiny", "--config", str(config), "--workers", "0"]
+    for out, extra in ((folder / "train.zarr", []), (folder / "dense.zarr", [])):
+        if out.name == "dense.zarr":
+            config.write_text(text.replace("clips_per_video: 2", "clips_per_video: all")
+                              .replace(", augment: {copies: 2}", ""))
+        result = CliRunner().invoke(app, ["extract", *common, "--out", str(out), *extra])
+        assert result.exit_code == 0, result.output
+    config.write_text(text)
+    return config, folder / "train.zarr", folder / "dense.zarr"

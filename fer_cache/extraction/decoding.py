@@ -21,7 +21,8 @@ WORKER_TIMEOUT = 600  # seconds a decode worker may take for one video before th
 class VideoClips(Dataset):
     """One item per video: decoded once, all clips and views cut from the same frames (runs in workers)."""
 
-    def __init__(self, root: Path, jobs: list[tuple[int, str]], sampling: Sampling, clip_slots: int | None = None):
+    def __init__(self, root: Path, jobs: list[tuple[int, str]], sampling: Sampling, *,
+                 clip_slots: int | None = None):
         self.root, self.jobs, self.sampling = root, jobs, sampling
         self.clip_slots = clip_slots  # a dense store's clip axis: a longer video is recorded as failed
         self.detector = None  # the face detector, made in each worker on first use (it cannot be pickled)
@@ -41,7 +42,8 @@ class VideoClips(Dataset):
                 raise DecodeError(f"{len(clips)} clip starts, but the dense store was sized for {self.clip_slots} "
                                   "(the longest video when it was created); extract into a new store")
             if self.sampling.augment is not None:
-                clips = with_copies(frames, clips, frame_index, self.sampling, rel)  # [K, S + A, T, h, w, 3]
+                clips = with_copies(frames, clips, frame_index=frame_index, sampling=self.sampling,
+                                    video=rel)  # [K, S + A, T, h, w, 3]
         except DecodeError as exc:
             return DecodedVideo.failure(index, str(exc))
         clips = torch.from_numpy(np.ascontiguousarray(clips))
@@ -53,16 +55,16 @@ class VideoClips(Dataset):
         return DecodedVideo(index=index, clips=clips, frame_index=frame_index, n_frames=len(frames))
 
 
-def with_copies(frames: np.ndarray, clips: np.ndarray, frame_index: np.ndarray, sampling: Sampling,
+def with_copies(frames: np.ndarray, clips: np.ndarray, *, frame_index: np.ndarray, sampling: Sampling,
                 video: str) -> np.ndarray:
     """Clean clip views [K, S, T, h, w, 3] and each clip's augmented copies [K, A, ...], cut from the same decoded
     frames, side by side [K, S + A, ...]: the encoder takes copies as further views, the writer splits them."""
-    copies = [sampling.augment.copies_of(frames[indices], video, k, crop=sampling.crop, mean=sampling.mean,
+    copies = [sampling.augment.copies_of(frames[indices], video, clip=k, crop=sampling.crop, mean=sampling.mean,
                                          std=sampling.std) for k, indices in enumerate(frame_index)]
     return np.concatenate([clips, np.stack(copies)], axis=1)
 
 
-def longest_clip_count(root: Path, paths: list[str], sampling: Sampling, workers: int) -> int:
+def longest_clip_count(root: Path, paths: list[str], sampling: Sampling, *, workers: int) -> int:
     """The clip axis of a new dense store: the clip count of its longest video, from every video's decoded frame
     count (containers' counts are unreliable); a video that does not decode counts none (it fails when encoded)."""
     from concurrent.futures import ThreadPoolExecutor

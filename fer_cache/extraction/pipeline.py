@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from fer_cache.config import PRESETS, Config, check_extraction, preset_extraction, test_extraction
+from fer_cache.config import Config, check_extraction
 from fer_cache.encoders import FAMILIES, describe_encoder, load_encoder
 from fer_cache.errors import FerCacheError
 from fer_cache.extraction.batching import Advance, BatchEncoder
@@ -35,6 +35,7 @@ from fer_cache.extraction.summary import ExtractSummary, run_notes, summarise
 from fer_cache.extraction.writer import Writer
 from fer_cache.inputs.datasets import scan_dataset
 from fer_cache.inputs.video import Sampling
+from fer_cache.protocol import PRESETS, preset_extraction, test_extraction
 from fer_cache.store import Store, schema, writing
 from fer_cache.store.basis import Basis
 
@@ -44,10 +45,9 @@ OUT_DTYPES = {"float16": torch.float16}  # what the encoder hands back per stora
 def run_extraction(config: Config, request: ExtractRequest, *, on_start: Callable[[int, int], None] | None = None,
                    on_advance: Callable[[Advance], None] | None = None) -> ExtractSummary:
     """Encode every pending video of the dataset into the store; resumable, safe to interrupt, multi-rank aware."""
-    started = time.perf_counter()
-    dataset_cfg, encoder_cfg = config.dataset(request.dataset), config.encoder(request.encoder)
-    extraction = resolved_extraction(config, encoder_cfg, request)
-    scan = scan_dataset(dataset_cfg)
+    started, dataset_cfg, encoder_cfg = time.perf_counter(), config.dataset(request.dataset), \
+        config.encoder(request.encoder)
+    extraction, scan = resolved_extraction(config, encoder_cfg, request), scan_dataset(dataset_cfg)
     if not scan.videos:
         raise FerCacheError(f"dataset '{request.dataset}': no videos to extract under {dataset_cfg.root} "
                             f"({len(scan.errors)} files could not be used, {scan.skipped} left out by filters); "
@@ -68,12 +68,11 @@ def run_extraction(config: Config, request: ExtractRequest, *, on_start: Callabl
                              plan=basis_plan(extraction, request), first_rank=info.rank == 0, device=device, stop=stop)
         attrs = store_attributes(config, request, model=model, sampling=sampling, extraction=extraction,
                                  basis=basis, label_names=scan.label_names, device=device)
-        layout = schema.Layout(videos=len(videos), clips=clip_slots(sampling, dataset_cfg.root, videos, request,
-                                                                     first_rank=info.rank == 0),
-                               views=sampling.spatial_views, tokens=model.cfg.num_tokens,
-                               width=basis.rank if basis else model.cfg.token_width,
+        clips = clip_slots(sampling, dataset_cfg.root, videos, request=request, first_rank=info.rank == 0)
+        layout = schema.Layout(videos=len(videos), clips=clips, views=sampling.spatial_views, copies=sampling.copies,
+                               tokens=model.cfg.num_tokens, width=basis.rank if basis else model.cfg.token_width,
                                frames_per_clip=sampling.frames_per_clip, dtype=extraction.dtype,
-                               compressor=extraction.compressor, copies=sampling.copies)
+                               compressor=extraction.compressor)
         store, reconciled = writing.prepare_for_extraction(request.out, layout, videos, attrs=attrs,
                                                       overwrite=request.overwrite, rank=info.rank,
                                                       wait=lambda: barrier(info), basis=basis)
@@ -135,7 +134,7 @@ def store_attributes(config: Config, request: ExtractRequest, *, model, sampling
         "encoder_notes": list(model.identity.notes)}}
 
 
-def clip_slots(sampling: Sampling, root, videos: list, request: ExtractRequest, *, first_rank: bool) -> int:
+def clip_slots(sampling: Sampling, root, videos: list, *, request: ExtractRequest, first_rank: bool) -> int:
     """The clip axis of the store: clips_per_video, or on a new dense store its longest video's clip count."""
     if not sampling.dense:
         return sampling.clips_per_video
@@ -143,7 +142,7 @@ def clip_slots(sampling: Sampling, root, videos: list, request: ExtractRequest, 
         writing.url_exists(request.out)
     if not first_rank or exists and not request.overwrite:
         return 1  # not used: the store exists, or rank 0 creates it
-    return longest_clip_count(root, [v.path for v in videos], sampling, request.workers)
+    return longest_clip_count(root, [v.path for v in videos], sampling, workers=request.workers)
 
 
 def basis_plan(extraction, request: ExtractRequest) -> BasisPlan | None:

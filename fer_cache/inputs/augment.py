@@ -47,15 +47,15 @@ class Policy:
                 "erasing": {"probability": ERASE_PROBABILITY, "area": list(ERASE_AREA), "aspect": ERASE_ASPECT,
                             "mode": "pixel", "per_frame": True}, "hflip": False}
 
-    def copies_of(self, frames: np.ndarray, video_id: str, clip: int, *, crop: int, mean, std) -> np.ndarray:
+    def copies_of(self, frames: np.ndarray, video_id: str, *, clip: int, crop: int, mean, std) -> np.ndarray:
         """One clip's decoded frames uint8 [T, H, W, 3] -> its `copies` augmented views [A, T, crop, crop, 3]."""
         x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255)  # [T, 3, H, W]
-        out = [augment_clip(x, generator(self.seed, video_id, clip, a), crop=crop, mean=mean, std=std)
+        out = [augment_clip(x, generator(self.seed, video_id, clip=clip, copy=a), crop=crop, mean=mean, std=std)
                for a in range(self.copies)]
         return torch.stack(out).mul_(255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
 
 
-def generator(seed: int, video_id: str, clip: int, copy: int) -> torch.Generator:
+def generator(seed: int, video_id: str, *, clip: int, copy: int) -> torch.Generator:
     """The draws of one copy: a function of the seed, the video's id, the clip and the copy only."""
     digest = hashlib.sha256(f"{seed}/{video_id}/{clip}/{copy}".encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
@@ -73,6 +73,15 @@ def augment_clip(x: torch.Tensor, g: torch.Generator, *, crop: int, mean, std) -
     return erase_frames(x, g, mean=fill, std=torch.tensor(std, dtype=x.dtype).view(1, 3, 1, 1))
 
 
+@dataclass(frozen=True)
+class Draw:
+    """One op's draw: its level in [0, 1] (magnitude / 10), sign, the fill colour of warps, translation at level 1."""
+    level: float
+    sign: float
+    fill: torch.Tensor  # [1, 3, 1, 1]
+    translate: float  # pixels
+
+
 def rand_augment(x: torch.Tensor, g: torch.Generator, *, fill: torch.Tensor, translate: float) -> torch.Tensor:
     """timm's rand-m7-n4-mstd0.5-inc1: 4 ops drawn with replacement, each applied with probability 0.5 at a
     magnitude drawn around 7 (of 10); one draw for every frame of the clip."""
@@ -81,7 +90,7 @@ def rand_augment(x: torch.Tensor, g: torch.Generator, *, fill: torch.Tensor, tra
             continue
         level = min(max(MAGNITUDE + MAGNITUDE_STD * float(torch.randn((), generator=g)), 0.0), 10.0) / 10
         sign = 1.0 if uniform(g) < 0.5 else -1.0
-        x = OPS[index](x, level, sign, fill, translate).clamp_(0, 1)
+        x = OPS[index](x, Draw(level, sign, fill, translate)).clamp_(0, 1)
     return x
 
 
@@ -99,31 +108,31 @@ def autocontrast(x: torch.Tensor) -> torch.Tensor:
     return torch.where(high > low, (x - low) / (high - low).clamp_min(1e-8), x)
 
 
-def _rotate(x, level, sign, fill, translate):
+def _rotate(x, d: Draw):
     _, geometry = kornia_modules()
-    return geometric(x, fill, lambda v: geometry.rotate(v, torch.full((len(v),), 30.0 * level * sign)))
+    return geometric(x, d.fill, lambda v: geometry.rotate(v, torch.full((len(v),), 30.0 * d.level * d.sign)))
 
 
 def _shear(axis: int):
-    def op(x, level, sign, fill, translate):
+    def op(x, d: Draw):
         _, geometry = kornia_modules()
         amount = torch.zeros(len(x), 2)
-        amount[:, axis] = 0.3 * level * sign
-        return geometric(x, fill, lambda v: geometry.shear(v, amount))
+        amount[:, axis] = 0.3 * d.level * d.sign
+        return geometric(x, d.fill, lambda v: geometry.shear(v, amount))
     return op
 
 
 def _translate(axis: int):
-    def op(x, level, sign, fill, translate):
+    def op(x, d: Draw):
         _, geometry = kornia_modules()
         amount = torch.zeros(len(x), 2)
-        amount[:, axis] = translate * level * sign
-        return geometric(x, fill, lambda v: geometry.translate(v, amount))
+        amount[:, axis] = d.translate * d.level * d.sign
+        return geometric(x, d.fill, lambda v: geometry.translate(v, amount))
     return op
 
 
 def _enhance(name: str):
-    def op(x, level, sign, fill, translate):
+    def op(x, d: Draw):
         enhance, _ = kornia_modules()
         return getattr(enhance, name)(x)
     return op
@@ -131,30 +140,30 @@ def _enhance(name: str):
 
 def _blend(degenerate):
     """PIL's ImageEnhance (increasing): x blended with its degenerate image by 1 +- 0.9 x level."""
-    def op(x, level, sign, fill, translate):
-        factor = 1.0 + 0.9 * level * sign
+    def op(x, d: Draw):
+        factor = 1.0 + 0.9 * d.level * d.sign
         return degenerate(x) + factor * (x - degenerate(x))
     return op
 
 
-def _sharpness(x, level, sign, fill, translate):
+def _sharpness(x, d: Draw):
     enhance, _ = kornia_modules()
-    factor = 1.0 + 0.9 * level * sign
+    factor = 1.0 + 0.9 * d.level * d.sign
     return enhance.sharpness(x, factor) if factor >= 0 else x
 
 
-def _posterize(x, level, sign, fill, translate):
+def _posterize(x, d: Draw):
     enhance, _ = kornia_modules()
-    return enhance.posterize(x, 4 - int(level * 4))  # increasing: fewer bits at higher levels
+    return enhance.posterize(x, 4 - int(d.level * 4))  # increasing: fewer bits at higher levels
 
 
-def _solarize(x, level, sign, fill, translate):
-    threshold = (256 - int(level * 256)) / 256  # increasing: a lower threshold at higher levels
+def _solarize(x, d: Draw):
+    threshold = (256 - int(d.level * 256)) / 256  # increasing: a lower threshold at higher levels
     return torch.where(x >= threshold, 1.0 - x, x)
 
 
-def _solarize_add(x, level, sign, fill, translate):
-    return torch.where(x < 128 / 255, (x + int(level * 110) / 255).clamp(max=1.0), x)
+def _solarize_add(x, d: Draw):
+    return torch.where(x < 128 / 255, (x + int(d.level * 110) / 255).clamp(max=1.0), x)
 
 
 OPS = [_enhance("equalize"), lambda x, *_: autocontrast(x), lambda x, *_: 1.0 - x, _rotate, _posterize, _solarize,

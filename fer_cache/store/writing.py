@@ -103,10 +103,8 @@ def write_video(store: Store, index: int, tokens: np.ndarray, *, frame_index: np
                              f"store's basis takes tokens of width {store.basis.width}")
         tokens = store.basis.project(tokens)  # [K, S (+ A), N, R]
     K, S = store.tokens.shape[1:3]
-    clips = tokens.shape[0]
-    expected = (clips, S + store.copies, *store.tokens.shape[3:])
-    if tuple(tokens.shape) != expected or not (clips == K or store.dense and 0 < clips <= K):
-        # a shard file would take any bytes: check here
+    clips = tokens.shape[0]  # a shard file would take any bytes: check here
+    if tokens.shape[1:] != (S + store.copies, *store.tokens.shape[3:]) or not (clips == K or store.dense and clips):
         raise StoreError(f"{store.location}: tokens of shape {tuple(tokens.shape)} for video row {index}, but the "
                          f"store holds {(K, S + store.copies, *store.tokens.shape[3:])} per video")
     parts = {"tokens": tokens[:, :S]} | ({"augmented": tokens[:, S:]} if store.copies else {})
@@ -119,9 +117,7 @@ def write_video(store: Store, index: int, tokens: np.ndarray, *, frame_index: np
                 shards.write_shard(group[name], store.location, name, row=index, values=values)
             else:
                 group[name][index, :clips] = values
-    padded = np.full((K, frame_index.shape[1]), -1, dtype=np.int32)
-    padded[:clips] = frame_index
-    group["clips/frame_index"][index] = padded
+    group["clips/frame_index"][index] = np.pad(frame_index, ((0, K - clips), (0, 0)), constant_values=-1)
     if "videos/n_clips" in group:
         group["videos/n_clips"][index] = clips
     group["videos/n_frames"][index] = n_frames

@@ -4,10 +4,8 @@ format's one token decoding), in the run's Precision, under the reader's ReadPol
 Axes: V videos, K clips, S views, N tokens, D width.
 """
 
-import itertools
 import math
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ import torch
 from fer_cache.store import Store, StoreFormatError, schema
 from fer_probe.data.coordinates import TokenBasis
 from fer_probe.data.precision import CPU_FLOAT32, Precision
+from fer_probe.data.prefetch import prefetch
 from fer_probe.errors import IncompleteStoreError, StoreReadError
 
 
@@ -41,19 +40,6 @@ class ClipRef:
     video: int  # row in the reader's (filtered) video list
     clip: int
     view: int
-
-
-def prefetch(load: Callable, items: Iterable, pool: ThreadPoolExecutor, *, ahead: int = 2) -> Iterator:
-    """load(item) for each item in order, up to `ahead` items loaded in the background ahead of the consumer. The
-    first loads start on this call, not on the first request: a caller can set up while they run."""
-    items = iter(items)
-    pending = deque(pool.submit(load, item) for item in itertools.islice(items, ahead + 1))
-
-    def results() -> Iterator:
-        while pending:
-            yield pending.popleft().result()
-            pending.extend(pool.submit(load, item) for item in itertools.islice(items, 1))  # once the consumer is back
-    return results()
 
 
 def finite(values: torch.Tensor) -> bool:

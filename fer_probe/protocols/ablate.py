@@ -137,10 +137,12 @@ def versus_names(store: str, versus: list[str]) -> list[str]:
 
 def run_ablation(store: str, out: str | Path, base: ProbeConfig, *, n_folds: int = DEFAULT_FOLDS,
                  allow_incomplete: bool = False, overwrite: bool = False, versus: list[str] | str | None = None,
-                 stores_only: bool = False,
+                 stores_only: bool = False, test_store: str | None = None,
                  on_progress: Callable[[str, int, int], None] | None = None) -> AblationSummary:
     """Each variant is a full cross-validation run in out/<variant>, all on the first run's folds; the variants on
-    the first store train together, from one read of each clip per epoch (run_cv_many). `versus`: stores
+    the first store train together, from one read of each clip per epoch (run_cv_many). A store with augmented
+    copies adds the row training copies (augmented vs clean); `test_store` (every clip start of the same videos)
+    the row test clips (the store's clips vs every start). `versus`: stores
     of the same videos extracted otherwise (another encoder, face crops); the recipe's probe trains on each, at its
     store's width and heads, and is compared with the first store's by a paired bootstrap. `stores_only` leaves out
     the one-store variants. Returns every variant's pooled UAR with its interval and the paired comparisons."""
@@ -155,6 +157,9 @@ def run_ablation(store: str, out: str | Path, base: ProbeConfig, *, n_folds: int
     prepare_ablation_dir(out, overwrite)
     configs = {"attentive": base} if stores_only else variants(base)
     stores = {name: store for name in configs}
+    protocol = [] if stores_only else protocol_rows(store, base, test_store)
+    for _, _, name, cfg in protocol:
+        configs[name], stores[name] = cfg, store
     for name, other in zip(versus_names(store, versus), versus):
         configs[name], stores[name] = base, other
     # the variants on the baseline's store train with it, from one read of each clip per epoch (run_cv_many)
@@ -168,22 +173,14 @@ def run_ablation(store: str, out: str | Path, base: ProbeConfig, *, n_folds: int
         if name not in together:
             results[name] = run_cv(stores[name], out / name, cfg, n_folds=n_folds, folds_file=folds_file,
                                    allow_incomplete=allow_incomplete, on_progress=labelled(on_progress, name),
-                                   only=common)
+                                   only=common, test_store=test_store if name == EVERY_START else None)
     results = {name: results[name] for name in configs}
     questions = [] if stores_only else comparisons(list(configs)[:5])
+    questions += [(question, "attentive", name, "pbv", "pbv") for question, _, name, _ in protocol]
     for name, other in zip(versus_names(store, versus), versus):
         questions.append((f"store ({Path(store).name} vs {Path(other).name})", "attentive", name, "pbv", "pbv"))
-    rows = []
-    for question, a, b, vote_a, vote_b in questions:
-        ids_a, labels, pred_a = video_predictions(results[a], vote_a)
-        ids_b, _, pred_b = video_predictions(results[b], vote_b)
-        order = {v: i for i, v in enumerate(ids_b)}
-        pred_b = pred_b[[order[v] for v in ids_a]]  # the same videos in the same order
-        test = paired_bootstrap(labels, pred_a, pred_b, metric=uar, seed=base.seed)
-        rows.append(PairedComparison(comparison=question, a=f"{a} ({vote_a.upper()})", b=f"{b} ({vote_b.upper()})",
-                                     uar_a=uar(labels, pred_a), uar_b=uar(labels, pred_b), **test,
-                                     distinguishable=distinguishable(test["p_value"]),
-                                     by_construction=by_construction(question, base, results[a])))
+    rows = [paired(question, results, base, a=a, b=b, votes=(vote_a, vote_b))
+            for question, a, b, vote_a, vote_b in questions]
     summary = AblationSummary(variants=variant_rows(results, configs, base, stores=stores), comparisons=rows,
                               left_out=left_out, stores=[store_record(s) for s in [store, *versus]],
                               notes=same_extraction_notes(store, versus))
@@ -195,6 +192,40 @@ def run_ablation(store: str, out: str | Path, base: ProbeConfig, *, n_folds: int
     ablation_png(summary, out / "ablation.png", f"ablations on {Path(store).name} (recipe {base.recipe})",
                  chance=1 / len(results["attentive"].class_names))
     return summary
+
+
+def paired(question: str, results: dict[str, RunResult], base: ProbeConfig, *, a: str, b: str,
+           votes: tuple[str, str]) -> PairedComparison:
+    """Run a against run b on the same test videos: a paired bootstrap of their UAR difference."""
+    ids_a, labels, pred_a = video_predictions(results[a], votes[0])
+    ids_b, _, pred_b = video_predictions(results[b], votes[1])
+    order = {v: i for i, v in enumerate(ids_b)}
+    pred_b = pred_b[[order[v] for v in ids_a]]  # the same videos in the same order
+    test = paired_bootstrap(labels, pred_a, pred_b, metric=uar, seed=base.seed)
+    return PairedComparison(comparison=question, a=f"{a} ({votes[0].upper()})", b=f"{b} ({votes[1].upper()})",
+                            uar_a=uar(labels, pred_a), uar_b=uar(labels, pred_b), **test,
+                            distinguishable=distinguishable(test["p_value"]),
+                            by_construction=by_construction(question, base, results[a]))
+
+
+EVERY_START = "attentive-test-every-start"
+
+
+def protocol_rows(store: str, base: ProbeConfig, test_store: str | None) -> list[tuple[str, str, str, ProbeConfig]]:
+    """(question, -, variant, config) of the cache's two shortcuts against the paper's protocol, where the stores
+    can measure them: fixed augmented copies against clean clips, and the store's clips against every clip start
+    (test_store)."""
+    from fer_probe.data.reader import CacheReader
+
+    with CacheReader(store, allow_incomplete=True) as reader:
+        copies = reader.copies
+    rows = []
+    if copies and base.train_copies != "clean":
+        rows.append((f"training copies ({copies} augmented vs clean)", "", "attentive-train-clean",
+                     base.with_settings(train_copies="clean")))
+    if test_store is not None:
+        rows.append(("test clips (the store's vs every start)", "", EVERY_START, base))
+    return rows
 
 
 def shares_training(cfg: ProbeConfig, base: ProbeConfig) -> bool:

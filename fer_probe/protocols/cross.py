@@ -100,7 +100,7 @@ def run_cross(train_store: str, test_store: str, out: str | Path, *, cfg: ProbeC
     with source_a.reader as a, source_b.reader as b:
         check_same_encoder(a, b)
         require_two_classes(a, train_store)
-        run = plan_run("", out, cfg, reader=a, overwrite=overwrite)
+        run = plan_run("", out, cfg, reader=a, overwrite=overwrite, scoring=b)
         out, cfg, notes = run.out, run.config, run.notes
         mapping = map_labels(a, b, policy, calm_as_neutral=calm_as_neutral)
         names_a = [canonical(a.label_names[i], calm_as_neutral) for i in a.labels]

@@ -28,7 +28,7 @@ def test_options_override_single_values_and_are_recorded():
 @pytest.mark.parametrize("change,message", [
     ({"recipe": "papper"}, "recipe must be one of paper, vjepa, fast"),
     ({"train_clips": "some"}, "train_clips must be one of one, all"),
-    ({"test_clips": "middle"}, "test_clips must be one of one, all"),
+    ({"test_clips": "middle"}, "test_clips must be one of auto, one, all"),
     ({"precision": "fp16"}, "precision must be one of"),
     ({"wd_schedule": "linear"}, "wd_schedule must be one of cosine, constant"),
     ({"schedule": "fold-by-fold"}, "schedule must be one of all-folds, per-fold"),
