@@ -129,6 +129,9 @@ def extract(*, dataset: Annotated[str, typer.Option(help="dataset name in the co
     given = dict(device=device, batch_size=batch_size, workers=workers, compile=compile_encoder)
     request = ExtractRequest(dataset=dataset, encoder=encoder, out=out, limit=limit, overwrite=overwrite, rank=rank,
                              preset=preset, **{k: v for k, v in given.items() if v is not None})  # defaults: its own
+    if test_out is not None and test_out.rstrip("/") == out.rstrip("/"):
+        raise FerCacheError(f"--test-out {test_out} is the training store's --out; name another store for the test "
+                            "clips")
     requests = [request] + ([replace(request, out=test_out, test=True)] if test_out else [])
     codes = []
     for request in requests:  # the training store, then its test store

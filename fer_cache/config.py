@@ -12,7 +12,7 @@ import yaml
 
 from fer_cache.encoder_entry import ENCODER_SETTINGS, EncoderConfig
 from fer_cache.errors import ConfigError
-from fer_cache.protocol import PRESETS, AugmentConfig, check_augment, preset_extraction
+from fer_cache.protocol import AugmentConfig, check_augment, preset_extraction
 
 ADAPTERS = ("ravdess", "crema_d", "manifest", "dfew", "ferv39k", "mafw")
 SOURCES = {"dfew": ("frames", "videos"), "mafw": ("frames", "videos"), "ferv39k": ("frames",)}  # official releases
@@ -239,14 +239,14 @@ def _extraction(entry, source: str, line: int) -> ExtractionConfig:
     values = {key: _typed(entry[key], kind, key, where=where) for key, kind in typed.items() if key in entry}
     if entry.get("augment") is not None:
         augment = entry["augment"]
+        if not isinstance(augment, dict):
+            raise ConfigError(f"{where}: 'augment' must be a mapping such as {{copies: 4, seed: 0}}, got {augment!r}")
         _check_keys(augment, set(_AUGMENT_TYPES), "extraction.augment", source=source)
         values["augment"] = AugmentConfig(**{k: _typed(augment[k], kind, k, where=f"{where} augment")
                                              for k, kind in _AUGMENT_TYPES.items() if k in augment})
     values = {k: v for k, v in values.items() if v is not None}
     if "preset" in values:
-        if values["preset"] not in PRESETS:
-            raise ConfigError(f"{where}: 'preset' must be one of {', '.join(PRESETS)}, got {values['preset']!r}")
-        values = preset_extraction(values["preset"], values)
+        values = preset_extraction(values["preset"], values, where=where)
     return check_extraction(ExtractionConfig(**values), where)
 
 

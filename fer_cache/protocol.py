@@ -18,11 +18,11 @@ PRESETS = ("paper",)
 EVAL_RATIO = 256 / 224  # the reference's evaluation: short side int(384 * 256 / 224) = 438, centre crop 384
 
 
-def preset_extraction(name: str, entry: dict) -> dict:
+def preset_extraction(name: str, entry: dict, *, where: str) -> dict:
     """The values a preset sets (the entry's own keys still win): the paper's training sampling, 16 frames at step
-    4, 8 segments, 4 augmented copies of each."""
-    if name != "paper":
-        raise ValueError(name)
+    4, 8 segments, 4 augmented copies of each. An unknown name is refused naming `where`."""
+    if name not in PRESETS:
+        raise ConfigError(f"{where}: 'preset' must be one of {', '.join(PRESETS)}, got {name!r}")
     return {"frames_per_clip": 16, "frame_step": 4, "clips_per_video": 8, "spatial_views": 1,
             "augment": AugmentConfig(policy="paper", copies=4, seed=0)} | entry
 

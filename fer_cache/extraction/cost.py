@@ -6,6 +6,8 @@ Axes: V videos, K clips per video, S views, A augmented copies, N tokens, D widt
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from fer_cache.config import Config
 from fer_cache.extraction.request import ExtractRequest
 from fer_cache.store.schema import STORED_DTYPES
@@ -61,8 +63,7 @@ def extraction_cost(config: Config, request: ExtractRequest, *, videos: int, fra
         raise FerCacheError("every clip start depends on each video's frames: add --decode to count them")
     clips = sum(sampling.clip_count(n) for n in frames) if frames is not None else sampling.clips_per_video * videos
     width = extraction.rank or model.cfg.token_width
-    itemsize = 2 if STORED_DTYPES[extraction.dtype] in ("float16", "uint16") else \
-        1 if extraction.dtype == "int8" else 4
+    itemsize = np.dtype(STORED_DTYPES[extraction.dtype]).itemsize
     return ExtractionCost(videos=videos, clips=clips,
                           views=sampling.spatial_views, copies=sampling.copies,
                           view_bytes=model.cfg.num_tokens * width * itemsize)

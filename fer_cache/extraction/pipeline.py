@@ -35,7 +35,7 @@ from fer_cache.extraction.summary import ExtractSummary, run_notes, summarise
 from fer_cache.extraction.writer import Writer
 from fer_cache.inputs.datasets import scan_dataset
 from fer_cache.inputs.video import Sampling
-from fer_cache.protocol import PRESETS, preset_extraction, test_extraction
+from fer_cache.protocol import preset_extraction, test_extraction
 from fer_cache.store import Store, schema, writing
 from fer_cache.store.basis import Basis
 
@@ -108,9 +108,8 @@ def resolved_extraction(config: Config, encoder_cfg, request: ExtractRequest):
     """data.yaml's extraction for this encoder, under the request's preset, as training or as test sampling."""
     extraction = config.extraction_for(encoder_cfg)
     if request.preset is not None:
-        if request.preset not in PRESETS:
-            raise FerCacheError(f"--preset {request.preset}: choose one of {', '.join(PRESETS)}")
-        extraction = replace(extraction, preset=request.preset, **preset_extraction(request.preset, {}))
+        extraction = replace(extraction, preset=request.preset,
+                             **preset_extraction(request.preset, {}, where=f"--preset {request.preset}"))
     if request.test:
         extraction = test_extraction(extraction)
     return check_extraction(extraction, f"{config.path} (extraction)")

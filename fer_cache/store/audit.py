@@ -151,7 +151,8 @@ def check_attrs(group) -> list[str]:
     if shape[3] != t * h * w or shape[4] != width:
         problems.append(f"tokens shape {shape} disagrees with token_grid {attrs['token_grid']} / token width {width}")
     problem = schema.label_names_problem(attrs) or schema.label_problem(group["videos/label"][:],
-                                                                        list(attrs["label_names"]))
+                                                                        list(attrs["label_names"])) \
+        or schema.clip_count_problem(group)
     if problem:
         problems.append(problem)
     return problems

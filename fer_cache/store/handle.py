@@ -56,8 +56,7 @@ class Store:
                                            ShardReader.applies(group[name], self.location) else None
                                            for name in ("tokens", "augmented"))
         self.whole_shards = {name: local and writes_whole_shards(group[name], self.location)
-                             for arrays in schema.TOKEN_ARRAYS.items() for name in arrays
-                             if name in group}  # decided once, not per video
+                             for name in schema.TOKEN_NODES if name in group}  # decided once, not per video
 
     @classmethod
     def open(cls, location: str | Path, mode: str = "r", *, direct: bool = True) -> "Store":
@@ -83,7 +82,7 @@ class Store:
         labels = self.group["videos/label"][:].astype(np.int64)
         problem = schema.label_names_problem(self.attrs)
         label_names = list(self.attrs.get("label_names", []))
-        problem = problem or schema.label_problem(labels, label_names)
+        problem = problem or schema.label_problem(labels, label_names) or schema.clip_count_problem(self.group)
         if problem:
             raise StoreFormatError(f"{self.location}: {problem}; the store is inconsistent (run `fer-cache verify`)")
         return Manifest(ids=self.strings("videos/id"), labels=labels, subjects=self.strings("videos/subject"),
@@ -124,7 +123,7 @@ class Store:
         read back as zeros. None where the store cannot be listed."""
         missing: set[int] = set()
         clips = schema.clip_counts(self.group)
-        for name in (name for arrays in schema.TOKEN_ARRAYS.items() for name in arrays):
+        for name in schema.TOKEN_NODES:
             if name not in self.group:
                 continue
             counts = self.chunk_counts(name)

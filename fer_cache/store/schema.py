@@ -64,6 +64,7 @@ AXES = {"tokens": ["video", "clip", "view", "token", "width"], "tokens_scale": [
         "augmented": ["video", "clip", "copy", "token", "width"], "augmented_scale": ["video", "clip", "copy", "token"],
         "clips/frame_index": ["video", "clip", "frame"]}
 TOKEN_ARRAYS = {"tokens": "tokens_scale", "augmented": "augmented_scale"}  # values -> their int8 scales
+TOKEN_NODES = (*TOKEN_ARRAYS, *TOKEN_ARRAYS.values())  # every per-video array of token values or scales
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,6 +180,20 @@ def clip_counts(group: zarr.Group) -> np.ndarray:
     if is_dense(group) and "videos/n_clips" in group:
         return group["videos/n_clips"][:].astype(np.int64)
     return np.full(V, K, dtype=np.int64)
+
+
+def clip_count_problem(group: zarr.Group) -> str | None:
+    """What is wrong with a dense store's videos/n_clips, or None: every done video holds 1 to K clips."""
+    if not is_dense(group):
+        return None
+    if "videos/n_clips" not in group:
+        return "a store of every clip start without videos/n_clips"
+    counts, status = clip_counts(group), group["videos/status"][:]
+    K = group["tokens"].shape[1]
+    bad = np.flatnonzero((status == DONE) & ((counts < 1) | (counts > K)))
+    if len(bad):
+        return f"videos/n_clips of video row {int(bad[0])} is {int(counts[bad[0]])}, outside 1..{K}"
+    return None
 
 
 def is_dense(group: zarr.Group) -> bool:

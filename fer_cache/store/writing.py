@@ -224,8 +224,8 @@ def reconcile(store: Store, attrs: dict, *, videos: list) -> Reconciled:
 
 
 def per_video_arrays(group: zarr.Group) -> list:
-    names = ["tokens", "tokens_scale", "augmented", "augmented_scale", "videos/n_frames", "videos/n_clips",
-             "videos/status", "videos/error", "clips/frame_index",
+    names = [*schema.TOKEN_NODES, "videos/n_frames", "videos/n_clips", "videos/status", "videos/error",
+             "clips/frame_index",
              "videos/path", "videos/label", "videos/subject", "videos/split"]
     return [group[name] for name in names if name in group]
 

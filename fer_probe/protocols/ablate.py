@@ -163,7 +163,8 @@ def run_ablation(store: str, out: str | Path, base: ProbeConfig, *, n_folds: int
     for name, other in zip(versus_names(store, versus), versus):
         configs[name], stores[name] = base, other
     # the variants on the baseline's store train with it, from one read of each clip per epoch (run_cv_many)
-    together = [n for n, c in configs.items() if stores[n] == store and shares_training(c, base)]
+    tests = {EVERY_START: test_store} if EVERY_START in configs else {}  # variants scored from another store
+    together = [n for n, c in configs.items() if stores[n] == store and shares_training(c, base) and n not in tests]
     results = run_cv_many(store, {n: (out / n, configs[n]) for n in together}, n_folds=n_folds,
                           allow_incomplete=allow_incomplete, only=common,
                           on_progress=labelled(on_progress, f"{len(together)} variants" if len(together) > 1
@@ -173,7 +174,7 @@ def run_ablation(store: str, out: str | Path, base: ProbeConfig, *, n_folds: int
         if name not in together:
             results[name] = run_cv(stores[name], out / name, cfg, n_folds=n_folds, folds_file=folds_file,
                                    allow_incomplete=allow_incomplete, on_progress=labelled(on_progress, name),
-                                   only=common, test_store=test_store if name == EVERY_START else None)
+                                   only=common, test_store=tests.get(name))
     results = {name: results[name] for name in configs}
     questions = [] if stores_only else comparisons(list(configs)[:5])
     questions += [(question, "attentive", name, "pbv", "pbv") for question, _, name, _ in protocol]

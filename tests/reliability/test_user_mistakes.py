@@ -20,6 +20,12 @@ CONFIG_MISTAKES = {
     "root does not exist": "datasets:\n  demo: {adapter: crema_d, root: /no/such/folder}\n",
     "unset variable": "datasets:\n  demo:\n    adapter: ravdess\n    root: ${FER_NO_SUCH_VARIABLE}/x\n",
     "empty file": "",
+    "clip stride 0": "datasets:\n  demo: {adapter: ravdess, root: ROOT}\nextraction: {clip_stride: 0}\n",
+    "augment not a mapping": "datasets:\n  demo: {adapter: ravdess, root: ROOT}\nextraction: {augment: 3}\n",
+    "augment copies wrong type": "datasets:\n  demo: {adapter: ravdess, root: ROOT}\n"
+                                 "extraction: {augment: {copies: two}}\n",
+    "augment unknown key": "datasets:\n  demo: {adapter: ravdess, root: ROOT}\nextraction: {augment: {copeis: 2}}\n",
+    "unknown preset": "datasets:\n  demo: {adapter: ravdess, root: ROOT}\nextraction: {preset: thesis}\n",
 }
 
 
@@ -196,3 +202,25 @@ def test_the_new_options_refuse_a_typo_or_a_missing_file_in_one_line(tmp_path, p
     assert_one_line_error(run(BIN / "fer-probe", "cv", planted_store, "--test-store", empty, *common, "--out",
                               tmp_path / "c"), "empty.zarr")
     assert run(BIN / "fer-cache", "families").returncode == 0
+
+
+def test_protocol_option_mistakes(tmp_path, protocol_stores):
+    """The paper protocol's options (issue 32): a typo, a clash or a damaged clip count is one line."""
+    import shutil
+
+    import zarr
+    config, train, dense = protocol_stores
+    common = ["extract", "--dataset", "demo", "--encoder", "tiny", "--config", config, "--workers", "0"]
+    assert_one_line_error(run(BIN / "fer-cache", *common, "--out", tmp_path / "a.zarr", "--preset", "thesis"),
+                          "--preset thesis")
+    assert_one_line_error(run(BIN / "fer-cache", *common, "--out", tmp_path / "b.zarr", "--test-out",
+                              tmp_path / "b.zarr"), "--test-out")
+    assert_one_line_error(run(BIN / "fer-probe", "cv", train, "--train-copies", "augmnted"), "train_copies")
+    assert_one_line_error(run(BIN / "fer-probe", "cv", train, "--test-clips", "every"), "test_clips")
+    damaged = tmp_path / "dense.zarr"
+    shutil.copytree(dense, damaged)
+    zarr.open_group(str(damaged), mode="r+")["videos/n_clips"][0] = 999
+    assert_one_line_error(run(BIN / "fer-probe", "cv", train, "--test-store", damaged, "--folds", "2", "--out",
+                              tmp_path / "r"),
+                          "videos/n_clips of video row 0 is 999")
+    assert run(BIN / "fer-cache", "verify", damaged).returncode != 0

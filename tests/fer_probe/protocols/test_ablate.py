@@ -248,3 +248,21 @@ def test_different_token_probes_train_as_variants_of_one_grid(tmp_path):
         for fa, fb in zip(together[name].folds, alone.folds):
             for pa, pb in zip(fa.clip_posteriors, fb.clip_posteriors):
                 np.testing.assert_allclose(pa, pb, atol=1e-4)
+
+
+def test_the_protocol_rows_compare_copies_and_every_clip_start_on_the_same_videos(protocol_stores, tmp_path):
+    """Issue 32: a store with copies adds training copies (augmented vs clean); --test-store every start adds test
+    clips; each variant is the baseline with that one change, scored on the same test videos."""
+    pytest.importorskip("kornia")
+    _, train, dense = protocol_stores
+    cfg = ProbeConfig.from_recipe("paper", epochs=1, num_heads=4, device="cpu")
+    summary = run_ablation(str(train), tmp_path / "abl", cfg, n_folds=2, test_store=str(dense))
+    rows = {row.comparison: row for row in summary.comparisons}
+    assert set(rows) >= {"training copies (2 augmented vs clean)", "test clips (the store's vs every start)"}
+    clean = json.loads((tmp_path / "abl" / "attentive-train-clean" / "config.json").read_text())
+    every = json.loads((tmp_path / "abl" / "attentive-test-every-start" / "config.json").read_text())
+    base = json.loads((tmp_path / "abl" / "attentive" / "config.json").read_text())
+    assert base["probe"]["train_copies"] == "augmented" and clean["probe"]["train_copies"] == "clean"
+    assert every["test_store"] == str(dense) and every["probe"]["test_clips"] == "each"
+    assert base["probe"]["test_clips"] == "all" and base["test_store"] is None
+    assert "test clips (the store's vs every start)" in (tmp_path / "abl" / "ablation.md").read_text()
