@@ -40,9 +40,10 @@ class Store:
 
     def __init__(self, group: zarr.Group, location: str | Path, *, direct: bool = True):
         self.group, self.location = group, str(location)
-        self.tokens = group["tokens"]
-        self.scales = group["tokens_scale"] if "tokens_scale" in group else None
-        self.copies = group["augmented"].shape[2] if "augmented" in group else 0  # augmented copies of each clip
+        self.arrays = {name: (group[name], group[scale] if scale in group else None)  # opened once, not per read
+                       for name, scale in schema.TOKEN_ARRAYS.items() if name in group}
+        self.tokens, self.scales = self.arrays["tokens"]  # values [V, K, S, N, D] and int8 scales (or None)
+        self.copies = self.arrays["augmented"][0].shape[2] if "augmented" in self.arrays else 0  # copies per clip
         self.dense = schema.is_dense(group)  # every clip start: each video its own clip count (clip_counts)
         self.dtype = schema.storage_dtype(group)
         compact = group.attrs.get("fer_cache_schema") == schema.COMPACT_SCHEMA_VERSION
@@ -97,7 +98,7 @@ class Store:
         """One video's stored token values (and int8 scales), all [K, S, N, D] or `selection` within [K, S] (of
         `array`: tokens, or augmented [K, A, N, D]), into `out` where given (the stored dtype, C-contiguous); a chunk
         that does not decode names the video and says how to repair it."""
-        values, scales = self.group[array], self.group.get(schema.TOKEN_ARRAYS[array])
+        values, scales = self.arrays[array]
         try:
             direct = self.direct if array == "tokens" else self.direct_copies
             stored = direct.read(row, selection, out) if direct is not None else None
