@@ -87,7 +87,7 @@ class ProbeConfig:
     grad_clip: float = role(SHARED, 1.0)
     seed: int = role(SHARED, 0)
     device: str = role(SHARED, "auto")  # auto, cpu, cuda or cuda:N (checked by precision.resolve_device)
-    memory_budget_mb: float = role(SHARED, 2048.0)  # decoded tokens kept in memory between epochs; 0 streams
+    memory_budget_mb: float = role(SHARED, 2048.0)  # stored tokens kept in memory between epochs; 0 streams
     # auto: float32 on the CPU (exact, deterministic), bfloat16 autocast on CUDA; float16: autocast with a gradient
     # scaler on CUDA, as the reference code trains; bfloat16 on a CPU multiplies the tokens in bfloat16 (not exact)
     precision: PrecisionName = role(SHARED, "auto")

@@ -73,7 +73,7 @@ PROBE_OPTIONS = {
                                                              "each clip, drawn every epoch) or clean; auto: augmented "
                                                              "where the store has copies "
                                                              f"[{default_of('train_copies')}]")], None),
-    "memory_mb": (Annotated[float | None, typer.Option(help="keep decoded tokens in memory if the store fits (MB); "
+    "memory_mb": (Annotated[float | None, typer.Option(help="keep the stored tokens in memory if they fit (MB); "
                                                             f"0 streams [{default_of('memory_budget_mb'):g}]")],
                   None),
     "precision": (Annotated[str | None, typer.Option(help="auto (float32 on the CPU, bfloat16 on CUDA), float32, "

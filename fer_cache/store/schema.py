@@ -239,14 +239,22 @@ def encode_tokens(tokens: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarra
     return np.clip(np.round(tokens / scale[..., None]), -127, 127).astype(np.int8), scale
 
 
-def decode_tokens(stored: np.ndarray, dtype: str, scale: np.ndarray | None = None) -> np.ndarray:
-    """Stored values -> float32 (the inverse of encode_tokens), in one pass: the one decoding, for fer-cache's
-    checks and fer_probe's reader alike."""
+def decode_tokens(stored: np.ndarray, dtype: str, scale: np.ndarray | None = None, *,
+                  out: np.ndarray | None = None) -> np.ndarray:
+    """Stored values -> float32 (the inverse of encode_tokens), in one pass, into `out` where given (float32, the
+    stored shape): the one decoding, for fer-cache's checks and fer_probe's reader alike."""
     if dtype == "bfloat16":
-        return (stored.astype(np.uint32) << 16).view(np.float32)
+        if out is None:
+            return (stored.astype(np.uint32) << 16).view(np.float32)
+        bits = out.view(np.uint32)
+        np.left_shift(stored, 16, out=bits, dtype=np.uint32)
+        return out
     if dtype == "int8":
-        return np.multiply(stored, scale[..., None], dtype=np.float32)
-    return stored.astype(np.float32, copy=False)
+        return np.multiply(stored, scale[..., None], out=out, dtype=np.float32)
+    if out is None:
+        return stored.astype(np.float32, copy=False)
+    out[...] = stored
+    return out
 
 
 def label_problem(labels: np.ndarray, label_names: list[str]) -> str | None:

@@ -16,6 +16,8 @@ import torch
 
 from fer_cache.store import Store, StoreFormatError, schema
 from fer_probe.data.coordinates import TokenBasis
+from fer_probe.data.decoding import Decoding, clip_means, finite
+from fer_probe.data.memory import KeptVideos
 from fer_probe.data.precision import CPU_FLOAT32, Precision
 from fer_probe.data.prefetch import prefetch
 from fer_probe.errors import IncompleteStoreError, StoreReadError
@@ -42,24 +44,10 @@ class ClipRef:
     view: int
 
 
-def finite(values: torch.Tensor) -> bool:
-    """All values finite? The smallest and largest value in one pass in the stored dtype (NaN propagates into both):
-    no float32 copy of the tensor, which for a video's float16 tokens would be a fresh 189 MB every read."""
-    if not values.numel():
-        return True
-    low, high = torch.aminmax(values)
-    return bool(torch.isfinite(low) & torch.isfinite(high))
-
-
-def clip_means(values: torch.Tensor) -> np.ndarray:
-    """A video's tokens [K, S, N, D] -> the token mean of each clip view [K, S, D] float32: the pooled baselines'
-    features, the same whether a pass of their own or another probe's test pass reads the video."""
-    return values.mean(dim=2, dtype=torch.float32).numpy()
-
-
 class CacheReader:
     """A store's videos, labels and subjects, and its tokens in the compute dtype, streamed chunk by chunk; a compact
-    store's as coordinates [..., R] on its basis, which the reader's precision carries (width D, stored_width R).
+    store's as normalised coordinates [..., R + 1] on its basis (data.coordinates), which the reader's precision
+    carries (width D, stored_width R, token_width R + 1).
 
     Opening refuses a store with pending or failed videos (unless allow_incomplete) and one whose done videos miss
     token chunks (they would read back as zeros). Use it as a context manager, or call close()."""
@@ -81,7 +69,9 @@ class CacheReader:
         self.label_names, self.fingerprint = manifest.label_names, self.attrs.get("fingerprint", "")
         self.tokens = self.store.tokens
         self.storage_dtype = self.store.dtype  # how tokens are stored: float16, bfloat16, int8 or float32
-        self.transfer_dtype = self.precision.transfer(self.storage_dtype)
+        self.transfer_dtype = self.precision.transfer(self.storage_dtype) if self.basis is None else \
+            self.precision.compute if self.precision.cuda else torch.float32  # normalised coordinates: computed
+        self.decode = Decoding(self.storage_dtype, self.transfer_dtype, self.precision.basis)
         usable = manifest.status == schema.DONE
         self.excluded = int((~usable).sum())
         if self.excluded and not allow_incomplete:
@@ -103,8 +93,9 @@ class CacheReader:
         self.copies, self.dense = self.store.copies, self.store.dense  # augmented copies per clip; every clip start
         self.clip_counts = schema.clip_counts(self.store.group)[self.rows]  # [V] clips of each video (dense: own)
         self.width = self.basis.width if self.basis is not None else self.stored_width
+        self.token_width = self.stored_width + (self.basis is not None)  # handed out: normalised coordinates R + 1
         self.memory_budget = memory_budget_mb * 1e6
-        self._memory: dict[int, torch.Tensor] = {}
+        self.kept = KeptVideos()  # preload's
         self._spare: list[torch.Tensor] = []  # buffers given back, to read into again (buffer, give_back)
         self._spare_lock = threading.Lock()  # taken by the reading threads, given back by the consumer
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fer-probe-read")
@@ -127,7 +118,7 @@ class CacheReader:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        self._memory.clear()
+        self.kept.clear()
         self._spare.clear()
 
     @property
@@ -147,25 +138,19 @@ class CacheReader:
         """Stored values of video v (or `selection` within [K, S]) -> tokens in the transfer dtype, checked finite
         (unless the caller checks them itself: require_finite), into `out` where given (read straight into it when
         it has the stored dtype); other encodings through the format's decoding (schema.decode_tokens)."""
-        dtype = self.transfer_dtype
-        direct = out is not None and str(dtype).removeprefix("torch.") == self.storage_dtype and dtype != torch.bfloat16
-        try:
-            stored, scale = self.store.read(int(self.rows[v]), self.ids[v], selection,
-                                            out=out.numpy() if direct else None, array=array)
-        except StoreFormatError as exc:
-            raise StoreReadError(str(exc)) from exc
-        as_stored = str(dtype).removeprefix("torch.") == self.storage_dtype
-        if direct:
-            values = out
-        elif as_stored and dtype == torch.bfloat16:  # the stored bits as they are
-            values = torch.from_numpy(stored.view(np.int16)).view(torch.bfloat16)
-        elif as_stored:
-            values = torch.from_numpy(stored)
-        else:
-            values = torch.from_numpy(schema.decode_tokens(stored, self.storage_dtype, scale)).to(dtype)
+        direct = out is not None and self.decode.direct
+        stored, scale = self._stored(v, selection, out=out.numpy() if direct else None, array=array)
+        values = out if direct else self.decode(stored, scale, out)
         if check:
             self.require_finite(v, values)
-        return values if out is None or direct else out.copy_(values.reshape(out.shape))
+        return values
+
+    def _stored(self, v: int, selection: tuple = (), *, out: np.ndarray | None = None,
+                array: str = "tokens") -> tuple[np.ndarray, np.ndarray | None]:  # values and int8 scales as stored
+        try:
+            return self.store.read(int(self.rows[v]), self.ids[v], selection, out=out, array=array)
+        except StoreFormatError as exc:
+            raise StoreReadError(str(exc)) from exc
 
     def require_finite(self, v: int, values: torch.Tensor) -> None:
         """Refuse non-finite tokens of video v. Prefetched reads leave this to the consuming thread: a torch
@@ -175,12 +160,15 @@ class CacheReader:
                                  "`fer-cache verify` and re-extract it")
 
     def _values(self, v: int, selection: tuple, *, out: torch.Tensor | None, check: bool) -> torch.Tensor:
-        """Video v's values (or `selection` within [K, S]) from memory where preloaded (checked when loaded), else
-        read; into `out` where given."""
-        if v in self._memory:
-            values = self._memory[v][selection] if selection else self._memory[v]
-            return values if out is None else out.copy_(values)
-        return self._read(v, selection, out=out, check=check)
+        """Video v's values (or `selection` within [K, S]) decoded from memory where preloaded (checked when
+        loaded), else read; into `out` where given."""
+        if v not in self.memory:
+            return self._read(v, selection, out=out, check=check)
+        stored, scale, factors = self.memory[v]
+        if selection:
+            stored, scale = stored[selection], None if scale is None else scale[selection]
+            factors = None if factors is None else (factors[0][selection], factors[1][selection])
+        return self.decode(stored, scale, out, factors=factors)
 
     def video(self, v: int, out: torch.Tensor | None = None) -> torch.Tensor:
         """All clips and views of one video -> [K, S, N, D] (one shard read; into `out` where given), checked
@@ -196,17 +184,29 @@ class CacheReader:
         return self._values(v, (slice(None), s), out=out, check=True)
 
     def preload(self) -> bool:
-        """Keep every decoded video in memory when the whole store fits the budget (read once, reuse per epoch)."""
-        itemsize = torch.finfo(self.transfer_dtype).bits // 8
-        needed = len(self) * self.clips * self.views * self.num_tokens * self.stored_width * itemsize
-        if needed > self.memory_budget or self._memory:
-            return bool(self._memory)
-        for v, values in enumerate(self.load_all(self.video, range(len(self)))):  # kept unpinned
-            self._memory[v] = values
-        return True
+        """Keep every stored value in memory when they fit the budget (read once, in the background: data.memory;
+        decoded per use: an int8 store's coordinates take a quarter of their float32 memory)."""
+        per_token = self.stored_width * self.tokens.dtype.itemsize + 4 * (self.storage_dtype == "int8") \
+            + 8 * (self.basis is not None)  # values, int8 scales, a compact store's factors
+        needed = int(self.clip_counts.sum()) * self.views * self.num_tokens * per_token
+        if needed <= self.memory_budget and not self.kept.active:
+            self.kept.start(self._pool, self._kept, len(self))
+        return self.kept.active
+
+    def _kept(self, v: int) -> tuple:  # stored values, int8 scales, a compact store's factors
+        stored, scale = self._stored(v, self.whole(v))
+        return stored, scale, None if self.basis is None else self.decode.factors(stored, scale)
+
+    @property
+    def memory(self) -> dict[int, tuple]:
+        """The videos kept in memory (preload), once read and checked finite."""
+        return self.kept.videos(self.require_finite)
 
     def load_all(self, load: Callable, items: Iterable, ahead: int = 2) -> Iterator:
-        """load(item) for each item, read ahead in background threads (the reader's one prefetch)."""
+        """load(item) for each item, read ahead in background threads (the reader's one prefetch); in this thread
+        for a store in memory on the CPU: decoding alone, where a thread would take a core from the matmuls."""
+        if self.kept.active and not self.pin_memory:
+            return map(load, items)
         return prefetch(load, items, self._pool, ahead=ahead)
 
     def videos(self, indices: Iterable[int], ahead: int = 2) -> Iterator[torch.Tensor]:
@@ -217,7 +217,7 @@ class CacheReader:
         def load(v: int) -> torch.Tensor:  # checked finite in the consuming thread
             if not recycle:
                 return self.pinned(self._values(v, self.whole(v), out=None, check=False))
-            shape = (int(self.clip_counts[v]), self.views, self.num_tokens, self.stored_width)
+            shape = (int(self.clip_counts[v]), self.views, self.num_tokens, self.token_width)
             return self._values(v, self.whole(v), out=self.buffer(shape), check=False)
         indices = list(indices)
         for values, v in zip(self.load_all(load, indices, ahead), indices):  # resumed after the last: given back
@@ -250,7 +250,7 @@ class CacheReader:
     @property
     def recycle(self) -> bool:
         """Whether streamed reads go into recycled buffers now (the policy's, on the CPU, for streamed stores)."""
-        return self.policy.recycle and not self.pin_memory and not self._memory
+        return self.policy.recycle and not self.pin_memory and not self.kept.active
 
     def read_batch(self, rows: np.ndarray, clips: np.ndarray, views: np.ndarray, *, all_clips: bool,
                    copies: np.ndarray | None = None) -> torch.Tensor:
@@ -258,7 +258,7 @@ class CacheReader:
         view concatenated [B, K*N, D], into a buffer (recycled under the policy); with copies [B, K], each clip's
         augmented copy copies[b, k] instead of its clean view. Not checked finite: the consumer checks
         (ReadPolicy.trainer_checks_batches), in its own thread (require_finite)."""
-        K, N, D = self.clips, self.num_tokens, self.stored_width
+        K, N, D = self.clips, self.num_tokens, self.token_width
         inputs = self.buffer((len(rows), K * N, D) if all_clips else (len(rows), N, D))  # [B, (K*)N, D]
         for b, (row, v, k, s) in enumerate(zip(inputs, rows, clips, views)):
             if copies is not None:  # one read per clip: each clip its own copy
@@ -287,10 +287,10 @@ class CacheReader:
         return out
 
     def clip_means(self, values: torch.Tensor) -> np.ndarray:
-        """A video's tokens [K, S, N, D or R] -> the token mean of each clip view [K, S, D] float32 (a compact
+        """A video's tokens [K, S, N, D or R + 1] -> the token mean of each clip view [K, S, D] float32 (a compact
         store's mean coordinates lifted: the mean of x~ is mean + mean(z) @ components)."""
-        means = clip_means(values)
-        return means if self.basis is None else self.precision.basis.lift_numpy(means)
+        basis = self.precision.basis
+        return clip_means(values) if self.basis is None else basis.lift_means(clip_means(basis.coordinates(values)))
 
     def active_classes(self) -> list[int]:
         """Label indices that occur among the usable videos, in label_names order."""

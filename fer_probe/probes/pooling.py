@@ -1,10 +1,11 @@
 """The re-associated attention pooling of the cross-attention probes: scores x_hat . u and pooled sums
 sum softmax(x_hat . u) x_hat, without projecting a token to a key or value (attention.py explains the re-association).
 
-Tokens arrive in one of two geometries: as themselves (x [B, N, D]), or as coordinates on a compact store's basis
-(z [B, N, R], standing for x~ = mean + z @ components: data.coordinates.TokenBasis). The computation is the same in
-both; the basis only changes how a direction is applied to a token, how a token's LayerNorm statistics are found and
-how pooled coordinates return to D, so a compact store costs R/D of the token work, exactly.
+Tokens arrive in one of two geometries: as themselves (x [B, N, D]), or as a compact store's normalised coordinates
+(zn = [rstd z, rstd] [B, N, R + 1], standing for x~ = mean + z @ components: data.coordinates.TokenBasis). The
+computation is the same in both; on coordinates the LayerNorm is already folded in, a direction is applied to a token
+through R + 1 columns and pooled coordinates return to D once per column, so a compact store costs R/D of the token
+work, exactly.
 
 Axes: B clips, N tokens, D width, R rank, M = sum of Q*h over probes (score columns).
 """
@@ -13,22 +14,27 @@ import math
 
 import torch
 
-from fer_probe.data.coordinates import TokenBasis
+from fer_probe.data.coordinates import NORM_EPS, TokenBasis
+from fer_probe.errors import FerProbeError
 
 
 def pool(x: torch.Tensor, u: torch.Tensor, eps: float, *, matmul_dtype: torch.dtype | None = None,
          basis: TokenBasis | None = None) -> torch.Tensor:
-    """Raw tokens x [B, N, D] (or coordinates [B, N, R] on `basis`), the stacked key columns of several probes
-    u [M, D] -> sum over tokens of softmax(x_hat . u) x_hat per column [B, M, D].
+    """Raw tokens x [B, N, D] (or normalised coordinates [B, N, R + 1] on `basis`), the stacked key columns of
+    several probes u [M, D] -> sum over tokens of softmax(x_hat . u) x_hat per column [B, M, D].
 
-    On the CPU (tokens that need no gradient) it streams each video's tokens in cache-sized chunks (StreamedPool):
-    float16 tokens are converted a chunk at a time, to float32 or to matmul_dtype (bfloat16 for the CPU's bfloat16
-    runs; coordinates always multiply in float32), and each chunk is read from memory once forward and once backward.
-    Elsewhere (CUDA, or the tokens of attentive-deep's self-attention blocks) it is whole_pool."""
-    if x.device.type == "cpu" and not x.requires_grad:
-        return StreamedPool.apply(x, u, eps, torch.float32 if basis is not None else matmul_dtype, basis)
+    On the CPU (tokens that need no gradient) it streams each video's tokens in cache-sized chunks (StreamedPool,
+    StreamedCompactPool): float16 tokens are converted a chunk at a time, to float32 or to matmul_dtype (bfloat16 for
+    the CPU's bfloat16 runs; coordinates always multiply in float32), and each chunk is read from memory once forward
+    and once backward. Elsewhere (CUDA, or the tokens of attentive-deep's self-attention blocks) it is whole_pool."""
+    streamed = x.device.type == "cpu" and not x.requires_grad
     if basis is not None:
-        return whole_pool_compact(x, u, eps, basis=basis)
+        if eps != NORM_EPS:
+            raise FerProbeError(f"a compact store's coordinates are normalised for LayerNorm eps {NORM_EPS}; this "
+                                f"probe's is {eps}")
+        return StreamedCompactPool.apply(x, u, basis) if streamed else whole_pool_compact(x, u, basis=basis)
+    if streamed:
+        return StreamedPool.apply(x, u, eps, matmul_dtype)
     return whole_pool(x.float() if x.dtype == torch.float16 and not torch.is_autocast_enabled() else x, u, eps)
 
 
@@ -55,19 +61,13 @@ def whole_pool(x: torch.Tensor, u: torch.Tensor, eps: float) -> torch.Tensor:
     return pooled - (weights * mu).sum(1).unsqueeze(-1)  # [B, M, D] = sum a x_hat
 
 
-def whole_pool_compact(z: torch.Tensor, u: torch.Tensor, eps: float, *, basis: TokenBasis) -> torch.Tensor:
-    """whole_pool on coordinates z [B, N, R]: x~ . c(u) = z @ (C c(u)^T) + mean . c(u), the statistics from z
-    (TokenBasis.token_statistics, in float32 outside autocast), and sum w x~ lifted once per column."""
-    B, N, R = z.shape
-    columns, offset = basis.columns(centred(u))  # [R, M], [M]
-    flat = z.reshape(B * N, R)
-    with torch.autocast(z.device.type, enabled=False):
-        _, rstd = basis.token_statistics(flat, eps)  # [BN, 1]
-    rstd = rstd.view(B, N, 1)
-    scores = ((flat @ columns.to(z.dtype)).view(B, N, -1).float() + offset) * rstd  # [B, N, M] = x_hat . u
-    weights = scores.softmax(dim=1) * rstd  # [B, N, M]
-    weighted = (weights.to(z.dtype).transpose(1, 2) @ z).float()  # [B, M, R]
-    return centred(basis.combine(weighted, weights.sum(1)))  # [B, M, D] = sum a x_hat
+def whole_pool_compact(zn: torch.Tensor, u: torch.Tensor, *, basis: TokenBasis) -> torch.Tensor:
+    """whole_pool on normalised coordinates zn [B, N, R + 1]: x_hat . u = zn @ columns(c(u)), and sum a x_hat is
+    the sum of a zn lifted once per column (TokenBasis.combine), centred."""
+    columns = basis.columns(centred(u)).to(zn.dtype)  # [R + 1, M]
+    weights = (zn @ columns).float().softmax(dim=1)  # [B, N, M]
+    weighted = (weights.to(zn.dtype).transpose(1, 2) @ zn).float()  # [B, M, R + 1]
+    return centred(basis.combine(weighted))  # [B, M, D] = sum a x_hat
 
 
 TOKEN_CHUNK = 2048  # tokens of one streamed chunk at D = 1280: 10 MB in float32, resident in the L3 cache of a
@@ -82,80 +82,100 @@ class StreamedPool(torch.autograd.Function):
 
     Token means drop out of the products by centring across the width: x_hat . u = rstd x . (u - mean(u)), and
     sum_n a_n x_hat_n = c(sum_n a_n rstd_n x_n) with c(v) = v - mean(v). Backward, with G_m = dL/dpooled_m:
-    dL/ds_nm = a_nm (rstd_n x_n . c(G_m) - G_m . pooled_m) and dL/du_m = c(sum_n dL/ds_nm rstd_n x_n).
-    On coordinates (basis), x . c(v) is z @ (C c(v)^T) + mean . c(v) and sums of x are lifted once per column."""
+    dL/ds_nm = a_nm (rstd_n x_n . c(G_m) - G_m . pooled_m) and dL/du_m = c(sum_n dL/ds_nm rstd_n x_n)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, u: torch.Tensor, eps: float,  # noqa: PLR0917 (autograd's signature)
-                matmul_dtype: torch.dtype | None = None, basis: TokenBasis | None = None) -> torch.Tensor:
+                matmul_dtype: torch.dtype | None = None) -> torch.Tensor:
         B, N, _ = x.shape
         M, D = u.shape
         matmul_dtype, stats = matmul_dtypes(x, u, matmul_dtype)
-        ctx.matmul_dtype, ctx.basis = matmul_dtype, basis
-        columns, offset = directions(centred(u), basis, matmul_dtype, with_statistics=True)  # [D, M] or [R, M + 2]
+        ctx.matmul_dtype = matmul_dtype
+        columns = centred(u).T.to(matmul_dtype).contiguous()  # [D, M]
         scores, rstd = x.new_empty((B, N, M), dtype=stats), x.new_empty((B, N, 1), dtype=stats)
         top, total, pooled = u.new_empty(B, M), u.new_empty(B, M), u.new_empty(B, M, D)
         for b in range(B):
             running = u.new_full((M,), -math.inf)  # [M] running maximum of the scores
-            sums, weighted = u.new_zeros(M), u.new_zeros(M, x.shape[2])  # softmax denominators; sum e rstd x
-            weights = u.new_zeros(M)  # sum e rstd (coordinates only: the mean token's share of the pooled sum)
-            for start, chunk in chunks(x[b], matmul_dtype):  # [n, D or R]
+            sums, weighted = u.new_zeros(M), u.new_zeros(M, D)  # softmax denominators; sum e rstd x
+            for start, chunk in chunks(x[b], matmul_dtype):  # [n, D]
                 n = slice(start, start + chunk.shape[0])
-                raw = (chunk @ columns).to(stats)  # [n, M] (+ the statistics' 2 columns on coordinates)
-                rstd_c = token_rstd(chunk, eps, stats) if basis is None else \
-                    basis.statistics_from(raw[:, M:], torch.linalg.vector_norm(chunk, dim=-1, keepdim=True), eps)[1]
-                s = torch.mul(raw if offset is None else raw[:, :M].add_(offset), rstd_c, out=scores[b, n])  # x_hat.u
+                rstd_c = token_rstd(chunk, eps, stats)  # [n, 1]
+                s = torch.mul((chunk @ columns).to(stats), rstd_c, out=scores[b, n])  # [n, M] x_hat . u
                 new = torch.maximum(running, s.amax(0))  # [M]
                 rescale = torch.exp(running - new)  # [M]
                 e = torch.exp(s - new)  # [n, M]
                 sums.mul_(rescale).add_(e.sum(0))
                 e.mul_(rstd_c)  # [n, M]
-                weighted.mul_(rescale[:, None]).add_((e.T.to(matmul_dtype) @ chunk).to(stats))  # [M, D or R]
-                if basis is not None:
-                    weights.mul_(rescale).add_(e.sum(0))
+                weighted.mul_(rescale[:, None]).add_((e.T.to(matmul_dtype) @ chunk).to(stats))  # [M, D]
                 running = new
                 rstd[b, n] = rstd_c
             top[b], total[b] = running, sums
-            pooled[b] = centred(weighted if basis is None else basis.combine(weighted, weights)) / sums[:, None]
+            pooled[b] = centred(weighted) / sums[:, None]
         ctx.save_for_backward(x, scores, rstd, top, total, pooled)
         return pooled
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, scores, rstd, top, total, pooled = ctx.saved_tensors
-        basis = ctx.basis
         matmul_dtype, stats = matmul_dtypes(x, grad, ctx.matmul_dtype)
         grad_u = grad.new_zeros(grad.shape[1:])  # [M, D] before centring
         for b in range(x.shape[0]):
             g = grad[b]  # [M, D]
-            g_t, g_offset = directions(centred(g), basis, matmul_dtype)  # [D or R, M], [M] or None
+            g_t = centred(g).T.to(matmul_dtype).contiguous()  # [D, M]
             g_pooled = (g * pooled[b]).sum(1)  # [M]
-            grad_z = grad_u if basis is None else g.new_zeros(g.shape[0], x.shape[2])  # sum r x: [M, D] or [M, R]
-            grad_weights = g.new_zeros(g.shape[0])  # sum r (coordinates only)
             for start, chunk in chunks(x[b], matmul_dtype):
                 n = slice(start, start + chunk.shape[0])
                 a = torch.exp(scores[b, n] - top[b]).div_(total[b])  # [n, M] the softmax
-                raw = (chunk @ g_t).to(stats)  # [n, M] x . c(G)
-                r = (raw if g_offset is None else raw.add_(g_offset)).mul_(rstd[b, n]).sub_(g_pooled).mul_(a) \
-                    .mul_(rstd[b, n])  # dL/ds rstd
-                grad_z += (r.T.to(matmul_dtype) @ chunk).to(stats)  # [M, D or R]
-                if basis is not None:
-                    grad_weights += r.sum(0)
-            if basis is not None:
-                grad_u += basis.combine(grad_z, grad_weights)
-        return None, centred(grad_u), None, None, None
+                r = (chunk @ g_t).to(stats).mul_(rstd[b, n]).sub_(g_pooled).mul_(a).mul_(rstd[b, n])  # dL/ds rstd
+                grad_u += (r.T.to(matmul_dtype) @ chunk).to(stats)  # [M, D]
+        return None, centred(grad_u), None, None
 
 
-def directions(v: torch.Tensor, basis: TokenBasis | None, matmul_dtype: torch.dtype, *,
-               with_statistics: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Directions v [M, D] as the columns that apply them to a chunk of tokens: v^T [D, M], or on coordinates
-    (C v^T [R, M], mean . v [M]), with the basis's statistics columns appended where asked ([R, M + 2])."""
-    if basis is None:
-        return v.T.to(matmul_dtype).contiguous(), None
-    columns, offset = basis.columns(v)
-    if with_statistics:
-        columns = torch.cat([columns, basis.statistics], dim=1)
-    return columns.to(matmul_dtype).contiguous(), offset
+class StreamedCompactPool(torch.autograd.Function):
+    """StreamedPool on normalised coordinates zn = [rstd z, rstd] [B, N, R + 1] (float32, or converted a chunk at a
+    time): the LayerNorm is in them, so the scores are zn @ columns(c(u)) and the pooled sums a product of the
+    softmax with zn, lifted once per column; no per-token statistics or scaling. Backward, with G_m = dL/dpooled_m:
+    dL/ds_nm = a_nm (zn_n @ columns(c(G_m)) - G_m . pooled_m), dL/du_m = c(combine(sum_n dL/ds_nm zn_n))."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, u: torch.Tensor, basis: TokenBasis) -> torch.Tensor:  # noqa: PLR0917 (autograd)
+        B, N, W = x.shape
+        M, D = u.shape
+        ctx.basis = basis
+        columns = basis.columns(centred(u)).contiguous()  # [R + 1, M]
+        scores = x.new_empty((B, N, M), dtype=torch.float32)
+        top, total, pooled = u.new_empty(B, M), u.new_empty(B, M), u.new_empty(B, M, D)
+        for b in range(B):
+            running = u.new_full((M,), -math.inf)  # [M] running maximum of the scores
+            sums, weighted = u.new_zeros(M), u.new_zeros(M, W)  # softmax denominators; sum e zn
+            for start, chunk in chunks(x[b], torch.float32):  # [n, R + 1]
+                s = torch.mm(chunk, columns, out=scores[b, start:start + chunk.shape[0]])  # [n, M] x_hat . u
+                new = torch.maximum(running, s.amax(0))  # [M]
+                rescale = torch.exp(running - new)  # [M]
+                e = torch.exp(s - new)  # [n, M]
+                sums.mul_(rescale).add_(e.sum(0))
+                weighted.mul_(rescale[:, None]).addmm_(e.T, chunk)  # [M, R + 1]
+                running = new
+            top[b], total[b] = running, sums
+            pooled[b] = centred(basis.combine(weighted)) / sums[:, None]
+        ctx.save_for_backward(x, scores, top, total, pooled)
+        return pooled
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, scores, top, total, pooled = ctx.saved_tensors
+        basis = ctx.basis
+        grad_u = grad.new_zeros(grad.shape[1:])  # [M, D] before centring
+        for b in range(x.shape[0]):
+            g = grad[b]  # [M, D]
+            g_columns = basis.columns(centred(g)).contiguous()  # [R + 1, M]
+            g_pooled = (g * pooled[b]).sum(1)  # [M]
+            summed = g.new_zeros(g.shape[0], x.shape[2])  # sum_n total dL/ds_nm zn_n [M, R + 1]
+            for start, chunk in chunks(x[b], torch.float32):
+                e = torch.exp(scores[b, start:start + chunk.shape[0]] - top[b])  # [n, M] the softmax times total
+                summed.addmm_(e.mul_((chunk @ g_columns).sub_(g_pooled)).T, chunk)
+            grad_u += basis.combine(summed / total[b][:, None])
+        return None, centred(grad_u), None
 
 
 def token_rstd(chunk: torch.Tensor, eps: float, stats: torch.dtype) -> torch.Tensor:

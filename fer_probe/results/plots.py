@@ -173,11 +173,15 @@ def probe_embeddings(reader, run: Path) -> tuple[np.ndarray, list[str]]:
         raise FerProbeError(f"{run} was trained on tokens of width {meta['width']}, the store has {reader.width}")
     out, basis = [], reader.precision.basis  # a compact store's coordinates are lifted to the tokens they stand for
     with torch.inference_mode():
-        for values in reader.videos(range(len(reader))):  # [K, S, N, D or R]
-            x = values.float().reshape(-1, *values.shape[2:])  # [K*S, N, D or R]
-            if probe.input_kind == InputKind.POOLED:
-                x = x.mean(dim=1)  # [K*S, D or R]
-            out.append(probe.pooled(x if basis is None else basis.lift(x)).mean(dim=0).numpy())  # [D]
+        for values in reader.videos(range(len(reader))):  # [K, S, N, D or R + 1]
+            x = values.float().reshape(-1, *values.shape[2:])  # [K*S, N, D or R + 1]
+            if probe.input_kind == InputKind.POOLED and basis is not None:
+                x = torch.from_numpy(reader.clip_means(x[None])[0])  # [K*S, D]
+            elif probe.input_kind == InputKind.POOLED:
+                x = x.mean(dim=1)  # [K*S, D]
+            elif basis is not None:
+                x = basis.lift(x)  # [K*S, N, D]
+            out.append(probe.pooled(x).mean(dim=0).numpy())  # [D]
     return np.stack(out), tested_ids(run, files[0].stem)
 
 

@@ -54,3 +54,47 @@ def test_reads_into_a_given_buffer_equal_plain_reads(reference_store):
             assert reader.view(1, 0, out=buffer) is buffer and torch.equal(buffer, expected)
             video = torch.empty_like(reader.video(1))
             assert torch.equal(reader.video(1, out=video), reader.video(1))
+
+
+def compact(tmp_path, dtype="int8"):
+    from fer_cache.store.compaction import CompactRequest, compact_store
+    from tests.helpers import write_planted_store
+    full = write_planted_store(tmp_path / "full.zarr", n_subjects=4, per_class=1)
+    out = tmp_path / f"compact-{dtype}.zarr"
+    compact_store(CompactRequest(source=str(full), out=str(out), rank=8, dtype=dtype, sample_tokens=400))
+    return out
+
+
+def test_a_compact_store_kept_in_memory_hands_out_the_normalised_coordinates_a_streamed_read_gives(tmp_path):
+    """[rstd z, rstd], bit for bit, whether the stored values and their factors were kept (preload, decoded in the
+    consuming thread) or are read and normalised on each read; and the LayerNorm of the tokens they stand for."""
+    import numpy as np
+    for dtype in ("int8", "float16"):
+        store = compact(tmp_path, dtype)
+        with CacheReader(store, memory_budget_mb=0) as streamed, CacheReader(store, memory_budget_mb=100) as kept:
+            assert not streamed.preload() and kept.preload()
+            refs = [ClipRef(v, k, 0) for v in range(len(kept)) for k in range(kept.clips)]
+            for ref in refs:
+                assert torch.equal(kept.clip(ref), streamed.clip(ref))
+            assert torch.equal(kept.video(1), streamed.video(1))
+            zn = streamed.clip(refs[0])  # [N, R + 1]
+            assert zn.shape == (streamed.num_tokens, streamed.stored_width + 1)
+            tokens = streamed.precision.basis.lift(zn)  # [N, D]
+            expected = torch.rsqrt(tokens.var(-1, unbiased=False) + 1e-5)
+            assert np.allclose(zn[:, -1].numpy(), expected.numpy(), rtol=1e-4)
+
+
+def test_a_store_kept_in_memory_with_a_non_finite_scale_is_refused_at_its_first_use(tmp_path):
+    import pytest
+    import zarr
+
+    from fer_probe.errors import StoreReadError
+    store = compact(tmp_path)
+    scales = zarr.open_group(str(store), mode="r+")["tokens_scale"]
+    values = scales[2]
+    values[0, 0, 5] = float("nan")
+    scales[2] = values
+    with CacheReader(store, memory_budget_mb=100) as reader:
+        assert reader.preload()  # the reads run in the background
+        with pytest.raises(StoreReadError, match=f"{reader.ids[2]} has non-finite"):
+            reader.clip(ClipRef(0, 0, 0))  # any first use waits for them all, and checks them

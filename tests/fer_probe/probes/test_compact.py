@@ -25,7 +25,8 @@ def coordinates_and_tokens(batch: int = 3, tokens: int = 300, seed: int = 1):
     mean, components = random_basis()
     basis = TokenBasis.create(mean, components, torch.device("cpu"))
     z = torch.from_numpy(np.random.default_rng(seed).standard_normal((batch, tokens, R)).astype(np.float32) * 2)
-    return basis, z, basis.lift(z)  # [B, N, R], [B, N, D] = x~
+    tokens = torch.addmm(basis.mean, z.reshape(-1, R), basis.components).view(batch, tokens, D)  # x~, directly
+    return basis, basis.normalise(z), tokens  # [B, N, R + 1] as the reader hands them out, [B, N, D]
 
 
 def gradients(probes, x, precision):
@@ -60,19 +61,26 @@ def test_whole_tensor_pooling_on_coordinates_equals_it_on_tokens_with_gradients(
     basis, z, tokens = coordinates_and_tokens(tokens=50)
     u = torch.randn(7, D, requires_grad=True)
     g = torch.randn(3, 7, D)
-    (whole_pool_compact(z, u, 1e-5, basis=basis) * g).sum().backward()
+    (whole_pool_compact(z, u, basis=basis) * g).sum().backward()
     grad_compact, u.grad = u.grad.clone(), None
     (whole_pool(tokens, u, 1e-5) * g).sum().backward()
-    assert close(whole_pool_compact(z, u, 1e-5, basis=basis), whole_pool(tokens, u, 1e-5), 1e-4)
+    assert close(whole_pool_compact(z, u, basis=basis), whole_pool(tokens, u, 1e-5), 1e-4)
     assert close(grad_compact, u.grad, 1e-4)
     assert close(pool(z, u, 1e-5, basis=basis), whole_pool(tokens, u, 1e-5), 1e-4)  # the streamed CPU path
 
 
-def test_the_linear_probe_on_lifted_clip_means_equals_it_on_the_tokens_mean():
-    """The baselines' feature is the clip's mean token: mean + mean(z) @ components is the mean of x~."""
-    basis, z, tokens = coordinates_and_tokens()
-    assert close(basis.lift(z.mean(1)), tokens.mean(1), 1e-5)
-    mu, rstd = basis.token_statistics(z.reshape(-1, R), 1e-5)
+def test_normalised_coordinates_hold_the_layer_norm_of_the_tokens_they_stand_for():
+    """[rstd z, rstd]: rstd is the LayerNorm 1/std of x~, and the coordinates, the tokens and their mean come back."""
+    basis, zn, tokens = coordinates_and_tokens()
     flat = tokens.reshape(-1, D)
-    assert close(mu, flat.mean(-1, keepdim=True), 1e-5)
-    assert close(rstd, torch.rsqrt(flat.var(-1, unbiased=False, keepdim=True) + 1e-5), 1e-4)
+    assert close(zn[..., -1:].reshape(-1, 1), torch.rsqrt(flat.var(-1, unbiased=False, keepdim=True) + 1e-5), 1e-4)
+    assert close(basis.lift(zn), tokens, 1e-5)
+    means = basis.lift_means(basis.coordinates(zn).mean(1).numpy())  # the baselines' feature: the mean of x~
+    assert close(torch.from_numpy(means), tokens.mean(1), 1e-5)
+
+
+def test_a_probe_with_another_layer_norm_eps_is_refused_on_coordinates():
+    from fer_probe.errors import FerProbeError
+    basis, zn, _ = coordinates_and_tokens(batch=1, tokens=10)
+    with pytest.raises(FerProbeError, match="eps"):
+        pool(zn, torch.randn(4, D), 1e-6, basis=basis)

@@ -199,8 +199,8 @@ def test_cpu_bfloat16_runs_multiply_the_tokens_in_bfloat16_and_learn_what_float3
     exact = run_cv(str(store), tmp_path / "float32", FAST, n_folds=4)
     asked = set()
     apply = pooling.StreamedPool.apply
-    monkeypatch.setattr(pooling.StreamedPool, "apply", lambda x, u, eps, dtype=None, basis=None:
-                        asked.add((x.dtype, dtype)) or apply(x, u, eps, dtype, basis))
+    monkeypatch.setattr(pooling.StreamedPool, "apply", lambda x, u, eps, dtype=None:
+                        asked.add((x.dtype, dtype)) or apply(x, u, eps, dtype))
     fast = run_cv(str(store), tmp_path / "bfloat16", ProbeConfig.from_recipe("fast", epochs=8, num_heads=4,
                                                                             device="cpu", precision="bfloat16"),
                   n_folds=4)

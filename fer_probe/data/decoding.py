@@ -1,0 +1,96 @@
+"""From a store's stored values to the tokens the reader hands out: the stored dtype decoded (schema.decode_tokens)
+into the transfer dtype, and a compact store's coordinates normalised for the probes' LayerNorm
+(data.coordinates): [stored * factor, rstd] per token, with the factors found once per video where it is kept in
+memory, or on each read, the same bits either way.
+
+Axes: K clips, S views, N tokens, D stored width (R on a compact store).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from fer_cache.store import schema
+from fer_probe.data.coordinates import TokenBasis
+
+
+def finite(values: torch.Tensor) -> bool:
+    """All values finite? The smallest and largest value in one pass in the stored dtype (NaN propagates into both):
+    no float32 copy of the tensor, which for a video's float16 tokens would be a fresh 189 MB every read."""
+    if not values.numel():
+        return True
+    low, high = torch.aminmax(values)
+    return bool(torch.isfinite(low) & torch.isfinite(high))
+
+
+def as_tensor(stored: np.ndarray, scale: np.ndarray | None) -> torch.Tensor:
+    """What decides whether stored values decode finite, without decoding: an int8 store's scales, else the values
+    (bfloat16's raw bits seen as bfloat16)."""
+    if scale is not None:
+        return torch.from_numpy(scale)
+    return torch.from_numpy(stored.view(np.int16)).view(torch.bfloat16) if stored.dtype == np.uint16 else \
+        torch.from_numpy(stored)
+
+
+def clip_means(values: torch.Tensor) -> np.ndarray:
+    """A video's tokens [K, S, N, D] -> the token mean of each clip view [K, S, D] float32: the pooled baselines'
+    features, the same whether a pass of their own or another probe's test pass reads the video."""
+    return values.mean(dim=2, dtype=torch.float32).numpy()
+
+
+Factors = tuple[torch.Tensor, torch.Tensor]  # per token [..., 1]: what takes a stored coordinate to rstd z, and rstd
+
+
+@dataclass(frozen=True)
+class Decoding:
+    storage_dtype: str  # how tokens are stored: float16, bfloat16, int8 or float32
+    transfer_dtype: torch.dtype  # how the reader hands them out
+    basis: TokenBasis | None  # a compact store's: its coordinates are handed out normalised
+
+    @property
+    def as_stored(self) -> bool:
+        return str(self.transfer_dtype).removeprefix("torch.") == self.storage_dtype
+
+    @property
+    def direct(self) -> bool:
+        """Whether reads go straight into the caller's buffer (the stored bytes are the handed-out values)."""
+        return self.as_stored and self.transfer_dtype != torch.bfloat16 and self.basis is None
+
+    def __call__(self, stored: np.ndarray, scale: np.ndarray | None, out: torch.Tensor | None = None, *,
+                 factors: Factors | None = None) -> torch.Tensor:
+        """Stored values -> tokens in the transfer dtype (into `out` where given: float32 decodes straight into it);
+        a compact store's as normalised coordinates (`factors`: their per-token factors, where kept in memory)."""
+        dtype = self.transfer_dtype
+        if self.basis is not None:
+            return self.normalised(stored, factors or self.factors(stored, scale), out)
+        if self.as_stored and dtype == torch.bfloat16:  # the stored bits as they are
+            values = torch.from_numpy(stored.view(np.int16)).view(torch.bfloat16)
+        elif self.as_stored:
+            values = torch.from_numpy(stored)
+        elif out is not None and dtype == torch.float32:
+            schema.decode_tokens(stored, self.storage_dtype, scale, out=out.view(stored.shape).numpy())
+            return out
+        else:
+            values = torch.from_numpy(schema.decode_tokens(stored, self.storage_dtype, scale)).to(dtype)
+        return values if out is None else out.copy_(values.reshape(out.shape))
+
+    def factors(self, stored: np.ndarray, scale: np.ndarray | None) -> Factors:
+        """A compact store's stored coordinates -> per token (the factor that takes a stored value to rstd z, rstd)
+        [..., 1] float32: normalised coordinates are [stored * factor, rstd]."""
+        z = torch.from_numpy(stored).float()
+        if scale is not None:
+            z.mul_(torch.from_numpy(scale)[..., None])
+        rstd = self.basis.rstd(z)  # [..., 1]
+        return (rstd if scale is None else rstd * torch.from_numpy(scale)[..., None]), rstd
+
+    def normalised(self, stored: np.ndarray, factors: Factors, out: torch.Tensor | None) -> torch.Tensor:
+        """Normalised coordinates [..., R + 1] from stored ones and their factors, into `out` where given."""
+        shape = (*stored.shape[:-1], stored.shape[-1] + 1)
+        target = out.view(shape) if out is not None and out.dtype == torch.float32 else torch.empty(shape)
+        factor, rstd = factors
+        target[..., :-1].copy_(torch.from_numpy(stored)).mul_(factor)
+        target[..., -1:].copy_(rstd)
+        if out is None:
+            return target.to(self.transfer_dtype)
+        return out if target.data_ptr() == out.data_ptr() else out.copy_(target.view(out.shape))
