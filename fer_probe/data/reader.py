@@ -16,8 +16,7 @@ import torch
 
 from fer_cache.store import Store, StoreFormatError, schema
 from fer_probe.data.coordinates import TokenBasis
-from fer_probe.data.decoding import Decoding, clip_means, finite
-from fer_probe.data.memory import KeptVideos
+from fer_probe.data.decoding import Decoding, as_tensor, clip_means, finite
 from fer_probe.data.precision import CPU_FLOAT32, Precision
 from fer_probe.data.prefetch import prefetch
 from fer_probe.errors import IncompleteStoreError, StoreReadError
@@ -95,7 +94,7 @@ class CacheReader:
         self.width = self.basis.width if self.basis is not None else self.stored_width
         self.token_width = self.stored_width + (self.basis is not None)  # handed out: normalised coordinates R + 1
         self.memory_budget = memory_budget_mb * 1e6
-        self.kept = KeptVideos()  # preload's
+        self._memory: dict[int, tuple] = {}  # preload's: stored values, int8 scales, a compact store's factors
         self._spare: list[torch.Tensor] = []  # buffers given back, to read into again (buffer, give_back)
         self._spare_lock = threading.Lock()  # taken by the reading threads, given back by the consumer
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fer-probe-read")
@@ -118,7 +117,7 @@ class CacheReader:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        self.kept.clear()
+        self._memory.clear()
         self._spare.clear()
 
     @property
@@ -162,9 +161,9 @@ class CacheReader:
     def _values(self, v: int, selection: tuple, *, out: torch.Tensor | None, check: bool) -> torch.Tensor:
         """Video v's values (or `selection` within [K, S]) decoded from memory where preloaded (checked when
         loaded), else read; into `out` where given."""
-        if v not in self.memory:
+        if v not in self._memory:
             return self._read(v, selection, out=out, check=check)
-        stored, scale, factors = self.memory[v]
+        stored, scale, factors = self._memory[v]
         if selection:
             stored, scale = stored[selection], None if scale is None else scale[selection]
             factors = None if factors is None else (factors[0][selection], factors[1][selection])
@@ -184,28 +183,25 @@ class CacheReader:
         return self._values(v, (slice(None), s), out=out, check=True)
 
     def preload(self) -> bool:
-        """Keep every stored value in memory when they fit the budget (read once, in the background: data.memory;
-        decoded per use: an int8 store's coordinates take a quarter of their float32 memory)."""
+        """Keep every stored value in memory when they fit the budget (read once, decoded per use: an int8 store's
+        coordinates take a quarter of their float32 memory), checked finite; a compact store's factors with them."""
         per_token = self.stored_width * self.tokens.dtype.itemsize + 4 * (self.storage_dtype == "int8") \
             + 8 * (self.basis is not None)  # values, int8 scales, a compact store's factors
         needed = int(self.clip_counts.sum()) * self.views * self.num_tokens * per_token
-        if needed <= self.memory_budget and not self.kept.active:
-            self.kept.start(self._pool, self._kept, len(self))
-        return self.kept.active
-
-    def _kept(self, v: int) -> tuple:  # stored values, int8 scales, a compact store's factors
-        stored, scale = self._stored(v, self.whole(v))
-        return stored, scale, None if self.basis is None else self.decode.factors(stored, scale)
-
-    @property
-    def memory(self) -> dict[int, tuple]:
-        """The videos kept in memory (preload), once read and checked finite."""
-        return self.kept.videos(self.require_finite)
+        if needed > self.memory_budget or self._memory:
+            return bool(self._memory)
+        for v, (stored, scale) in enumerate(self.load_all(lambda v: self._stored(v, self.whole(v)), range(len(self)))):
+            self.require_finite(v, as_tensor(stored, scale))
+            factors = None if self.basis is None else self.decode.factors(stored, scale)  # in this thread: torch's
+            if factors is not None:
+                self.require_finite(v, factors[0])
+            self._memory[v] = stored, scale, factors
+        return True
 
     def load_all(self, load: Callable, items: Iterable, ahead: int = 2) -> Iterator:
         """load(item) for each item, read ahead in background threads (the reader's one prefetch); in this thread
         for a store in memory on the CPU: decoding alone, where a thread would take a core from the matmuls."""
-        if self.kept.active and not self.pin_memory:
+        if self._memory and not self.pin_memory:
             return map(load, items)
         return prefetch(load, items, self._pool, ahead=ahead)
 
@@ -250,7 +246,7 @@ class CacheReader:
     @property
     def recycle(self) -> bool:
         """Whether streamed reads go into recycled buffers now (the policy's, on the CPU, for streamed stores)."""
-        return self.policy.recycle and not self.pin_memory and not self.kept.active
+        return self.policy.recycle and not self.pin_memory and not self._memory
 
     def read_batch(self, rows: np.ndarray, clips: np.ndarray, views: np.ndarray, *, all_clips: bool,
                    copies: np.ndarray | None = None) -> torch.Tensor:
