@@ -6,6 +6,8 @@ memory, or on each read, the same bits either way.
 Axes: K clips, S views, N tokens, D stored width (R on a compact store).
 """
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,3 +96,38 @@ class Decoding:
         if out is None:
             return target.to(self.transfer_dtype)
         return out if target.data_ptr() == out.data_ptr() else out.copy_(target.view(out.shape))
+
+
+class Deferred:
+    """Decodes that a reading thread leaves to the consumer (a compact store read on the CPU: its normalisation runs
+    torch's threads, which in a reading thread would take cores from the training's matmuls). Reads made inside
+    read(item) record what to decode into which buffer; the consumer's finish decodes them. So a load must return
+    the buffers it read into as they are: they hold their tokens only once finished."""
+
+    def __init__(self):
+        self._local = threading.local()
+
+    def read(self, load: Callable) -> Callable:
+        """load(item) -> (its result, the decodes it left)."""
+        def deferring(item):
+            self._local.pending = []
+            try:
+                return load(item), self._local.pending
+            finally:
+                self._local.pending = None
+        return deferring
+
+    def take(self, stored: np.ndarray, scale: np.ndarray | None, out: torch.Tensor | None) -> bool:
+        """Record the decode of `stored` into `out` where this thread defers (and `out` is given)."""
+        pending = getattr(self._local, "pending", None)
+        if pending is None or out is None:
+            return False
+        pending.append((stored, scale, out))
+        return True
+
+    @staticmethod
+    def finish(decode: "Decoding", done: tuple):
+        result, pending = done
+        for stored, scale, out in pending:
+            decode(stored, scale, out)
+        return result

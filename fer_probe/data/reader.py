@@ -16,7 +16,7 @@ import torch
 
 from fer_cache.store import Store, StoreFormatError, schema
 from fer_probe.data.coordinates import TokenBasis
-from fer_probe.data.decoding import Decoding, as_tensor, clip_means, finite
+from fer_probe.data.decoding import Decoding, Deferred, as_tensor, clip_means, finite
 from fer_probe.data.precision import CPU_FLOAT32, Precision
 from fer_probe.data.prefetch import prefetch
 from fer_probe.errors import IncompleteStoreError, StoreReadError
@@ -70,7 +70,7 @@ class CacheReader:
         self.storage_dtype = self.store.dtype  # how tokens are stored: float16, bfloat16, int8 or float32
         self.transfer_dtype = self.precision.transfer(self.storage_dtype) if self.basis is None else \
             self.precision.compute if self.precision.cuda else torch.float32  # normalised coordinates: computed
-        self.decode = Decoding(self.storage_dtype, self.transfer_dtype, self.precision.basis)
+        self.decode, self.deferred = Decoding(self.storage_dtype, self.transfer_dtype, self.precision.basis), Deferred()
         usable = manifest.status == schema.DONE
         self.excluded = int((~usable).sum())
         if self.excluded and not allow_incomplete:
@@ -139,7 +139,8 @@ class CacheReader:
         it has the stored dtype); other encodings through the format's decoding (schema.decode_tokens)."""
         direct = out is not None and self.decode.direct
         stored, scale = self._stored(v, selection, out=out.numpy() if direct else None, array=array)
-        values = out if direct else self.decode(stored, scale, out)
+        values = out if direct or (not check and self.deferred.take(stored, scale, out)) else \
+            self.decode(stored, scale, out)
         if check:
             self.require_finite(v, values)
         return values
@@ -200,10 +201,14 @@ class CacheReader:
 
     def load_all(self, load: Callable, items: Iterable, ahead: int = 2) -> Iterator:
         """load(item) for each item, read ahead in background threads (the reader's one prefetch); in this thread
-        for a store in memory on the CPU: decoding alone, where a thread would take a core from the matmuls."""
+        for a store in memory on the CPU: decoding alone, where a thread would take a core from the matmuls (and a
+        compact store's reads on the CPU are normalised here too: data.decoding.Deferred)."""
         if self._memory and not self.pin_memory:
             return map(load, items)
-        return prefetch(load, items, self._pool, ahead=ahead)
+        if self.basis is None or self.pin_memory:
+            return prefetch(load, items, self._pool, ahead=ahead)
+        return (self.deferred.finish(self.decode, done) for done in
+                prefetch(self.deferred.read(load), items, self._pool, ahead=ahead))
 
     def videos(self, indices: Iterable[int], ahead: int = 2) -> Iterator[torch.Tensor]:
         """Yield [K, S, N, D] for each video index, prefetching (and pinning, for CUDA) in background threads, each

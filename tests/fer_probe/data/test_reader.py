@@ -65,6 +65,9 @@ def compact(tmp_path, dtype="int8"):
     return out
 
 
+import numpy as np  # noqa: E402
+
+
 def test_a_compact_store_kept_in_memory_hands_out_the_normalised_coordinates_a_streamed_read_gives(tmp_path):
     """[rstd z, rstd], bit for bit, whether the stored values and their factors were kept (preload) or are read and
     normalised on each read; and the LayerNorm of the tokens they stand for."""
@@ -97,3 +100,31 @@ def test_a_store_kept_in_memory_with_a_non_finite_scale_is_refused_when_it_is_ke
     with CacheReader(store, memory_budget_mb=100) as reader:
         with pytest.raises(StoreReadError, match=f"{reader.ids[2]} has non-finite"):
             reader.preload()  # before any training
+
+
+def test_a_streamed_compact_store_is_normalised_in_the_consuming_thread_and_gives_the_kept_values(tmp_path,
+                                                                                                 monkeypatch):
+    """The reading threads only read; the consumer normalises (torch's threads would otherwise compete with the
+    training's), into the recycled buffers, bit for bit what the kept store gives."""
+    import threading
+
+    from fer_probe.data.decoding import Decoding
+    from fer_probe.data.reader import ReadPolicy
+    store = compact(tmp_path)
+    threads = set()
+    normalised = Decoding.normalised
+    monkeypatch.setattr(Decoding, "normalised", lambda self, *a: threads.add(threading.current_thread().name)
+                        or normalised(self, *a))
+    with CacheReader(store, memory_budget_mb=0, policy=ReadPolicy(recycle=True)) as streamed:
+        got = [values.clone() for values in streamed.videos(range(len(streamed)))]
+        batch = streamed.read_batch(np.array([0, 2]), np.array([1, 0]), np.array([0, 0]), all_clips=True)
+        assert threads == {threading.current_thread().name}  # read_batch alone: in the caller's thread
+        pending = [inputs.clone() for inputs in streamed.load_all(  # as TokenSource reads batches ahead
+            lambda v: streamed.read_batch(np.array([v]), np.array([0]), np.array([0]), all_clips=True), [0, 2])]
+    assert threads == {threading.current_thread().name}
+    with CacheReader(store, memory_budget_mb=100) as kept:
+        assert kept.preload()
+        for v, values in enumerate(got):
+            assert torch.equal(values, kept.video(v))
+        assert torch.equal(batch[1].view(kept.clips, -1, kept.token_width), kept.view(2, 0))
+        assert torch.equal(pending[1][0].view(kept.clips, -1, kept.token_width), kept.view(2, 0))
