@@ -114,22 +114,32 @@ def verify_store(location: str, on_video: Progress | None = None, *, repair: boo
             report.problems.append(f"video {video_id}: token chunks missing from {store.chunk_folder(i)} (deleted or "
                                    "never written); rerun the extraction on this store to encode it again")
             continue
-        try:
-            stored, scale = store.read(i, video_id)
-        except schema.StoreFormatError as exc:
-            report.problems.append(f"video {video_id}: tokens unreadable ({exc.__cause__.__class__.__name__}) in "
-                                   f"{store.chunk_folder(i)}")
-            report.damaged.append(i)
-            continue
-        decoded = schema.decode_tokens(stored, store.dtype, scale)
-        if not np.isfinite(decoded).all():
-            bad = int((~np.isfinite(decoded)).sum())
-            report.problems.append(f"video {video_id}: {bad} non-finite token values (NaN/inf) in "
-                                   f"{store.chunk_folder(i)}")
+        problems = value_problems(store, i, video_id)
+        if problems:
+            report.problems += problems
             report.damaged.append(i)
     if repair and report.damaged:
         group["videos/status"][report.damaged] = schema.PENDING  # the extraction encodes pending videos again
     return report
+
+
+def value_problems(store: Store, row: int, video_id: str) -> list[str]:
+    """What is wrong with video `row`'s stored values, in each token array the store has (the clean tokens, and
+    the augmented copies): a chunk that does not decode, non-finite values; each named with its chunk folder."""
+    problems = []
+    for name in store.arrays:  # tokens, augmented
+        what = "token" if name == "tokens" else "augmented-copy"
+        try:
+            stored, scale = store.read(row, video_id, array=name)
+        except schema.StoreFormatError as exc:
+            problems.append(f"video {video_id}: {name} unreadable ({exc.__cause__.__class__.__name__}) in "
+                            f"{store.chunk_folder(row, name)}")
+            continue
+        bad = int((~np.isfinite(schema.decode_tokens(stored, store.dtype, scale))).sum())
+        if bad:
+            problems.append(f"video {video_id}: {bad} non-finite {what} values (NaN/inf) in "
+                            f"{store.chunk_folder(row, name)}")
+    return problems
 
 
 def check_attrs(group) -> list[str]:

@@ -10,7 +10,7 @@ import zarr
 
 from fer_cache.config import load_config
 from fer_cache.errors import ConfigError
-from fer_cache.store import Store
+from fer_cache.store import Store, schema
 from tests.helpers import assert_one_line_error, extract_process, run, tree_digest
 
 pytest.importorskip("kornia")
@@ -100,3 +100,22 @@ def test_scan_says_what_copies_and_every_clip_start_cost(protocol_stores):
         assert len(frames) == 24 and f"{expected} encoder passes for {expected} clips" in decoded.stdout
     finally:
         config.write_text(text)
+
+
+def test_verify_checks_the_augmented_copies_and_repair_queues_their_video(protocol_stores, tmp_path):
+    """A NaN in a video's augmented copies (its clean tokens intact) is found, named with the copies' chunk folder,
+    and --repair marks the video pending for the extraction to encode again."""
+    import shutil
+
+    from fer_cache.store.audit import verify_store
+    _, train, _ = protocol_stores
+    store = shutil.copytree(train, tmp_path / "train.zarr")
+    group = zarr.open_group(str(store), mode="r+")
+    values = group["augmented"][1]
+    values[0, 1, 3, 2] = np.nan
+    group["augmented"][1] = values
+    report = verify_store(str(store))
+    assert not report.ok and report.damaged == [1]
+    assert any("1 non-finite augmented-copy values" in p and f"{store}/augmented/c/1" in p for p in report.problems)
+    verify_store(str(store), repair=True)
+    assert group["videos/status"][1] == schema.PENDING
