@@ -168,7 +168,7 @@ class CacheReader:
         if selection:
             stored, scale = stored[selection], None if scale is None else scale[selection]
             factors = None if factors is None else (factors[0][selection], factors[1][selection])
-        return self.decode(stored, scale, out, factors=factors)
+        return self.decode(stored, scale, out, factors=factors, consumer=not self.pin_memory)  # load_all: here
 
     def video(self, v: int, out: torch.Tensor | None = None) -> torch.Tensor:
         """All clips and views of one video -> [K, S, N, D] (one shard read; into `out` where given), checked

@@ -128,3 +128,14 @@ def test_a_streamed_compact_store_is_normalised_in_the_consuming_thread_and_give
             assert torch.equal(values, kept.video(v))
         assert torch.equal(batch[1].view(kept.clips, -1, kept.token_width), kept.view(2, 0))
         assert torch.equal(pending[1][0].view(kept.clips, -1, kept.token_width), kept.view(2, 0))
+
+
+def test_int8_decodes_the_same_in_the_consuming_thread_as_in_a_reading_thread():
+    """Kept int8 stores decode with torch where they are consumed, streamed ones with numpy: the same bits."""
+    from fer_probe.data.decoding import Decoding
+    rng = np.random.default_rng(0)
+    stored = rng.integers(-127, 128, size=(2, 1, 50, 24), dtype=np.int8)
+    scale = rng.random((2, 1, 50), dtype=np.float32) * 0.1
+    decode = Decoding("int8", torch.float32, None)
+    here, there = (decode(stored, scale, torch.empty(2, 1, 50, 24), consumer=c) for c in (True, False))
+    assert torch.equal(here, there) and torch.equal(here, torch.from_numpy(stored * scale[..., None]))
