@@ -64,18 +64,20 @@ class TokenBasis:
         """Normalised coordinates [..., R + 1] -> the coordinates z [..., R] (to float32 rounding)."""
         return normalised[..., :-1] / normalised[..., -1:]
 
+    def tokens(self, z: torch.Tensor) -> torch.Tensor:
+        """Coordinates z [..., R] -> the tokens they stand for, mean + z @ components [..., D]."""
+        return torch.addmm(self.mean.to(z.dtype), z.reshape(-1, self.rank), self.components.to(z.dtype)) \
+            .view(*z.shape[:-1], self.width)
+
     def lift(self, normalised: torch.Tensor) -> torch.Tensor:
         """Normalised coordinates [..., R + 1] -> the tokens they stand for [..., D] (for probes that need every token
         in D: the self-attention blocks of attentive-deep, the embedding plot)."""
-        z = self.coordinates(normalised)
-        return torch.addmm(self.mean.to(z.dtype), z.reshape(-1, self.rank), self.components.to(z.dtype)) \
-            .view(*z.shape[:-1], self.width)
+        return self.tokens(self.coordinates(normalised))
 
     def lift_means(self, z: np.ndarray) -> np.ndarray:
         """Mean coordinates [..., R] -> the mean tokens they stand for [..., D] float32 (the pooled baselines'
         clip means)."""
-        z = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)).to(self.mean.device)
-        return torch.addmm(self.mean, z.reshape(-1, self.rank), self.components).view(*z.shape[:-1], self.width) \
+        return self.tokens(torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)).to(self.mean.device)) \
             .cpu().numpy()
 
     def columns(self, directions: torch.Tensor) -> torch.Tensor:

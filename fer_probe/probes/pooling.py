@@ -74,6 +74,28 @@ TOKEN_CHUNK = 2048  # tokens of one streamed chunk at D = 1280: 10 MB in float32
 CHUNK_VALUES = TOKEN_CHUNK * 1280  # server CPU; narrower tokens (a compact store's coordinates) take longer chunks
 
 
+class OnlineSoftmax:
+    """The softmax over tokens that arrive a chunk at a time (a running maximum and sum, as flash attention): each
+    chunk's exp(s - the maximum so far), with the sums and the product accumulated with them (`weighted`) rescaled
+    whenever the maximum grows. Per score column: M."""
+
+    def __init__(self, u: torch.Tensor, width: int):
+        M = u.shape[0]
+        self.top = u.new_full((M,), -math.inf)  # [M] running maximum of the scores
+        self.total = u.new_zeros(M)  # [M] softmax denominators
+        self.weighted = u.new_zeros(M, width)  # what the caller accumulates with exp(s - top)
+
+    def step(self, s: torch.Tensor) -> torch.Tensor:
+        """Scores of a chunk [n, M] -> exp(s - top) [n, M], the running sums brought up to date."""
+        new = torch.maximum(self.top, s.amax(0))  # [M]
+        rescale = torch.exp(self.top - new)  # [M]
+        e = torch.exp(s - new)  # [n, M]
+        self.total.mul_(rescale).add_(e.sum(0))
+        self.weighted.mul_(rescale[:, None])
+        self.top = new
+        return e
+
+
 class StreamedPool(torch.autograd.Function):
     """pool for tokens without gradient, one chunk of tokens at a time with an online softmax (running maximum and
     sum, as flash attention). Each chunk serves all its products while it is in cache: the forward pass reads the
@@ -95,22 +117,16 @@ class StreamedPool(torch.autograd.Function):
         scores, rstd = x.new_empty((B, N, M), dtype=stats), x.new_empty((B, N, 1), dtype=stats)
         top, total, pooled = u.new_empty(B, M), u.new_empty(B, M), u.new_empty(B, M, D)
         for b in range(B):
-            running = u.new_full((M,), -math.inf)  # [M] running maximum of the scores
-            sums, weighted = u.new_zeros(M), u.new_zeros(M, D)  # softmax denominators; sum e rstd x
+            softmax = OnlineSoftmax(u, D)  # weighted: sum e rstd x [M, D]
             for start, chunk in chunks(x[b], matmul_dtype):  # [n, D]
                 n = slice(start, start + chunk.shape[0])
                 rstd_c = token_rstd(chunk, eps, stats)  # [n, 1]
                 s = torch.mul((chunk @ columns).to(stats), rstd_c, out=scores[b, n])  # [n, M] x_hat . u
-                new = torch.maximum(running, s.amax(0))  # [M]
-                rescale = torch.exp(running - new)  # [M]
-                e = torch.exp(s - new)  # [n, M]
-                sums.mul_(rescale).add_(e.sum(0))
-                e.mul_(rstd_c)  # [n, M]
-                weighted.mul_(rescale[:, None]).add_((e.T.to(matmul_dtype) @ chunk).to(stats))  # [M, D]
-                running = new
+                e = softmax.step(s).mul_(rstd_c)  # [n, M]
+                softmax.weighted.add_((e.T.to(matmul_dtype) @ chunk).to(stats))
                 rstd[b, n] = rstd_c
-            top[b], total[b] = running, sums
-            pooled[b] = centred(weighted) / sums[:, None]
+            top[b], total[b] = softmax.top, softmax.total
+            pooled[b] = centred(softmax.weighted) / softmax.total[:, None]
         ctx.save_for_backward(x, scores, rstd, top, total, pooled)
         return pooled
 
@@ -146,18 +162,12 @@ class StreamedCompactPool(torch.autograd.Function):
         scores = x.new_empty((B, N, M), dtype=torch.float32)
         top, total, pooled = u.new_empty(B, M), u.new_empty(B, M), u.new_empty(B, M, D)
         for b in range(B):
-            running = u.new_full((M,), -math.inf)  # [M] running maximum of the scores
-            sums, weighted = u.new_zeros(M), u.new_zeros(M, W)  # softmax denominators; sum e zn
+            softmax = OnlineSoftmax(u, W)  # weighted: sum e zn [M, R + 1]
             for start, chunk in chunks(x[b], torch.float32):  # [n, R + 1]
                 s = torch.mm(chunk, columns, out=scores[b, start:start + chunk.shape[0]])  # [n, M] x_hat . u
-                new = torch.maximum(running, s.amax(0))  # [M]
-                rescale = torch.exp(running - new)  # [M]
-                e = torch.exp(s - new)  # [n, M]
-                sums.mul_(rescale).add_(e.sum(0))
-                weighted.mul_(rescale[:, None]).addmm_(e.T, chunk)  # [M, R + 1]
-                running = new
-            top[b], total[b] = running, sums
-            pooled[b] = centred(basis.combine(weighted)) / sums[:, None]
+                softmax.weighted.addmm_(softmax.step(s).T, chunk)
+            top[b], total[b] = softmax.top, softmax.total
+            pooled[b] = centred(basis.combine(softmax.weighted)) / softmax.total[:, None]
         ctx.save_for_backward(x, scores, top, total, pooled)
         return pooled
 
