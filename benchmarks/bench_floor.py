@@ -28,7 +28,7 @@ from fer_probe.data.reader import CacheReader
 HEADS = 16  # the probe's heads at ViT-H width, one query: M = 16 score columns per candidate
 
 
-def clip_matmuls(tokens: int, width: int, columns: int, repeats: int = 5) -> tuple[float, float]:
+def clip_matmuls(tokens: int, width: int, columns: int, repeats: int = 20) -> tuple[float, float]:
     """Seconds of one clip's (two forward, two backward) products for M = columns, float32."""
     x, w = torch.randn(tokens, width), torch.randn(width, columns)  # [N, D], [D, M]
     p, g = torch.randn(columns, tokens), torch.randn(tokens, columns)  # [M, N], [N, M]
@@ -58,8 +58,9 @@ def validation_videos(store: Path, run: Path, seed: int) -> list[int]:
                                 seed=seed + f)[1]) for f, fold in enumerate(folds)]
 
 
-def floor(store: Path, run: Path, *, tokens: int, width: int, read_s: float) -> dict:
-    """The protocol's bare matmuls and reads, from the run's own config and folds."""
+def floor(store: Path, run: Path, *, tokens: int, width: int, read_s: float, kept_s: float | None = None) -> dict:
+    """The protocol's bare matmuls and reads, from the run's own config and folds. kept_s: seconds to decode one
+    clip from memory, for a store that the run keeps there (read once, then decoded at every use)."""
     probe = json.loads((run / "config.json").read_text())["probe"]
     epochs, candidates = probe["epochs"], len(probe["lrs"]) * len(probe["weight_decays"])
     with CacheReader(store) as reader:
@@ -71,7 +72,8 @@ def floor(store: Path, run: Path, *, tokens: int, width: int, read_s: float) -> 
     test = videos * clips * views * clip_matmuls(tokens, width, HEADS)[0]  # by its fold's chosen candidate
     val_videos = validation_videos(store, run, probe["seed"]) if candidates > 1 else []
     val = sum(val_videos) * clips * views * clip_matmuls(tokens, width, candidates * HEADS)[0]  # after the last epoch
-    reads = (epochs * videos * clips + sum(val_videos) * clips * views + videos * clips * views) * read_s
+    uses = epochs * videos * clips + sum(val_videos) * clips * views + videos * clips * views
+    reads = uses * read_s if kept_s is None else videos * clips * views * read_s + uses * kept_s
     matmuls = train + test + val
     return {"matmuls": matmuls, "reads": reads, "total": matmuls + reads,
             "clip_passes": epochs * videos * clips + videos * clips * views}

@@ -56,6 +56,9 @@ class Store:
         self.direct, self.direct_copies = (ShardReader(group[name], self.location) if name in group and local and
                                            ShardReader.applies(group[name], self.location) else None
                                            for name in ("tokens", "augmented"))
+        self.direct_scales = {name: ShardReader(group[scale], self.location) for name, scale in
+                              schema.TOKEN_ARRAYS.items() if scale in group and local
+                              and ShardReader.applies(group[scale], self.location)}  # int8 scales, read directly too
         self.whole_shards = {name: local and writes_whole_shards(group[name], self.location)
                              for name in schema.TOKEN_NODES if name in group}  # decided once, not per video
 
@@ -108,7 +111,10 @@ class Store:
                     target = out.reshape(stored.shape)
                     target[...] = stored
                     stored = target
-            scale = scales[(row, *selection)] if scales is not None else None
+            scale = None if scales is None or direct is None or array not in self.direct_scales else \
+                self.direct_scales[array].read(row, selection)  # zarr's own read costs 1-2 ms, a fifth of a clip's
+            if scales is not None and scale is None:
+                scale = scales[(row, *selection)]
         except Exception as exc:  # any decoding failure of a chunk means the same to the user
             raise StoreFormatError(f"{self.location}: the {array} of video {video_id} do not decode "
                                    f"({type(exc).__name__}, in {self.chunk_folder(row, array)}); `fer-cache verify "

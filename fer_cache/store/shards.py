@@ -82,6 +82,24 @@ def write_shard(array, location: str, name: str, *, row: int, values: np.ndarray
         raise
 
 
+def write_file(path: Path, data: bytes) -> None:
+    """`data` as the file `path`, atomically (a .partial renamed), its page-aligned bulk past the page cache
+    (write_direct) and the rest appended: for large results such as a probe's weights, whose buffered writes can
+    wait seconds behind the page cache's writeback (400 MB on the project's machine: 0.3 s direct, 0.3-4 s buffered)."""
+    bulk = len(data) - len(data) % PAGE
+    aligned = aligned_empty((bulk,), np.uint8)
+    aligned[:] = np.frombuffer(data, np.uint8, count=bulk)
+    partial = path.with_name(path.name + f".{os.getpid()}.partial")
+    try:
+        direct = bulk > 0 and write_direct(partial, memoryview(aligned))
+        with open(partial, "ab" if direct else "wb") as f:
+            f.write(memoryview(data)[bulk:] if direct else data)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
+        raise
+
+
 def remove_partials(location: str) -> int:
     """Half-written shard files (`*.partial`) left by a run that was killed mid-write; the resumed run writes those
     videos again. Returns how many were removed."""

@@ -41,6 +41,7 @@ def clip_means(values: torch.Tensor) -> np.ndarray:
     return values.mean(dim=2, dtype=torch.float32).numpy()
 
 
+FACTOR_CHUNK = 2048  # tokens a chunk when finding factors: 2 MB of float32 coordinates at R = 256
 Factors = tuple[torch.Tensor, torch.Tensor]  # per token [..., 1]: what takes a stored coordinate to rstd z, and rstd
 
 
@@ -83,11 +84,19 @@ class Decoding:
 
     def factors(self, stored: np.ndarray, scale: np.ndarray | None) -> Factors:
         """A compact store's stored coordinates -> per token (the factor that takes a stored value to rstd z, rstd)
-        [..., 1] float32: normalised coordinates are [stored * factor, rstd]."""
-        z = torch.from_numpy(stored).float()
-        if scale is not None:
-            z.mul_(torch.from_numpy(scale)[..., None])
-        rstd = self.basis.rstd(z)  # [..., 1]
+        [..., 1] float32: normalised coordinates are [stored * factor, rstd]. A chunk of tokens at a time through one
+        small buffer: a video's float32 coordinates at once would fault in fresh pages on every call (2-4x slower)."""
+        rows = stored.reshape(-1, stored.shape[-1])  # [T, R]
+        scales = None if scale is None else torch.from_numpy(scale.reshape(-1, 1))  # [T, 1]
+        rstd = torch.empty(len(rows), 1)  # [T, 1]
+        buffer = torch.empty(min(len(rows), FACTOR_CHUNK), rows.shape[1])
+        for start in range(0, len(rows), FACTOR_CHUNK):
+            n = slice(start, start + FACTOR_CHUNK)
+            z = buffer[:len(rows[n])].copy_(torch.from_numpy(rows[n]))  # [n, R]
+            if scales is not None:
+                z.mul_(scales[n])
+            rstd[n] = self.basis.rstd(z)
+        rstd = rstd.view(*stored.shape[:-1], 1)
         return (rstd if scale is None else rstd * torch.from_numpy(scale)[..., None]), rstd
 
     def normalised(self, stored: np.ndarray, factors: Factors, out: torch.Tensor | None) -> torch.Tensor:

@@ -191,9 +191,10 @@ class CacheReader:
         needed = int(self.clip_counts.sum()) * self.views * self.num_tokens * per_token
         if needed > self.memory_budget or self._memory:
             return bool(self._memory)
-        for v, (stored, scale) in enumerate(self.load_all(lambda v: self._stored(v, self.whole(v)), range(len(self)))):
+        kept = list(self.load_all(lambda v: self._stored(v, self.whole(v)), range(len(self))))
+        for v, (stored, scale) in enumerate(kept):  # after the reads: torch's threads would contend with them
             self.require_finite(v, as_tensor(stored, scale))
-            factors = None if self.basis is None else self.decode.factors(stored, scale)  # in this thread: torch's
+            factors = None if self.basis is None else self.decode.factors(stored, scale)
             if factors is not None:
                 self.require_finite(v, factors[0])
             self._memory[v] = stored, scale, factors

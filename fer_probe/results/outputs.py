@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 
+from fer_cache.store.shards import write_file
 from fer_probe import __version__
 from fer_probe.errors import FerProbeError, RunDirectoryError
 from fer_probe.protocols.folds import Fold, save_folds
@@ -110,10 +111,10 @@ def write_weights(path: Path, candidate, cfg, *, class_names: list[str], width: 
             "use_proj": str(cfg.use_proj), "recipe": cfg.recipe,
             "width": str(width), "classes": json.dumps(class_names), "selected_head": candidate.name,
             "lr": str(candidate.lr), "weight_decay": str(candidate.weight_decay)}
-    save_file(state, str(path), metadata=meta)
+    write_file(path, save(state, metadata=meta))
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)  # safetensors writes 0600; weights are ordinary results
+    os.chmod(path, 0o666 & ~umask)  # written 0644 past the page cache; weights are ordinary results
 
 
 def write_results(out: Path, folds: list[FoldPredictions], metrics: dict, *, class_names: list[str],

@@ -16,7 +16,7 @@ from fer_probe.config import ProbeConfig
 from fer_probe.data.inputs import InputKind
 from fer_probe.data.sampling import TokenSource
 from fer_probe.probes.registry import registered
-from fer_probe.training.optim import parameter_groups
+from fer_probe.training.optim import AdamW, parameter_groups
 
 
 @dataclass(kw_only=True)
@@ -37,7 +37,7 @@ class Candidate:
     lr: float
     weight_decay: float
     model: nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: AdamW
     val_uar: float | None = None  # inner-validation UAR (PBV) after the last epoch
     variant: str = ""  # which of several configurations trained together (ProbeConfig.variant); "" when alone
     train_clips: str = "all"  # its configuration's train_clips: what it trains on, and so how it scores
@@ -101,7 +101,7 @@ def make_candidates(cfg: ProbeConfig, source: TokenSource, num_classes: int, *, 
     for lr in cfg.lrs:
         for wd in cfg.weight_decays:
             model = first if not out else copy.deepcopy(first)
-            optimizer = torch.optim.AdamW(parameter_groups(model, wd), lr=lr, fused=True)  # 5x faster on the CPU
+            optimizer = AdamW(parameter_groups(model, wd), lr=lr)
             out.append(Candidate(fold=plan.fold, name=f"lr{lr:.0e}_wd{wd:g}", lr=lr, weight_decay=wd, model=model,
                                  optimizer=optimizer, variant=variant, train_clips=cfg.train_clips))
     return out

@@ -113,6 +113,10 @@ def test_direct_reads_equal_zarr(tmp_path, dtype, direct, views):
         fast = arrays.direct.read(1, selection)
         assert fast is not None and fast.dtype == group["tokens"].dtype
         assert np.array_equal(fast, group["tokens"][(1, *selection)]), selection
+        if dtype == "int8":  # and their per-token scales, from their own shards
+            scale = arrays.direct_scales["tokens"].read(1, selection)
+            assert scale is not None and np.array_equal(scale, group["tokens_scale"][(1, *selection)]), selection
+            assert np.array_equal(arrays.read(1, "v1", selection)[1], scale)
 
 
 def test_unwritten_videos_and_other_layouts_fall_back_to_zarr(tmp_path):
@@ -160,3 +164,28 @@ def test_the_batch_encoders_buffer_gets_its_checksums_in_place_and_other_values_
     plain = np.ascontiguousarray(buffer)
     copied, _ = shards.with_checksums(plain, 3, np.dtype("<f2"))
     assert not np.shares_memory(copied, plain) and np.array_equal(copied, data)
+
+
+@pytest.mark.parametrize("size", [0, 100, shards.PAGE, 3 * shards.PAGE + 17])
+def test_write_file_writes_every_byte_and_replaces_the_old_file(tmp_path, size):
+    """The page-aligned bulk goes past the page cache and the tail is appended: the file holds exactly the bytes,
+    whatever their length, in place of what was there, and no partial file is left."""
+    path = tmp_path / "weights.safetensors"
+    path.write_bytes(b"old" * 5000)
+    data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
+    shards.write_file(path, data)
+    assert path.read_bytes() == data
+    assert [p.name for p in tmp_path.iterdir()] == ["weights.safetensors"]
+
+
+def test_write_file_that_fails_leaves_the_old_file_and_no_partial(tmp_path, monkeypatch):
+    """A full disk while writing: the previous file stays whole and no half-written file is left behind."""
+    path = tmp_path / "weights.safetensors"
+    path.write_bytes(b"old")
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(shards, "write_direct", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        shards.write_file(path, bytes(3 * shards.PAGE))
+    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["weights.safetensors"]
