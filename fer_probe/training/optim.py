@@ -39,9 +39,10 @@ class AdamW:
     protocol (grad_scale and found_inf handed to the kernel, so an overflowing step is skipped on the device)."""
     _step_supports_amp_scaling = True  # GradScaler sets grad_scale and found_inf before calling step
 
-    def __init__(self, groups: list[dict], lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+    def __init__(self, groups: list[dict], lr: float, *, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8):
         self.param_groups = [{"lr": lr, "betas": betas, "eps": eps} | group for group in groups]
-        self.state: dict[torch.Tensor, dict] = {}  # per parameter: step, exp_avg, exp_avg_sq (made at its first step)
+        self.state: dict[torch.Tensor, dict] = {}  # per parameter: step, exp_avg, exp_avg_sq (from its first step)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for group in self.param_groups:
