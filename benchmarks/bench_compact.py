@@ -24,9 +24,7 @@ from bench_probe import RAVDESS, read_time, timed_cv
 from common import append_row, machine, synthetic_store
 
 from fer_cache.store.compaction import CompactRequest, compact_store
-from fer_probe.config import ProbeConfig
-from fer_probe.data.precision import Precision
-from fer_probe.data.reader import CacheReader, ClipRef
+from fer_probe.data.reader import CacheReader
 from fer_probe.probes import registered
 from fer_probe.training.optim import AdamW, clip_gradients, parameter_groups
 
@@ -41,7 +39,7 @@ def parameter_step(width: int, classes: int, batch: int, device: torch.device, r
     y = torch.zeros(batch, dtype=torch.long, device=device)
 
     def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         F.cross_entropy(probe(x), y).backward()
         clip_gradients(probe, 10.0)
         optimizer.step()
@@ -54,23 +52,6 @@ def parameter_step(width: int, classes: int, batch: int, device: torch.device, r
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - started)
     return best
-
-
-def kept_read_time(store: Path, device: torch.device) -> float | None:
-    """Seconds to decode one clip view from memory, for a store that cv keeps there (the default memory budget), as
-    its CPU training does (in the consuming thread); None for a store that does not fit, which cv reads per epoch."""
-    budget = ProbeConfig().memory_budget_mb
-    with CacheReader(store, memory_budget_mb=budget, precision=Precision.resolve("auto", device.type)) as reader:
-        if not reader.preload():
-            return None
-        refs = [ClipRef(v, k, 0) for v in range(len(reader)) for k in range(reader.clips)]
-        out = torch.empty(reader.num_tokens, reader.token_width)
-        for ref in refs:
-            reader.clip(ref, out=out)
-        started = time.perf_counter()
-        for ref in refs:
-            reader.clip(ref, out=out)
-        return (time.perf_counter() - started) / len(refs)
 
 
 def candidate_steps(run: Path, videos: int) -> int:
@@ -115,7 +96,7 @@ def compact_mode(args) -> None:
     for name, location, width in stores:
         out, runs = folder / f"run-{name}", timings[name]
         bound = floor(location, out, tokens=args.tokens, width=width, read_s=read_time(location, device),
-                      kept_s=kept_read_time(location, device))
+                      kept_s=read_time(location, device, kept=True))
         params = candidate_steps(out, videos) * parameter_step(args.width, 3, 5, device)
         total = bound["total"] + params
         walls[name] = min(runs)

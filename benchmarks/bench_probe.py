@@ -69,14 +69,19 @@ class Straightforward(torch.nn.Module):
         return straightforward_logits(self.probe, x)
 
 
-def read_time(store: Path, device: torch.device, warm: bool = True, direct: bool = True) -> float:
+def read_time(store: Path, device: torch.device, warm: bool = True, direct: bool = True,
+              kept: bool = False) -> float | None:
     """Seconds to read one clip view from the store as cv does (the stored float16 as it is: CUDA casts it on the
     device, the CPU's float32 attentive probes widen it a chunk at a time), every clip once, from the page cache (a
     first pass warms it) or, with warm=False, from wherever it is; direct=False reads through zarr's codec pipeline
-    instead of straight from the shard files."""
-    with CacheReader(store, precision=Precision.resolve("auto", device.type)) as reader:
+    instead of straight from the shard files; kept=True decodes it from memory, as cv does with a store that fits its
+    default memory budget (None for a store that does not fit)."""
+    budget = ProbeConfig().memory_budget_mb if kept else 0
+    with CacheReader(store, precision=Precision.resolve("auto", device.type), memory_budget_mb=budget) as reader:
         if not direct:
             reader.store.direct = None
+        if kept and not reader.preload():
+            return None
         refs = [ClipRef(v, k, 0) for v in range(len(reader)) for k in range(reader.clips)]
         for ref in refs if warm else ():
             reader.clip(ref)

@@ -53,12 +53,13 @@ class Store:
                                    f"{self.basis.components.shape} and tokens of width {self.tokens.shape[-1]} do not "
                                    "fit together; the compact store is damaged (compact it again)")
         local = direct and not schema.is_url(self.location)
-        self.direct, self.direct_copies = (ShardReader(group[name], self.location) if name in group and local and
-                                           ShardReader.applies(group[name], self.location) else None
-                                           for name in ("tokens", "augmented"))
-        self.direct_scales = {name: ShardReader(group[scale], self.location) for name, scale in
-                              schema.TOKEN_ARRAYS.items() if scale in group and local
-                              and ShardReader.applies(group[scale], self.location)}  # int8 scales, read directly too
+
+        def shard_reader(name: str) -> ShardReader | None:  # reads straight from the array's shard files, or None
+            applies = local and name in group and ShardReader.applies(group[name], self.location)
+            return ShardReader(group[name], self.location) if applies else None
+        self.direct, self.direct_copies = shard_reader("tokens"), shard_reader("augmented")
+        self.direct_scales = {name: reader for name, scale in schema.TOKEN_ARRAYS.items()  # int8 scales, directly too
+                              if (reader := shard_reader(scale)) is not None}
         self.whole_shards = {name: local and writes_whole_shards(group[name], self.location)
                              for name in schema.TOKEN_NODES if name in group}  # decided once, not per video
 
@@ -111,10 +112,11 @@ class Store:
                     target = out.reshape(stored.shape)
                     target[...] = stored
                     stored = target
-            scale = None if scales is None or direct is None or array not in self.direct_scales else \
-                self.direct_scales[array].read(row, selection)  # zarr's own read costs 1-2 ms, a fifth of a clip's
-            if scales is not None and scale is None:
-                scale = scales[(row, *selection)]
+            scale = None
+            if scales is not None:  # straight from the shard where the values were (zarr's read: 1-2 ms a clip)
+                scale_reader = self.direct_scales.get(array) if direct is not None else None
+                scale = scale_reader.read(row, selection) if scale_reader is not None else None
+                scale = scales[(row, *selection)] if scale is None else scale
         except Exception as exc:  # any decoding failure of a chunk means the same to the user
             raise StoreFormatError(f"{self.location}: the {array} of video {video_id} do not decode "
                                    f"({type(exc).__name__}, in {self.chunk_folder(row, array)}); `fer-cache verify "

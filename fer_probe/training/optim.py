@@ -44,13 +44,11 @@ class AdamW:
         self.param_groups = [{"lr": lr, "betas": betas, "eps": eps} | group for group in groups]
         self.state: dict[torch.Tensor, dict] = {}  # per parameter: step, exp_avg, exp_avg_sq (from its first step)
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
+    def zero_grad(self) -> None:
+        """Gradients set to None (autograd's next backward makes fresh ones, no zeroing pass)."""
         for group in self.param_groups:
             for p in group["params"]:
-                if set_to_none:
-                    p.grad = None
-                elif p.grad is not None:
-                    p.grad.zero_()
+                p.grad = None
 
     @torch.no_grad()
     def step(self) -> None:

@@ -78,7 +78,7 @@ class StepRunner:
             self.sums.index_add_(0, torch.from_numpy(active).to(self.device), sums)  # [P', 2] into [P, 2]
         self.samples[active] += counts.numpy()
         for key in rows:
-            self.grid[key].optimizer.zero_grad(set_to_none=True)
+            self.grid[key].optimizer.zero_grad()
         total = torch.stack(losses).sum()
         (self.scaler.scale(total) if self.scaler else total).backward()
         for key in rows:

@@ -43,7 +43,7 @@ def test_adamw_is_torchs_fused_adamw_bit_for_bit():
     for step in range(5):
         x = torch.randn(8, 30)
         for model, optimizer, still in zip((ours, theirs), optimizers, frozen):
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()  # both set gradients to None
             model(x).square().sum().backward()
             still.grad = None
             for group in optimizer.param_groups:
@@ -65,7 +65,7 @@ def test_adamw_skips_a_step_that_grad_scaler_found_inf_in():
     x = torch.randn(8, 30)
     for inf in (0.0, 1.0):
         for model, optimizer in zip((ours, theirs), optimizers):
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()  # both set gradients to None
             model(x).square().sum().backward()
             optimizer.grad_scale, optimizer.found_inf = torch.tensor(2.0), torch.tensor(inf)
             optimizer.step()
