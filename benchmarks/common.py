@@ -5,6 +5,7 @@ import csv
 import os
 import platform
 import resource
+import subprocess
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,12 +45,26 @@ def peak_rss_gb(children: bool = False) -> float:
     return resource.getrusage(who).ru_maxrss / 1e6  # Linux reports kB
 
 
+def code_version() -> str:
+    """The commit the benchmark ran, with "+edits" where the working tree differs from it ("" outside git), so that
+    a row of results names the code that made it."""
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=RESULTS.parent, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        edited = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results")
+        return commit and commit + ("+edits" if edited else "")
+    except OSError:  # no git here
+        return ""
+
+
 def append_row(name: str, row: dict) -> Path:
     """Append one row to benchmarks/results/<name>.csv (header written on first use)."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.csv"
     row = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
-           "cuda": torch.version.cuda or "", **row}
+           "cuda": torch.version.cuda or "", "commit": code_version(), **row}
     rows = []
     if path.exists():
         with open(path, newline="") as f:

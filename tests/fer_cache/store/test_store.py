@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import zarr
@@ -89,3 +92,13 @@ def test_lock_refuses_a_second_writer_and_is_removed_after(tmp_path):
     assert not (tmp_path / "s.zarr.lock").exists()
     with writing.StoreLock(tmp_path / "s.zarr"):  # released after use
         pass
+
+
+def test_the_command_line_tuning_stops_numpy_asking_for_huge_pages():
+    """With glibc serving large blocks from its heap (tune_process), numpy's huge-page advice on each large array
+    made fresh arrays 15-20x slower to fault in on the project's machine: tune_process turns it off, in its own
+    process as the command-line tools do."""
+    code = ("import numpy as np; from fer_cache.store import tune_process; tune_process(); "
+            "core = getattr(np, '_core', None) or np.core; print(core.multiarray._set_madvise_hugepage(True))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
