@@ -53,7 +53,7 @@ def code_version() -> str:
         return done.stdout.strip() if done.returncode == 0 else ""
     try:
         commit = git("rev-parse", "--short", "HEAD")
-        edited = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results")
+        edited = git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)benchmarks/results")
         return commit and commit + ("+edits" if edited else "")
     except OSError:  # no git here
         return ""
