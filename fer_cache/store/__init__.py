@@ -15,7 +15,8 @@ def tune_process() -> None:
     reuse instead of returning them and faulting fresh pages in for the next chunk (3-4x faster sharded writes and
     about 2x faster reads on the project's machine, benchmarks/bench_store.py; Linux glibc only). numpy no longer
     asks for huge pages on its large arrays: on that heap the request made fresh numpy memory 15-20x slower to fault
-    in there (282 MB: 1.3-2.4 s against 0.08-0.12 s), which a store kept in memory paid at every run's start."""
+    in on the same machine (282 MB: 1.3-2.4 s against 0.08-0.12 s), which a store kept in memory paid at the start
+    of every run."""
     import ctypes
     import ctypes.util
     import sys
